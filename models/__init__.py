@@ -1,0 +1,25 @@
+"""attnlab's from-scratch Transformer library: pure PyTorch, usable alone from a notebook.
+
+    from models import preset, build_model, capture
+    model = build_model(preset("tiny"))
+    with capture(model) as rec:
+        model(ids)
+    rec.tile("decoder", layer=0, head=1, rows=(0, 8), cols=(0, 8))
+"""
+
+from .architectures import (
+    MODEL_CLASSES, Decoder, Encoder, EncoderDecoder, ModelOutput, TransformerModel, build_model,
+    filter_logits, load_model, sample_next,
+)
+from .attention import BACKENDS, AttentionSpec, get_backend, make_pattern
+from .capture import AttentionRecord, Recorder, capture
+from .config import PRESETS, TransformerConfig, preset
+from .layers import KVCache
+from .positional import POSITIONAL, make_positional
+
+__all__ = [
+    "BACKENDS", "MODEL_CLASSES", "POSITIONAL", "PRESETS", "AttentionRecord", "AttentionSpec", "Decoder",
+    "Encoder", "EncoderDecoder", "KVCache", "ModelOutput", "Recorder", "TransformerConfig", "TransformerModel",
+    "build_model", "capture", "filter_logits", "get_backend", "load_model", "make_pattern", "make_positional",
+    "preset", "sample_next",
+]

@@ -1,0 +1,203 @@
+"""Attention capture as (Q, K, LSE), never as T x T.
+
+``with capture() as rec: model(ids)`` records, for every attention call made inside the
+block, the post-rotary queries and keys, the lazy mask/bias spec and the row
+log-sum-exp. Any block of the attention matrix is then exact and cheap:
+
+    w[i, j] = exp(q_i . k_j * scale + bias[i, j] - lse_i)      (0 where masked)
+
+The recorder is found through a context variable, not parked on modules, so two
+threads (two server requests) capture independently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+from dataclasses import dataclass
+from typing import Iterator, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .attention import AttentionSpec, row_lse
+
+Kind = Literal["encoder", "decoder", "cross"]
+PoolMode = Literal["max", "mean"]
+
+_current: contextvars.ContextVar["Recorder | None"] = contextvars.ContextVar("attnlab_recorder", default=None)
+
+
+def _as_slice(r: slice | tuple[int, int] | None, n: int, what: str) -> slice:
+    if r is None:
+        return slice(0, n)
+    start, stop = (r.start, r.stop) if isinstance(r, slice) else r
+    start = 0 if start is None else start
+    stop = n if stop is None else stop
+    if not 0 <= start < stop <= n:
+        raise IndexError(f"{what} range {start}:{stop} is outside 0:{n}")
+    return slice(start, stop)
+
+
+@dataclass
+class AttentionRecord:
+    """One attention call: enough to rebuild any block of its weights."""
+
+    kind: str
+    layer: int
+    q: Tensor  # (B, H, Tq, hd), after rotary
+    k: Tensor  # (B, Hkv, Tk, hd), after rotary; heads shared by groups under GQA
+    spec: AttentionSpec
+    lse: Tensor  # (B, H, Tq), float32
+
+    @property
+    def n_heads(self) -> int:
+        return self.q.shape[1]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.q.shape[-2], self.k.shape[-2]
+
+    def kv_head(self, head: int) -> int:
+        return head // (self.q.shape[1] // self.k.shape[1])
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.q, self.k, self.lse))
+
+    def block(self, heads: slice, rows: slice, cols: slice, batch: int = 0) -> Tensor:
+        """Exact weights for (heads, rows, cols): shape (h, r, c), float32."""
+        q = self.q[batch : batch + 1, heads, rows].float()  # (1, h, r, hd)
+        group = self.q.shape[1] // self.k.shape[1]
+        head_idx = torch.arange(self.q.shape[1])[heads] // group
+        k = self.k[batch : batch + 1, head_idx, cols].float()  # (1, h, c, hd)
+        spec = self.spec
+        q_pos = torch.arange(rows.start, rows.stop, device=q.device) + spec.q_offset
+        k_pos = torch.arange(cols.start, cols.stop, device=q.device)
+        # the spec's padding mask is per batch row; keep the one of this batch element
+        pad = None if spec.key_padding is None else spec.key_padding[batch : batch + 1]
+        one = AttentionSpec(spec.scale, spec.causal, spec.bias, pad, spec.pattern, spec.q_offset)
+        bias = one.bias_block(q_pos, k_pos, torch.float32)
+        if bias is not None:
+            bias = bias[:, heads]
+        scores = torch.matmul(q, k.transpose(-2, -1)) * spec.scale
+        if bias is not None:
+            scores = scores + bias
+        mask = one.mask_block(q_pos, k_pos, cols)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        lse = self.lse[batch : batch + 1, heads, rows, None].float()
+        return torch.exp(scores - lse).nan_to_num(0.0)[0]
+
+
+class Recorder:
+    """Collects AttentionRecords; serves tiles, dense maps and pooled overviews."""
+
+    def __init__(self, detach: bool = True):
+        self.records: list[AttentionRecord] = []
+        self.detach = detach
+
+    # -- recording (called by attention modules) ---------------------------------
+    def add(self, kind: str, layer: int, q: Tensor, k: Tensor, spec: AttentionSpec, lse: Tensor | None) -> None:
+        if self.detach:
+            q, k = q.detach(), k.detach()
+        if lse is None:
+            group = q.shape[1] // k.shape[1]
+            lse = row_lse(q, k.repeat_interleave(group, dim=1), spec)
+        self.records.append(AttentionRecord(kind, layer, q, k, spec, lse.detach().float()))
+
+    # -- lookup -------------------------------------------------------------------
+    @property
+    def kinds(self) -> list[str]:
+        return list(dict.fromkeys(r.kind for r in self.records))
+
+    def layers(self, kind: str) -> int:
+        return len({r.layer for r in self.records if r.kind == kind})
+
+    def get(self, kind: str, layer: int) -> AttentionRecord:
+        """The latest record of this kind and layer."""
+        for rec in reversed(self.records):
+            if rec.kind == kind and rec.layer == layer:
+                return rec
+        raise KeyError(f"no {kind!r} attention recorded for layer {layer}; recorded kinds: {self.kinds}, layers: "
+                       f"{ {k: self.layers(k) for k in self.kinds} }")
+
+    def nbytes(self) -> int:
+        return sum(r.nbytes() for r in self.records)
+
+    # -- reading weights ------------------------------------------------------------
+    def tile(self, kind: str, layer: int, head: int, rows=None, cols=None, batch: int = 0) -> Tensor:
+        """An exact block (r, c) of one head's attention matrix."""
+        rec = self.get(kind, layer)
+        if not 0 <= head < rec.n_heads:
+            raise IndexError(f"head {head} is outside 0:{rec.n_heads}")
+        t_q, t_k = rec.shape
+        return rec.block(slice(head, head + 1), _as_slice(rows, t_q, "rows"), _as_slice(cols, t_k, "cols"), batch)[0]
+
+    def dense(self, kind: str, layer: int, head: int | None = None, batch: int = 0) -> Tensor:
+        """The whole map of one head (Tq, Tk), or of all heads (H, Tq, Tk). For small inputs."""
+        rec = self.get(kind, layer)
+        t_q, t_k = rec.shape
+        heads = slice(0, rec.n_heads) if head is None else slice(head, head + 1)
+        out = rec.block(heads, slice(0, t_q), slice(0, t_k), batch)
+        return out if head is None else out[0]
+
+    def all_dense(self, kind: str, batch: int = 0) -> Tensor:
+        """(L, H, Tq, Tk) for every layer of a kind."""
+        return torch.stack([self.dense(kind, layer, None, batch) for layer in range(self.layers(kind))])
+
+    def pooled(self, kind: str, layer: int, head: int, size: int, mode: PoolMode = "max",
+               rows=None, cols=None, batch: int = 0, block_rows: int = 256) -> tuple[Tensor, int]:
+        """Downsample one head's map (or a region of it) to at most size x size.
+
+        Computed in row bands of ``block_rows`` (rounded to the pool factor), so the
+        largest tensor alive is band x Tk, never Tq x Tk. Returns (pooled, factor).
+        """
+        if size <= 0:
+            raise ValueError(f"pool size must be positive, got {size}")
+        rec = self.get(kind, layer)
+        t_q, t_k = rec.shape
+        rows, cols = _as_slice(rows, t_q, "rows"), _as_slice(cols, t_k, "cols")
+        n_r, n_c = rows.stop - rows.start, cols.stop - cols.start
+        factor = max(1, math.ceil(max(n_r, n_c) / size))
+        band = max(factor, block_rows // factor * factor)
+        pieces = []
+        for r0 in range(rows.start, rows.stop, band):
+            r1 = min(r0 + band, rows.stop)
+            w = rec.block(slice(head, head + 1), slice(r0, r1), cols, batch)  # (1, r, c)
+            pieces.append(_pool2d(w, factor, mode)[0])
+        return torch.cat(pieces, dim=0), factor
+
+
+def _pool2d(w: Tensor, factor: int, mode: PoolMode) -> Tensor:
+    if factor == 1:
+        return w
+    x = w[:, None]  # (h, 1, r, c)
+    if mode == "max":
+        return F.max_pool2d(x, factor, ceil_mode=True)[:, 0]
+    if mode == "mean":
+        # average over the cells that exist (ceil_mode pads the ragged edge)
+        total = F.avg_pool2d(x, factor, ceil_mode=True, divisor_override=1)
+        count = F.avg_pool2d(torch.ones_like(x), factor, ceil_mode=True, divisor_override=1)
+        return (total / count)[:, 0]
+    raise ValueError(f"unknown pool mode {mode!r}; known: ['max', 'mean']")
+
+
+def current_recorder() -> Recorder | None:
+    return _current.get()
+
+
+@contextlib.contextmanager
+def capture(model: object | None = None, detach: bool = True) -> Iterator[Recorder]:
+    """Record every attention call made in this block (by any model, in this context).
+
+    ``model`` is accepted for readability (``with capture(model) as rec``); the
+    recorder is bound to the current context, so concurrent requests do not mix.
+    """
+    rec = Recorder(detach=detach)
+    token = _current.set(rec)
+    try:
+        yield rec
+    finally:
+        _current.reset(token)
