@@ -23,3 +23,11 @@ __all__ = [
     "build_model", "capture", "filter_logits", "get_backend", "load_model", "make_pattern", "make_positional",
     "preset", "sample_next",
 ]
+
+from .adapter import Encoded, ForwardResult, GenerationStep, ModelAdapter, ModelInfo, ScratchAdapter  # noqa: E402
+from .registry import Registry, UnavailableModel, UnknownModel, default_registry, load  # noqa: E402
+
+__all__ += [
+    "Encoded", "ForwardResult", "GenerationStep", "ModelAdapter", "ModelInfo", "Registry", "ScratchAdapter",
+    "UnavailableModel", "UnknownModel", "default_registry", "load",
+]
