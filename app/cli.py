@@ -1,14 +1,24 @@
-"""The `attnlab` command line: serve, list models, benchmarks, training and labs."""
+"""The `attnlab` command line: serve, list models, benchmarks, training and labs.
+
+Output meant for a person goes through rich; everything else is logging.
+"""
 
 from __future__ import annotations
 
+import json as jsonlib
 import logging
+import sys
+from pathlib import Path
+from typing import Optional
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 app = typer.Typer(help="attnlab: see what Transformer attention does.", no_args_is_help=True)
 bench = typer.Typer(help="Benchmarks that print ratios measured side by side in one run.", no_args_is_help=True)
 app.add_typer(bench, name="bench")
+console = Console() if sys.stdout.isatty() else Console(width=200)  # pipes: do not wrap at 80
 
 
 def _logging(level: str = "INFO") -> None:
@@ -16,12 +26,41 @@ def _logging(level: str = "INFO") -> None:
 
 
 @app.command()
-def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, reload: bool = False) -> None:
+def serve(host: str = typer.Option(None, help="default: ATTNLAB_HOST or 127.0.0.1"),
+          port: int = typer.Option(None, help="default: ATTNLAB_PORT or 8000"),
+          workers: int = typer.Option(None, help="uvicorn worker processes (default: ATTNLAB_WORKERS or 1)"),
+          reload: bool = False) -> None:
     """Start the web server (pages at /, API at /api, OpenAPI at /docs)."""
     import uvicorn
 
-    _logging()
-    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers, reload=reload)
+    from .settings import get_settings
+
+    settings = get_settings()
+    _logging(settings.log_level)
+    uvicorn.run("app.main:create_app", factory=True, host=host or settings.host, port=port or settings.port,
+                workers=workers or settings.workers, reload=reload, timeout_graceful_shutdown=10)
+
+
+@app.command("models")
+def list_models(as_json: bool = typer.Option(False, "--json", help="machine-readable")) -> None:
+    """List every model attnlab knows, whether it is available here, and why not."""
+    from models.registry import default_registry
+
+    from .settings import get_settings
+
+    _logging("WARNING")
+    settings = get_settings()
+    infos = default_registry(settings.allowlist, settings.model_dir).list()
+    if as_json:
+        typer.echo(jsonlib.dumps([i.to_dict() for i in infos], indent=2))
+        return
+    table = Table(title="attnlab models")
+    for col in ("id", "family", "source", "layers x heads", "d_model", "positional", "available"):
+        table.add_column(col)
+    for i in infos:
+        table.add_row(i.id, i.family, i.source, f"{i.n_layers} x {i.n_heads}", str(i.d_model), i.positional,
+                      "yes" if i.available else f"no: {i.reason}")
+    console.print(table)
 
 
 @bench.command("attention")
@@ -32,6 +71,77 @@ def bench_attention(quick: bool = typer.Option(False, help="only T=4096 causal f
 
     _logging("WARNING")
     run_attention_bench(quick=quick, as_json=json)
+
+
+@bench.command("profile")
+def bench_profile(model: str = typer.Option("minilm", help="a model id from `attnlab models`, or a preset name"),
+                  tokens: int = 128, batch: int = 1, repeats: int = 3,
+                  json: bool = typer.Option(False, "--json")) -> None:
+    """Forward and backward time per component (embedding, attention, feed-forward, norms, head)."""
+    import torch
+
+    from models.config import PRESETS
+    from models.architectures import build_model
+    from models.profiler import profile_model
+
+    _logging("WARNING")
+    torch.manual_seed(0)
+    if model in PRESETS:
+        net = build_model(PRESETS[model])
+        vocab = net.config.vocab_size
+        inputs = {"ids": torch.randint(0, vocab, (batch, tokens))}
+        if net.config.family == "encoder-decoder":
+            inputs = {"src": inputs["ids"], "tgt": inputs["ids"]}
+    else:
+        from models.registry import default_registry
+
+        adapter = default_registry().load(model)
+        net = getattr(adapter, "model")
+        vocab = adapter.info.vocab_size or 1000
+        key = "input_ids" if adapter.info.source == "pretrained" else "ids"
+        inputs = {key: torch.randint(0, vocab, (batch, tokens))}
+    with torch.enable_grad():
+        result = profile_model(net, inputs, repeats=repeats).to_dict()
+    if json:
+        typer.echo(jsonlib.dumps(result, indent=2))
+        return
+    table = Table(title=f"{model}: {batch} x {tokens} tokens, mean of {repeats}")
+    for col in ("component", "forward ms", "backward ms"):
+        table.add_column(col, justify="right")
+    for row in result["components"]:
+        table.add_row(row["component"], f"{row['forward_ms']:.2f}", f"{row['backward_ms']:.2f}")
+    table.add_row("total", f"{result['total_forward_ms']:.2f}", f"{result['total_backward_ms']:.2f}")
+    console.print(table)
+
+
+@bench.command("api")
+def bench_api() -> None:
+    """POST /api/attention end to end vs the bare forward; bytes per weight; 8k-token tiles."""
+    from .api_bench import run_api_bench
+
+    _logging("WARNING")
+    run_api_bench()
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train(ctx: typer.Context) -> None:
+    """Train a from-scratch model (see `attnlab train --help` for every option)."""
+    from models.training import main as training_main
+
+    _logging()
+    training_main(ctx.args)
+
+
+@app.command()
+def lab(name: str = typer.Argument(..., help="induction, extrapolation, seq2seq, lm or mlm"),
+        out: Optional[Path] = typer.Option(None, help="default: models/zoo/NAME"),
+        quick: bool = typer.Option(False, help="a seconds-long version (for tests)")) -> None:
+    """Run one of the week's labs; writes a checkpoint and results.json."""
+    from models.labs import run_lab
+
+    _logging()
+    results = run_lab(name, out_dir=out, quick=quick)
+    console.print_json(data=results.get("summary", results) if isinstance(results, dict) else results)
 
 
 if __name__ == "__main__":
