@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from .architectures import Decoder, EncoderDecoder, TransformerModel, filter_logits, sample_next
-from .attention import BACKENDS
+from .attention import BACKENDS, use_backend
 from .capture import Recorder, capture
 from .layers import KVCache
 
@@ -98,8 +98,9 @@ class ModelAdapter(ABC):
     def token_text(self, token_id: int) -> str:
         """How one token id reads (for generation traces)."""
 
-    @abstractmethod
-    def set_backend(self, backend: str) -> None: ...
+    def using_backend(self, name: str):
+        """A context in which this model's attention runs on ``name`` (this thread only)."""
+        return use_backend(name)
 
     @abstractmethod
     def _forward(self, enc: Encoded) -> Tensor | None:
@@ -124,8 +125,7 @@ class ModelAdapter(ABC):
         t0 = time.perf_counter()
         enc = self.tokenize(text, text_pair)
         t1 = time.perf_counter()
-        self.set_backend(backend)
-        with capture() as rec:
+        with self.using_backend(backend), capture() as rec:
             logits = self._forward(enc)
         t2 = time.perf_counter()
         return ForwardResult(enc.tokens, rec, logits, {"tokenize_ms": (t1 - t0) * 1e3, "forward_ms": (t2 - t1) * 1e3},
@@ -139,13 +139,12 @@ class ModelAdapter(ABC):
         if self.info.family != "decoder":
             raise ValueError(f"model {self.info.id!r} is an {self.info.family}; generation needs a decoder")
         self.check_backend(backend)
-        self.set_backend(backend)
         generator = torch.Generator().manual_seed(seed)
         ids = self.tokenize(prompt).ids
         cache = None
         context = ids.shape[1]
         for step in range(max_new_tokens):
-            with capture() as rec:
+            with self.using_backend(backend), capture() as rec:
                 logits, cache = self._step(ids, cache)
             # the distribution shown is the model's at this temperature (greedy shows temperature 1)
             probs = filter_logits(logits, temperature if temperature > 0 else 1.0, None, None).softmax(-1)[0]
@@ -201,27 +200,28 @@ class ScratchAdapter(ModelAdapter):
     def token_text(self, token_id: int) -> str:
         return self.tokenizer.decode([token_id])
 
-    def set_backend(self, backend: str) -> None:
-        self.model.set_backend(backend)
-
     def _forward(self, enc: Encoded) -> Tensor | None:
-        if isinstance(self.model, EncoderDecoder):
-            target = self.model.generate(enc.ids, self.bos_token_id or 0, self.eos_token_id,
-                                         max_new_tokens=enc.ids.shape[1] + 2)
-            self._last_target = target
-            return self.model(enc.ids, target).logits
         return self.model(enc.ids, attention_mask=enc.attention_mask).logits
 
+    @torch.no_grad()
     def forward(self, text: str, text_pair: str | None = None, backend: str = "math") -> ForwardResult:
-        result = super().forward(text, text_pair, backend)
-        if isinstance(self.model, EncoderDecoder):
-            # keep only the teacher-forced pass over the generated target, not the decoding steps
-            rec = result.recorder
-            n_dec = self.model.config.decoder_layers
-            rec.records = [r for r in rec.records if r.kind == "encoder"][-self.model.config.n_layers:] + \
-                [r for r in rec.records if r.kind != "encoder"][-2 * n_dec:]
-            result.target_tokens = [self.tokenizer.id_to_token(int(i)) for i in self._last_target[0]]
-        return result
+        if not isinstance(self.model, EncoderDecoder):
+            return super().forward(text, text_pair, backend)
+        # encoder-decoder: decode greedily first, then capture one teacher-forced pass
+        # over the source and the generated target (encoder, decoder and cross maps)
+        self.check_backend(backend)
+        t0 = time.perf_counter()
+        enc = self.tokenize(text, text_pair)
+        with self.using_backend(backend):
+            target = self.model.generate(enc.ids, self.bos_token_id or 0, self.eos_token_id,
+                                         max_new_tokens=min(2 * enc.ids.shape[1] + 2, self.info.max_positions - 1))
+            t1 = time.perf_counter()
+            with capture() as rec:
+                logits = self.model(enc.ids, target).logits
+        t2 = time.perf_counter()
+        return ForwardResult(enc.tokens, rec, logits, {"generate_ms": (t1 - t0) * 1e3, "forward_ms": (t2 - t1) * 1e3},
+                             target_tokens=[self.tokenizer.id_to_token(int(i)) for i in target[0]],
+                             special=enc.special)
 
     def _step(self, ids: Tensor, cache: object | None) -> tuple[Tensor, object]:
         assert isinstance(self.model, Decoder)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import AttentionSpec, BiasFn, MaskPattern, get_backend
+from .attention import AttentionSpec, BiasFn, MaskPattern, active_backend, get_backend
 from .capture import current_recorder
 from .config import TransformerConfig
 from .positional import PositionalScheme
@@ -138,7 +138,7 @@ class MultiHeadAttention(nn.Module):
         group = self.n_heads // self.n_kv
         k_full = k.repeat_interleave(group, dim=1) if group > 1 else k  # (B, H, Tk, hd)
         v_full = v.repeat_interleave(group, dim=1) if group > 1 else v
-        result = get_backend(self.backend)(q, k_full, v_full, spec)
+        result = get_backend(active_backend(self.backend))(q, k_full, v_full, spec)
         recorder = current_recorder()
         if recorder is not None:
             recorder.add(self.kind, self.layer, q, k, spec, result.lse)

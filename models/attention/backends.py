@@ -7,8 +7,10 @@ matrix; asking one that cannot is an error, never a silent None.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +55,30 @@ def register_backend(name: str, *, returns_weights: bool, returns_lse: bool, des
         return fn
 
     return deco
+
+
+_override: contextvars.ContextVar[str | None] = contextvars.ContextVar("attnlab_backend", default=None)
+
+
+@contextlib.contextmanager
+def use_backend(name: str | None) -> Iterator[None]:
+    """Run every attention call in this block (this thread / task only) on one backend.
+
+    A per-request switch: two server requests on one model can use different kernels
+    without fighting over the model's own setting.
+    """
+    if name is not None:
+        get_backend(name)
+    token = _override.set(name)
+    try:
+        yield
+    finally:
+        _override.reset(token)
+
+
+def active_backend(default: str) -> str:
+    """The backend of the current ``use_backend`` block, else the module's own."""
+    return _override.get() or default
 
 
 def get_backend(name: str) -> Backend:
