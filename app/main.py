@@ -1,31 +1,105 @@
-"""create_app(): the FastAPI application, its lifespan and routers."""
+"""create_app(): the FastAPI application, its lifespan, middleware, error handlers and routers."""
 
 from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
+from pathlib import Path
 
-from fastapi import FastAPI
+import torch
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
+from starlette.responses import Response
 
+from models import Registry, default_registry
+
+from . import pages
+from .middleware import RequestLogMiddleware, SecurityHeadersMiddleware
+from .routes import attention, benchmark, generate, health, positional, runs
+from .routes import models as models_routes
+from .services import build_services
+from .services.errors import ApiError
+from .services.metrics import Metrics
 from .settings import Settings, get_settings
+from .transport import BINARY_MEDIA_TYPE, EXPOSED_HEADERS, OrjsonResponse
 
 log = logging.getLogger(__name__)
 
+STATIC = Path(__file__).resolve().parent.parent / "static"
+API_ROUTERS = (health.router, models_routes.router, attention.router, runs.router, generate.router,
+               positional.router, benchmark.router)
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+DESCRIPTION = """Per-layer, per-head attention of from-scratch and pretrained Transformers.
+
+Small inputs: `POST /api/attention` (JSON or NPY). Long inputs: `POST /api/runs`, then exact tiles and
+pooled overviews from `GET /api/runs/{run_id}/attention`, computed from the captured (Q, K, LSE).
+Errors are `{"detail": "<field>: <what is wrong and the limit>", "errors": [...]}`."""
+
+
+def _field(loc: tuple) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+    """422 with one readable line per error, each naming its field; the input is never echoed back."""
+    errors = [{"field": _field(tuple(e.get("loc", ()))), "msg": e.get("msg", ""), "type": e.get("type", "")}
+              for e in exc.errors()]
+    detail = "; ".join(f"{e['field']}: {e['msg']}" for e in errors) or "invalid request"
+    return OrjsonResponse({"detail": detail, "errors": errors}, status_code=422)
+
+
+async def _api_error(request: Request, exc: ApiError) -> Response:
+    return OrjsonResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
+
+
+def create_app(settings: Settings | None = None, registry: Registry | None = None) -> FastAPI:
+    """The app. ``registry`` replaces the default one (tests register tiny models there)."""
     settings = settings or get_settings()
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        log.info("attnlab starting")
+        if settings.torch_threads:
+            torch.set_num_threads(settings.torch_threads)
+        reg = registry if registry is not None else default_registry(settings.allowlist, settings.model_dir)
+        services = build_services(settings, reg, metrics)
+        app.state.services = services
+        log.info("attnlab starting: %d models registered", len(reg.ids()))
+        if settings.preload:
+            for model_id in settings.default_models:
+                try:
+                    await services.hub.adapter(model_id)
+                except ApiError as err:
+                    log.warning("preload of %s skipped: %s", model_id, err.detail)
         yield
+        app.state.services = None
         log.info("attnlab stopped")
 
-    app = FastAPI(title="attnlab", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="attnlab", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                  default_response_class=OrjsonResponse)
     app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.services = None
+    app.dependency_overrides[get_settings] = lambda: settings
 
-    @app.get("/api/health", tags=["meta"])
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ApiError, _api_error)
 
+    for router in API_ROUTERS:
+        app.include_router(router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
+
+    # the last added runs first: log (times everything) -> security headers -> CORS -> gzip
+    app.add_middleware(GZipMiddleware, minimum_size=settings.gzip_min_bytes, compresslevel=settings.gzip_level,
+                       exclude_content_types=DEFAULT_EXCLUDED_CONTENT_TYPES + (BINARY_MEDIA_TYPE,))
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Content-Type", "X-Request-ID"], expose_headers=EXPOSED_HEADERS)
+    app.add_middleware(SecurityHeadersMiddleware, style_inline=settings.csp_style_inline)
+    app.add_middleware(RequestLogMiddleware, metrics=metrics)
     return app

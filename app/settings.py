@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+ZOO_DIR = Path(__file__).resolve().parent.parent / "models" / "zoo"
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ATTNLAB_", env_file=".env", extra="ignore")
@@ -18,20 +20,34 @@ class Settings(BaseSettings):
     # models: hub ids allowed besides the bundled ones, and the root of local model directories
     allowlist: list[str] = Field(default_factory=lambda: ["gpt2", "distilgpt2", "bert-base-uncased"])
     model_dir: Path | None = None
+    zoo_dir: Path = ZOO_DIR  # trained demo checkpoints and lab results (extrapolation/results.json)
     default_models: list[str] = Field(default_factory=lambda: ["minilm", "smollm2"])
     preload: bool = False  # load default models at start-up instead of on first use
     # limits
     max_text_chars: int = 100_000
     max_tokens: int = 8192
     dense_budget: int = 4_000_000  # L*H*T^2 weights in one /api/attention answer
+    max_tile_cells: int = 2048 * 2048  # rows*cols of one exact tile from /api/runs/{id}/attention
+    max_pool: int = 2048  # largest side of a pooled overview
+    head_stats_max_tokens: int = 1024  # POST /api/runs computes head scores inline up to this length
     run_cache_bytes: int = 512 * 2**20
     max_new_tokens: int = 256
     generate_timeout_s: float = 60.0
     benchmark_budget_s: float = 20.0
+    benchmark_max_cells: int = 64 * 2**20  # n_heads * T^2 of the largest synthetic benchmark shape
+    # concurrency: requests running per model, and how many may wait behind them
     per_model_concurrency: int = 2
     queue_limit: int = 16
+    queue_timeout_s: float = 30.0  # a request waiting longer than this gets 503
+    retry_after_s: int = 2
+    # transport
+    gzip_min_bytes: int = 16 * 1024
+    gzip_level: int = 5  # level 9 costs ~3x the CPU for a few percent on JSON
     cors_origins: list[str] = Field(default_factory=list)
+    # Plotly.js injects one <style> element unless a page links its rules with class no-inline-styles
+    csp_style_inline: bool = False
     log_level: str = "INFO"
+    torch_threads: int | None = None  # intra-op threads per forward; None keeps torch's default
 
 
 @lru_cache

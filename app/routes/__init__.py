@@ -1,0 +1,35 @@
+"""API routers (one per module) and the dependency aliases they share."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ..services import Services
+from ..services.errors import ApiError
+from ..settings import Settings, get_settings
+
+
+class NotStarted(ApiError):
+    status = 503
+
+
+def get_services(request: Request) -> Services:
+    services = getattr(request.app.state, "services", None)
+    if services is None:
+        raise NotStarted("the server is starting (lifespan not run yet); retry shortly", {"Retry-After": "1"})
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+ERRORS = {
+    404: {"description": "unknown model or run (the message lists the known ones / says how to recreate the run)"},
+    409: {"description": "the model is registered but unavailable here; the message gives the reason"},
+    413: {"description": "over a size budget (tokens, dense weights, tile cells, run cache); the message names it"},
+    422: {"description": "invalid request; `detail` names the field and the limit"},
+    429: {"description": "too many requests queued for this model; see Retry-After"},
+    503: {"description": "waited too long for a model slot; see Retry-After"},
+}

@@ -1,0 +1,55 @@
+"""POST /api/attention: every map of a small input in one answer (JSON or NPY)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from ..schemas import AttentionRequest, AttentionResponse, Seq2SeqAttentionResponse
+from ..services.attention import DenseMaps, DenseResult
+from ..services.errors import Invalid
+from ..transport import OrjsonResponse, npy_response
+from . import ERRORS, ServicesDep
+
+router = APIRouter(prefix="/api", tags=["attention"])
+
+NPY_DOC = """`format=npy`: the body is an NPY file of float16 weights `[L, H, Tq, Tk]`
+(`np.load(io.BytesIO(r.content))`). Headers: `X-Shape` (`L,H,Tq,Tk`), `X-Dtype` (`float16`) and
+`X-Attnlab-Meta`, base64url JSON (no padding) of `{model, backend, kind, tokens, key_tokens, shape,
+layers, heads, timings, dtype}`. Encoder-decoder models need `kind` with `format=npy`."""
+
+
+def _maps_json(m: DenseMaps) -> dict:
+    return {"kind": m.kind, "tokens": m.tokens, "key_tokens": m.key_tokens, "shape": list(m.weights.shape),
+            "layers": m.layers, "heads": m.heads, "attention": m.weights}
+
+
+def _meta(result: DenseResult, m: DenseMaps) -> dict:
+    return {"model": result.model, "backend": result.backend, "kind": m.kind, "tokens": m.tokens,
+            "key_tokens": m.key_tokens, "shape": list(m.weights.shape), "layers": m.layers, "heads": m.heads,
+            "timings": result.timings}
+
+
+@router.post(
+    "/attention",
+    response_model=AttentionResponse | Seq2SeqAttentionResponse,
+    response_class=OrjsonResponse,
+    description="Dense maps of a small input, bounded by `dense_budget` weights (L·H·T²); past it the answer "
+                "is 413 and the way is POST /api/runs plus tiles.\n\n" + NPY_DOC,
+    responses={200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+               **{k: ERRORS[k] for k in (404, 409, 413, 422, 429, 503)}},
+)
+async def attention(req: AttentionRequest, services: ServicesDep) -> Response:
+    result = await services.attention.dense(req.model, req.text, req.text_pair, req.backend, req.layers, req.heads,
+                                            req.kind)
+    seq2seq = result.family == "encoder-decoder"
+    if req.format == "npy":
+        if seq2seq and req.kind is None:
+            raise Invalid("kind: encoder-decoder answers in NPY need kind=encoder|decoder|cross (one array each)")
+        maps = next(iter(result.maps.values()))
+        return npy_response(maps.weights, _meta(result, maps))
+    head = {"model": result.model, "backend": result.backend, "timings": result.timings}
+    if seq2seq:
+        return OrjsonResponse({**head, **{k: _maps_json(m) for k, m in result.maps.items()}})
+    return OrjsonResponse({**head, **_maps_json(next(iter(result.maps.values())))})
+

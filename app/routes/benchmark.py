@@ -1,0 +1,28 @@
+"""POST /api/benchmark: math vs sdpa vs flash, synthetic shapes or one model on one text."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from ..schemas import BenchmarkResponse, ModelBenchmarkRequest, SyntheticBenchmarkRequest
+from ..transport import OrjsonResponse
+from . import ERRORS, ServicesDep
+
+router = APIRouter(prefix="/api", tags=["benchmark"])
+
+
+@router.post("/benchmark", response_model=BenchmarkResponse, response_class=OrjsonResponse,
+             responses={k: ERRORS[k] for k in (404, 409, 413, 422, 429)})
+async def benchmark(req: SyntheticBenchmarkRequest | ModelBenchmarkRequest, services: ServicesDep
+                    ) -> BenchmarkResponse:
+    """Per backend: median ms, GFLOP/s, peak memory, max abs diff vs math. One benchmark at a time (429 while
+    one runs); each bounded by `benchmark_budget_s`."""
+    service = services.benchmark
+    if isinstance(req, SyntheticBenchmarkRequest):
+        results = await service.synthetic(req.seq_lens, req.backends, req.causal, req.n_heads, req.head_dim,
+                                          req.passes)
+        form = "synthetic"
+    else:
+        results = await service.on_model(req.model, req.text, req.backends)
+        form = "model"
+    return BenchmarkResponse(form=form, budget_s=services.settings.benchmark_budget_s, results=results)

@@ -1,0 +1,42 @@
+"""POST /api/generate: a generation trace, streamed as Server-Sent Events or as one JSON."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from sse_starlette import EventSourceResponse
+from starlette.responses import Response
+
+from ..schemas import GenerateRequest, GenerateResponse
+from ..services.errors import ApiError
+from ..services.generation import GenerateParams
+from ..transport import OrjsonResponse, dumps
+from . import ERRORS, ServicesDep
+
+router = APIRouter(prefix="/api", tags=["generation"])
+
+SSE_DOC = """With `stream: true` the answer is `text/event-stream`: one `token` event per new token, its data a
+GenerateStepOut JSON (`{step, token, token_id, top:[{token, prob}], context_len, attention:[L][H][t]}`),
+then one `summary` event (GenerateSummary). An `error` event carries `{detail}` if the run fails midway.
+Without stream: GenerateResponse `{steps, summary}`. Deterministic for a seed; stops at
+`max_new_tokens`, end of sequence, the model's positions, `generate_timeout_s`, or when the client goes."""
+
+
+@router.post("/generate", response_model=GenerateResponse, response_class=OrjsonResponse, description=SSE_DOC,
+             responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                        **{k: ERRORS[k] for k in (404, 409, 413, 422, 429, 503)}})
+async def generate(req: GenerateRequest, request: Request, services: ServicesDep) -> Response:
+    params = GenerateParams(req.model, req.prompt, req.max_new_tokens, req.temperature, req.top_k, req.top_p,
+                            req.seed, req.backend, req.n_top)
+    service = services.generation
+    await service.prepare(params)  # bad parameters fail as 4xx before a stream starts
+    if not req.stream:
+        return OrjsonResponse(await service.collect(params, request.is_disconnected))
+
+    async def events():
+        try:
+            async for name, event in service.events(params, request.is_disconnected):
+                yield {"event": name, "data": dumps(event)}
+        except ApiError as err:  # e.g. the model's queue filled up while this stream waited
+            yield {"event": "error", "data": dumps({"detail": err.detail, "status": err.status})}
+
+    return EventSourceResponse(events(), ping=15, headers={"Cache-Control": "no-store"})

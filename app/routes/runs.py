@@ -1,0 +1,87 @@
+"""Runs: POST /api/runs, then tiles, pooled overviews, head scores and rollout from the capture."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query
+from starlette.responses import Response
+
+from ..schemas import HeadsResponse, Kind, RolloutResponse, RunRequest, RunResponse, TileResponse
+from ..transport import OrjsonResponse, block_response
+from . import ERRORS, ServicesDep
+
+router = APIRouter(prefix="/api/runs", tags=["runs"])
+
+RunIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="32 hex digits, from POST /api/runs")]
+RANGE = r"^\d{0,9}:\d{0,9}$"
+TILE_DOC = """One head's map: an exact block (`rows=a:b&cols=c:d`, half-open, default the whole map, at most
+`max_tile_cells`) or, with `pool=N`, an overview of at most N x N cells, each the max or mean of a
+factor x factor block. Computed from the capture (Q, K, LSE); no T x T tensor is built.
+
+`format=json`: TileResponse. `format=f16`: raw little-endian float16, C order; `format=u8`: raw uint8 with
+`weight = byte * X-Scale` (error at most X-Scale/2). Binary answers carry `X-Shape` (`rows,cols`),
+`X-Dtype`, and `X-Attnlab-Meta`: base64url JSON (no padding) of the TileResponse fields other than
+`attention` (plus `scale` for u8)."""
+
+
+@router.post("", response_model=RunResponse, response_class=OrjsonResponse,
+             responses={k: ERRORS[k] for k in (404, 409, 413, 422, 429, 503)})
+async def create_run(req: RunRequest, services: ServicesDep) -> RunResponse:
+    """Run the model once and keep its capture; the id is a content hash (same input, same id, any worker)."""
+    run, cached = await services.runs.create(req.model, req.text, req.text_pair, req.backend)
+    rec = run.recorder
+    first = run.kinds[0]
+    return RunResponse(
+        run_id=run.run_id, model=run.model, backend=run.backend, tokens=run.tokens, target_tokens=run.target_tokens,
+        kinds=run.kinds, n_layers=rec.layers(first), n_heads=rec.get(first, 0).n_heads,
+        layers_by_kind={k: rec.layers(k) for k in run.kinds}, n_tokens=len(run.tokens), timings=run.timings,
+        head_stats=run.head_stats, cached=cached, nbytes=run.nbytes())
+
+
+@router.get("/{run_id}/attention", response_model=TileResponse, response_class=OrjsonResponse,
+            description=TILE_DOC,
+            responses={200: {"content": {"application/octet-stream": {"schema": {"type": "string",
+                                                                                 "format": "binary"}}}},
+                       **{k: ERRORS[k] for k in (404, 413, 422)}})
+async def run_attention(
+    run_id: RunIdPath,
+    services: ServicesDep,
+    kind: Kind | None = Query(None, description="default: the run's first kind"),
+    layer: int = Query(0, ge=0, lt=1024),
+    head: int = Query(0, ge=0, lt=1024),
+    rows: str | None = Query(None, pattern=RANGE, description="query range a:b (half-open)"),
+    cols: str | None = Query(None, pattern=RANGE, description="key range c:d (half-open)"),
+    pool: int | None = Query(None, ge=1, le=8192, description="overview of at most pool x pool cells"),
+    pool_mode: Literal["max", "mean"] = "max",
+    format: Literal["json", "f16", "u8"] = "json",
+) -> Response:
+    run = services.runs.get(run_id)
+    kind, tile = await services.runs.tile(run, kind, layer, head, rows, cols, pool, pool_mode)
+    meta = {"run_id": run_id, "kind": kind, "layer": layer, "head": head, "rows": list(tile.rows),
+            "cols": list(tile.cols), "pool": pool, "pool_mode": pool_mode, "factor": tile.factor,
+            "shape": list(tile.data.shape), "row_tokens": tile.row_tokens, "col_tokens": tile.col_tokens}
+    if format == "json":
+        return OrjsonResponse({**meta, "attention": tile.data})
+    return block_response(tile.data, format, meta)
+
+
+@router.get("/{run_id}/heads", response_model=HeadsResponse, response_class=OrjsonResponse,
+            responses={k: ERRORS[k] for k in (404, 422)})
+async def run_heads(run_id: RunIdPath, services: ServicesDep) -> HeadsResponse:
+    """Head-type scores per kind, [layer][head] each: previous_token, induction, duplicate_token,
+    first_token_sink, special_sink ([CLS]/[SEP]), mean_offset, diagonality, entropy."""
+    run = services.runs.get(run_id)
+    return HeadsResponse(run_id=run_id, model=run.model, scores=await services.runs.heads(run))
+
+
+@router.get("/{run_id}/rollout", response_model=RolloutResponse, response_class=OrjsonResponse,
+            responses={k: ERRORS[k] for k in (404, 413, 422)})
+async def run_rollout(run_id: RunIdPath, services: ServicesDep, kind: Kind | None = None,
+                      add_residual: bool = True) -> Response:
+    """Attention rollout (Abnar & Zuidema 2020, arXiv 2005.00928) and flow across layers, [L][T][T]."""
+    run = services.runs.get(run_id)
+    kind, maps = await services.runs.rollout(run, kind, add_residual)
+    tokens = run.axis_tokens(kind)[0]
+    return OrjsonResponse({"run_id": run_id, "kind": kind, "tokens": tokens, "shape": list(maps["rollout"].shape),
+                           "add_residual": add_residual, **maps})

@@ -1,0 +1,132 @@
+"""Generation traces: one event per new token with its top-k and its attention row.
+
+Each step runs in a worker thread; between steps the loop checks the wall-clock
+limit and whether the client has gone, so an abandoned stream stops within a step.
+The model's own seeded generator makes a trace deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import AsyncIterator, Awaitable, Callable, Iterator
+
+import numpy as np
+import torch
+
+from models import GenerationStep, ModelAdapter
+
+from ..settings import Settings
+from .errors import Invalid
+from .hub import ModelHub, in_thread
+from .inputs import encode_checked
+from .logctx import note
+
+
+@dataclass
+class GenerateParams:
+    model: str
+    prompt: str
+    max_new_tokens: int
+    temperature: float
+    top_k: int | None
+    top_p: float | None
+    seed: int
+    backend: str | None
+    n_top: int
+
+
+def new_token_rows(step: GenerationStep) -> np.ndarray:
+    """(L, H, t): the attention row of the query that produced this step's token."""
+    rec = step.recorder
+    rows = []
+    for layer in range(rec.layers("decoder")):
+        r = rec.get("decoder", layer)
+        t_q, t_k = r.shape
+        rows.append(r.block(slice(0, r.n_heads), slice(t_q - 1, t_q), slice(0, t_k))[:, 0])  # (H, t)
+    return torch.stack(rows).numpy()
+
+
+def step_event(step: GenerationStep) -> dict:
+    return {"step": step.step, "token": step.token, "token_id": step.token_id,
+            "top": [{"token": t, "prob": p} for t, p in step.top], "context_len": step.context_len,
+            "attention": new_token_rows(step)}
+
+
+def _next_event(steps: Iterator[GenerationStep]) -> dict | None:
+    step = next(steps, None)
+    return None if step is None else step_event(step)
+
+
+class GenerationService:
+    def __init__(self, hub: ModelHub, settings: Settings):
+        self.hub = hub
+        self.settings = settings
+
+    def check(self, p: GenerateParams) -> str:
+        if p.max_new_tokens > self.settings.max_new_tokens:
+            raise Invalid(f"max_new_tokens: {p.max_new_tokens} is over the server limit of "
+                          f"{self.settings.max_new_tokens}")
+        info = self.hub.info(p.model)
+        if info.family != "decoder":
+            raise Invalid(f"model: {p.model!r} is an {info.family}; generation needs a decoder")
+        return self.hub.check_backend(p.model, p.backend)
+
+    async def prepare(self, p: GenerateParams) -> None:
+        """Every check that can fail as a 4xx, done before a stream starts (loads the model)."""
+        self.check(p)
+        adapter = await self.hub.adapter(p.model)
+        await in_thread(
+            lambda: encode_checked(adapter, p.prompt, None, self.settings, field="prompt", reserve=1))
+
+    async def events(self, p: GenerateParams, is_disconnected: Callable[[], Awaitable[bool]]
+                     ) -> AsyncIterator[tuple[str, dict]]:
+        """('token', event) per step, then ('summary', event). Call check() first."""
+        backend = self.check(p)
+        t_start = time.perf_counter()
+        deadline = t_start + self.settings.generate_timeout_s
+        async with self.hub.use(p.model, backend) as adapter:
+            enc = await in_thread(
+                lambda: encode_checked(adapter, p.prompt, None, self.settings, field="prompt", reserve=1))
+            steps = adapter.generate(p.prompt, p.max_new_tokens, p.temperature, p.top_k, p.top_p, p.seed, backend,
+                                     n_top=p.n_top)
+            tokens: list[str] = []
+            token_ids: list[int] = []
+            first_ms = None
+            stopped = "max_new_tokens"
+            try:
+                while True:
+                    if await is_disconnected():
+                        stopped = "disconnect"
+                        break
+                    if time.perf_counter() > deadline:
+                        stopped = "timeout"
+                        break
+                    event = await in_thread(_next_event, steps)
+                    if event is None:
+                        break
+                    first_ms = first_ms if first_ms is not None else (time.perf_counter() - t_start) * 1e3
+                    tokens.append(event["token"])
+                    token_ids.append(event["token_id"])
+                    yield "token", event
+            finally:
+                steps.close()
+            if stopped == "max_new_tokens" and len(tokens) < p.max_new_tokens:
+                stopped = "eos" if token_ids and token_ids[-1] == adapter.eos_token_id else "max_positions"
+            total_ms = (time.perf_counter() - t_start) * 1e3
+            note(tokens=len(enc) + len(tokens), stopped=stopped)
+            yield "summary", {
+                "model": p.model, "backend": backend, "seed": p.seed, "prompt_tokens": enc.tokens,
+                "tokens": tokens, "token_ids": token_ids, "text": p.prompt + "".join(tokens), "stopped": stopped,
+                "timings": {"total_ms": total_ms, "first_token_ms": first_ms,
+                            "per_token_ms": total_ms / len(tokens) if tokens else None},
+            }
+
+    async def collect(self, p: GenerateParams, is_disconnected: Callable[[], Awaitable[bool]]) -> dict:
+        steps, summary = [], {}
+        async for name, event in self.events(p, is_disconnected):
+            if name == "token":
+                steps.append(event)
+            else:
+                summary = event
+        return {"steps": steps, "summary": summary}

@@ -1,0 +1,159 @@
+"""ModelHub: the registry behind per-model concurrency limits, loading off the event loop.
+
+A request for a model takes one of ``per_model_concurrency`` slots; up to
+``queue_limit`` more may wait, the next one is refused at once with 429 and
+Retry-After, and one that waits past ``queue_timeout_s`` gets 503. A model's
+attention backend is shared module state, so requests asking for different backends
+of one model never run at the same time (same-backend requests do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from typing import AsyncIterator, Callable, TypeVar
+
+import anyio.to_thread
+import torch
+
+from models import ModelAdapter, ModelInfo, Registry, UnavailableModel, UnknownModel
+
+from ..settings import Settings
+from .errors import Busy, NotFound, Overloaded, Unavailable
+from .logctx import note
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+async def in_thread(fn: Callable[..., T], *args: object) -> T:
+    """Run ``fn(*args)`` in a worker thread without autograd (the event loop stays free)."""
+
+    def call() -> T:
+        with torch.no_grad():
+            return fn(*args)
+
+    return await anyio.to_thread.run_sync(call)
+
+
+class ModelGate:
+    """Slots for one model, shared only by requests on the same backend."""
+
+    def __init__(self, model_id: str, capacity: int, queue_limit: int, timeout_s: float, retry_after_s: int):
+        self.model_id, self.capacity, self.queue_limit = model_id, capacity, queue_limit
+        self.timeout_s, self.retry_after_s = timeout_s, retry_after_s
+        self.running = 0
+        self.waiting = 0
+        self.backend: str | None = None
+        self._cond = asyncio.Condition()
+
+    def _free_for(self, backend: str) -> bool:
+        return self.running < self.capacity and (self.running == 0 or self.backend == backend)
+
+    @asynccontextmanager
+    async def slot(self, backend: str) -> AsyncIterator[None]:
+        async with self._cond:
+            if not self._free_for(backend):
+                if self.waiting >= self.queue_limit:
+                    raise Busy(f"model {self.model_id!r} has {self.running} requests running and {self.waiting} "
+                               f"waiting (queue_limit {self.queue_limit}); retry in {self.retry_after_s} s",
+                               self.retry_after_s)
+                self.waiting += 1
+                try:
+                    await asyncio.wait_for(self._cond.wait_for(lambda: self._free_for(backend)), self.timeout_s)
+                except asyncio.TimeoutError:
+                    raise Overloaded(f"model {self.model_id!r} stayed busy for {self.timeout_s:g} s "
+                                     f"(queue_timeout_s); retry in {self.retry_after_s} s", self.retry_after_s) from None
+                finally:
+                    self.waiting -= 1
+            self.running += 1
+            self.backend = backend
+        try:
+            yield
+        finally:
+            async with self._cond:
+                self.running -= 1
+                self._cond.notify_all()
+
+
+class ModelHub:
+    """The one place routes and services get models from."""
+
+    def __init__(self, registry: Registry, settings: Settings):
+        self.registry = registry
+        self.settings = settings
+        self._gates: dict[str, ModelGate] = {}
+
+    # -- metadata (never loads weights) -------------------------------------------------
+    def list(self) -> list[ModelInfo]:
+        return self.registry.list()
+
+    def info(self, model_id: str) -> ModelInfo:
+        try:
+            return self.registry.info(model_id)
+        except UnknownModel as err:
+            raise NotFound(f"model: {err}") from None
+
+    def loaded(self) -> list[str]:
+        return self.registry.loaded()
+
+    def gates(self) -> dict[str, ModelGate]:
+        return self._gates
+
+    def default_backend(self, model_id: str) -> str:
+        backends = self.info(model_id).backends
+        return "math" if "math" in backends else backends[0]
+
+    def check_backend(self, model_id: str, backend: str | None) -> str:
+        info = self.info(model_id)
+        backend = backend or self.default_backend(model_id)
+        if backend not in info.backends:
+            from .errors import Invalid
+
+            raise Invalid(f"backend: model {model_id!r} supports {info.backends}, not {backend!r}")
+        return backend
+
+    # -- loading and running ----------------------------------------------------------------
+    def _load_sync(self, model_id: str) -> ModelAdapter:
+        try:
+            return self.registry.load(model_id)
+        except UnknownModel as err:
+            raise NotFound(f"model: {err}") from None
+        except UnavailableModel as err:
+            raise Unavailable(str(err)) from None
+        except (OSError, ValueError, RuntimeError, ImportError) as err:
+            log.exception("model %s failed to load", model_id)
+            raise Unavailable(f"model {model_id!r} failed to load: {err}") from None
+
+    async def adapter(self, model_id: str) -> ModelAdapter:
+        """Load lazily (once, in a worker thread) and return the adapter."""
+        info = self.info(model_id)
+        if not info.available:
+            raise Unavailable(f"model {model_id!r} is not available: {info.reason}")
+        return await in_thread(self._load_sync, model_id)
+
+    def gate(self, model_id: str) -> ModelGate:
+        if model_id not in self._gates:
+            s = self.settings
+            self._gates[model_id] = ModelGate(model_id, s.per_model_concurrency, s.queue_limit, s.queue_timeout_s,
+                                              s.retry_after_s)
+        return self._gates[model_id]
+
+    async def describe(self, model_id: str) -> dict:
+        """The adapter's describe() (config for the architecture page); loads the model."""
+        adapter = await self.adapter(model_id)
+        return {**adapter.describe(), "loaded": True}
+
+    @asynccontextmanager
+    async def use(self, model_id: str, backend: str) -> AsyncIterator[ModelAdapter]:
+        """Hold a slot of this model on this backend for the whole block."""
+        note(model=model_id, backend=backend)
+        self.info(model_id)  # unknown ids fail before queueing
+        async with self.gate(model_id).slot(backend):
+            yield await self.adapter(model_id)
+
+    async def call(self, model_id: str, backend: str, fn: Callable[[ModelAdapter], T]) -> T:
+        """Run ``fn(adapter)`` in a worker thread inside a slot (inference never blocks the loop)."""
+        async with self.use(model_id, backend) as adapter:
+            return await in_thread(fn, adapter)

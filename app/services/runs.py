@@ -1,0 +1,284 @@
+"""Runs: a forward pass kept as its capture (Q, K, LSE), addressed by a content hash.
+
+``run_id`` hashes (model, text, text_pair, backend), so the same request gives the
+same id on every worker; a worker that has not cached a run answers 404 and the
+client POSTs it again (stateless serving). The cache is an LRU bounded in bytes.
+Tiles, pooled overviews, head scores and rollout are all computed from the capture,
+never from a T x T tensor of the whole map.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
+import torch
+
+from models import ModelAdapter, Recorder
+
+from ..settings import Settings
+from .errors import Invalid, NotFound, TooLarge
+from .hub import ModelHub, in_thread
+from .inputs import encode_checked
+from .logctx import note
+
+log = logging.getLogger(__name__)
+
+RUN_FORMAT_VERSION = 1  # bump when what a run contains changes, so old ids do not alias new runs
+
+
+def run_id_for(model: str, text: str, text_pair: str | None, backend: str) -> str:
+    key = orjson.dumps({"v": RUN_FORMAT_VERSION, "model": model, "text": text, "text_pair": text_pair,
+                        "backend": backend}, option=orjson.OPT_SORT_KEYS)
+    return hashlib.blake2b(key, digest_size=16).hexdigest()
+
+
+@dataclass
+class Run:
+    run_id: str
+    model: str
+    backend: str
+    tokens: list[str]  # the (encoder) input tokens
+    ids: list[int]
+    special: list[bool]
+    target_tokens: list[str] | None  # encoder-decoder: the decoder's tokens
+    recorder: Recorder
+    timings: dict[str, float]
+    head_stats: dict[str, dict[str, list[list[float]]]] | None = None
+    created: float = field(default_factory=time.time)
+
+    @property
+    def kinds(self) -> list[str]:
+        return self.recorder.kinds
+
+    def nbytes(self) -> int:
+        return self.recorder.nbytes()
+
+    def axis_tokens(self, kind: str) -> tuple[list[str], list[str]]:
+        """(query tokens, key tokens) labelling a map of this kind."""
+        target = self.target_tokens if self.target_tokens is not None else self.tokens
+        return {"encoder": (self.tokens, self.tokens), "decoder": (target, target),
+                "cross": (target, self.tokens)}.get(kind, (self.tokens, self.tokens))
+
+    def kind_ids(self, kind: str) -> list[int]:
+        """Token ids of a kind's queries. Decoder targets of a seq2seq run only have token
+        strings here; equal strings get equal ids, which is all head detectors compare."""
+        if kind == "decoder" and self.target_tokens is not None:
+            index: dict[str, int] = {}
+            return [index.setdefault(t, len(index)) for t in self.target_tokens]
+        return self.ids
+
+    def check(self, kind: str | None, layer: int | None = None, head: int | None = None) -> str:
+        kind = kind or self.kinds[0]
+        if kind not in self.kinds:
+            raise Invalid(f"kind: run {self.run_id} recorded {self.kinds}, not {kind!r}")
+        n_layers = self.recorder.layers(kind)
+        if layer is not None and not 0 <= layer < n_layers:
+            raise Invalid(f"layer: {layer} is outside 0..{n_layers - 1} ({kind} has {n_layers} layers)")
+        if head is not None:
+            n_heads = self.recorder.get(kind, 0).n_heads
+            if not 0 <= head < n_heads:
+                raise Invalid(f"head: {head} is outside 0..{n_heads - 1} ({n_heads} heads)")
+        return kind
+
+
+class RunCache:
+    """LRU of runs bounded by the bytes of their captures."""
+
+    def __init__(self, budget_bytes: int):
+        self.budget = budget_bytes
+        self._runs: OrderedDict[str, Run] = OrderedDict()
+        self._lock = threading.Lock()
+        self.nbytes = 0
+        self.evictions = 0
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def get(self, run_id: str) -> Run | None:
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is not None:
+                self._runs.move_to_end(run_id)
+            return run
+
+    def put(self, run: Run) -> None:
+        size = run.nbytes()
+        if size > self.budget:
+            raise TooLarge(f"text: this run's capture needs {size / 2**20:.1f} MiB, over the run cache budget of "
+                           f"{self.budget / 2**20:.1f} MiB (run_cache_bytes); use a shorter text")
+        with self._lock:
+            if run.run_id in self._runs:
+                return
+            while self._runs and self.nbytes + size > self.budget:
+                _, old = self._runs.popitem(last=False)
+                self.nbytes -= old.nbytes()
+                self.evictions += 1
+            self._runs[run.run_id] = run
+            self.nbytes += size
+
+
+@dataclass
+class Tile:
+    """A block of one head's map, exact (factor 1) or pooled."""
+
+    data: np.ndarray  # (r, c) float32
+    rows: tuple[int, int]
+    cols: tuple[int, int]
+    factor: int
+    row_tokens: list[str] | None
+    col_tokens: list[str] | None
+
+
+def parse_range(text: str | None, n: int, name: str) -> tuple[int, int]:
+    """'a:b' (either end optional) -> (a, b) inside 0:n, or 422 naming the bounds."""
+    if text is None:
+        return 0, n
+    start_s, _, stop_s = text.partition(":")
+    try:
+        start = int(start_s) if start_s else 0
+        stop = int(stop_s) if stop_s else n
+    except ValueError:
+        raise Invalid(f"{name}: {text!r} is not a range 'a:b'") from None
+    if not 0 <= start < stop <= n:
+        raise Invalid(f"{name}: {start}:{stop} is outside 0:{n} (need 0 <= a < b <= {n})")
+    return start, stop
+
+
+class RunService:
+    def __init__(self, hub: ModelHub, settings: Settings):
+        self.hub = hub
+        self.settings = settings
+        self.cache = RunCache(settings.run_cache_bytes)
+        self._pending: dict[str, asyncio.Future] = {}
+
+    # -- creating -----------------------------------------------------------------------------
+    def estimate_bytes(self, adapter: ModelAdapter, n_tokens: int) -> int:
+        """Bytes of the capture before running it: q, k (float32) and lse per layer and kind."""
+        info = adapter.info
+        head_dim = info.d_model // info.n_heads
+        kv = info.n_kv_heads or info.n_heads
+        per_layer = n_tokens * (info.n_heads * head_dim + kv * head_dim + info.n_heads) * 4
+        kinds = 3 if info.family == "encoder-decoder" else 1
+        return per_layer * info.n_layers * kinds
+
+    def _compute(self, adapter: ModelAdapter, run_id: str, text: str, text_pair: str | None, backend: str) -> Run:
+        enc = encode_checked(adapter, text, text_pair, self.settings)
+        estimate = self.estimate_bytes(adapter, len(enc))
+        if estimate > self.cache.budget:
+            raise TooLarge(f"text: a run of {len(enc)} tokens needs about {estimate / 2**20:.0f} MiB of capture, over "
+                           f"the run cache budget of {self.cache.budget / 2**20:.0f} MiB (run_cache_bytes)")
+        result = adapter.forward(text, text_pair, backend)
+        run = Run(run_id, adapter.info.id, backend, result.tokens, enc.ids[0].tolist(),
+                  result.special or enc.special, result.target_tokens, result.recorder, dict(result.timings))
+        if len(enc) <= self.settings.head_stats_max_tokens:
+            t0 = time.perf_counter()
+            run.head_stats = compute_head_stats(run)
+            run.timings["head_stats_ms"] = (time.perf_counter() - t0) * 1e3
+        return run
+
+    async def create(self, model: str, text: str, text_pair: str | None, backend: str | None) -> tuple[Run, bool]:
+        """The run for this input: (run, cached)."""
+        backend = self.hub.check_backend(model, backend)
+        run_id = run_id_for(model, text, text_pair, backend)
+        note(run_id=run_id)
+        run = self.cache.get(run_id)
+        if run is not None:
+            return run, True
+        if run_id in self._pending:  # the same run is being computed: share it
+            return await asyncio.shield(self._pending[run_id]), True
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._pending[run_id] = future
+        try:
+            run = await self.hub.call(model, backend, lambda a: self._compute(a, run_id, text, text_pair, backend))
+            self.cache.put(run)
+            future.set_result(run)
+            return run, False
+        except BaseException as err:
+            future.set_exception(err)
+            future.exception()  # mark retrieved: nobody else may be waiting
+            raise
+        finally:
+            del self._pending[run_id]
+
+    def get(self, run_id: str) -> Run:
+        run = self.cache.get(run_id)
+        if run is None:
+            raise NotFound(f"run_id: run {run_id} is not cached on this server (evicted, or computed by another "
+                           "worker); POST /api/runs again with the same model, text and backend: it gets the same "
+                           "run_id")
+        note(model=run.model, run_id=run_id, tokens=len(run.tokens))
+        return run
+
+    # -- reading --------------------------------------------------------------------------------
+    def _tile(self, run: Run, kind: str, layer: int, head: int, rows: str | None, cols: str | None,
+              pool: int | None, pool_mode: str) -> Tile:
+        t_q, t_k = run.recorder.get(kind, layer).shape
+        r = parse_range(rows, t_q, "rows")
+        c = parse_range(cols, t_k, "cols")
+        q_tokens, k_tokens = run.axis_tokens(kind)
+        n_cells = (r[1] - r[0]) * (c[1] - c[0])
+        if pool is None:
+            if n_cells > self.settings.max_tile_cells:
+                raise TooLarge(f"rows/cols: a {r[1] - r[0]}x{c[1] - c[0]} tile is over max_tile_cells "
+                               f"{self.settings.max_tile_cells}; ask a smaller rows=a:b&cols=c:d or a pooled "
+                               "overview with pool=N")
+            data = run.recorder.tile(kind, layer, head, r, c)
+            return Tile(data.numpy(), r, c, 1, q_tokens[r[0]:r[1]], k_tokens[c[0]:c[1]])
+        if pool > self.settings.max_pool:
+            raise Invalid(f"pool: {pool} is over max_pool {self.settings.max_pool}")
+        data, factor = run.recorder.pooled(kind, layer, head, pool, pool_mode, r, c)
+        labels = factor == 1
+        return Tile(data.numpy(), r, c, factor, q_tokens[r[0]:r[1]] if labels else None,
+                    k_tokens[c[0]:c[1]] if labels else None)
+
+    async def tile(self, run: Run, kind: str | None, layer: int, head: int, rows: str | None, cols: str | None,
+                   pool: int | None, pool_mode: str) -> tuple[str, Tile]:
+        kind = run.check(kind, layer, head)
+        tile = await in_thread(self._tile, run, kind, layer, head, rows, cols, pool, pool_mode)
+        return kind, tile
+
+    async def heads(self, run: Run) -> dict[str, dict[str, list[list[float]]]]:
+        if run.head_stats is None:
+            run.head_stats = await in_thread(compute_head_stats, run)
+        return run.head_stats
+
+    def _rollout(self, run: Run, kind: str, add_residual: bool) -> dict[str, np.ndarray]:
+        from models import analysis
+
+        n_layers = run.recorder.layers(kind)
+        t_q, t_k = run.recorder.get(kind, 0).shape
+        if n_layers * t_q * t_k > self.settings.dense_budget:
+            raise TooLarge(f"text: rollout of {n_layers} layers x {t_q}x{t_k} tokens is over dense_budget "
+                           f"{self.settings.dense_budget}; use a shorter text")
+        with torch.no_grad():
+            rollout = analysis.rollout(run.recorder, kind, add_residual=add_residual)
+            flow = analysis.flow(run.recorder, kind)
+        return {"rollout": rollout.float().numpy(), "flow": flow.float().numpy()}
+
+    async def rollout(self, run: Run, kind: str | None, add_residual: bool) -> tuple[str, dict[str, np.ndarray]]:
+        kind = run.check(kind)
+        if kind == "cross":
+            raise Invalid("kind: rollout composes self-attention layers; choose 'encoder' or 'decoder', not 'cross'")
+        return kind, await in_thread(self._rollout, run, kind, add_residual)
+
+
+def compute_head_stats(run: Run) -> dict[str, dict[str, list[list[float]]]]:
+    """Head-type scores (models.analysis) for every self-attention kind of a run."""
+    from models import analysis
+
+    out = {}
+    with torch.no_grad():
+        for kind in run.kinds:
+            if kind == "cross":
+                continue  # detectors compare a sequence with itself
+            special = run.special if kind != "decoder" or run.target_tokens is None else None
+            out[kind] = analysis.head_scores(run.recorder, kind, run.kind_ids(kind), special)
+    return out
