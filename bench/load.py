@@ -1,0 +1,207 @@
+"""Bounded load test on loopback: N concurrent clients for D seconds.
+
+Mixes POST /api/attention (MiniLM, NPY), tiles (POST /api/runs then GET a tile) and
+POST /api/generate (a small decoder), while a probe times /api/health. Reports
+requests/s, p50/p95/p99 latency per kind, errors (goal 0), requests shed with
+429/503 + Retry-After, and the server's RSS after warm-up and at the end.
+
+    python bench/load.py                       # 16 clients, 60 s, starts its own server
+    python bench/load.py --url http://host:8000 --clients 32 --duration 120
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+
+log = logging.getLogger("attnlab.load")
+ROOT = Path(__file__).resolve().parent.parent
+WORDS = ("the cat sat on a mat while students read about attention heads in small transformer models "
+         "and a teacher draws the query key value diagram on the board").split()
+
+
+@dataclass
+class Stats:
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+    shed: int = 0
+    health_ms: list[float] = field(default_factory=list)
+
+    def ok(self, kind: str, ms: float) -> None:
+        self.latencies.setdefault(kind, []).append(ms)
+
+    def error(self, kind: str, what: str) -> None:
+        key = f"{kind}: {what}"
+        self.errors[key] = self.errors.get(key, 0) + 1
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
+
+
+def sentence(rng: random.Random, n: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(n))
+
+
+async def pick_decoder(client: httpx.AsyncClient) -> str | None:
+    models = (await client.get("/api/models")).json()
+    decoders = [m for m in models if m["family"] == "decoder" and m["available"]]
+    decoders.sort(key=lambda m: (m["source"] != "scratch", m["n_layers"] * m["d_model"]))
+    return decoders[0]["id"] if decoders else None
+
+
+async def one_request(client: httpx.AsyncClient, rng: random.Random, decoder: str | None, stats: Stats) -> None:
+    kind = rng.choices(["attention", "tile", "generate"], weights=[4, 4, 2 if decoder else 0])[0]
+    t0 = time.perf_counter()
+    try:
+        if kind == "attention":
+            r = await client.post("/api/attention", json={"model": "minilm", "text": sentence(rng, rng.randint(5, 30)),
+                                                          "format": "npy"})
+        elif kind == "tile":
+            r = await client.post("/api/runs", json={"model": "minilm", "text": sentence(rng, rng.randint(5, 60))})
+            if r.status_code == 200:
+                run = r.json()
+                t = run["n_tokens"]
+                r = await client.get(f"/api/runs/{run['run_id']}/attention", params={
+                    "kind": "encoder", "layer": rng.randrange(run["n_layers"]), "head": rng.randrange(run["n_heads"]),
+                    "rows": f"0:{t}", "cols": f"0:{t}", "format": "f16"})
+        else:
+            r = await client.post("/api/generate", json={"model": decoder, "prompt": sentence(rng, 6),
+                                                         "max_new_tokens": 8, "seed": rng.randrange(1000),
+                                                         "stream": False})
+    except httpx.HTTPError as exc:
+        stats.error(kind, type(exc).__name__)
+        return
+    ms = (time.perf_counter() - t0) * 1e3
+    if r.status_code in (429, 503):
+        stats.shed += 1
+        retry = float(r.headers.get("retry-after", "1"))
+        await asyncio.sleep(min(retry, 2.0))
+    elif r.status_code == 200:
+        stats.ok(kind, ms)
+    else:
+        stats.error(kind, str(r.status_code))
+
+
+async def client_loop(base: str, seed: int, decoder: str | None, stop: float, stats: Stats) -> None:
+    rng = random.Random(seed)
+    async with httpx.AsyncClient(base_url=base, timeout=120) as client:
+        while time.perf_counter() < stop:
+            await one_request(client, rng, decoder, stats)
+
+
+async def health_probe(base: str, stop: float, stats: Stats) -> None:
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        while time.perf_counter() < stop:
+            t0 = time.perf_counter()
+            r = await client.get("/api/health")
+            if r.status_code == 200:
+                stats.health_ms.append((time.perf_counter() - t0) * 1e3)
+            else:
+                stats.error("health", str(r.status_code))
+            await asyncio.sleep(0.5)
+
+
+async def run_load(base: str, clients: int, duration: float, warmup: float, pid: int | None) -> dict:
+    """Warm up (every kind once, then `warmup` seconds of load), then measure `duration` seconds."""
+    async with httpx.AsyncClient(base_url=base, timeout=300) as client:
+        decoder = await pick_decoder(client)
+        rng = random.Random(0)
+        for _ in range(3):  # load every model once before timing anything
+            await one_request(client, rng, decoder, Stats())
+    if warmup > 0:
+        stop = time.perf_counter() + warmup
+        await asyncio.gather(*(client_loop(base, 1000 + i, decoder, stop, Stats()) for i in range(clients)))
+    proc = psutil.Process(pid) if pid else None
+    rss_start = proc.memory_info().rss if proc else None
+    stats = Stats()
+    t0 = time.perf_counter()
+    stop = t0 + duration
+    await asyncio.gather(health_probe(base, stop, stats),
+                         *(client_loop(base, i, decoder, stop, stats) for i in range(clients)))
+    elapsed = time.perf_counter() - t0
+    rss_end = proc.memory_info().rss if proc else None
+    all_ms = [ms for v in stats.latencies.values() for ms in v]
+    summary = {
+        "clients": clients, "duration_s": round(elapsed, 1), "decoder": decoder,
+        "requests": len(all_ms), "requests_per_s": round(len(all_ms) / elapsed, 2),
+        "p50_ms": round(percentile(all_ms, 50), 1), "p95_ms": round(percentile(all_ms, 95), 1),
+        "p99_ms": round(percentile(all_ms, 99), 1),
+        "by_kind": {k: {"n": len(v), "p50_ms": round(percentile(v, 50), 1), "p95_ms": round(percentile(v, 95), 1),
+                        "p99_ms": round(percentile(v, 99), 1)} for k, v in stats.latencies.items()},
+        "errors": sum(stats.errors.values()), "error_kinds": stats.errors, "shed_429_503": stats.shed,
+        "health_p50_ms": round(percentile(stats.health_ms, 50), 1),
+        "health_max_ms": round(max(stats.health_ms), 1) if stats.health_ms else None,
+    }
+    if rss_start:
+        summary.update(rss_start_mb=round(rss_start / 2**20, 1), rss_end_mb=round(rss_end / 2**20, 1),
+                       rss_growth_pct=round(100 * (rss_end - rss_start) / rss_start, 1))
+    return summary
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ATTNLAB_LOG_LEVEL": "WARNING"}
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--host", "127.0.0.1",
+                             "--port", str(port), "--log-level", "warning"], cwd=ROOT, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    proc.terminate()
+    raise RuntimeError("the server did not answer /api/health within 120 s")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="an already running server; default: start one on a free port")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--warmup", type=float, default=10.0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    proc = None
+    if args.url:
+        base, pid = args.url, None
+    else:
+        port = free_port()
+        proc = start_server(port)
+        base, pid = f"http://127.0.0.1:{port}", proc.pid
+    try:
+        summary = asyncio.run(run_load(base, args.clients, args.duration, args.warmup, pid))
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=30)
+    sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
