@@ -1,0 +1,206 @@
+"""The architecture page's data: a model's structure from its config, and a timed profile.
+
+``describe_architecture`` reads a config dict only (from-scratch ``TransformerConfig`` or
+a Hugging Face BERT / GPT-2 / Llama config) and derives blocks, tensor shapes at each
+step, parameter counts and forward FLOPs per token by component, norm placement and
+where positions enter. ``profile_architecture`` times forward and backward per
+component (models.profiler) on a freshly initialised copy of the same architecture:
+timing does not depend on weight values, and the served model is never touched.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+from dataclasses import asdict, dataclass
+from typing import Mapping
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The handful of numbers that size a Transformer, whatever config format they came from."""
+
+    family: str
+    vocab_size: int
+    d_model: int
+    n_layers: int
+    n_decoder_layers: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    d_ff: int
+    max_positions: int
+    positional: str
+    norm: str  # layernorm | rmsnorm
+    norm_position: str  # pre | post
+    activation: str
+    bias: bool
+    tie_embeddings: bool
+    attention_only: bool = False
+    type_vocab_size: int = 0
+
+
+def normalise_config(family: str, cfg: Mapping) -> Shape:
+    """A ``Shape`` from a from-scratch config or a Hugging Face one (BERT, GPT-2, Llama)."""
+    if "n_layers" in cfg and "d_model" in cfg:  # models.config.TransformerConfig
+        n_heads = cfg["n_heads"]
+        return Shape(cfg["family"], cfg["vocab_size"], cfg["d_model"], cfg["n_layers"],
+                     cfg.get("n_decoder_layers") or cfg["n_layers"], n_heads, cfg.get("n_kv_heads") or n_heads,
+                     cfg["d_model"] // n_heads, cfg.get("d_ff") or 4 * cfg["d_model"], cfg["max_positions"],
+                     cfg["positional"], cfg["norm"], cfg["norm_position"], cfg["activation"], cfg["bias"],
+                     cfg["tie_embeddings"], cfg.get("attention_only", False), cfg.get("type_vocab_size", 0))
+    d = cfg.get("hidden_size") or cfg.get("n_embd") or cfg.get("d_model")
+    layers = cfg.get("num_hidden_layers") or cfg.get("n_layer")
+    heads = cfg.get("num_attention_heads") or cfg.get("n_head")
+    kv = cfg.get("num_key_value_heads") or heads
+    model_type = cfg.get("model_type", "")
+    llama_like = "rope_theta" in cfg or model_type in ("llama", "mistral", "qwen2") or "rope_parameters" in cfg
+    gpt2_like = model_type == "gpt2" or "n_embd" in cfg
+    return Shape(
+        family=family, vocab_size=cfg.get("vocab_size", 0), d_model=d, n_layers=layers, n_decoder_layers=layers,
+        n_heads=heads, n_kv_heads=kv, head_dim=cfg.get("head_dim") or d // heads,
+        d_ff=cfg.get("intermediate_size") or cfg.get("n_inner") or 4 * d,
+        max_positions=cfg.get("max_position_embeddings") or cfg.get("n_positions") or 0,
+        positional="rope" if llama_like else "learned",
+        norm="rmsnorm" if llama_like else "layernorm",
+        norm_position="pre" if (llama_like or gpt2_like) else "post",
+        activation="swiglu" if llama_like else str(cfg.get("hidden_act") or cfg.get("activation_function") or "gelu"),
+        bias=not llama_like, tie_embeddings=bool(cfg.get("tie_word_embeddings", True)),
+        type_vocab_size=cfg.get("type_vocab_size", 0) or 0,
+    )
+
+
+POSITION_ENTRY = {
+    "none": "nowhere: the model sees no positions (attention is permutation-invariant; causal masking leaks some)",
+    "sinusoidal": "added to the token embeddings once, before layer 0 (fixed sinusoids)",
+    "learned": "added to the token embeddings once, before layer 0 (a learned table; no extrapolation)",
+    "rope": "inside every attention layer: queries and keys are rotated by position before q.k",
+    "alibi": "inside every attention layer: a per-head linear bias on the scores, -slope x distance",
+    "t5_relative": "inside every attention layer: a learned bias per head and relative-offset bucket on the scores",
+}
+
+
+def _linear(n_in: int, n_out: int, bias: bool) -> int:
+    return n_in * n_out + (n_out if bias else 0)
+
+
+def describe_architecture(family: str, cfg: Mapping, context: int = 128) -> dict:
+    """Blocks, shapes, parameters and forward FLOPs per token by component.
+
+    FLOPs count a multiply-add as 2; attention's q.k and weights.v grow with the context
+    length, taken as ``context`` (capped at the model's positions).
+    """
+    s = normalise_config(family, cfg)
+    T = min(context, s.max_positions) if s.max_positions else context
+    d, H, kv, hd, ff = s.d_model, s.n_heads, s.n_kv_heads, s.head_dim, s.d_ff
+    norm_params = (2 if s.norm == "layernorm" else 1) * d
+
+    def attn_params() -> int:
+        return (_linear(d, H * hd, s.bias) + 2 * _linear(d, kv * hd, s.bias) + _linear(H * hd, d, s.bias))
+
+    attn_proj_flops = 2 * (d * H * hd + 2 * d * kv * hd + H * hd * d)
+    attn_mix_flops = 2 * 2 * H * hd * T  # q.k over T keys, then weights.v
+    ffn_params = 0 if s.attention_only else (
+        3 * d * ff + (3 * ff if s.bias else 0) if s.activation == "swiglu"
+        else _linear(d, ff, s.bias) + _linear(ff, d, s.bias))
+    ffn_flops = 0 if s.attention_only else 2 * (3 if s.activation == "swiglu" else 2) * d * ff
+    stacks = [("encoder", s.n_layers, False)] if s.family == "encoder" else \
+        [("decoder", s.n_layers, False)] if s.family == "decoder" else \
+        [("encoder", s.n_layers, False), ("decoder", s.n_decoder_layers, True)]
+    n_blocks = sum(n for _, n, _ in stacks)
+    n_cross = sum(n for _, n, cross in stacks if cross)
+    norms_per_block = (1 if s.attention_only else 2)
+
+    emb = s.vocab_size * d
+    if s.positional == "learned":
+        emb += s.max_positions * d * len(stacks)
+    emb += s.type_vocab_size * d
+    pos_bias = 32 * H * len(stacks) if s.positional == "t5_relative" else 0
+    head_params = 0 if s.tie_embeddings else s.vocab_size * d
+    components = [
+        {"component": "embedding", "params": emb, "flops_per_token": 0},
+        {"component": "attention (projections)", "params": attn_params() * (n_blocks + n_cross),
+         "flops_per_token": attn_proj_flops * (n_blocks + n_cross)},
+        {"component": "attention (scores x values)", "params": pos_bias,
+         "flops_per_token": attn_mix_flops * (n_blocks + n_cross)},
+        {"component": "feed-forward", "params": ffn_params * n_blocks, "flops_per_token": ffn_flops * n_blocks},
+        {"component": "norms", "params": norm_params * (norms_per_block * n_blocks + n_cross + len(stacks)),
+         "flops_per_token": 5 * d * (norms_per_block * n_blocks + n_cross + len(stacks))},
+        {"component": "output head", "params": head_params, "flops_per_token": 2 * d * s.vocab_size},
+    ]
+    B = "B"
+    shapes = [
+        {"step": "token ids", "shape": [B, "T"]},
+        {"step": "embeddings (+ positions)" if s.positional in ("learned", "sinusoidal") else "embeddings",
+         "shape": [B, "T", d]},
+        {"step": "queries Q", "shape": [B, H, "T", hd]},
+        {"step": "keys K, values V" + (f" ({kv} shared KV heads, grouped-query)" if kv != H else ""),
+         "shape": [B, kv, "T", hd]},
+        {"step": "scores Q K^T / sqrt(d_head)" + (" + bias" if s.positional in ("alibi", "t5_relative") else ""),
+         "shape": [B, H, "T", "T"]},
+        {"step": "attention output (heads concatenated, projected)", "shape": [B, "T", d]},
+    ]
+    if not s.attention_only:
+        shapes.append({"step": f"feed-forward hidden ({s.activation})", "shape": [B, "T", ff]})
+    shapes.append({"step": "block output (residual stream)", "shape": [B, "T", d]})
+    shapes.append({"step": "logits (models with a language-model head)", "shape": [B, "T", s.vocab_size]})
+    residual = "x + f(norm(x))" if s.norm_position == "pre" else "norm(x + f(x))"
+    blocks = []
+    for kind, n, cross in stacks:
+        parts = (["causal self-attention"] if kind == "decoder" else ["bidirectional self-attention"]) + \
+            (["cross-attention over the encoder output"] if cross else []) + \
+            ([] if s.attention_only else [f"feed-forward {d} -> {ff} -> {d} ({s.activation})"])
+        blocks.append({"stack": kind, "n_layers": n, "sublayers": parts, "residual": residual})
+    total = sum(c["params"] for c in components)
+    return {
+        "family": s.family, "shape": asdict(s), "context": T, "blocks": blocks, "shapes": shapes,
+        "components": components, "total_params": total,
+        "total_flops_per_token": sum(c["flops_per_token"] for c in components),
+        "norm": f"{s.norm_position}-norm {s.norm}: each sublayer computes {residual}",
+        "positions": POSITION_ENTRY.get(s.positional, s.positional),
+        "tied_embeddings": s.tie_embeddings,
+    }
+
+
+_profile_cache: dict[tuple, dict] = {}
+_profile_lock = threading.Lock()
+
+
+def _fresh_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A randomly initialised module of the same class and config (timing ignores weight values)."""
+    config = getattr(model, "config", None)
+    try:
+        fresh = type(model)(config)
+    except Exception:  # a class whose constructor wants more than its config: copy it
+        fresh = copy.deepcopy(model)
+    return fresh.float().train(False)
+
+
+def profile_architecture(adapter, tokens: int = 64, backward: bool = True) -> dict:
+    """Forward/backward ms per component on a ``tokens``-long random input; cached per model."""
+    from models.profiler import profile_model
+
+    key = (adapter.info.id, tokens, backward)
+    with _profile_lock:
+        if key in _profile_cache:
+            return _profile_cache[key]
+        model = _fresh_copy(adapter.model)
+        vocab = adapter.info.vocab_size or 100
+        ids = torch.randint(0, min(vocab, 1000), (1, tokens), generator=torch.Generator().manual_seed(0))
+        if adapter.info.source == "pretrained":
+            inputs = {"input_ids": ids}
+        elif adapter.info.family == "encoder-decoder":
+            inputs = {"src": ids, "tgt": ids[:, : max(2, tokens // 2)]}
+        else:
+            inputs = {"ids": ids}
+        threads = torch.get_num_threads()
+        result = profile_model(model, inputs, repeats=2, backward=backward).to_dict()
+        result.update({"model": adapter.info.id, "threads": threads, "device": "cpu",
+                       "note": "freshly initialised copy of the architecture; mean of 2 runs after a warm-up"})
+        _profile_cache[key] = result
+        return result

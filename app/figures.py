@@ -1,0 +1,292 @@
+"""Plotly figures the server can build whole, one function per figure.
+
+Each function takes plain data, the same dicts and lists the REST API answers, and
+returns a ``plotly.graph_objects.Figure``, so a notebook can use them directly::
+
+    from app import figures
+    from models import make_positional
+    fig = figures.positional_matrix(make_positional("sinusoidal", d_model=64, n_heads=4,
+                                                    max_positions=128).describe(128))
+    fig.show()            # or fig.write_html("sinusoidal.html")
+
+The pages fetch them as figure JSON from ``/api/figures/...`` (app/routes/figures.py).
+Attention heatmaps that stream tiles are drawn by the pages' own JS instead.
+
+Colour scales are viridis / cividis: perceptually uniform and still ordered in greyscale
+(a projector, a black-and-white printout). Text that comes from tokens is escaped with
+:func:`escape_label`, because Plotly renders a subset of HTML inside labels.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Mapping, Sequence
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+SEQUENTIAL = "Viridis"
+ALTERNATIVE = "Cividis"
+# Okabe-Ito: distinguishable with colour-blindness and by lightness in greyscale
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
+DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"]
+BASE_LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=50, b=50), font=dict(size=13))
+
+
+def escape_label(text: str) -> str:
+    """A token as Plotly label text: ``<``, ``>`` and ``&`` as entities, so it shows literally."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _layout(fig: go.Figure, title: str, **extra: object) -> go.Figure:
+    fig.update_layout(title=dict(text=title), **BASE_LAYOUT, **extra)
+    return fig
+
+
+def _style(i: int) -> dict:
+    return dict(color=PALETTE[i % len(PALETTE)], dash=DASHES[(i // len(PALETTE)) % len(DASHES)])
+
+
+# ----------------------------------------------------------------------------- positional
+
+
+def positional_matrix(desc: Mapping) -> go.Figure:
+    """The encoding added to the embeddings: positions x dimensions (sinusoidal, learned)."""
+    if "matrix" not in desc:
+        raise ValueError(f"scheme {desc.get('scheme')!r} adds no vector to the embeddings (no 'matrix')")
+    fig = go.Figure(go.Heatmap(z=desc["matrix"], colorscale=SEQUENTIAL, colorbar=dict(title="value"),
+                               hovertemplate="position %{y}<br>dimension %{x}<br>value %{z:.3f}<extra></extra>"))
+    fig.update_xaxes(title="dimension")
+    fig.update_yaxes(title="position", autorange="reversed")
+    return _layout(fig, f"{desc.get('scheme', '')} encoding: position x dimension")
+
+
+def positional_similarity(descs: Mapping[str, Mapping]) -> go.Figure:
+    """Similarity of position 0 with every offset, one line per scheme that has one.
+
+    Sinusoidal/learned: dot product of encodings; RoPE: q.k of a fixed vector after
+    rotation; ALiBi and T5 (biases, not vectors): exp(bias) of head 0, the factor the
+    bias multiplies an attention weight by.
+    """
+    fig = go.Figure()
+    for i, (name, desc) in enumerate(descs.items()):
+        if "similarity" in desc:
+            x, y = desc["similarity"]["offset"], desc["similarity"]["value"]
+        elif "bias" in desc and desc["bias"]:
+            row = desc["bias"][0][-1]  # head 0, last query: offsets 0..T-1 reading backwards
+            x = list(range(len(row)))
+            y = [math.exp(v - row[-1]) for v in reversed(row)]
+        else:
+            continue
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=name, line=_style(i)))
+    fig.update_xaxes(title="offset from position 0")
+    fig.update_yaxes(title="similarity (1 at offset 0)")
+    return _layout(fig, "Similarity vs offset")
+
+
+def rope_rotations(desc: Mapping) -> go.Figure:
+    """RoPE: the rotation angle of each 2-D pair at each position (as cos), and the frequencies."""
+    if "rotations" not in desc:
+        raise ValueError(f"scheme {desc.get('scheme')!r} has no rotations (only rope does)")
+    cos = [[math.cos(a) for a in row] for row in desc["rotations"]]
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.7, 0.3], horizontal_spacing=0.12,
+                        subplot_titles=("cos(position x frequency)", "frequency per pair"))
+    fig.add_trace(go.Heatmap(z=cos, colorscale=SEQUENTIAL, zmin=-1, zmax=1, colorbar=dict(x=0.62, title="cos"),
+                             hovertemplate="position %{y}<br>pair %{x}<br>cos %{z:.3f}<extra></extra>"), 1, 1)
+    freqs = desc.get("frequencies", [])
+    fig.add_trace(go.Scatter(x=list(range(len(freqs))), y=freqs, mode="lines+markers", name="frequency",
+                             line=_style(0), showlegend=False), 1, 2)
+    fig.update_xaxes(title="pair index", row=1, col=1)
+    fig.update_yaxes(title="position", autorange="reversed", row=1, col=1)
+    fig.update_xaxes(title="pair index", row=1, col=2)
+    fig.update_yaxes(title="radians / position", type="log", row=1, col=2)
+    return _layout(fig, "RoPE rotations")
+
+
+def alibi_biases(desc: Mapping) -> go.Figure:
+    """ALiBi: the bias each head adds at each query-key distance (slope x distance)."""
+    slopes = desc.get("slopes")
+    if slopes is None:
+        raise ValueError(f"scheme {desc.get('scheme')!r} has no ALiBi slopes")
+    max_len = int(desc.get("max_len", 128))
+    distance = list(range(max_len))
+    fig = go.Figure()
+    for h, slope in enumerate(slopes):
+        fig.add_trace(go.Scatter(x=distance, y=[-slope * d for d in distance], mode="lines", name=f"head {h}",
+                                 line=_style(h), hovertemplate=f"head {h} (slope {slope:.4g})<br>distance %{{x}}"
+                                                               "<br>bias %{y:.3f}<extra></extra>"))
+    fig.update_xaxes(title="query - key distance")
+    fig.update_yaxes(title="bias added to the score")
+    return _layout(fig, "ALiBi biases per head")
+
+
+def t5_buckets(desc: Mapping) -> go.Figure:
+    """T5: the bucket each relative offset falls in (exact near 0, logarithmic further out)."""
+    buckets = desc.get("buckets")
+    if buckets is None:
+        raise ValueError(f"scheme {desc.get('scheme')!r} has no T5 buckets")
+    fig = go.Figure(go.Scatter(x=buckets["offset"], y=buckets["bucket"], mode="lines", line=dict(shape="hv", **_style(0)),
+                               name="bucket", hovertemplate="offset %{x}<br>bucket %{y}<extra></extra>"))
+    fig.update_xaxes(title="key - query offset")
+    fig.update_yaxes(title="bucket")
+    return _layout(fig, "T5 relative-position buckets")
+
+
+def extrapolation_curve(results: Mapping) -> go.Figure:
+    """Loss (or perplexity) against evaluation length, one line per positional scheme.
+
+    Accepts ``{"train_len": N, "schemes": {name: {"lengths": [...], "loss": [...]}}}`` or
+    ``{"results": [{"scheme", "length", "loss"}, ...]}`` (what the extrapolation lab writes).
+    """
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    metric = "loss"
+    if isinstance(results.get("schemes"), Mapping):
+        for name, data in results["schemes"].items():
+            metric = next((m for m in ("loss", "perplexity", "ppl", "accuracy") if m in data), metric)
+            xs = data.get("lengths") or data.get("length") or data.get("eval_lengths") or []
+            series[name] = (list(xs), list(data.get(metric, [])))
+    else:
+        rows = results.get("results") or results.get("rows") or []
+        for row in rows:
+            metric = next((m for m in ("loss", "perplexity", "ppl", "accuracy") if m in row), metric)
+            xs, ys = series.setdefault(str(row.get("scheme") or row.get("positional")), ([], []))
+            xs.append(row.get("length") or row.get("eval_len") or row.get("seq_len"))
+            ys.append(row.get(metric))
+    fig = go.Figure()
+    for i, (name, (xs, ys)) in enumerate(series.items()):
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=name, line=_style(i)))
+    train_len = results.get("train_len") or results.get("train_length")
+    if train_len:
+        fig.add_vline(x=train_len, line=dict(color="grey", dash="dot"), annotation_text="training length")
+    fig.update_xaxes(title="evaluation length (tokens)", type="log")
+    fig.update_yaxes(title=metric)
+    return _layout(fig, "Length extrapolation")
+
+
+# ----------------------------------------------------------------------------- backends
+
+
+def _size(row: Mapping) -> float | None:
+    return row.get("seq_len") or row.get("T") or row.get("n_tokens")
+
+
+def benchmark_figure(rows: Sequence[Mapping]) -> go.Figure:
+    """Median time and peak memory against sequence length, log-log, one line per backend."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("time", "peak memory"), horizontal_spacing=0.12)
+    by_backend: dict[str, list[Mapping]] = {}
+    for row in rows:
+        by_backend.setdefault(str(row["backend"]), []).append(row)
+    for i, (backend, items) in enumerate(by_backend.items()):
+        items = sorted((r for r in items if _size(r) is not None), key=_size)
+        xs = [_size(r) for r in items]
+        style = dict(mode="lines+markers", line=_style(i), legendgroup=backend)
+        fig.add_trace(go.Scatter(x=xs, y=[r.get("median_ms") for r in items], name=backend, **style,
+                                 hovertemplate=backend + "<br>T %{x}<br>%{y:.3g} ms<extra></extra>"), 1, 1)
+        mem = [(r.get("peak_memory_bytes") or 0) / 2**20 or None for r in items]
+        fig.add_trace(go.Scatter(x=xs, y=mem, name=backend, showlegend=False, **style,
+                                 hovertemplate=backend + "<br>T %{x}<br>%{y:.3g} MiB<extra></extra>"), 1, 2)
+    fig.update_xaxes(title="sequence length T", type="log")
+    fig.update_yaxes(title="median ms", type="log", row=1, col=1)
+    fig.update_yaxes(title="peak MiB", type="log", row=1, col=2)
+    return _layout(fig, "Attention backends: time and memory vs sequence length")
+
+
+def profile_figure(profile: Mapping) -> go.Figure:
+    """Forward and backward milliseconds per component (models.profiler.Profile.to_dict())."""
+    comps = profile["components"]
+    names = [c["component"] for c in comps]
+    fig = go.Figure([
+        go.Bar(x=names, y=[c["forward_ms"] for c in comps], name="forward", marker_color=PALETTE[0]),
+        go.Bar(x=names, y=[c["backward_ms"] for c in comps], name="backward", marker_color=PALETTE[1],
+               marker_pattern_shape="/"),
+    ])
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(title="ms per pass")
+    tokens = profile.get("tokens")
+    return _layout(fig, f"Time per component ({tokens} tokens)" if tokens else "Time per component")
+
+
+def architecture_figure(arch: Mapping) -> go.Figure:
+    """Parameters and forward FLOPs per token by component (app.architecture.describe_architecture)."""
+    comps = arch["components"]
+    names = [c["component"] for c in comps]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("parameters", "forward FLOPs per token"),
+                        horizontal_spacing=0.12)
+    fig.add_trace(go.Bar(x=names, y=[c["params"] for c in comps], name="parameters", marker_color=PALETTE[0]), 1, 1)
+    fig.add_trace(go.Bar(x=names, y=[c["flops_per_token"] for c in comps], name="FLOPs / token",
+                         marker_color=PALETTE[2], marker_pattern_shape="x"), 1, 2)
+    fig.update_yaxes(type="log")
+    return _layout(fig, "Where the parameters and the compute are", showlegend=False)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def training_curves(records: Iterable[Mapping]) -> go.Figure:
+    """Training loss (and eval loss) and learning rate against step, from log.jsonl records."""
+    records = list(records)
+    train = [r for r in records if "loss" in r]
+    evals = [r for r in records if "eval_loss" in r]
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.08,
+                        subplot_titles=("loss", "learning rate"))
+    fig.add_trace(go.Scatter(x=[r["step"] for r in train], y=[r["loss"] for r in train], mode="lines",
+                             name="train loss", line=_style(0)), 1, 1)
+    if evals:
+        fig.add_trace(go.Scatter(x=[r["step"] for r in evals], y=[r["eval_loss"] for r in evals],
+                                 mode="lines+markers", name="eval loss", line=_style(1),
+                                 marker=dict(symbol="diamond", size=9)), 1, 1)
+    flagged = [r for r in train if r.get("spike") or r.get("skipped")]
+    if flagged:
+        fig.add_trace(go.Scatter(x=[r["step"] for r in flagged], y=[r["loss"] for r in flagged], mode="markers",
+                                 name="spike / skipped", marker=dict(symbol="x", size=10, color=PALETTE[5])), 1, 1)
+    lr = [r for r in train if "lr" in r]
+    fig.add_trace(go.Scatter(x=[r["step"] for r in lr], y=[r["lr"] for r in lr], mode="lines", name="lr",
+                             line=_style(2)), 2, 1)
+    fig.update_xaxes(title="step", row=2, col=1)
+    fig.update_yaxes(title="loss", row=1, col=1)
+    fig.update_yaxes(title="lr", exponentformat="e", row=2, col=1)
+    return _layout(fig, "Training curves")
+
+
+# ----------------------------------------------------------------------------- attention summaries
+
+
+def head_type_grids(scores: Mapping[str, Sequence[Sequence[float]]], detectors: Sequence[str] | None = None) -> go.Figure:
+    """One layers x heads heatmap per detector (the scores of GET /api/runs/{id}/heads)."""
+    names = [d for d in (detectors or list(scores)) if d in scores]
+    cols = min(4, max(1, len(names)))
+    rows = max(1, math.ceil(len(names) / cols))
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[n.replace("_", " ") for n in names],
+                        horizontal_spacing=0.06, vertical_spacing=0.14)
+    for i, name in enumerate(names):
+        z = scores[name]
+        bounded = name not in ("entropy", "mean_offset")  # those two are nats / positions, not in [0, 1]
+        fig.add_trace(go.Heatmap(
+            z=z, colorscale=SEQUENTIAL, zmin=0 if bounded else None, zmax=1 if bounded else None,
+            showscale=i == 0, name=name, colorbar=dict(title="score", len=0.5),
+            hovertemplate=f"{name}<br>layer %{{y}} head %{{x}}<br>%{{z:.3f}}<extra></extra>"),
+            i // cols + 1, i % cols + 1)
+    fig.update_yaxes(autorange="reversed", title_text="")
+    fig.update_layout(height=280 * rows + 80)
+    return _layout(fig, "Head types (layer x head)")
+
+
+def rollout_figure(matrix: Sequence[Sequence[float]], tokens: Sequence[str], title: str = "Attention rollout") -> go.Figure:
+    """A (query x key) aggregate such as rollout or flow, with escaped token labels."""
+    labels = [f"{i}:{escape_label(t)}" for i, t in enumerate(tokens)]
+    fig = go.Figure(go.Heatmap(z=matrix, x=labels, y=labels, colorscale=SEQUENTIAL, zmin=0,
+                               hovertemplate="query %{y}<br>key %{x}<br>%{z:.3f}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", title="query")
+    fig.update_xaxes(title="key", tickangle=-60)
+    return _layout(fig, title)
+
+
+def probability_bars(top: Sequence[Mapping], chosen: str | None = None, title: str = "Next-token probabilities") -> go.Figure:
+    """Top-k next-token probabilities as horizontal bars; the chosen token is highlighted."""
+    labels = [escape_label(repr(t["token"])[1:-1]) for t in top]
+    colors = [PALETTE[1] if chosen is not None and t["token"] == chosen else PALETTE[0] for t in top]
+    fig = go.Figure(go.Bar(x=[t["prob"] for t in top], y=labels, orientation="h", marker_color=colors,
+                           hovertemplate="%{y}<br>p = %{x:.3f}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(title="probability", range=[0, 1])
+    return _layout(fig, title)
