@@ -175,9 +175,10 @@ def from_hf_bert(hf_model) -> Encoder:
 # -- Llama (SmolLM2) -------------------------------------------------------------------
 
 def _rope_theta(hf_config) -> float:
-    params = getattr(hf_config, "rope_parameters", None) or {}
-    rope_type = params.get("rope_type", "default")
-    if rope_type != "default" or getattr(hf_config, "rope_scaling", None):
+    # transformers 5 keeps RoPE settings in rope_parameters (rope_scaling is an alias of it)
+    params = getattr(hf_config, "rope_parameters", None) or getattr(hf_config, "rope_scaling", None) or {}
+    rope_type = params.get("rope_type", params.get("type", "default"))
+    if rope_type != "default":
         raise NotImplementedError(f"RoPE scaling {rope_type!r} is not supported; only plain RoPE")
     theta = params.get("rope_theta", getattr(hf_config, "rope_theta", None))
     if theta is None:

@@ -18,8 +18,6 @@ models``) must stay fast and never load weights.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import copy
 import importlib.util
 import json
@@ -32,13 +30,11 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
-
 import torch
 from torch import Tensor
 
 from .adapter import Encoded, Family, ModelAdapter, ModelInfo
-from .attention import AttentionSpec, get_backend
+from .attention import AttentionSpec, active_backend, get_backend, use_backend
 from .capture import current_recorder
 from .registry import Entry
 
@@ -48,26 +44,6 @@ ATTN_IMPLEMENTATION = "attnlab"  # the name under which transformers finds our a
 DEFAULT_HUB_IDS = ("gpt2", "distilgpt2", "bert-base-uncased")
 MODEL_DIR_ENV = "ATTNLAB_MODEL_DIR"
 CACHE_DIR_ENV = "ATTNLAB_CACHE_DIR"
-
-# -- which backend runs the attention of a Hugging Face model --------------------------
-
-# The backend the attention function uses during one forward. A context variable, so
-# two requests in two threads (or two asyncio tasks) never see each other's choice.
-_ACTIVE_BACKEND: contextvars.ContextVar[str] = contextvars.ContextVar("attnlab_hf_backend", default="math")
-# Per-adapter choices made with set_backend, in this context: {id(adapter): backend}.
-_CHOSEN: contextvars.ContextVar[dict[int, str]] = contextvars.ContextVar("attnlab_hf_choice", default={})
-
-
-@contextlib.contextmanager
-def use_backend(name: str) -> Iterator[None]:
-    """Run the Hugging Face models called in this block on our backend ``name``."""
-    get_backend(name)  # fail early, listing the known names
-    token = _ACTIVE_BACKEND.set(name)
-    try:
-        yield
-    finally:
-        _ACTIVE_BACKEND.reset(token)
-
 
 # -- from a Hugging Face mask to our lazy spec -----------------------------------------
 
@@ -166,7 +142,8 @@ def attnlab_attention(module, query: Tensor, key: Tensor, value: Tensor, attenti
     group = query.shape[1] // key.shape[1]
     k_full = key.repeat_interleave(group, dim=1) if group > 1 else key  # (B, H, Tk, D)
     v_full = value.repeat_interleave(group, dim=1) if group > 1 else value
-    result = get_backend(_ACTIVE_BACKEND.get())(query, k_full, v_full, spec)
+    # the per-request choice (ModelAdapter.forward's use_backend block), else math
+    result = get_backend(active_backend("math"))(query, k_full, v_full, spec)
     recorder = current_recorder()
     if recorder is not None:
         if getattr(module, "is_cross_attention", False):
@@ -280,7 +257,8 @@ class HFAdapter(ModelAdapter):
         segment ids say which text a token came from.
         """
         enc = self.tokenizer(text, text_pair, return_offsets_mapping=True, return_special_tokens_mask=True,
-                             return_attention_mask=True, return_tensors="pt")
+                             return_attention_mask=True, return_token_type_ids=self._uses_segments(),
+                             return_tensors="pt")
         ids = enc["input_ids"]  # (1, T)
         if ids.shape[1] == 0:
             raise ValueError("text: no tokens after tokenisation")
@@ -304,14 +282,13 @@ class HFAdapter(ModelAdapter):
         return self.tokenizer.decode([token_id])
 
     def set_backend(self, backend: str) -> None:
-        """Choose the backend of this adapter for the calls made in this context (thread, task)."""
+        """The backend when no per-request one is given (a notebook's ``adapter.model(...)``)."""
         self.check_backend(backend)
         self._default_backend = backend
-        _CHOSEN.set({**_CHOSEN.get(), id(self): backend})
 
-    @property
-    def backend(self) -> str:
-        return _CHOSEN.get().get(id(self), self._default_backend)
+    def _backend_context(self):
+        # a use_backend block around the call (ModelAdapter.forward/generate) wins
+        return use_backend(active_backend(self._default_backend))
 
     def _forward(self, enc: Encoded) -> Tensor | None:
         kwargs = {"input_ids": enc.ids, "attention_mask": enc.attention_mask}
@@ -319,7 +296,7 @@ class HFAdapter(ModelAdapter):
             kwargs["token_type_ids"] = enc.segments
         if self.info.family == "decoder":
             kwargs["use_cache"] = False
-        with use_backend(self.backend):
+        with self._backend_context():
             out = self.model(**kwargs)
         return getattr(out, "logits", None)
 
@@ -327,7 +304,7 @@ class HFAdapter(ModelAdapter):
         from transformers import DynamicCache
 
         cache = cache if cache is not None else DynamicCache(config=self.model.config)
-        with use_backend(self.backend):
+        with self._backend_context():
             out = self.model(input_ids=ids, cache=cache, use_cache=True)
         return out.logits[:, -1], out.cache
 
@@ -694,5 +671,5 @@ def pretrained_entries(allowlist: list[str], model_root: Path | str | None = Non
 __all__ = [
     "ATTN_IMPLEMENTATION", "DEFAULT_HUB_IDS", "HFAdapter", "UnsafeModelPath", "attnlab_attention", "cache_dir",
     "convert_gguf", "info_from_config", "load_hf", "pretrained_entries", "register_attention",
-    "resolve_model_dir", "spec_from_hf", "use_backend",
+    "resolve_model_dir", "spec_from_hf",
 ]
