@@ -1,14 +1,24 @@
 """HTML pages: one Jinja2 template per view, one ES module per view, one navigation bar.
 
-Pages carry no inline script or style and no remote origin, so the app can send a strict
-Content-Security-Policy (``script-src 'self'``). Plotly.js would otherwise add one
-``<style>`` element at load; the base template links ``/assets/plotly.css`` under the id
-Plotly looks for instead (class ``no-inline-styles``), and this module extracts those
-rules from the installed plotly.min.js, so they always match its version.
+Pages carry no inline script or style and no remote origin, so they are served under a
+strict Content-Security-Policy (``script-src 'self'``, ``style-src 'self'``). Plotly.js
+needs three things for that, all derived here from the installed plotly.min.js so they
+follow its version:
+
+- its global rules would go into an injected ``<style>``: the base template links
+  ``/assets/plotly.css`` under the id Plotly looks for (class ``no-inline-styles``);
+- the bundled maplibre CSS is injected unless an element with its id exists: the
+  template renders such an element (a link to ``/assets/plotly-extra/<id>.css``);
+- two fixed ``style`` attribute values (an empty one on colour-bar fills, and the
+  image-rendering probe of heatmaps): allowed by hash only, through
+  ``style-src-attr 'unsafe-hashes' 'sha256-...'``. Nothing else inline is allowed.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -49,11 +59,63 @@ VIEWS = (
 )
 
 
+def _plotly_source() -> Path:
+    vendored = VENDOR / "plotly.min.js"
+    return vendored if vendored.exists() else plotly_js_source()
+
+
+@dataclass(frozen=True)
+class PlotlyNeeds:
+    """What the plotly.js bundle would add inline, read from the bundle itself."""
+
+    css: str  # its global rules
+    extra_css: dict[str, str]  # guarded <style> blocks (maplibre) by guard id
+    style_attr_hashes: tuple[str, ...]  # CSP hashes of the style attribute values it sets
+
+
+def _sha256(text: str) -> str:
+    return "sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
+
+
+STRING = r'''("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')'''
+
+
+@lru_cache(maxsize=2)
+def plotly_needs(source: Path) -> PlotlyNeeds:
+    text = source.read_text(encoding="utf-8")
+    rules = []
+    match = re.search(r'(\w+)=\{("X,X div".*?)\};for\(\w+ in \1\)', text, re.S)
+    if match is not None:
+        for key, value in re.findall(STRING + ":" + STRING, match.group(2)):
+            selector = re.sub(r"^,", " ,", key[1:-1]).replace("X", ".js-plotly-plot .plotly").replace(
+                "Y", ".plotly-notifier")
+            rules.append(f"{selector}{{{value[1:-1]}}}")
+    css = "/* plotly.js global styles, linked instead of injected (strict CSP) */\n" + "\n".join(rules) + "\n"
+    extra = {}
+    for guard in re.finditer(r'if\(!document\.getElementById\("([0-9a-f]{16,})"\)\)\{var (\w+)=document\.'
+                             r'createElement\("style"\);\2\.id="\1",\2\.textContent=' + STRING, text):
+        extra[guard.group(1)] = guard.group(3)[1:-1].replace("\\'", "'")
+    hashes = [_sha256("")]  # colour-bar fills: attr("style", "")
+    decl = re.search(r"CSS_DECLARATIONS=(\[\[.*?\]\]);", text)
+    if decl is not None:  # the heatmap's image-rendering probe: declarations joined as "k: v; "
+        hashes.append(_sha256("".join(": ".join(d) + "; " for d in json.loads(decl.group(1)))))
+    return PlotlyNeeds(css, extra, tuple(hashes))
+
+
+def page_csp(needs: PlotlyNeeds) -> str:
+    hashes = " ".join(f"'{h}'" for h in needs.style_attr_hashes)
+    return ("default-src 'self'; script-src 'self'; style-src 'self'; "
+            f"style-src-attr 'unsafe-hashes' {hashes}; img-src 'self' data: blob:; connect-src 'self'; "
+            "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+
+
 def _page(view: View):
     async def page(request: Request) -> HTMLResponse:
-        return templates.TemplateResponse(request, f"{view.name}.html",
-                                          {"view": view, "views": VIEWS, "title": view.title},
-                                          headers={"Cache-Control": "no-cache"})
+        needs = plotly_needs(_plotly_source())
+        return templates.TemplateResponse(
+            request, f"{view.name}.html",
+            {"view": view, "views": VIEWS, "title": view.title, "plotly_guards": sorted(needs.extra_css)},
+            headers={"Cache-Control": "no-cache", "Content-Security-Policy": page_csp(needs)})
 
     page.__name__ = f"page_{view.name}"
     page.__doc__ = f"The {view.nav} page (HTML)."
@@ -65,23 +127,15 @@ for _view in VIEWS:
                          include_in_schema=False, name=f"page_{_view.name}")
 
 
-@lru_cache(maxsize=2)
-def plotly_css(source: Path) -> str:
-    """Plotly.js's global style rules as a stylesheet (what it would inject as inline <style>)."""
-    text = source.read_text(encoding="utf-8")
-    match = re.search(r'(\w+)=\{("X,X div".*?)\};for\(\w+ in \1\)', text, re.S)
-    if match is None:
-        return "/* plotly.js style rules not found in this build */\n"
-    string = r'''("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')'''
-    rules = []
-    for key, value in re.findall(string + ":" + string, match.group(2)):
-        selector = re.sub(r"^,", " ,", key[1:-1]).replace("X", ".js-plotly-plot .plotly").replace("Y", ".plotly-notifier")
-        rules.append(f"{selector}{{{value[1:-1]}}}")
-    return "/* plotly.js global styles, linked instead of injected (strict CSP) */\n" + "\n".join(rules) + "\n"
-
-
 @router.get("/assets/plotly.css", include_in_schema=False)
 async def plotly_stylesheet() -> Response:
-    vendored = VENDOR / "plotly.min.js"
-    source = vendored if vendored.exists() else plotly_js_source()
-    return Response(plotly_css(source), media_type="text/css", headers={"Cache-Control": "max-age=3600"})
+    return Response(plotly_needs(_plotly_source()).css, media_type="text/css",
+                    headers={"Cache-Control": "max-age=3600"})
+
+
+@router.get("/assets/plotly-extra/{guard}.css", include_in_schema=False)
+async def plotly_extra_stylesheet(guard: str) -> Response:
+    css = plotly_needs(_plotly_source()).extra_css.get(guard)
+    if css is None:
+        return Response("/* unknown */\n", status_code=404, media_type="text/css")
+    return Response(css, media_type="text/css", headers={"Cache-Control": "max-age=3600"})

@@ -280,7 +280,7 @@ function drawLines() {
   }
   const rowH = 18;
   const height = Math.max(d.rowTokens.length, d.colTokens.length) * rowH + 10;
-  const width = 360;
+  const width = 480;
   const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, width, height, class: "line-view", role: "img",
                             "aria-label": "attention lines" });
   const lines = svg("g");
@@ -290,7 +290,7 @@ function drawLines() {
   const all = [];
   d.z.forEach((row, i) => row.forEach((w, j) => {
     if (w < 0.01) return;
-    const line = svg("line", { x1: 120, y1: 12 + i * rowH, x2: width - 120, y2: 12 + j * rowH,
+    const line = svg("line", { x1: 150, y1: 12 + i * rowH, x2: width - 150, y2: 12 + j * rowH,
                                "stroke-opacity": Math.min(1, w).toFixed(3), class: "att" });
     line.dataset.q = String(i);
     line.dataset.k = String(j);
@@ -314,8 +314,8 @@ function drawLines() {
     text.addEventListener("blur", () => highlight(side, null));
     group.appendChild(text);
   });
-  label(left, d.rowTokens, 112, "end", "q");
-  label(right, d.colTokens, width - 112, "start", "k");
+  label(left, d.rowTokens, 142, "end", "q");
+  label(right, d.colTokens, width - 142, "start", "k");
   box.appendChild(root);
 }
 
