@@ -290,6 +290,7 @@ class HFAdapter(ModelAdapter):
         # a use_backend block around the call (ModelAdapter.forward/generate) wins
         return use_backend(active_backend(self._default_backend))
 
+    @torch.no_grad()
     def _forward(self, enc: Encoded) -> Tensor | None:
         kwargs = {"input_ids": enc.ids, "attention_mask": enc.attention_mask}
         if enc.segments is not None:
@@ -300,6 +301,7 @@ class HFAdapter(ModelAdapter):
             out = self.model(**kwargs)
         return getattr(out, "logits", None)
 
+    @torch.no_grad()
     def _step(self, ids: Tensor, cache: object | None) -> tuple[Tensor, object]:
         from transformers import DynamicCache
 
