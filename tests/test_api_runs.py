@@ -124,3 +124,18 @@ def test_cache_evicts_by_bytes(one_thread):
         assert "attnlab_run_cache_evictions" in c.get("/api/metrics").text
         too_big = c.post("/api/runs", json={"model": "tiny-gpt", "text": "y" * 1000})
         assert too_big.status_code == 413 and "run_cache_bytes" in too_big.json()["detail"]
+
+
+@pytest.mark.parametrize("model,text", [("tiny-t5", "hello there"), ("tiny-bert", "a b c d e f")])
+def test_dense_equals_tiles_for_biases_and_cross(client, model, text):
+    """The fused dense path and the recorder's tiles agree (T5 buckets, cross-attention, learned)."""
+    dense = client.post("/api/attention", json={"model": model, "text": text}).json()
+    run = client.post("/api/runs", json={"model": model, "text": text}).json()
+    parts = {k: dense[k] for k in run["kinds"]} if model == "tiny-t5" else {"encoder": dense}
+    for kind, part in parts.items():
+        weights = np.asarray(part["attention"])
+        for layer in range(weights.shape[0]):
+            for head in range(weights.shape[1]):
+                tile = client.get(f"/api/runs/{run['run_id']}/attention",
+                                  params={"kind": kind, "layer": layer, "head": head}).json()
+                np.testing.assert_allclose(np.asarray(tile["attention"]), weights[layer, head], atol=1e-5)

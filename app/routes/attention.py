@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from fastapi import APIRouter
 from starlette.responses import Response
 
@@ -21,7 +22,7 @@ layers, heads, timings, dtype}`. Encoder-decoder models need `kind` with `format
 
 def _maps_json(m: DenseMaps) -> dict:
     return {"kind": m.kind, "tokens": m.tokens, "key_tokens": m.key_tokens, "shape": list(m.weights.shape),
-            "layers": m.layers, "heads": m.heads, "attention": m.weights}
+            "layers": m.layers, "heads": m.heads, "attention": m.weights.numpy()}
 
 
 def _meta(result: DenseResult, m: DenseMaps) -> dict:
@@ -40,8 +41,9 @@ def _meta(result: DenseResult, m: DenseMaps) -> dict:
                **{k: ERRORS[k] for k in (404, 409, 413, 422, 429, 503)}},
 )
 async def attention(req: AttentionRequest, services: ServicesDep) -> Response:
+    dtype = torch.float16 if req.format == "npy" else torch.float32
     result = await services.attention.dense(req.model, req.text, req.text_pair, req.backend, req.layers, req.heads,
-                                            req.kind)
+                                            req.kind, dtype)
     seq2seq = result.family == "encoder-decoder"
     if req.format == "npy":
         if seq2seq and req.kind is None:

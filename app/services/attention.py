@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from models import ModelAdapter, Recorder
@@ -18,12 +17,13 @@ from ..settings import Settings
 from .errors import Invalid, TooLarge
 from .hub import ModelHub
 from .inputs import encode_checked
+from .tiles import dense_heads
 
 
 @dataclass
 class DenseMaps:
     kind: str
-    weights: np.ndarray  # (L, H, Tq, Tk) float32
+    weights: torch.Tensor  # (L, H, Tq, Tk) float32, or float16 for NPY answers
     tokens: list[str]  # query tokens
     key_tokens: list[str]
     layers: list[int]
@@ -54,18 +54,14 @@ def _over_budget(n_weights: int, budget: int) -> TooLarge:
                     "or pooled overviews from GET /api/runs/{run_id}/attention")
 
 
-def stack_maps(rec: Recorder, kind: str, layers: list[int], heads: list[int]) -> np.ndarray:
-    """(L, H, Tq, Tk) for the selected layers and heads, from the capture."""
-    out = []
-    for layer in layers:
-        r = rec.get(kind, layer)
-        t_q, t_k = r.shape
-        if heads == list(range(r.n_heads)):
-            block = r.block(slice(0, r.n_heads), slice(0, t_q), slice(0, t_k))
-        else:
-            block = torch.stack([r.block(slice(h, h + 1), slice(0, t_q), slice(0, t_k))[0] for h in heads])
-        out.append(block)
-    return torch.stack(out).numpy()
+def stack_maps(rec: Recorder, kind: str, layers: list[int], heads: list[int],
+               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(L, H, Tq, Tk) for the selected layers and heads, from the capture, written in place."""
+    t_q, t_k = rec.get(kind, layers[0]).shape
+    out = torch.empty(len(layers), len(heads), t_q, t_k, dtype=dtype)
+    for i, layer in enumerate(layers):
+        dense_heads(rec.get(kind, layer), heads, out[i])
+    return out
 
 
 class AttentionService:
@@ -74,7 +70,8 @@ class AttentionService:
         self.settings = settings
 
     def _compute(self, adapter: ModelAdapter, text: str, text_pair: str | None, backend: str,
-                 layers: list[int] | None, heads: list[int] | None, kind: str | None) -> DenseResult:
+                 layers: list[int] | None, heads: list[int] | None, kind: str | None,
+                 dtype: torch.dtype) -> DenseResult:
         info = adapter.info
         budget = self.settings.dense_budget
         enc = encode_checked(adapter, text, text_pair, self.settings)
@@ -102,14 +99,16 @@ class AttentionService:
             if len(k_layers) * len(k_heads) * t_q * t_k > budget:
                 raise _over_budget(len(k_layers) * len(k_heads) * t_q * t_k, budget)
             q_tok, k_tok = labels.get(k, (result.tokens, result.tokens))
-            maps[k] = DenseMaps(k, stack_maps(rec, k, k_layers, k_heads), q_tok, k_tok, k_layers, k_heads)
+            maps[k] = DenseMaps(k, stack_maps(rec, k, k_layers, k_heads, dtype), q_tok, k_tok, k_layers, k_heads)
         if kind is not None and not maps:
             raise Invalid(f"kind: model {info.id!r} records {rec.kinds}, not {kind!r}")
         timings = {**result.timings, "maps_ms": (time.perf_counter() - t0) * 1e3}
         return DenseResult(info.id, info.family, backend, maps, timings)
 
     async def dense(self, model: str, text: str, text_pair: str | None, backend: str | None,
-                    layers: list[int] | None, heads: list[int] | None, kind: str | None) -> DenseResult:
+                    layers: list[int] | None, heads: list[int] | None, kind: str | None,
+                    dtype: torch.dtype = torch.float32) -> DenseResult:
+        """Maps in ``dtype`` (float16 for NPY answers: the wire format, built in place)."""
         backend = self.hub.check_backend(model, backend)
         return await self.hub.call(model, backend,
-                                   lambda a: self._compute(a, text, text_pair, backend, layers, heads, kind))
+                                   lambda a: self._compute(a, text, text_pair, backend, layers, heads, kind, dtype))

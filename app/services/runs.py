@@ -28,6 +28,7 @@ from .errors import Invalid, NotFound, TooLarge
 from .hub import ModelHub, in_thread
 from .inputs import encode_checked
 from .logctx import note
+from .tiles import pooled_overview
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +235,7 @@ class RunService:
             return Tile(data.numpy(), r, c, 1, q_tokens[r[0]:r[1]], k_tokens[c[0]:c[1]])
         if pool > self.settings.max_pool:
             raise Invalid(f"pool: {pool} is over max_pool {self.settings.max_pool}")
-        data, factor = run.recorder.pooled(kind, layer, head, pool, pool_mode, r, c)
+        data, factor = pooled_overview(run.recorder.get(kind, layer), head, pool, pool_mode, r, c)
         labels = factor == 1
         return Tile(data.numpy(), r, c, factor, q_tokens[r[0]:r[1]] if labels else None,
                     k_tokens[c[0]:c[1]] if labels else None)
