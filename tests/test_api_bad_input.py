@@ -90,3 +90,27 @@ def test_tile_ranges_name_bounds(client):
         r = client.get(f"/api/runs/{run_id}/attention", params=params)
         assert r.status_code == 422, (params, r.text)
         assert field in r.json()["detail"] and bound in r.json()["detail"], r.json()["detail"]
+
+
+def test_tile_parameters_fuzzed(client):
+    """Any combination of tile parameters on a real run: 200 or 4xx, never 5xx."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    run_id = client.post("/api/runs", json={"model": "tiny-t5", "text": "fuzz me"}).json()["run_id"]
+    bound = st.one_of(st.none(), st.integers(-2, 20))
+    ranges = st.one_of(st.none(), st.builds(lambda a, b: f"{'' if a is None else a}:{'' if b is None else b}",
+                                            bound, bound), st.text(max_size=6))
+
+    @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(kind=st.sampled_from([None, "encoder", "decoder", "cross", "x"]), layer=st.integers(-1, 3),
+           head=st.integers(-1, 5), rows=ranges, cols=ranges, pool=st.one_of(st.none(), st.integers(-1, 3000)),
+           mode=st.sampled_from(["max", "mean", "min"]), fmt=st.sampled_from(["json", "f16", "u8", "png"]))
+    def check(kind, layer, head, rows, cols, pool, mode, fmt):
+        params = {"layer": layer, "head": head, "pool_mode": mode, "format": fmt}
+        params.update({k: v for k, v in {"kind": kind, "rows": rows, "cols": cols, "pool": pool}.items()
+                       if v is not None})
+        r = client.get(f"/api/runs/{run_id}/attention", params=params)
+        assert r.status_code < 500, (params, r.text[:300])
+
+    check()

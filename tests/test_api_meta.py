@@ -181,3 +181,37 @@ def test_gate_keeps_backends_apart():
 async def _enter(gate: ModelGate, backend: str) -> None:
     async with gate.slot(backend):
         pass
+
+
+def test_access_log_line(client, caplog):
+    with caplog.at_level("INFO", logger="attnlab.access"):
+        client.post("/api/attention", json={"model": "tiny-gpt", "text": "hello"}, headers={"X-Request-ID": "req-42"})
+    fields = [r.attnlab for r in caplog.records if hasattr(r, "attnlab")][-1]
+    assert fields["request_id"] == "req-42" and fields["path"] == "/api/attention" and fields["status"] == 200
+    assert fields["model"] == "tiny-gpt" and fields["tokens"] == 5 and fields["ms"] >= 0
+
+
+def test_health_stays_fast_while_models_work(client):
+    """Inference runs in worker threads: /api/health answers while generations hold the model."""
+
+    async def scenario():
+        import time
+
+        from httpx import ASGITransport, AsyncClient
+
+        async with AsyncClient(transport=ASGITransport(client.app), base_url="http://t") as ac:
+            slow = [asyncio.create_task(ac.post("/api/generate", json={"model": "tiny-gpt", "prompt": "x" * 800,
+                                                                       "max_new_tokens": 64, "seed": s}))
+                    for s in range(2)]
+            t0 = time.perf_counter()
+            latencies = []
+            while not all(task.done() for task in slow):
+                t = time.perf_counter()
+                assert (await ac.get("/api/health")).status_code == 200
+                latencies.append(time.perf_counter() - t)
+                await asyncio.sleep(0.005)
+            return time.perf_counter() - t0, latencies, [task.result().status_code for task in slow]
+
+    total, latencies, statuses = client.portal.call(scenario)
+    assert statuses == [200, 200]
+    assert len(latencies) >= 3 and max(latencies) < max(0.5 * total, 0.05), (total, max(latencies))
