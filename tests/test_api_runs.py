@@ -68,6 +68,17 @@ def test_pooled_overview_equals_pooling_of_dense(client, run, dense, mode):
     np.testing.assert_allclose(np.asarray(body["attention"]), ref.numpy(), atol=1e-5)
 
 
+def test_pooled_region(client, run, dense):
+    rid = run["run_id"]
+    body = client.get(f"/api/runs/{rid}/attention",
+                      params={"layer": 0, "head": 1, "rows": "5:50", "cols": "2:40", "pool": 10}).json()
+    factor = body["factor"]
+    assert factor == 5 and body["shape"] == [9, 8] and body["rows"] == [5, 50]
+    x = torch.from_numpy(dense[0, 1, 5:50, 2:40]).float()[None, None]
+    np.testing.assert_allclose(np.asarray(body["attention"]), F.max_pool2d(x, factor, ceil_mode=True)[0, 0].numpy(),
+                               atol=1e-6)
+
+
 def test_binary_formats(client, run, dense):
     rid = run["run_id"]
     params = {"layer": 0, "head": 1, "rows": "0:30", "cols": "0:30"}

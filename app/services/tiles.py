@@ -37,6 +37,31 @@ def _pool(w: Tensor, factor: int, mode: str) -> Tensor:
     return total / (rows[:, None] * cols[None, :])
 
 
+def log_weights(record: AttentionRecord, heads: Tensor, rows: tuple[int, int], cols: tuple[int, int],
+                batch: int = 0) -> Tensor:
+    """``q.k * scale + bias - lse`` for a block of these heads: (h, r, c) float32, -inf where masked.
+
+    ``exp`` of it is ``record.block``; keeping the log lets max pooling exponentiate
+    only the pooled cells (exp is monotonic).
+    """
+    spec = record.spec
+    (r0, r1), (c0, c1) = rows, cols
+    q = record.q[batch, heads, r0:r1].float()  # (h, r, hd)
+    k = record.k[batch, heads // (record.q.shape[1] // record.k.shape[1]), c0:c1].float()  # (h, c, hd): GQA
+    lse = record.lse[batch, heads, r0:r1].float()  # (h, r)
+    scores = torch.baddbmm(-lse[..., None], q, k.transpose(1, 2), alpha=spec.scale)
+    q_pos = torch.arange(r0, r1) + spec.q_offset
+    k_pos = torch.arange(c0, c1)
+    bias = spec.bias_block(q_pos, k_pos, torch.float32)  # (1, H, r, c) or None
+    if bias is not None:
+        scores += bias[0, heads]
+    mask = spec.mask_block(q_pos, k_pos, slice(c0, c1))  # (B or 1, 1, r, c) or None
+    if mask is not None:
+        scores.masked_fill_(~mask[min(batch, mask.shape[0] - 1), 0], float("-inf"))
+    # a row with every key masked has lse = -inf: its weights are 0, not exp(nan)
+    return scores.nan_to_num_(nan=float("-inf"), posinf=float("inf"))
+
+
 def pooled_overview(record: AttentionRecord, head: int, size: int, mode: str, rows: tuple[int, int],
                     cols: tuple[int, int], block: int = 1024) -> tuple[Tensor, int]:
     """One head's map over rows x cols pooled to at most size x size: (pooled, factor)."""
@@ -45,41 +70,33 @@ def pooled_overview(record: AttentionRecord, head: int, size: int, mode: str, ro
     step = max(factor, block // factor * factor)  # block edges fall on pooled-cell edges
     out = torch.zeros(math.ceil((b - a) / factor), math.ceil((d - c) / factor))
     spec = record.spec
-    heads = slice(head, head + 1)
+    heads = torch.tensor([head])
     for r0 in range(a, b, step):
         r1 = min(r0 + step, b)
         for c0 in range(c, d, step):
             c1 = min(c0 + step, d)
             if spec.block_is_empty(r0 + spec.q_offset, r1 + spec.q_offset, c0, c1):
                 continue  # all masked: its pooled cells stay 0, as the weights are
-            pooled = _pool(record.block(heads, slice(r0, r1), slice(c0, c1))[0], factor, mode)
+            logw = log_weights(record, heads, (r0, r1), (c0, c1))[0]
+            if mode == "max":
+                pooled = _pool_log_max(logw, factor).exp_()
+            else:
+                pooled = _pool(logw.exp_(), factor, mode)
             i, j = (r0 - a) // factor, (c0 - c) // factor
             out[i : i + pooled.shape[0], j : j + pooled.shape[1]] = pooled
     return out, factor
 
 
-def dense_heads(record: AttentionRecord, heads: list[int], out: Tensor, batch: int = 0) -> None:
-    """Write the full maps of ``heads`` into ``out`` (h, Tq, Tk), any dtype.
+def _pool_log_max(logw: Tensor, factor: int) -> Tensor:
+    if factor == 1:
+        return logw
+    r, c = logw.shape
+    padded = F.pad(logw, (0, -c % factor, 0, -r % factor), value=float("-inf"))
+    return padded.view(padded.shape[0] // factor, factor, padded.shape[1] // factor, factor).amax(dim=(1, 3))
 
-    The values of ``record.block`` over the whole map, fused for the dense answer:
-    one batched ``baddbmm`` gives ``q.k * scale - lse`` and ``exp_`` runs in place,
-    so a layer costs one (h, Tq, Tk) float32 buffer and no extra passes.
-    """
-    spec = record.spec
+
+def dense_heads(record: AttentionRecord, heads: list[int], out: Tensor, batch: int = 0) -> None:
+    """Write the full maps of ``heads`` into ``out`` (h, Tq, Tk), any dtype: ``record.block``'s
+    values in one batched pass per layer, exponentiated in place."""
     t_q, t_k = record.shape
-    index = torch.tensor(heads)
-    q = record.q[batch, index].float()  # (h, Tq, hd)
-    k = record.k[batch, index // (record.q.shape[1] // record.k.shape[1])].float()  # (h, Tk, hd): GQA groups
-    lse = record.lse[batch, index].float()  # (h, Tq)
-    scores = torch.baddbmm(-lse[..., None], q, k.transpose(1, 2), alpha=spec.scale)  # (h, Tq, Tk)
-    q_pos, k_pos = spec.positions(t_q, t_k)
-    bias = spec.bias_block(q_pos, k_pos, torch.float32)  # (1, H, Tq, Tk) or None
-    if bias is not None:
-        scores += bias[0, index]
-    mask = spec.mask_block(q_pos, k_pos)  # (B or 1, 1, Tq, Tk) or None
-    if mask is not None:
-        scores.masked_fill_(~mask[min(batch, mask.shape[0] - 1), 0], float("-inf"))
-    scores.exp_()
-    if mask is not None:
-        scores.nan_to_num_(0.0)  # rows with every key masked: exp(-inf - -inf)
-    out.copy_(scores)
+    out.copy_(log_weights(record, torch.tensor(heads), (0, t_q), (0, t_k), batch).exp_())
