@@ -84,16 +84,21 @@ class ModelHub:
         self.registry = registry
         self.settings = settings
         self._gates: dict[str, ModelGate] = {}
+        # reading an entry's info may touch disk (config.json): once per model per process
+        self._infos: dict[str, ModelInfo] = {}
+        self._adapters: dict[str, ModelAdapter] = {}
 
     # -- metadata (never loads weights) -------------------------------------------------
     def list(self) -> list[ModelInfo]:
         return self.registry.list()
 
     def info(self, model_id: str) -> ModelInfo:
-        try:
-            return self.registry.info(model_id)
-        except UnknownModel as err:
-            raise NotFound(f"model: {err}") from None
+        if model_id not in self._infos:
+            try:
+                self._infos[model_id] = self.registry.info(model_id)
+            except UnknownModel as err:
+                raise NotFound(f"model: {err}") from None
+        return self._infos[model_id]
 
     def loaded(self) -> list[str]:
         return self.registry.loaded()
@@ -128,10 +133,14 @@ class ModelHub:
 
     async def adapter(self, model_id: str) -> ModelAdapter:
         """Load lazily (once, in a worker thread) and return the adapter."""
+        if model_id in self._adapters:  # loaded: no thread hop
+            return self._adapters[model_id]
         info = self.info(model_id)
         if not info.available:
             raise Unavailable(f"model {model_id!r} is not available: {info.reason}")
-        return await in_thread(self._load_sync, model_id)
+        adapter = await in_thread(self._load_sync, model_id)
+        self._adapters[model_id] = adapter
+        return adapter
 
     def gate(self, model_id: str) -> ModelGate:
         if model_id not in self._gates:
