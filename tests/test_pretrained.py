@@ -345,7 +345,7 @@ def test_listing_is_fast_and_loads_no_weights(monkeypatch):
     monkeypatch.setattr(pretrained, "convert_gguf", refuse)
     t0 = time.perf_counter()
     infos = default_registry().list()
-    assert time.perf_counter() - t0 < 2.0
+    assert time.perf_counter() - t0 < 5.0  # generous: CI machines are shared; a weight load takes longer
     assert {"minilm", "smollm2", "gpt2"} <= {i.id for i in infos}
 
 
