@@ -17,6 +17,7 @@ from starlette.responses import Response
 from models import Registry, default_registry
 
 from . import pages
+from .schemas import ErrorOut
 from .middleware import RequestLogMiddleware, SecurityHeadersMiddleware
 from .routes import attention, benchmark, generate, health, positional, runs
 from .routes import models as models_routes
@@ -56,6 +57,23 @@ async def _api_error(request: Request, exc: ApiError) -> Response:
     return OrjsonResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
 
 
+def _document_errors_as_sent(app: FastAPI) -> None:
+    """FastAPI documents 422 as its own `HTTPValidationError` (detail: list); we send
+    `{"detail": str, "errors": [...]}` (see _validation_error). Make the schema say so."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = build()
+            schemas = schema.get("components", {}).get("schemas", {})
+            if "HTTPValidationError" in schemas:
+                schemas["HTTPValidationError"] = ErrorOut.model_json_schema(ref_template="#/components/schemas/{model}")
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
+
+
 def create_app(settings: Settings | None = None, registry: Registry | None = None) -> FastAPI:
     """The app. ``registry`` replaces the default one (tests register tiny models there)."""
     settings = settings or get_settings()
@@ -86,6 +104,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     app.state.services = None
     app.dependency_overrides[get_settings] = lambda: settings
 
+    _document_errors_as_sent(app)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ApiError, _api_error)
 

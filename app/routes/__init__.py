@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from ..schemas import ErrorOut
 from ..services import Services
 from ..services.errors import ApiError
 from ..settings import Settings, get_settings
@@ -26,10 +27,16 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 ERRORS = {
-    404: {"description": "unknown model or run (the message lists the known ones / says how to recreate the run)"},
-    409: {"description": "the model is registered but unavailable here; the message gives the reason"},
-    413: {"description": "over a size budget (tokens, dense weights, tile cells, run cache); the message names it"},
-    422: {"description": "invalid request; `detail` names the field and the limit"},
-    429: {"description": "too many requests queued for this model; see Retry-After"},
-    503: {"description": "waited too long for a model slot; see Retry-After"},
+    404: {"description": "unknown model or run (the message lists the known ones / says how to recreate the run)",
+          "model": ErrorOut},
+    409: {"description": "the model is registered but unavailable here; the message gives the reason",
+          "model": ErrorOut},
+    413: {"description": "over a size budget (tokens, dense weights, tile cells, run cache); the message names it",
+          "model": ErrorOut},
+    422: {"description": "invalid request; `detail` names the field and the limit",
+          "model": ErrorOut},
+    429: {"description": "too many requests queued for this model; see Retry-After",
+          "model": ErrorOut},
+    503: {"description": "waited too long for a model slot; see Retry-After",
+          "model": ErrorOut},
 }
