@@ -170,15 +170,19 @@ def _backward(ctx, d_out: Tensor, d_lse: Tensor | None):
     delta = (d_of * _flatten(out)).sum(dim=-1)  # (BH, Tq)
     if d_lse is not None:
         delta = delta - d_lse.float().reshape(bh, t_q)
-    dq = torch.zeros_like(qf)
-    dk = torch.zeros_like(kf)
-    dv = torch.zeros_like(vf)
+    # Accumulators are contiguous per block: baddbmm_ into a strided slice of a
+    # (BH, T, D) tensor falls back to one small matmul per head.
+    q_starts = range(0, t_q, block_q)
+    dq_blocks = [torch.zeros(bh, min(block_q, t_q - q0), d, device=q.device) for q0 in q_starts]
+    dk = torch.empty_like(kf)
+    dv = torch.empty_like(vf)
     d_params = [torch.zeros_like(p) for p in params]
     for k0 in range(0, t_k, block_k):
         k1 = min(k0 + block_k, t_k)
         k_blk, v_blk = kf[:, k0:k1], vf[:, k0:k1]
-        dk_blk, dv_blk = dk[:, k0:k1], dv[:, k0:k1]
-        for q0 in range(0, t_q, block_q):
+        dk_blk = torch.zeros(bh, k1 - k0, d, device=q.device)
+        dv_blk = torch.zeros(bh, k1 - k0, d, device=q.device)
+        for q0, dq_blk in zip(q_starts, dq_blocks):
             q1 = min(q0 + block_q, t_q)
             if tiles.empty(q0, q1, k0, k1):
                 continue
@@ -190,8 +194,11 @@ def _backward(ctx, d_out: Tensor, d_lse: Tensor | None):
             ds = dp.sub_(delta[:, q0:q1].unsqueeze(-1)).mul_(p)  # dS = P * (dP - D)
             if params:
                 _accumulate_bias_grad(spec, tiles, ds, q0, q1, k0, k1, params, d_params, b, h)
-            dq[:, q0:q1].baddbmm_(ds, k_blk, alpha=spec.scale)
+            dq_blk.baddbmm_(ds, k_blk, alpha=spec.scale)
             dk_blk.baddbmm_(ds.transpose(1, 2), qf[:, q0:q1], alpha=spec.scale)
+        dk[:, k0:k1] = dk_blk
+        dv[:, k0:k1] = dv_blk
+    dq = torch.cat(dq_blocks, dim=1) if dq_blocks else torch.zeros_like(qf)  # (BH, Tq, D)
     grads = [g.view(b, h, -1, d).to(x.dtype) for g, x in ((dq, q), (dk, k), (dv, v))]
     return (*grads, None, None, None, *d_params)
 
