@@ -1,0 +1,62 @@
+"""The labs: one command each, every one writing a checkpoint and ``results.json``.
+
+    from models.labs import run_lab
+    results = run_lab("induction")                     # -> models/zoo/induction/
+    results = run_lab("lm", "runs/lm", preset="gpt2-small", corpus="wikitext-2", device="cuda")
+
+``python -m models.labs NAME [--out-dir DIR] [--quick] [--set key=value ...]`` does the same.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .common import ZOO
+
+
+@dataclass(frozen=True)
+class Lab:
+    name: str
+    module: str  # models.labs.<module> defines run(out_dir, quick=False, **options) -> dict
+    title: str
+    description: str
+
+    def run(self, out_dir: str | Path, quick: bool = False, **options: object) -> dict:
+        return importlib.import_module(f"{__name__}.{self.module}").run(out_dir, quick, **options)
+
+
+LABS: dict[str, Lab] = {lab.name: lab for lab in (
+    Lab("induction", "induction", "Induction heads",
+        "2-layer attention-only decoder on repeated random segments; per-head induction scores"),
+    Lab("extrapolation", "extrapolation", "Positional extrapolation",
+        "one small decoder per positional scheme, trained at 64 tokens, perplexity at 1x-8x"),
+    Lab("seq2seq", "seq2seq", "Encoder-decoder on reversal and copy",
+        "T5-style encoder-decoder; exact match and the cross-attention (anti-)diagonal"),
+    Lab("lm", "lm", "Language model on Jane Austen",
+        "small GPT with byte-level BPE; samples and validation perplexity"),
+    Lab("mlm", "mlm", "Masked LM on Jane Austen",
+        "small BERT-style encoder (15% masking, 80/10/10); fill-mask examples"),
+)}
+
+
+def get_lab(name: str) -> Lab:
+    try:
+        return LABS[name]
+    except KeyError:
+        raise ValueError(f"unknown lab {name!r}; known: {', '.join(LABS)}") from None
+
+
+def run_lab(name: str, out_dir: str | Path | None = None, quick: bool = False, **options: object) -> dict:
+    """Run one lab; return its results (also written to ``<out_dir>/results.json``).
+
+    ``out_dir`` defaults to ``models/zoo/<name>`` (where the registry and pages look);
+    ``quick`` is a seconds-long version for tests; ``options`` are the lab's own flags
+    (``steps``, ``threads``, ``seed``, and per lab e.g. ``positional``, ``preset``, ``corpus``).
+    """
+    lab = get_lab(name)
+    return lab.run(Path(out_dir) if out_dir is not None else ZOO / name, quick, **options)
+
+
+__all__ = ["LABS", "Lab", "get_lab", "run_lab"]

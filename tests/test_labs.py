@@ -1,0 +1,113 @@
+"""Labs: quick runs write results.json with their fields; shipped zoo checkpoints work."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.architectures import load_model
+from models.labs import LABS, run_lab
+from models.labs.common import ZOO
+from models.registry import scratch_entry
+from models.tokenization import load_tokenizer
+
+TEXT = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, "
+        "must be in want of a wife. However little known the feelings or views of such a man may be. ") * 40
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def corpus(tmp_path) -> str:
+    path = tmp_path / "corpus.txt"
+    path.write_text(TEXT)
+    return str(path)
+
+
+def read(returned: dict, out: Path) -> dict:
+    results = json.loads((out / "results.json").read_text())
+    assert results["lab"] == returned["lab"]
+    assert (out / "config.json").exists() and (out / "model.safetensors").exists()
+    assert results["seconds"] >= 0 and "figures" in results
+    return results
+
+
+def test_registry_lists_every_lab():
+    assert set(LABS) == {"induction", "extrapolation", "seq2seq", "lm", "mlm"}
+    with pytest.raises(ValueError, match="known"):
+        run_lab("nope", "/tmp/nope")
+
+
+def test_induction_quick(tmp_path):
+    r = read(run_lab("induction", tmp_path, quick=True, steps=3, threads=1), tmp_path)
+    assert len(r["induction_scores"]) == 2 and len(r["induction_scores"][0]) == 4
+    assert {"first_half_loss", "repeated_half_loss", "best_head", "median_induction_score", "generalization"} <= set(r)
+    assert (tmp_path / "snapshots.json").exists()
+
+
+def test_extrapolation_quick(tmp_path, corpus):
+    r = read(run_lab("extrapolation", tmp_path, quick=True, steps=2, schemes="learned,alibi", corpus=corpus,
+                     train_len=16, threads=1), tmp_path)
+    assert r["eval_lengths"] == [16, 32, 64, 128]
+    learned = r["table"]["learned"]
+    assert learned["perplexity"]["16"] is not None and learned["perplexity"]["32"] is None
+    assert "cannot extrapolate" in learned["not_applicable"]["32"]
+    assert all(v is not None for v in r["table"]["alibi"]["perplexity"].values())
+    assert r["shipped_scheme"] == "alibi" and (tmp_path / "learned" / "model.safetensors").exists()
+
+
+def test_seq2seq_quick(tmp_path):
+    r = read(run_lab("seq2seq", tmp_path, quick=True, steps=3, d_model=32, n_eval=10, threads=1), tmp_path)
+    assert set(r["exact_match"]) == {"reverse", "copy"}
+    assert 0 <= r["anti_diagonal_best"]["score"] <= 1 and r["examples"]
+
+
+@pytest.mark.parametrize("lab", ["lm", "mlm"])
+def test_text_labs_quick(tmp_path, corpus, lab):
+    options = {"steps": 2, "corpus": corpus, "d_model": 32, "n_layers": 1, "vocab_size": 300, "block_size": 32,
+               "threads": 1}
+    if lab == "lm":
+        options["sample_tokens"] = 4
+    r = read(run_lab(lab, tmp_path, quick=True, **options), tmp_path)
+    assert r["val_perplexity"] is not None
+    assert ("samples" if lab == "lm" else "fill_mask") in r
+    load_tokenizer(tmp_path)
+
+
+SHIPPED = sorted(p.parent.name for p in ZOO.glob("*/results.json"))
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no trained checkpoints under models/zoo yet (bench/make_zoo.py makes them)")
+@pytest.mark.parametrize("name", SHIPPED or ["none"])
+def test_shipped_checkpoint_loads_and_runs(name):
+    directory = ZOO / name
+    results = json.loads((directory / "results.json").read_text())
+    assert not results["quick"]
+    adapter = scratch_entry(name, directory).load()
+    text = {"seq2seq": "rev:hello"}.get(name, "abcabc" if name == "induction" else "It is a truth")
+    result = adapter.forward(text)
+    assert result.recorder.records and len(result.tokens) > 0
+    state = load_model(directory).state_dict()
+    assert all(t.dtype == torch.float16 for t in state.values() if t.is_floating_point())
+    if name == "seq2seq":
+        assert {"<bos>", "<eos>"} <= set(adapter.tokenizer.special_ids)
+
+
+@pytest.mark.skipif(not (ZOO / "induction" / "results.json").exists(), reason="no shipped induction checkpoint")
+def test_shipped_induction_head_stands_out():
+    from models.labs.induction import evaluate, tokenizer
+
+    model = load_model(ZOO / "induction").float().eval()
+    tok = tokenizer()
+    ev = evaluate(model, tok.vocab_size, len(tok.special_ids), seg_len=32, n_seqs=8)
+    scores = ev["scores"]["induction"].flatten()
+    assert scores.max() > 5 * scores.median()
+    assert scores.max() > 0.3
+    assert ev["repeated_half_loss"] < 0.5 * ev["first_half_loss"]
