@@ -31,7 +31,7 @@ class Services:
 def build_services(settings: Settings, registry: Registry, metrics: Metrics) -> Services:
     hub = ModelHub(registry, settings)
     runs = RunService(hub, settings)
-    services = Services(settings, hub, runs, AttentionService(hub, settings), GenerationService(hub, settings),
+    services = Services(settings, hub, runs, AttentionService(hub, settings), GenerationService(hub, settings, metrics),
                         BenchmarkService(hub, settings), metrics)
 
     def refresh() -> None:

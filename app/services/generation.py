@@ -7,6 +7,7 @@ The model's own seeded generator makes a trace deterministic for a seed.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import AsyncIterator, Awaitable, Callable, Iterator
@@ -21,6 +22,7 @@ from .errors import Invalid
 from .hub import ModelHub, in_thread
 from .inputs import encode_checked
 from .logctx import note
+from .metrics import Metrics
 
 
 @dataclass
@@ -59,9 +61,10 @@ def _next_event(steps: Iterator[GenerationStep]) -> dict | None:
 
 
 class GenerationService:
-    def __init__(self, hub: ModelHub, settings: Settings):
+    def __init__(self, hub: ModelHub, settings: Settings, metrics: Metrics | None = None):
         self.hub = hub
         self.settings = settings
+        self.metrics = metrics
 
     def check(self, p: GenerateParams) -> str:
         if p.max_new_tokens > self.settings.max_new_tokens:
@@ -109,12 +112,21 @@ class GenerationService:
                     tokens.append(event["token"])
                     token_ids.append(event["token_id"])
                     yield "token", event
+            except (GeneratorExit, asyncio.CancelledError):
+                stopped = "disconnect"  # the stream was closed under us (SSE client gone)
+                raise
             finally:
                 steps.close()
+                if self.metrics is not None:
+                    self.metrics.generated_tokens.inc(len(tokens))
+                    if stopped in ("disconnect", "timeout"):
+                        self.metrics.generation_stops.labels(stopped).inc()
             if stopped == "max_new_tokens" and len(tokens) < p.max_new_tokens:
                 stopped = "eos" if token_ids and token_ids[-1] == adapter.eos_token_id else "max_positions"
             total_ms = (time.perf_counter() - t_start) * 1e3
             note(tokens=len(enc) + len(tokens), stopped=stopped)
+            if self.metrics is not None and stopped not in ("disconnect", "timeout"):
+                self.metrics.generation_stops.labels(stopped).inc()
             yield "summary", {
                 "model": p.model, "backend": backend, "seed": p.seed, "prompt_tokens": enc.tokens,
                 "tokens": tokens, "token_ids": token_ids, "text": p.prompt + "".join(tokens), "stopped": stopped,

@@ -30,6 +30,9 @@ class Metrics:
                                    registry=self.registry)
         self.model_waiting = Gauge("attnlab_model_requests_waiting", "requests queued for a model slot", ["model"],
                                    registry=self.registry)
+        self.generation_stops = Counter("attnlab_generation_stops", "generations ended, by reason", ["reason"],
+                                        registry=self.registry)
+        self.generated_tokens = Counter("attnlab_generated_tokens", "tokens generated", registry=self.registry)
         self._collect_hooks: list[Callable[[], None]] = []
 
     def on_collect(self, hook: Callable[[], None]) -> None:
