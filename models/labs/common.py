@@ -77,6 +77,8 @@ def write_results(out_dir: Path, lab: str, quick: bool, started: float, body: di
         "lab": lab,
         "quick": quick,
         "seconds": round(time.perf_counter() - started, 1),
+        # CPU time of this process (all threads): the wall time above grows when the CPU is shared
+        "cpu_seconds": round(time.process_time(), 1),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "machine": platform.machine(),
