@@ -181,7 +181,8 @@ export function escapeLabel(text) {
 
 /** Readable token text: whitespace made visible, long tokens shortened. */
 export function showToken(token) {
-  const s = String(token).replace(/\n/g, "\u21b5").replace(/\t/g, "\u2192");
+  let s = String(token).replace(/\n/g, "\u21b5").replace(/\t/g, "\u2192");
+  if (s.trim() === "") s = s.replace(/ /g, "\u2423"); // a token of spaces only: show them
   return s.length > 24 ? `${s.slice(0, 23)}\u2026` : s;
 }
 
@@ -226,18 +227,25 @@ export function baseLayout(extra = {}) {
   };
 }
 
+// Plotly.react calls on one element run one after another: overlapping calls on the same
+// div (a slider dragged while a stream arrives) can hang plotly.js.
+const queues = new WeakMap();
+function serial(el, fn) {
+  const next = (queues.get(el) || Promise.resolve()).then(fn, fn);
+  queues.set(el, next.catch(() => {}));
+  return next;
+}
+
 /** Draw (or redraw) a chart; sizes fonts for the large-font option. */
-export async function plot(el, data, layout, name) {
+export function plot(el, data, layout, name) {
   const merged = { ...layout, font: { ...(layout.font || {}), size: fontSize() } };
-  await window.Plotly.react(el, data, merged, plotConfig(name));
-  return el;
+  return serial(el, () => window.Plotly.react(el, data, merged, plotConfig(name))).then(() => el);
 }
 
 /** A server-built figure (JSON from /api/figures/...). */
-export async function plotFigure(el, figure, name) {
+export function plotFigure(el, figure, name) {
   const layout = { ...(figure.layout || {}), font: { ...((figure.layout || {}).font || {}), size: fontSize() } };
-  await window.Plotly.react(el, figure.data, layout, plotConfig(name));
-  return el;
+  return serial(el, () => window.Plotly.react(el, figure.data, layout, plotConfig(name))).then(() => el);
 }
 
 /** A heatmap of a (rows x cols) map with token labels and hover values. */
@@ -374,7 +382,7 @@ function applyLargeFont(on) {
   if (button) button.setAttribute("aria-pressed", on ? "true" : "false");
   if (!window.Plotly) return;
   for (const gd of document.querySelectorAll(".js-plotly-plot")) {
-    window.Plotly.relayout(gd, { "font.size": fontSize() });
+    serial(gd, () => window.Plotly.relayout(gd, { "font.size": fontSize() }));
   }
 }
 

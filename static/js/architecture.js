@@ -1,0 +1,98 @@
+// Architecture: the selected model's structure from its config (blocks, shapes, parameters
+// and FLOPs per token by component, norm placement, where positions enter) and a
+// forward/backward time-per-component profile.
+import {
+  api, downloadJSON, initChrome, plotFigure, readState, setupModelSelect, withLoading, writeState,
+} from "./common.js";
+
+const $ = (id) => document.getElementById(id);
+const state = readState({ model: "minilm", context: 128, tokens: 32, profile: false });
+let arch = null;
+let profile = null;
+
+function saveState() {
+  writeState({ model: $("model").value, context: Number($("context").value), tokens: Number($("tokens").value),
+               profile: Boolean(profile) });
+}
+
+function human(n) {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)} G`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(2)} M`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)} k`;
+  return String(n);
+}
+
+function fact(dl, term, value) {
+  const dt = document.createElement("dt");
+  dt.textContent = term;
+  const dd = document.createElement("dd");
+  dd.textContent = value;
+  dl.append(dt, dd);
+}
+
+async function describe() {
+  profile = null;
+  $("profile-chart").replaceChildren();
+  $("profile-note").textContent = "";
+  saveState();
+  const answer = await api(`/api/figures/architecture/${encodeURIComponent($("model").value)}?context=${Number($("context").value)}`);
+  arch = answer.architecture;
+  $("arch-panel").hidden = false;
+  $("profile-panel").hidden = false;
+  $("arch-title").textContent = `Structure of ${arch.model.id} (${arch.family})`;
+  const s = arch.shape;
+  const dl = $("arch-facts");
+  dl.replaceChildren();
+  fact(dl, "parameters", `${human(arch.total_params)}${arch.model.n_params ? ` (counted on the model: ${human(arch.model.n_params)})` : ""}`);
+  fact(dl, "forward FLOPs / token", `${human(arch.total_flops_per_token)} at a context of ${arch.context}`);
+  fact(dl, "width", `d_model ${s.d_model}, ${s.n_heads} heads of ${s.head_dim}${s.n_kv_heads !== s.n_heads ? `, ${s.n_kv_heads} KV heads (grouped-query)` : ""}, feed-forward ${s.d_ff}`);
+  fact(dl, "normalisation", arch.norm);
+  fact(dl, "positions enter", arch.positions);
+  fact(dl, "embeddings", arch.tied_embeddings ? "output projection tied to the token embedding" : "separate output projection");
+  const ol = $("blocks");
+  ol.replaceChildren();
+  for (const b of arch.blocks) {
+    const li = document.createElement("li");
+    li.textContent = `${b.stack}: ${b.n_layers} \u00d7 [${b.sublayers.join(" \u2192 ")}], each ${b.residual}`;
+    ol.appendChild(li);
+  }
+  const tbody = $("shapes").querySelector("tbody");
+  tbody.replaceChildren();
+  for (const row of arch.shapes) {
+    const tr = document.createElement("tr");
+    const a = document.createElement("td");
+    a.textContent = row.step;
+    const b = document.createElement("td");
+    b.textContent = `(${row.shape.join(", ")})`;
+    tr.append(a, b);
+    tbody.appendChild(tr);
+  }
+  await plotFigure($("arch-chart"), answer.figure, `${arch.model.id}-architecture`);
+}
+
+async function runProfile() {
+  const answer = await api(`/api/figures/profile/${encodeURIComponent($("model").value)}?tokens=${Number($("tokens").value)}`);
+  profile = answer.profile;
+  $("profile-note").textContent = `${profile.tokens} tokens, forward ${profile.total_forward_ms.toFixed(1)} ms, backward `
+    + `${profile.total_backward_ms.toFixed(1)} ms on ${profile.threads} CPU threads (${profile.note}).`;
+  await plotFigure($("profile-chart"), answer.figure, `${profile.model}-profile`);
+  saveState();
+}
+
+async function main() {
+  initChrome();
+  $("context").value = String(state.context);
+  $("tokens").value = String(state.tokens);
+  const info = await withLoading("Loading models", () => setupModelSelect($("model"), $("backend"), state.model, ""));
+  if (!info) return;
+  $("controls").addEventListener("submit", (ev) => { ev.preventDefault(); withLoading("Loading the model's config", describe); });
+  $("profile").addEventListener("click", () => withLoading("Profiling forward and backward", runProfile));
+  $("export-arch-json").addEventListener("click", () => arch && downloadJSON("architecture.json", arch));
+  $("export-profile-json").addEventListener("click", () => profile && downloadJSON("profile.json", profile));
+  if (new URLSearchParams(window.location.search).has("model")) {
+    await withLoading("Loading the model's config", describe);
+    if (state.profile) await withLoading("Profiling forward and backward", runProfile);
+  }
+}
+
+main();

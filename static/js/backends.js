@@ -1,0 +1,75 @@
+// Backends: math vs sdpa vs flash on a synthetic size sweep or on one model's input; the
+// server runs the measurement and draws time and memory against T, log-log.
+import {
+  api, downloadJSON, initChrome, plotFigure, readState, setupModelSelect, withLoading, writeState,
+} from "./common.js";
+
+const $ = (id) => document.getElementById(id);
+const state = readState({ form: "synthetic", backends: "math,sdpa,flash", seq_lens: "64,128,256,512", n_heads: 4,
+                          head_dim: 64, passes: "fwd", causal: true, model: "minilm", text: "", backend: "" });
+let result = null;
+
+function form() { return document.querySelector("input[name=form]:checked").value; }
+function backends() { return Array.from(document.querySelectorAll("input[name=backends]:checked")).map((b) => b.value); }
+
+function saveState() {
+  writeState({ form: form(), backends: backends().join(","), seq_lens: $("seq_lens").value, n_heads: Number($("n_heads").value),
+               head_dim: Number($("head_dim").value), passes: $("passes").value, causal: $("causal").checked,
+               model: $("model").value, text: form() === "model" ? $("text").value : "" });
+}
+
+function cell(row, text, numeric = false) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (numeric) td.className = "num";
+  row.appendChild(td);
+}
+
+async function run() {
+  saveState();
+  let body;
+  if (form() === "synthetic") {
+    const lens = $("seq_lens").value.split(/[ ,]+/).filter(Boolean).map(Number);
+    if (!lens.length || lens.some((n) => !Number.isInteger(n) || n < 1)) {
+      throw new Error("Sequence lengths: give positive whole numbers separated by commas, e.g. 64,128,256");
+    }
+    body = { seq_lens: lens, backends: backends(), causal: $("causal").checked, n_heads: Number($("n_heads").value),
+             head_dim: Number($("head_dim").value), passes: $("passes").value };
+  } else {
+    body = { model: $("model").value, text: $("text").value, backends: backends() };
+  }
+  result = await api("/api/figures/benchmark", { method: "POST", body });
+  $("bench-panel").hidden = false;
+  await plotFigure($("bench"), result.figure, "benchmark");
+  const tbody = $("bench-table").querySelector("tbody");
+  tbody.replaceChildren();
+  for (const r of result.results) {
+    const tr = document.createElement("tr");
+    cell(tr, r.backend);
+    cell(tr, String(r.seq_len ?? r.n_tokens ?? ""), true);
+    cell(tr, r.median_ms == null ? "" : Number(r.median_ms).toFixed(3), true);
+    cell(tr, r.peak_memory_bytes == null ? "" : (r.peak_memory_bytes / 2 ** 20).toFixed(1), true);
+    const diff = r.max_abs_diff_vs_math ?? r.max_abs_diff;
+    cell(tr, diff == null ? "" : Number(diff).toExponential(2), true);
+    tbody.appendChild(tr);
+  }
+}
+
+async function main() {
+  initChrome();
+  document.querySelector(`input[name=form][value=${state.form === "model" ? "model" : "synthetic"}]`).checked = true;
+  const wanted = state.backends.split(",");
+  for (const b of document.querySelectorAll("input[name=backends]")) b.checked = wanted.includes(b.value);
+  $("seq_lens").value = state.seq_lens;
+  $("n_heads").value = String(state.n_heads);
+  $("head_dim").value = String(state.head_dim);
+  $("passes").value = state.passes === "fwd_bwd" ? "fwd_bwd" : "fwd";
+  $("causal").checked = state.causal;
+  if (state.text) $("text").value = state.text;
+  await withLoading("Loading models", () => setupModelSelect($("model"), $("backend"), state.model, state.backend));
+  $("controls").addEventListener("submit", (ev) => { ev.preventDefault(); withLoading("Measuring (up to the server's time budget)", run); });
+  $("export-bench-json").addEventListener("click", () => result && downloadJSON("benchmark.json", result.results));
+  if (new URLSearchParams(window.location.search).has("form")) await withLoading("Measuring", run);
+}
+
+main();

@@ -1,0 +1,70 @@
+// Positional encodings: the chosen scheme's figures (matrix, RoPE rotations, ALiBi biases,
+// T5 buckets), similarity vs offset for every scheme, and the extrapolation curve when the
+// lab has produced it. All figures are built by the server (app/figures.py).
+import { api, downloadJSON, initChrome, plotFigure, readState, withLoading, writeState } from "./common.js";
+
+const $ = (id) => document.getElementById(id);
+const state = readState({ scheme: "sinusoidal", d_model: 64, max_len: 128, n_heads: 8 });
+let shown = null;
+
+const NOTES = {
+  none: "No positional information: attention alone is permutation-invariant.",
+  sinusoidal: "Fixed sines and cosines added to the token embeddings (Vaswani et al. 2017).",
+  learned: "A learned table added to the embeddings; shown here at its random initialisation.",
+  rope: "Queries and keys rotated by position, so q\u00b7k depends on the offset only (Su et al. 2021).",
+  alibi: "A linear penalty on the scores, one slope per head (Press et al. 2021).",
+  t5_relative: "A learned bias per head and relative-offset bucket (Raffel et al. 2019).",
+};
+
+function params() {
+  return new URLSearchParams({ d_model: $("d_model").value, max_len: $("max_len").value, n_heads: $("n_heads").value });
+}
+
+async function show() {
+  writeState({ scheme: $("scheme").value, d_model: Number($("d_model").value), max_len: Number($("max_len").value),
+               n_heads: Number($("n_heads").value) });
+  $("scheme-note").textContent = NOTES[$("scheme").value] || "";
+  shown = await api(`/api/figures/positional/${encodeURIComponent($("scheme").value)}?${params()}`);
+  const box = $("scheme-figures");
+  box.replaceChildren();
+  const names = Object.keys(shown.figures);
+  if (!names.length) {
+    const p = document.createElement("p");
+    p.className = "note";
+    p.textContent = "This scheme has nothing to draw: it adds no vector, rotation or bias.";
+    box.appendChild(p);
+  }
+  for (const name of names) {
+    const div = document.createElement("div");
+    div.className = "chart";
+    div.dataset.figure = name;
+    box.appendChild(div);
+    await plotFigure(div, shown.figures[name], `${$("scheme").value}-${name}`);
+  }
+  const similarity = await api(`/api/figures/similarity?${params()}`);
+  await plotFigure($("similarity"), similarity.figure, "similarity-vs-offset");
+}
+
+async function extrapolation() {
+  const answer = await api("/api/figures/extrapolation");
+  if (!answer.available) {
+    $("extrapolation-note").textContent = answer.reason;
+    $("extrapolation").hidden = true;
+    return;
+  }
+  $("extrapolation").hidden = false;
+  $("extrapolation-note").textContent = "Loss on texts longer than the training length, per positional scheme.";
+  await plotFigure($("extrapolation"), answer.figure, "extrapolation");
+}
+
+async function main() {
+  initChrome();
+  for (const key of ["scheme", "d_model", "max_len", "n_heads"]) $(key).value = String(state[key]);
+  $("controls").addEventListener("submit", (ev) => { ev.preventDefault(); withLoading("Computing", show); });
+  $("scheme").addEventListener("change", () => withLoading("Computing", show));
+  $("export-scheme-json").addEventListener("click", () => shown && downloadJSON(`${shown.scheme}.json`, shown.data));
+  await withLoading("Computing", show);
+  await withLoading("Loading extrapolation results", extrapolation);
+}
+
+main();

@@ -1,0 +1,104 @@
+// Training: loss and learning-rate curves of a zoo checkpoint (server-built figure) and its
+// attention snapshots on fixed probes, one head at a time, with a slider over steps.
+import {
+  api, baseLayout, downloadJSON, downloadNPY, fillSelect, heatmapTrace, initChrome, onArrowKeys, player, plot,
+  plotFigure, readState, tokenAxis, withLoading, writeState,
+} from "./common.js";
+
+const $ = (id) => document.getElementById(id);
+const state = readState({ model: "", probe: "", kind: "", layer: 0, head: 0, step: -1 });
+let info = null;
+let snaps = null;
+
+function saveState() {
+  writeState({ model: $("checkpoint").value, probe: $("probe").value || state.probe, kind: $("kind").value || state.kind,
+               layer: Number($("layer").value || state.layer), head: Number($("head").value || state.head),
+               step: snaps ? Number($("step").value) : state.step });
+}
+
+async function loadSnapshots() {
+  const query = new URLSearchParams({ probe: $("probe").value, kind: $("kind").value, layer: $("layer").value,
+                                      head: $("head").value });
+  snaps = await api(`/api/training/${encodeURIComponent($("checkpoint").value)}/snapshots?${query}`);
+  $("step").max = String(Math.max(0, snaps.steps.length - 1));
+  const wanted = state.step >= 0 ? snaps.steps.indexOf(state.step) : snaps.steps.length - 1;
+  $("step").value = String(wanted >= 0 ? wanted : snaps.steps.length - 1);
+  await drawSnapshot();
+}
+
+async function drawSnapshot() {
+  const i = Number($("step").value);
+  const step = snaps.steps[i];
+  $("step-out").textContent = `step ${step}`;
+  state.step = step;
+  await plot($("snapshot"), [heatmapTrace(snaps.maps[i], { rowTokens: snaps.row_tokens, colTokens: snaps.col_tokens, zmax: 1 })],
+    baseLayout({ title: { text: `${snaps.kind} layer ${snaps.layer}, head ${snaps.head} at step ${step}` }, height: 620,
+                 xaxis: { title: { text: "key" }, tickangle: -60, ...tokenAxis(snaps.col_tokens) },
+                 yaxis: { title: { text: "query" }, autorange: "reversed", ...tokenAxis(snaps.row_tokens) } }),
+    `snapshot-step${step}`);
+  saveState();
+}
+
+async function show() {
+  info = await api(`/api/training/${encodeURIComponent($("checkpoint").value)}`);
+  $("curves-panel").hidden = false;
+  await plotFigure($("curves"), info.figure, `${info.name}-training`);
+  const results = info.results || info.summary;
+  $("results").textContent = results ? JSON.stringify(results, null, 1) : "";
+  const meta = info.snapshots;
+  if (!meta || !meta.probes || !meta.probes.length) {
+    $("snap-panel").hidden = true;
+    snaps = null;
+    saveState();
+    return;
+  }
+  $("snap-panel").hidden = false;
+  const probes = meta.probes.map((p) => p.name);
+  fillSelect($("probe"), probes, null, probes.includes(state.probe) ? state.probe : probes[0]);
+  const probe = meta.probes.find((p) => p.name === $("probe").value);
+  fillSelect($("kind"), probe.kinds, null, probe.kinds.includes(state.kind) ? state.kind : probe.kinds[0]);
+  // layer and head counts come back with the first snapshot request
+  fillSelect($("layer"), [0], null, 0);
+  fillSelect($("head"), [0], null, 0);
+  const first = await api(`/api/training/${encodeURIComponent(info.name)}/snapshots?${new URLSearchParams(
+    { probe: $("probe").value, kind: $("kind").value, layer: "0", head: "0" })}`);
+  fillSelect($("layer"), [...Array(first.n_layers).keys()], null, Math.min(state.layer, first.n_layers - 1));
+  fillSelect($("head"), [...Array(first.n_heads).keys()], null, Math.min(state.head, first.n_heads - 1));
+  await loadSnapshots();
+}
+
+async function main() {
+  initChrome();
+  const list = await withLoading("Loading checkpoints", () => api("/api/training"));
+  if (!list) return;
+  if (!list.length) {
+    $("checkpoint-note").textContent = "No checkpoint with a training log on this server yet (attnlab train / attnlab lab write them under models/zoo/).";
+    $("run").disabled = true;
+    return;
+  }
+  fillSelect($("checkpoint"), list.map((c) => c.name),
+             list.map((c) => `${c.name}${c.snapshots ? " (with attention snapshots)" : ""}`),
+             list.some((c) => c.name === state.model) ? state.model : (list.find((c) => c.snapshots) || list[0]).name);
+  $("controls").addEventListener("submit", (ev) => { ev.preventDefault(); state.step = -1; withLoading("Loading", show); });
+  for (const id of ["probe", "kind", "layer", "head"]) {
+    $(id).addEventListener("change", () => { state[id] = $(id).value; withLoading("Loading snapshots", loadSnapshots); });
+  }
+  $("step").addEventListener("input", drawSnapshot);
+  player($("play"), $("step"), drawSnapshot);
+  $("export-log-json").addEventListener("click", () => info && downloadJSON(`${info.name}-log.json`, info.log));
+  $("export-snap-npy").addEventListener("click", () => snaps && downloadNPY(
+    `${snaps.name}-${snaps.kind}-L${snaps.layer}H${snaps.head}-snapshots.npy`, snaps.maps));
+  onArrowKeys((dLayer, dHead) => {
+    if (!snaps) return false;
+    const move = (select, d) => {
+      select.value = String(Math.max(0, Math.min(select.options.length - 1, Number(select.value) + d)));
+    };
+    move($("layer"), dLayer);
+    move($("head"), dHead);
+    withLoading("Loading snapshots", loadSnapshots);
+    return true;
+  });
+  await withLoading("Loading", show);
+}
+
+main();
