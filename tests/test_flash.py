@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from models.attention import AttentionSpec, BigBirdPattern, LongformerPattern, get_backend
+from models.attention import flash as flash_module
 from models.attention.flash import flash_attention
 
 B, H, D = 2, 3, 8
@@ -210,3 +211,26 @@ def test_flash_is_registered_with_its_capabilities():
     assert backend.returns_lse and not backend.returns_weights and backend.description
     with pytest.raises(ValueError, match="block sizes"):
         flash_attention(*qkv(4, 4), AttentionSpec(scale=1.0), block_q=0, block_k=4)
+
+
+@pytest.mark.parametrize("case", ["plain", "padding", "alibi"])
+@pytest.mark.parametrize("causal", [False, True], ids=["bidir", "causal"])
+def test_calls_large_enough_for_the_worker_pool_match_math(case, causal):
+    """B*H*T*T >= MIN_PARALLEL_SCORES: tiles run on the worker threads (when torch has 2+ threads)."""
+    t = 520  # not a multiple of the default tile
+    q = torch.randn(B, H, t, D, requires_grad=True)
+    k = torch.randn(B, H, t, D, requires_grad=True)
+    v = torch.randn(B, H, t, D, requires_grad=True)
+    assert B * H * t * t >= flash_module.MIN_PARALLEL_SCORES
+    spec = make_spec(case, causal, t)
+    threads = torch.get_num_threads()
+    ref = get_backend("math")(q, k, v, spec)
+    got = flash_attention(q, k, v, spec)
+    assert_close(got.out, ref.out)
+    assert_close(got.lse, ref.lse)
+    d_out = torch.randn_like(ref.out)
+    for a, b in zip(torch.autograd.grad(got.out, [q, k, v], d_out), torch.autograd.grad(ref.out, [q, k, v], d_out)):
+        assert_close(a, b)
+    assert torch.get_num_threads() == threads  # the pool leaves the caller's thread count alone
+    if threads > 1:
+        assert flash_module._POOLS.get(threads) is not None  # the parallel path really ran

@@ -7,10 +7,17 @@ whenever a new tile raises the max ("online softmax"). The backward pass recompu
 each tile from Q, K, V, O and the row log-sum-exp (FlashAttention-2 ordering: key
 blocks outside, query blocks inside), so memory stays O(T * d) plus one tile.
 
-This is not a fused kernel: each tile is a handful of batched PyTorch ops over all
-B * H heads at once, so Python overhead is paid per tile, not per row or per head.
-Tiles are therefore large, and tiles the spec proves empty (above the causal
-diagonal, outside a sparse pattern) are skipped.
+This is not a fused kernel: each tile is a handful of batched PyTorch ops over many
+heads at once, so Python overhead is paid per tile, not per row or per head. Tiles
+are therefore large, and tiles the spec proves empty (above the causal diagonal,
+outside a sparse pattern) are skipped.
+
+Parallelism on CPU: like SDPA's C++ kernel, and unlike a chain of multi-threaded
+ops, independent work items (query blocks x head groups in the forward, key blocks
+in the backward) run on a small pool of worker threads, each with one intra-op
+thread. Every multi-threaded op is a fork/join; a tile is eight of them, and on a
+busy machine each join can wait a scheduler slice for a descheduled thread (that
+made the op-parallel version 7x slower than SDPA under load, measured).
 
 Bias gradients: an additive bias (ALiBi, T5 buckets) is recomputed tile by tile in
 the backward pass. If the spec's ``bias`` is an ``nn.Module`` whose parameters
@@ -20,11 +27,18 @@ gradient, summed over tiles; a bias that is a plain function gets none.
 
 from __future__ import annotations
 
+import logging
+import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import torch
 from torch import Tensor, nn
 
 from .backends import AttentionResult, register_backend
 from .spec import AttentionSpec
+
+logger = logging.getLogger(__name__)
 
 # Tile sizes measured on a 2-core AVX-512 CPU (T=4096 causal, B*H=12, D=64, fp32):
 # 256 x 256 tiles (3 MiB of fp32 scores over all heads) were fastest; larger tiles
@@ -56,6 +70,9 @@ def _auto_blocks(bh: int, t_q: int, t_k: int, block_q: int | None, block_k: int 
     return block_q if block_q is not None else bq, block_k if block_k is not None else bk
 
 
+ALL = slice(None)
+
+
 def _only_causal(spec: AttentionSpec) -> bool:
     """True when the mask is at most causal and there is no bias: the fast path."""
     return spec.bias is None and spec.key_padding is None and spec.pattern is None
@@ -85,10 +102,11 @@ class _Tiles:
         off = self.spec.q_offset
         return self.spec.block_is_empty(q0 + off, q1 + off, k0, k1)
 
-    def scores(self, q0: int, q1: int, k0: int, k1: int) -> Tensor:
+    def scores(self, q0: int, q1: int, k0: int, k1: int, heads: slice = ALL) -> Tensor:
+        """Scores for rows [q0, q1) and keys [k0, k1); ``heads`` (a range of B*H) only on the fast path."""
         q_pos, k_pos = self.q_pos[q0:q1], self.k_pos[k0:k1]
         if self.fast:
-            s = torch.bmm(self.q_scaled[:, q0:q1], self.k_t[:, :, k0:k1])  # (BH, tq, tk)
+            s = torch.bmm(self.q_scaled[heads, q0:q1], self.k_t[heads, :, k0:k1])  # (bh, tq, tk)
             # Only tiles crossing the diagonal need a mask; tiles fully below it are all allowed.
             if self.spec.causal and k1 - 1 > q0 + self.spec.q_offset:
                 s.masked_fill_(k_pos[None, :] > q_pos[:, None], float("-inf"))
@@ -101,6 +119,81 @@ class _Tiles:
         return s.mul_(LOG2E)
 
 
+# Below this many scores per call (B*H*Tq*Tk) the pool's hand-off costs more than it
+# saves; such calls (a small model's layers) run on the calling thread.
+MIN_PARALLEL_SCORES = 1 << 20
+_POOLS: dict[int, ThreadPoolExecutor | None] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _one_thread_worker(barrier: threading.Barrier) -> None:
+    # torch initialises a thread's OpenMP thread count lazily on its first parallel
+    # op; trigger that first, or it would later overwrite the 1 set here.
+    torch.get_num_threads()
+    torch.set_num_threads(1)
+    barrier.wait()
+
+
+def _worker_pool(n: int) -> ThreadPoolExecutor | None:
+    """A pool of n threads whose torch ops are single-threaded; None where unsupported.
+
+    OpenMP keeps the thread count per thread, so setting 1 in the workers leaves the
+    callers' count alone; torch also records the last value set process-wide (for
+    threads it starts later), which is put back right after the workers start.
+    Checked, and disabled on a parallel backend where that does not hold.
+    """
+    with _POOLS_LOCK:
+        if n in _POOLS:
+            return _POOLS[n]
+        pool = None
+        if "OpenMP" in torch.__config__.parallel_info():
+            caller = torch.get_num_threads()
+            barrier = threading.Barrier(n)
+            pool = ThreadPoolExecutor(n, thread_name_prefix="flash", initializer=_one_thread_worker, initargs=(barrier,))
+            # n tasks make n threads start: each waits in the barrier until all exist
+            counts = list(pool.map(lambda _: torch.get_num_threads(), range(n)))
+            torch.set_num_threads(caller)
+            if counts != [1] * n or torch.get_num_threads() != caller:
+                logger.warning("flash: per-thread torch thread counts unsupported here; running tiles serially")
+                pool.shutdown()
+                pool = None
+        _POOLS[n] = pool
+        return pool
+
+
+def _head_groups(tiles: "_Tiles", t: int, block: int) -> list[slice]:
+    """Split B*H into groups so that there are a few work items per worker thread.
+
+    Only the fast path can split heads (a bias or padding needs whole (B, H) blocks).
+    """
+    workers, n_blocks, bh = torch.get_num_threads(), max(1, math.ceil(t / block)), tiles.q.shape[0]
+    if not tiles.fast or workers <= 1:
+        return [ALL]
+    groups = min(bh, math.ceil(4 * workers / n_blocks))
+    size = math.ceil(bh / groups)
+    return [slice(h0, min(h0 + size, bh)) for h0 in range(0, bh, size)]
+
+
+def _run(fn, items: list, tiles: "_Tiles", serial: bool = False) -> None:
+    """Run fn over independent work items: on the worker pool (CPU, large calls) or here."""
+    workers = torch.get_num_threads()
+    scores = tiles.q.shape[0] * tiles.q.shape[1] * tiles.k.shape[1]
+    pool = None
+    if not serial and tiles.q.device.type == "cpu" and workers > 1 and len(items) > 1 and scores >= MIN_PARALLEL_SCORES:
+        pool = _worker_pool(workers)
+    if pool is None:
+        for item in items:
+            fn(item)
+        return
+
+    def call(item) -> None:
+        with torch.no_grad():  # grad mode is per thread; the caller's no_grad does not reach here
+            fn(item)
+
+    for _ in pool.map(call, items):
+        pass
+
+
 def _flatten(x: Tensor) -> Tensor:
     """(B, H, T, D) any float dtype -> contiguous float32 (B*H, T, D)."""
     b, h, t, d = x.shape
@@ -110,38 +203,47 @@ def _flatten(x: Tensor) -> Tensor:
 def _forward(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, block_q: int, block_k: int) -> tuple[Tensor, Tensor]:
     """Tiled online-softmax forward. Returns out (B, H, Tq, D) in q.dtype and lse float32 (B, H, Tq)."""
     b, h, t_q, d = q.shape
-    t_k = k.shape[2]
     qf, kf, vf = _flatten(q), _flatten(k), _flatten(v)
     tiles = _Tiles(qf, kf, spec, b, h)
     bh = b * h
     out = torch.empty(bh, t_q, d, dtype=torch.float32, device=q.device)
-    lse = torch.full((bh, t_q), float("-inf"), dtype=torch.float32, device=q.device)
-    for q0 in range(0, t_q, block_q):
-        q1 = min(q0 + block_q, t_q)
-        m = torch.full((bh, q1 - q0), float("-inf"), dtype=torch.float32, device=q.device)
-        l = torch.zeros(bh, q1 - q0, dtype=torch.float32, device=q.device)
-        # A contiguous accumulator: baddbmm_ into a strided view of `out` would fall
-        # back to one addmm per head.
-        acc = torch.zeros(bh, q1 - q0, d, dtype=torch.float32, device=q.device)
-        for k0 in range(0, t_k, block_k):
-            k1 = min(k0 + block_k, t_k)
-            if tiles.empty(q0, q1, k0, k1):
-                continue
-            s = tiles.scores(q0, q1, k0, k1)  # (BH, tq, tk)
-            m_new = torch.maximum(m, s.amax(dim=-1))
-            # A row with every key so far masked keeps m = -inf; subtracting 0 instead
-            # keeps exp(-inf - m) = 0 rather than exp(nan).
-            m_safe = m_new.masked_fill(m_new == float("-inf"), 0.0)
-            alpha = torch.exp2(m - m_safe)  # rescales the old sum and accumulator
-            s.sub_(m_safe.unsqueeze(-1)).exp2_()  # s is now p, unnormalised
-            l.mul_(alpha).add_(s.sum(dim=-1))
-            acc.mul_(alpha.unsqueeze(-1)).baddbmm_(s, vf[:, k0:k1])
-            m = m_new
-        # Rows with no allowed key have l = 0: output 0, lse = -inf + log 0 = -inf.
-        torch.div(acc, l.masked_fill(l == 0, 1.0).unsqueeze(-1), out=out[:, q0:q1])
-        lse[:, q0:q1] = (m + torch.log2(l)) * LN2  # back to natural log
+    lse = torch.empty(bh, t_q, dtype=torch.float32, device=q.device)
+    items = [(heads, q0) for q0 in range(0, t_q, block_q) for heads in _head_groups(tiles, t_q, block_q)]
+    # Longest rows first: under a causal mask the last query blocks have the most tiles.
+    items.reverse()
+    _run(lambda item: _forward_rows(tiles, vf, out, lse, item[0], item[1], block_q, block_k), items, tiles)
     out = out.view(b, h, t_q, d).to(q.dtype)  # (B, H, Tq, D)
     return out, lse.view(b, h, t_q)  # (B, H, Tq)
+
+
+def _forward_rows(tiles: _Tiles, vf: Tensor, out: Tensor, lse: Tensor, heads: slice, q0: int, block_q: int,
+                  block_k: int) -> None:
+    """One work item: query rows [q0, q0 + block_q) of some heads against every key."""
+    t_q, t_k, d = out.shape[1], vf.shape[1], out.shape[2]
+    q1 = min(q0 + block_q, t_q)
+    bh = len(range(out.shape[0])[heads])
+    m = torch.full((bh, q1 - q0), float("-inf"), dtype=torch.float32, device=out.device)
+    l = torch.zeros(bh, q1 - q0, dtype=torch.float32, device=out.device)
+    # A contiguous accumulator: baddbmm_ into a strided view of `out` would fall
+    # back to one addmm per head.
+    acc = torch.zeros(bh, q1 - q0, d, dtype=torch.float32, device=out.device)
+    for k0 in range(0, t_k, block_k):
+        k1 = min(k0 + block_k, t_k)
+        if tiles.empty(q0, q1, k0, k1):
+            continue
+        s = tiles.scores(q0, q1, k0, k1, heads)  # (bh, tq, tk), base 2
+        m_new = torch.maximum(m, s.amax(dim=-1))
+        # A row with every key so far masked keeps m = -inf; subtracting 0 instead
+        # keeps exp(-inf - m) = 0 rather than exp(nan).
+        m_safe = m_new.masked_fill(m_new == float("-inf"), 0.0)
+        alpha = torch.exp2(m - m_safe)  # rescales the old sum and accumulator
+        s.sub_(m_safe.unsqueeze(-1)).exp2_()  # s is now p, unnormalised
+        l.mul_(alpha).add_(s.sum(dim=-1))
+        acc.mul_(alpha.unsqueeze(-1)).baddbmm_(s, vf[heads, k0:k1])
+        m = m_new
+    # Rows with no allowed key have l = 0: output 0, lse = -inf + log 0 = -inf.
+    torch.div(acc, l.masked_fill(l == 0, 1.0).unsqueeze(-1), out=out[heads, q0:q1])
+    lse[heads, q0:q1] = (m + torch.log2(l)) * LN2  # back to natural log
 
 
 def _bias_params(spec: AttentionSpec) -> list[Tensor]:
@@ -170,37 +272,57 @@ def _backward(ctx, d_out: Tensor, d_lse: Tensor | None):
     delta = (d_of * _flatten(out)).sum(dim=-1)  # (BH, Tq)
     if d_lse is not None:
         delta = delta - d_lse.float().reshape(bh, t_q)
-    # Accumulators are contiguous per block: baddbmm_ into a strided slice of a
-    # (BH, T, D) tensor falls back to one small matmul per head.
-    q_starts = range(0, t_q, block_q)
-    dq_blocks = [torch.zeros(bh, min(block_q, t_q - q0), d, device=q.device) for q0 in q_starts]
     dk = torch.empty_like(kf)
     dv = torch.empty_like(vf)
     d_params = [torch.zeros_like(p) for p in params]
-    for k0 in range(0, t_k, block_k):
-        k1 = min(k0 + block_k, t_k)
-        k_blk, v_blk = kf[:, k0:k1], vf[:, k0:k1]
-        dk_blk = torch.zeros(bh, k1 - k0, d, device=q.device)
-        dv_blk = torch.zeros(bh, k1 - k0, d, device=q.device)
-        for q0, dq_blk in zip(q_starts, dq_blocks):
-            q1 = min(q0 + block_q, t_q)
-            if tiles.empty(q0, q1, k0, k1):
-                continue
-            p = tiles.scores(q0, q1, k0, k1)  # (BH, tq, tk)
-            p.sub_(lse_f[:, q0:q1].unsqueeze(-1)).exp2_()  # softmax probabilities
-            do_blk = d_of[:, q0:q1]  # (BH, tq, D)
-            dv_blk.baddbmm_(p.transpose(1, 2), do_blk)
-            dp = torch.bmm(do_blk, v_blk.transpose(1, 2))  # (BH, tq, tk)
-            ds = dp.sub_(delta[:, q0:q1].unsqueeze(-1)).mul_(p)  # dS = P * (dP - D)
-            if params:
-                _accumulate_bias_grad(spec, tiles, ds, q0, q1, k0, k1, params, d_params, b, h)
-            dq_blk.baddbmm_(ds, k_blk, alpha=spec.scale)
-            dk_blk.baddbmm_(ds.transpose(1, 2), qf[:, q0:q1], alpha=spec.scale)
-        dk[:, k0:k1] = dk_blk
-        dv[:, k0:k1] = dv_blk
+    state = (tiles, qf, kf, vf, d_of, lse_f, delta, dk, dv, params, d_params, block_q)
+    # dQ sums over key blocks, so each worker thread accumulates its own copy
+    # (contiguous per query block, for baddbmm_) and the copies are added at the end.
+    per_thread, copies, lock = threading.local(), [], threading.Lock()
+
+    def dq_copy() -> list[Tensor]:
+        if not hasattr(per_thread, "dq"):
+            per_thread.dq = [torch.zeros(bh, min(block_q, t_q - q0), d, device=q.device) for q0 in range(0, t_q, block_q)]
+            with lock:
+                copies.append(per_thread.dq)
+        return per_thread.dq
+
+    items = [(heads, k0) for k0 in range(0, t_k, block_k) for heads in _head_groups(tiles, t_k, block_k)]
+    # Bias parameters take autograd calls inside the loop: keep those on this thread.
+    _run(lambda item: _backward_cols(state, item[0], item[1], block_k, dq_copy()), items, tiles, serial=bool(params))
+    dq_blocks = [sum(blocks) for blocks in zip(*copies)]
     dq = torch.cat(dq_blocks, dim=1) if dq_blocks else torch.zeros_like(qf)  # (BH, Tq, D)
     grads = [g.view(b, h, -1, d).to(x.dtype) for g, x in ((dq, q), (dk, k), (dv, v))]
     return (*grads, None, None, None, *d_params)
+
+
+def _backward_cols(state, heads: slice, k0: int, block_k: int, dq_blocks: list[Tensor]) -> None:
+    """One work item: key columns [k0, k0 + block_k) of some heads against every query."""
+    tiles, qf, kf, vf, d_of, lse_f, delta, dk, dv, params, d_params, block_q = state
+    t_q, t_k, d = qf.shape[1], kf.shape[1], qf.shape[2]
+    k1 = min(k0 + block_k, t_k)
+    k_blk, v_blk = kf[heads, k0:k1], vf[heads, k0:k1]
+    bh = k_blk.shape[0]
+    # Contiguous accumulators: baddbmm_ into a strided slice of a (BH, T, D) tensor
+    # falls back to one small matmul per head.
+    dk_blk = torch.zeros(bh, k1 - k0, d, device=kf.device)
+    dv_blk = torch.zeros(bh, k1 - k0, d, device=kf.device)
+    for q0, dq_all in zip(range(0, t_q, block_q), dq_blocks):
+        q1 = min(q0 + block_q, t_q)
+        if tiles.empty(q0, q1, k0, k1):
+            continue
+        p = tiles.scores(q0, q1, k0, k1, heads)  # (bh, tq, tk), base 2
+        p.sub_(lse_f[heads, q0:q1].unsqueeze(-1)).exp2_()  # softmax probabilities
+        do_blk = d_of[heads, q0:q1]  # (bh, tq, D)
+        dv_blk.baddbmm_(p.transpose(1, 2), do_blk)
+        dp = torch.bmm(do_blk, v_blk.transpose(1, 2))  # (bh, tq, tk)
+        ds = dp.sub_(delta[heads, q0:q1].unsqueeze(-1)).mul_(p)  # dS = P * (dP - D)
+        if params:
+            _accumulate_bias_grad(tiles.spec, tiles, ds, q0, q1, k0, k1, params, d_params, tiles.batch, tiles.heads)
+        dq_all[heads].baddbmm_(ds, k_blk, alpha=tiles.spec.scale)
+        dk_blk.baddbmm_(ds.transpose(1, 2), qf[heads, q0:q1], alpha=tiles.spec.scale)
+    dk[heads, k0:k1] = dk_blk
+    dv[heads, k0:k1] = dv_blk
 
 
 def _accumulate_bias_grad(spec, tiles, ds, q0, q1, k0, k1, params, d_params, b, h) -> None:
