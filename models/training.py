@@ -688,13 +688,24 @@ def checkpointing_memory_report(config: TransformerConfig, batch: Batch, device:
         method = "torch.cuda.max_memory_allocated above the pre-step level"
     else:
         ctx = multiprocessing.get_context("spawn")
-        for ckpt in (False, True):
-            queue = ctx.Queue()
-            proc = ctx.Process(target=_rss_peak_child, args=(config.to_dict(), batch, ckpt, threads, queue))
-            proc.start()
-            peaks[ckpt] = queue.get(timeout=600)
-            proc.join()
-        method = "RSS high-water (psutil, 0.5 ms sampling) above the pre-step level, one fresh process each"
+        # glibc keeps freed heap pages, so RSS would not fall after the warm-up step; with
+        # a fixed mmap threshold every tensor buffer is its own mapping, returned on free
+        saved = os.environ.get("MALLOC_MMAP_THRESHOLD_")
+        os.environ["MALLOC_MMAP_THRESHOLD_"] = "65536"
+        try:
+            for ckpt in (False, True):
+                queue = ctx.Queue()
+                proc = ctx.Process(target=_rss_peak_child, args=(config.to_dict(), batch, ckpt, threads, queue))
+                proc.start()
+                peaks[ckpt] = queue.get(timeout=600)
+                proc.join()
+        finally:
+            if saved is None:
+                os.environ.pop("MALLOC_MMAP_THRESHOLD_")
+            else:
+                os.environ["MALLOC_MMAP_THRESHOLD_"] = saved
+        method = ("RSS high-water (psutil, 0.5 ms sampling) above the pre-step level, one fresh process each, "
+                  "MALLOC_MMAP_THRESHOLD_=65536 so freed buffers leave the RSS")
     mib = 2**20
     report = {
         "device": device,
