@@ -521,9 +521,10 @@ class Trainer:
         result = TrainResult(self.step, last.get("loss", float("nan")), seconds,
                              tokens / seconds if seconds > 0 else 0.0, self.skipped, self.spikes, eval_loss,
                              self.history)
-        log.info("trained %d steps in %.1f s: loss %.4f, %.0f tokens/s%s", self.step - start_step, seconds,
-                 result.final_loss, result.tokens_per_s,
-                 f", eval loss {eval_loss:.4f}" if eval_loss is not None else "")
+        if self.dist.main:
+            log.info("trained %d steps in %.1f s: loss %.4f, %.0f tokens/s%s", self.step - start_step, seconds,
+                     result.final_loss, result.tokens_per_s,
+                     f", eval loss {eval_loss:.4f}" if eval_loss is not None else "")
         if self.out_dir is not None:
             self.save(dtype=self.save_dtype, resumable=self.resumable)
         return result
