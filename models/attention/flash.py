@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -124,6 +125,16 @@ class _Tiles:
 MIN_PARALLEL_SCORES = 1 << 20
 _POOLS: dict[int, ThreadPoolExecutor | None] = {}
 _POOLS_LOCK = threading.Lock()
+
+
+def _forget_pools() -> None:
+    # A forked child inherits the pool objects but not their threads: start afresh.
+    global _POOLS_LOCK
+    _POOLS.clear()
+    _POOLS_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pools)
 
 
 def _one_thread_worker(barrier: threading.Barrier) -> None:
