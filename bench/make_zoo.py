@@ -30,20 +30,29 @@ def main() -> None:
     p.add_argument("labs", nargs="*", default=list(DEFAULT))
     p.add_argument("--threads", type=int, default=1,
                    help="intra-op threads per lab (1: fastest when the CPU is shared with other jobs)")
+    p.add_argument("--record-only", action="store_true",
+                   help="train nothing; collect the times already in models/zoo/*/results.json")
     args = p.parse_args()
     times_file = ROOT / "bench" / "zoo_times.json"
     times = json.loads(times_file.read_text()) if times_file.exists() else {}
     for lab in args.labs:
         start = time.perf_counter()
-        log.info("lab %s ...", lab)
-        subprocess.run([sys.executable, "-m", "models.labs", lab, "--set", f"threads={args.threads}"],
-                       cwd=ROOT, check=True)
-        results = json.loads((ROOT / "models" / "zoo" / lab / "results.json").read_text())
-        times[lab] = {"wall_seconds": round(time.perf_counter() - start, 1), "lab_seconds": results["seconds"],
-                      "cpu_seconds": results.get("cpu_seconds"), "train_seconds": results.get("train_seconds"),
-                      "threads": args.threads, "date": time.strftime("%Y-%m-%d %H:%M")}
+        results_file = ROOT / "models" / "zoo" / lab / "results.json"
+        if not args.record_only:
+            log.info("lab %s ...", lab)
+            subprocess.run([sys.executable, "-m", "models.labs", lab, "--set", f"threads={args.threads}"],
+                           cwd=ROOT, check=True)
+        elif not results_file.exists():
+            continue
+        results = json.loads(results_file.read_text())
+        times[lab] = {"lab_seconds": results["seconds"], "cpu_seconds": results.get("cpu_seconds"),
+                      "train_seconds": results.get("train_seconds"), "threads": results.get("threads"),
+                      "checkpoint_bytes": results.get("checkpoint_bytes"),
+                      "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(results_file.stat().st_mtime))}
+        if not args.record_only:
+            times[lab]["wall_seconds"] = round(time.perf_counter() - start, 1)
         times_file.write_text(json.dumps(times, indent=1))
-        log.info("lab %s: %.1f s", lab, times[lab]["wall_seconds"])
+        log.info("lab %s: %.1f s", lab, times[lab]["lab_seconds"])
 
 
 if __name__ == "__main__":
