@@ -43,6 +43,11 @@ class Shape:
     tie_embeddings: bool
     attention_only: bool = False
     type_vocab_size: int = 0
+    lm_head: bool = True  # a bare HF encoder (BertModel) has none
+    pooler: bool = False  # BertModel's [CLS] pooler: dense d x d + tanh
+    final_norm: bool = True  # pre-norm stacks end with one more norm
+    embedding_norm: bool = False  # BERT normalises the summed embeddings
+    mlm_transform: bool = False  # BERT's MLM head: dense + act + norm, and a bias on the vocabulary projection
 
 
 def normalise_config(family: str, cfg: Mapping) -> Shape:
@@ -53,12 +58,15 @@ def normalise_config(family: str, cfg: Mapping) -> Shape:
                      cfg.get("n_decoder_layers") or cfg["n_layers"], n_heads, cfg.get("n_kv_heads") or n_heads,
                      cfg["d_model"] // n_heads, cfg.get("d_ff") or 4 * cfg["d_model"], cfg["max_positions"],
                      cfg["positional"], cfg["norm"], cfg["norm_position"], cfg["activation"], cfg["bias"],
-                     cfg["tie_embeddings"], cfg.get("attention_only", False), cfg.get("type_vocab_size", 0))
+                     cfg["tie_embeddings"], cfg.get("attention_only", False), cfg.get("type_vocab_size", 0),
+                     final_norm=cfg.get("final_norm", True), embedding_norm=cfg.get("embedding_norm", False),
+                     mlm_transform=cfg.get("mlm_transform", False))
     d = cfg.get("hidden_size") or cfg.get("n_embd") or cfg.get("d_model")
     layers = cfg.get("num_hidden_layers") or cfg.get("n_layer")
     heads = cfg.get("num_attention_heads") or cfg.get("n_head")
     kv = cfg.get("num_key_value_heads") or heads
     model_type = cfg.get("model_type", "")
+    archs = list(cfg.get("architectures") or [])
     llama_like = "rope_theta" in cfg or model_type in ("llama", "mistral", "qwen2") or "rope_parameters" in cfg
     gpt2_like = model_type == "gpt2" or "n_embd" in cfg
     return Shape(
@@ -72,6 +80,11 @@ def normalise_config(family: str, cfg: Mapping) -> Shape:
         activation="swiglu" if llama_like else str(cfg.get("hidden_act") or cfg.get("activation_function") or "gelu"),
         bias=not llama_like, tie_embeddings=bool(cfg.get("tie_word_embeddings", True)),
         type_vocab_size=cfg.get("type_vocab_size", 0) or 0,
+        lm_head=any(a.endswith(("LM", "LMHeadModel", "ForCausalLM", "ForMaskedLM", "ForPreTraining"))
+                    for a in archs) if archs else True,
+        pooler="BertModel" in archs,
+        final_norm=llama_like or gpt2_like, embedding_norm=not (llama_like or gpt2_like),
+        mlm_transform=any(a.endswith(("ForMaskedLM", "ForPreTraining")) for a in archs),
     )
 
 
@@ -116,12 +129,16 @@ def describe_architecture(family: str, cfg: Mapping, context: int = 128) -> dict
     n_cross = sum(n for _, n, cross in stacks if cross)
     norms_per_block = (1 if s.attention_only else 2)
 
+    n_norms = norms_per_block * n_blocks + n_cross + (len(stacks) if s.final_norm else 0)
     emb = s.vocab_size * d
     if s.positional == "learned":
         emb += s.max_positions * d * len(stacks)
     emb += s.type_vocab_size * d
+    emb += norm_params if s.embedding_norm else 0
     pos_bias = 32 * H * len(stacks) if s.positional == "t5_relative" else 0
-    head_params = 0 if s.tie_embeddings else s.vocab_size * d
+    head_params = 0 if s.tie_embeddings or not s.lm_head else s.vocab_size * d
+    if s.lm_head and s.mlm_transform:
+        head_params += d * d + d + norm_params + s.vocab_size  # dense, norm, vocabulary bias
     components = [
         {"component": "embedding", "params": emb, "flops_per_token": 0},
         {"component": "attention (projections)", "params": attn_params() * (n_blocks + n_cross),
@@ -129,10 +146,11 @@ def describe_architecture(family: str, cfg: Mapping, context: int = 128) -> dict
         {"component": "attention (scores x values)", "params": pos_bias,
          "flops_per_token": attn_mix_flops * (n_blocks + n_cross)},
         {"component": "feed-forward", "params": ffn_params * n_blocks, "flops_per_token": ffn_flops * n_blocks},
-        {"component": "norms", "params": norm_params * (norms_per_block * n_blocks + n_cross + len(stacks)),
-         "flops_per_token": 5 * d * (norms_per_block * n_blocks + n_cross + len(stacks))},
-        {"component": "output head", "params": head_params, "flops_per_token": 2 * d * s.vocab_size},
+        {"component": "norms", "params": norm_params * n_norms, "flops_per_token": 5 * d * n_norms},
+        {"component": "output head", "params": head_params, "flops_per_token": 2 * d * s.vocab_size if s.lm_head else 0},
     ]
+    if s.pooler:
+        components.append({"component": "pooler", "params": d * d + d, "flops_per_token": 0})
     B = "B"
     shapes = [
         {"step": "token ids", "shape": [B, "T"]},
@@ -148,7 +166,8 @@ def describe_architecture(family: str, cfg: Mapping, context: int = 128) -> dict
     if not s.attention_only:
         shapes.append({"step": f"feed-forward hidden ({s.activation})", "shape": [B, "T", ff]})
     shapes.append({"step": "block output (residual stream)", "shape": [B, "T", d]})
-    shapes.append({"step": "logits (models with a language-model head)", "shape": [B, "T", s.vocab_size]})
+    if s.lm_head:
+        shapes.append({"step": "logits", "shape": [B, "T", s.vocab_size]})
     residual = "x + f(norm(x))" if s.norm_position == "pre" else "norm(x + f(x))"
     blocks = []
     for kind, n, cross in stacks:
@@ -163,7 +182,7 @@ def describe_architecture(family: str, cfg: Mapping, context: int = 128) -> dict
         "total_flops_per_token": sum(c["flops_per_token"] for c in components),
         "norm": f"{s.norm_position}-norm {s.norm}: each sublayer computes {residual}",
         "positions": POSITION_ENTRY.get(s.positional, s.positional),
-        "tied_embeddings": s.tie_embeddings,
+        "tied_embeddings": s.tie_embeddings and s.lm_head,
     }
 
 

@@ -216,7 +216,9 @@ def architecture_figure(arch: Mapping) -> go.Figure:
     fig.add_trace(go.Bar(x=names, y=[c["flops_per_token"] for c in comps], name="FLOPs / token",
                          marker_color=PALETTE[2], marker_pattern_shape="x"), 1, 2)
     fig.update_yaxes(type="log")
-    return _layout(fig, "Where the parameters and the compute are", showlegend=False)
+    fig = _layout(fig, "Where the parameters and the compute are", showlegend=False)
+    fig.update_layout(margin=dict(t=90))
+    return fig
 
 
 # ----------------------------------------------------------------------------- training
@@ -267,8 +269,10 @@ def head_type_grids(scores: Mapping[str, Sequence[Sequence[float]]], detectors: 
             hovertemplate=f"{name}<br>layer %{{y}} head %{{x}}<br>%{{z:.3f}}<extra></extra>"),
             i // cols + 1, i % cols + 1)
     fig.update_yaxes(autorange="reversed", title_text="")
-    fig.update_layout(height=280 * rows + 80)
-    return _layout(fig, "Head types (layer x head)")
+    fig.update_layout(height=280 * rows + 100)
+    fig = _layout(fig, "Head types (layer x head)")
+    fig.update_layout(margin=dict(t=90))
+    return fig
 
 
 def rollout_figure(matrix: Sequence[Sequence[float]], tokens: Sequence[str], title: str = "Attention rollout") -> go.Figure:

@@ -358,7 +358,7 @@ def test_architecture_and_profile(watched):
 
 def test_unavailable_model_is_disabled_with_reason(watched):
     page = watched.goto("/")
-    page.wait_for_selector("#model option")
+    page.wait_for_selector("#model option", state="attached")
     option = page.locator("#model option[value='gpt2']")
     assert option.is_disabled()
     assert "unavailable" in option.text_content()
@@ -366,7 +366,7 @@ def test_unavailable_model_is_disabled_with_reason(watched):
 
 def test_api_error_is_shown_in_words(watched):
     page = watched.goto("/seq2seq")
-    page.wait_for_selector("#model option")
+    page.wait_for_selector("#model option", state="attached")
     page.fill("#text", "   ")
     page.click("#run")
     page.wait_for_selector("#error:not([hidden])")

@@ -48,7 +48,8 @@ async function describe() {
   fact(dl, "width", `d_model ${s.d_model}, ${s.n_heads} heads of ${s.head_dim}${s.n_kv_heads !== s.n_heads ? `, ${s.n_kv_heads} KV heads (grouped-query)` : ""}, feed-forward ${s.d_ff}`);
   fact(dl, "normalisation", arch.norm);
   fact(dl, "positions enter", arch.positions);
-  fact(dl, "embeddings", arch.tied_embeddings ? "output projection tied to the token embedding" : "separate output projection");
+  fact(dl, "embeddings", !arch.shape.lm_head ? "no language-model head (a bare encoder: its output is the hidden states)"
+    : arch.tied_embeddings ? "output projection tied to the token embedding" : "separate output projection");
   const ol = $("blocks");
   ol.replaceChildren();
   for (const b of arch.blocks) {

@@ -187,7 +187,7 @@ export function showToken(token) {
 }
 
 /** Numeric axis with token tick labels (categorical axes would merge repeated tokens). */
-export function tokenAxis(tokens, offset = 0, maxTicks = 80) {
+export function tokenAxis(tokens, offset = 0, maxTicks = 48) {
   const n = tokens.length;
   const step = Math.max(1, Math.ceil(n / maxTicks));
   const tickvals = [];

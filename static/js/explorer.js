@@ -62,7 +62,8 @@ function drawThumb(canvas, t) {
   let max = 0;
   for (const v of t.data) if (v > max) max = v;
   for (let i = 0; i < t.data.length; i++) {
-    const [r, g, b] = viridis(max > 0 ? t.data[i] / max : 0);
+    // square root: a sink or the diagonal (weight ~1) would otherwise leave the rest black
+    const [r, g, b] = viridis(max > 0 ? Math.sqrt(t.data[i] / max) : 0);
     image.data.set([r, g, b, 255], i * 4);
   }
   ctx.putImageData(image, 0, 0);

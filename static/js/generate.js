@@ -138,7 +138,7 @@ function setupTrace() {
   $("step").max = String(Math.max(0, steps.length - 1));
   const nHeads = steps[0].attention[0].length;
   const heads = ["avg", ...Array.from({ length: nHeads }, (_, h) => String(h))];
-  fillSelect($("head"), heads, ["average", ...heads.slice(1).map((h) => `head ${h}`)], $("head").value || state.head);
+  fillSelect($("head"), heads, ["average", ...heads.slice(1).map((h) => `head ${h}`)], state.head);
 }
 
 async function generate() {
@@ -199,7 +199,7 @@ async function main() {
   $("controls").addEventListener("submit", (ev) => { ev.preventDefault(); state.step = -1; withLoading("Generating", generate); });
   $("stop").addEventListener("click", () => controller && controller.abort());
   $("step").addEventListener("input", () => showStep(Number($("step").value)));
-  $("head").addEventListener("change", () => showStep(Number($("step").value)));
+  $("head").addEventListener("change", () => { state.head = $("head").value; showStep(Number($("step").value)); });
   player($("play"), $("step"), (i) => showStep(i));
   $("export-trace-json").addEventListener("click", () => steps.length && downloadJSON("generation-trace.json", { steps, summary }));
   $("export-step-npy").addEventListener("click", () => {
@@ -213,6 +213,7 @@ async function main() {
       const options = Array.from($("head").options).map((o) => o.value);
       const k = Math.max(0, Math.min(options.length - 1, options.indexOf($("head").value) + dHead));
       $("head").value = options[k];
+      state.head = options[k];
     } else {
       $("step").value = String(Number($("step").value) + dLayer);
     }

@@ -13,7 +13,7 @@ let snaps = null;
 function saveState() {
   writeState({ model: $("checkpoint").value, probe: $("probe").value || state.probe, kind: $("kind").value || state.kind,
                layer: Number($("layer").value || state.layer), head: Number($("head").value || state.head),
-               step: snaps ? Number($("step").value) : state.step });
+               step: snaps ? snaps.steps[Number($("step").value)] : state.step });
 }
 
 async function loadSnapshots() {
