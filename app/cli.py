@@ -125,7 +125,7 @@ def bench_api() -> None:
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def train(ctx: typer.Context) -> None:
-    """Train a from-scratch model (see `attnlab train --help` for every option)."""
+    """Train a from-scratch model; every option of `python -m models.training --help` passes through."""
     from models.training import main as training_main
 
     _logging()
@@ -141,7 +141,10 @@ def lab(name: str = typer.Argument(..., help="induction, extrapolation, seq2seq,
 
     _logging()
     results = run_lab(name, out_dir=out, quick=quick)
-    console.print_json(data=results.get("summary", results) if isinstance(results, dict) else results)
+    # the figures and per-step series are for the pages; a person reads the scalars
+    summary = {k: v for k, v in results.items()
+               if k not in ("figures", "config", "train_config") and len(jsonlib.dumps(v)) < 400}
+    console.print_json(data=summary)
 
 
 if __name__ == "__main__":
