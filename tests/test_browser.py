@@ -212,6 +212,20 @@ def test_explorer_grid_head_view_url_and_xss(watched):
     assert "<" in tokens and "script" in tokens
     ticks = page.eval_on_selector_all("#heatmap .xtick text", "els => els.map(e => e.textContent)")
     assert "<" in ticks
+    # export of the data shown: an NPY file numpy reads, with the head view's shape
+    import io
+
+    import numpy as np
+
+    with page.expect_download() as download:
+        page.click("#export-head-npy")
+    weights = np.load(io.BytesIO(Path(download.value.path()).read_bytes()))
+    assert weights.shape == (n, n) and np.allclose(weights.sum(-1), 1, atol=1e-2)
+    # PNG/SVG export is Plotly's own: the modebar carries both buttons
+    page.hover("#heatmap")
+    titles = page.eval_on_selector_all("#heatmap .modebar-btn", "els => els.map(e => e.dataset.title)")
+    assert {"Download plot as a PNG", "Download as SVG"} <= set(titles)
+    assert not any("Share" in t for t in titles)  # no "send to cloud": no remote origin
     # colour the grid by a head-type score
     page.select_option("#colour-by", "previous_token")
     page.wait_for_function("() => document.querySelectorAll('#grid .thumb.tinted').length === 72")
@@ -315,6 +329,13 @@ def test_positional_figures(watched):
     watched.wait_plot("#scheme-figures .chart[data-figure='rotations']")
     assert "extrapolation" in page.locator("#extrapolation-note").text_content()
     watched.shot("positional")
+    # large fonts for a projector: the page and the charts grow, and it survives a reload
+    page.click("#large-font")
+    page.wait_for_function("() => document.getElementById('similarity')._fullLayout.font.size === 20")
+    page.reload()
+    watched.wait_plot("#similarity")
+    assert page.evaluate("() => document.body.classList.contains('large')")
+    page.click("#large-font")
     watched.check_clean()
 
 

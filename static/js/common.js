@@ -203,13 +203,15 @@ export function tokenAxis(tokens, offset = 0, maxTicks = 48) {
 
 export function fontSize() { return document.body.classList.contains("large") ? 20 : 13; }
 
-/** Plotly config: PNG via the camera button, SVG via an added button, no logo, responsive. */
+/** Plotly config: PNG via the camera button, SVG via an added button, the figure as JSON,
+ *  no logo, no "share to cloud" (a remote origin), responsive. */
 export function plotConfig(name) {
   return {
     responsive: true,
     displaylogo: false,
+    showSendToCloud: false,
     toImageButtonOptions: { format: "png", filename: `attnlab-${name}`, scale: 2 },
-    modeBarButtonsToAdd: [{
+    modeBarButtonsToAdd: ["downloadjson", {
       name: "Download as SVG",
       icon: window.Plotly.Icons.camera,
       click: (gd) => window.Plotly.downloadImage(gd, { format: "svg", filename: `attnlab-${name}` }),
