@@ -135,12 +135,20 @@ def t5_buckets(desc: Mapping) -> go.Figure:
 def extrapolation_curve(results: Mapping) -> go.Figure:
     """Loss (or perplexity) against evaluation length, one line per positional scheme.
 
-    Accepts ``{"train_len": N, "schemes": {name: {"lengths": [...], "loss": [...]}}}`` or
-    ``{"results": [{"scheme", "length", "loss"}, ...]}`` (what the extrapolation lab writes).
+    Accepts what ``attnlab lab extrapolation`` writes, ``{"train_len": N, "table": {scheme:
+    {"perplexity": {length: value or null}}}}`` (null: the scheme cannot run at that length,
+    a gap in its line), and two simpler layouts: ``{"schemes": {name: {"lengths", "loss"}}}``
+    and ``{"results": [{"scheme", "length", "loss"}, ...]}``.
     """
     series: dict[str, tuple[list[float], list[float]]] = {}
     metric = "loss"
-    if isinstance(results.get("schemes"), Mapping):
+    if isinstance(results.get("table"), Mapping):
+        for name, data in results["table"].items():
+            metric = next((m for m in ("perplexity", "loss", "accuracy") if isinstance(data.get(m), Mapping)), metric)
+            values = data.get(metric) or {}
+            lengths = sorted(values, key=lambda k: int(k))
+            series[name] = ([int(k) for k in lengths], [values[k] for k in lengths])
+    elif isinstance(results.get("schemes"), Mapping):
         for name, data in results["schemes"].items():
             metric = next((m for m in ("loss", "perplexity", "ppl", "accuracy") if m in data), metric)
             xs = data.get("lengths") or data.get("length") or data.get("eval_lengths") or []

@@ -53,6 +53,11 @@ def test_extrapolation_curve_accepts_both_layouts():
                                               "alibi": {"lengths": [64, 128], "loss": [2.0, 2.1]}}}
     rows = {"results": [{"scheme": "rope", "length": 64, "loss": 2.0}, {"scheme": "rope", "length": 128, "loss": 2.5}]}
     assert len(figures.extrapolation_curve(by_scheme).data) == 2
+    lab = {"train_len": 64, "table": {"rope": {"perplexity": {"64": 6.6, "128": 6.7}},
+                                      "learned": {"perplexity": {"64": 8.3, "128": None}}}}
+    fig = figures.extrapolation_curve(lab)
+    assert [t.name for t in fig.data] == ["rope", "learned"] and list(fig.data[1].y) == [8.3, None]
+    assert fig.layout.yaxis.title.text == "perplexity"
     assert list(figures.extrapolation_curve(rows).data[0].y) == [2.0, 2.5]
 
 
