@@ -50,7 +50,7 @@ def list_models(as_json: bool = typer.Option(False, "--json", help="machine-read
 
     _logging("WARNING")
     settings = get_settings()
-    infos = default_registry(settings.allowlist, settings.model_dir).list()
+    infos = default_registry(settings.allowlist, settings.model_dir, settings.zoo_dir).list()
     if as_json:
         typer.echo(jsonlib.dumps([i.to_dict() for i in infos], indent=2))
         return

@@ -83,7 +83,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     async def lifespan(app: FastAPI):
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
-        reg = registry if registry is not None else default_registry(settings.allowlist, settings.model_dir)
+        reg = registry if registry is not None else default_registry(
+            settings.allowlist, settings.model_dir, settings.zoo_dir)
         services = build_services(settings, reg, metrics)
         app.state.services = services
         log.info("attnlab starting: %d models registered", len(reg.ids()))

@@ -49,6 +49,9 @@ class SecurityHeadersMiddleware:
                 headers.setdefault("Referrer-Policy", "no-referrer")
                 headers.setdefault("X-Frame-Options", "DENY")
                 headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+                if scope["path"].startswith("/static/"):
+                    # plotly.min.js is 4.6 MB: let the browser keep it between page loads
+                    headers.setdefault("Cache-Control", "public, max-age=3600")
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

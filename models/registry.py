@@ -111,7 +111,8 @@ class Registry:
         return self._loaded[model_id]
 
 
-def default_registry(allowlist: list[str] | None = None, model_root: Path | None = None) -> Registry:
+def default_registry(allowlist: list[str] | None = None, model_root: Path | None = None,
+                     zoo: Path = ZOO) -> Registry:
     """Bundled pretrained models, allowlisted hub ids, local directories, the zoo."""
     registry = Registry()
     try:
@@ -121,7 +122,7 @@ def default_registry(allowlist: list[str] | None = None, model_root: Path | None
     else:
         for entry in pretrained_entries(allowlist or [], model_root):
             registry.register(entry)
-    for entry in zoo_entries():
+    for entry in zoo_entries(zoo):
         registry.register(entry)
     return registry
 
