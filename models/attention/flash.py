@@ -5,7 +5,8 @@ Tq x Tk score matrix: it walks over (query block, key block) tiles, keeps a runn
 row max ``m``, running row sum ``l`` and an output accumulator, and rescales them
 whenever a new tile raises the max ("online softmax"). The backward pass recomputes
 each tile from Q, K, V, O and the row log-sum-exp (FlashAttention-2 ordering: key
-blocks outside, query blocks inside), so memory stays O(T * d) plus one tile.
+blocks outside, query blocks inside), so memory stays O(T * d) plus one tile per
+worker thread.
 
 This is not a fused kernel: each tile is a handful of batched PyTorch ops over many
 heads at once, so Python overhead is paid per tile, not per row or per head. Tiles
