@@ -6,7 +6,8 @@ char-level decoder with a training log and attention snapshots, and a T5-style
 encoder-decoder), so every view has a model and the file stays well under three minutes
 on two cores. Every view: no console errors (the page runs under the strict CSP), the
 chart has the expected traces/cells, the URL round-trips, and the XSS tokens show as text.
-Screenshots of every view go to static/screenshots/<view>.png.
+Screenshots of every view go to a pytest temp dir (screenshots/<view>.png), never to
+static/screenshots/: the README images come from real models (bench/screenshots.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parent.parent
-SHOTS = ROOT / "static" / "screenshots"
 XSS = ['<script>alert(1)</script>', '"><img src=x onerror=alert(1)>']
 CORPUS = ("the cat sat on the mat. the dog sat on the log. <script>alert(1)</script> "
           '"><img src=x onerror=alert(1)> a cat and a dog met on the mat. ') * 40
@@ -130,8 +130,9 @@ def context(browser):
 class Watched:
     """A page whose console errors, page errors, CSP violations and dialogs are collected."""
 
-    def __init__(self, context, base: str):
+    def __init__(self, context, base: str, shots: Path):
         self.base = base
+        self.shots = shots
         self.page = context.new_page()
         self.errors: list[str] = []
         self.dialogs: list[str] = []
@@ -164,9 +165,8 @@ class Watched:
         return {k: v[0] for k, v in parse_qs(urlparse(self.page.url).query).items()}
 
     def shot(self, name: str) -> None:
-        SHOTS.mkdir(parents=True, exist_ok=True)
         self.page.wait_for_timeout(300)
-        self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+        self.page.screenshot(path=str(self.shots / f"{name}.png"), full_page=True)
 
     def check_clean(self) -> None:
         assert self.page.locator("#error").is_hidden(), self.page.locator("#error").text_content()
@@ -178,9 +178,14 @@ class Watched:
         self.page.close()
 
 
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("screenshots")
+
+
 @pytest.fixture
-def watched(context, server):
-    w = Watched(context, server)
+def watched(context, server, shots):
+    w = Watched(context, server, shots)
     yield w
     w.close()
 
