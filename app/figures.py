@@ -133,41 +133,29 @@ def t5_buckets(desc: Mapping) -> go.Figure:
 
 
 def extrapolation_curve(results: Mapping) -> go.Figure:
-    """Loss (or perplexity) against evaluation length, one line per positional scheme.
+    """Perplexity against evaluation length, one line per positional scheme.
 
-    Accepts what ``attnlab lab extrapolation`` writes, ``{"train_len": N, "table": {scheme:
-    {"perplexity": {length: value or null}}}}`` (null: the scheme cannot run at that length,
-    a gap in its line), and two simpler layouts: ``{"schemes": {name: {"lengths", "loss"}}}``
-    and ``{"results": [{"scheme", "length", "loss"}, ...]}``.
+    Reads what ``attnlab lab extrapolation`` writes: ``{"train_len": N, "table": {scheme:
+    {"perplexity": {length: value or null}}}}``; null means the scheme cannot run at that
+    length (learned positions past their table) and leaves a gap in its line.
     """
-    series: dict[str, tuple[list[float], list[float]]] = {}
-    metric = "loss"
-    if isinstance(results.get("table"), Mapping):
-        for name, data in results["table"].items():
-            metric = next((m for m in ("perplexity", "loss", "accuracy") if isinstance(data.get(m), Mapping)), metric)
-            values = data.get(metric) or {}
-            lengths = sorted(values, key=lambda k: int(k))
-            series[name] = ([int(k) for k in lengths], [values[k] for k in lengths])
-    elif isinstance(results.get("schemes"), Mapping):
-        for name, data in results["schemes"].items():
-            metric = next((m for m in ("loss", "perplexity", "ppl", "accuracy") if m in data), metric)
-            xs = data.get("lengths") or data.get("length") or data.get("eval_lengths") or []
-            series[name] = (list(xs), list(data.get(metric, [])))
-    else:
-        rows = results.get("results") or results.get("rows") or []
-        for row in rows:
-            metric = next((m for m in ("loss", "perplexity", "ppl", "accuracy") if m in row), metric)
-            xs, ys = series.setdefault(str(row.get("scheme") or row.get("positional")), ([], []))
-            xs.append(row.get("length") or row.get("eval_len") or row.get("seq_len"))
-            ys.append(row.get(metric))
     fig = go.Figure()
-    for i, (name, (xs, ys)) in enumerate(series.items()):
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=name, line=_style(i)))
-    train_len = results.get("train_len") or results.get("train_length")
+    lengths: set[int] = set()
+    for i, (name, data) in enumerate((results.get("table") or {}).items()):
+        values = data.get("perplexity") or {}
+        xs = sorted(values, key=int)
+        lengths.update(int(x) for x in xs)
+        fig.add_trace(go.Scatter(x=[int(x) for x in xs], y=[values[x] for x in xs], mode="lines+markers",
+                                 name=name, line=_style(i)))
+    train_len = results.get("train_len")
     if train_len:
-        fig.add_vline(x=train_len, line=dict(color="grey", dash="dot"), annotation_text="training length")
-    fig.update_xaxes(title="evaluation length (tokens)", type="log")
-    fig.update_yaxes(title=metric)
+        fig.add_vline(x=train_len, line=dict(color="grey", dash="dot"))
+        # annotations on a log axis take log10 of the position (shapes take the position)
+        fig.add_annotation(x=math.log10(train_len), y=1, yref="paper", text="training length", showarrow=False,
+                           xanchor="left", yanchor="top")
+    # ticks at the measured lengths: plain numbers, not Plotly's 10^n labels
+    fig.update_xaxes(title="evaluation length (tokens)", type="log", tickvals=sorted(lengths))
+    fig.update_yaxes(title="perplexity")
     return _layout(fig, "Length extrapolation")
 
 

@@ -6,6 +6,8 @@ attention snapshots written by the real Trainer), never the bundled pretrained m
 
 from __future__ import annotations
 
+import math
+
 import json
 import re
 from html.parser import HTMLParser
@@ -48,17 +50,16 @@ def test_positional_figures_have_their_traces():
         figures.rope_rotations(describe("sinusoidal"))
 
 
-def test_extrapolation_curve_accepts_both_layouts():
-    by_scheme = {"train_len": 64, "schemes": {"rope": {"lengths": [64, 128], "loss": [2.0, 2.5]},
-                                              "alibi": {"lengths": [64, 128], "loss": [2.0, 2.1]}}}
-    rows = {"results": [{"scheme": "rope", "length": 64, "loss": 2.0}, {"scheme": "rope", "length": 128, "loss": 2.5}]}
-    assert len(figures.extrapolation_curve(by_scheme).data) == 2
-    lab = {"train_len": 64, "table": {"rope": {"perplexity": {"64": 6.6, "128": 6.7}},
+def test_extrapolation_curve_reads_the_lab_results():
+    lab = {"train_len": 64, "table": {"rope": {"perplexity": {"128": 6.7, "64": 6.6}},
                                       "learned": {"perplexity": {"64": 8.3, "128": None}}}}
     fig = figures.extrapolation_curve(lab)
     assert [t.name for t in fig.data] == ["rope", "learned"] and list(fig.data[1].y) == [8.3, None]
+    assert list(fig.data[0].x) == [64, 128]  # sorted by length
     assert fig.layout.yaxis.title.text == "perplexity"
-    assert list(figures.extrapolation_curve(rows).data[0].y) == [2.0, 2.5]
+    assert list(fig.layout.xaxis.tickvals) == [64, 128]
+    # the label sits at the training length on the log axis, not at 10^64
+    assert fig.layout.annotations[0].x == pytest.approx(math.log10(64))
 
 
 def test_benchmark_profile_training_heads_and_bars():
