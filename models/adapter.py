@@ -86,6 +86,12 @@ class GenerationStep:
     context_len: int  # keys the new token attended to
 
 
+def display_tokens(raw: list[str], texts: list[str], special: list[bool]) -> list[str]:
+    """How tokens are shown: the text each one decodes to (" is", not byte-level BPE's "Ġis"),
+    but WordPiece continuations ("##ing") and special tokens ("[CLS]", "<bos>") as they are."""
+    return [r if s or r.startswith("##") else t for r, t, s in zip(raw, texts, special)]
+
+
 class ModelAdapter(ABC):
     """The one interface services use."""
 
@@ -193,12 +199,15 @@ class ScratchAdapter(ModelAdapter):
             ids, offsets = ids + pair_ids, offsets + pair_offsets
         if not ids:
             raise ValueError("text: no tokens after tokenisation")
-        special_ids = set((getattr(self.tokenizer, "special_ids", {}) or {}).values())
-        tokens = [self.tokenizer.id_to_token(i) for i in ids]
-        return Encoded(torch.tensor([ids]), tokens, [tuple(o) for o in offsets], [i in special_ids for i in ids])
+        special = [i in self._special_ids() for i in ids]
+        tokens = display_tokens([self.tokenizer.id_to_token(i) for i in ids], [self.token_text(i) for i in ids], special)
+        return Encoded(torch.tensor([ids]), tokens, [tuple(o) for o in offsets], special)
 
     def token_text(self, token_id: int) -> str:
         return self.tokenizer.decode([token_id])
+
+    def _special_ids(self) -> set[int]:
+        return set((getattr(self.tokenizer, "special_ids", {}) or {}).values())
 
     def _forward(self, enc: Encoded) -> Tensor | None:
         return self.model(enc.ids, attention_mask=enc.attention_mask).logits
@@ -220,7 +229,8 @@ class ScratchAdapter(ModelAdapter):
                 logits = self.model(enc.ids, target).logits
         t2 = time.perf_counter()
         return ForwardResult(enc.tokens, rec, logits, {"generate_ms": (t1 - t0) * 1e3, "forward_ms": (t2 - t1) * 1e3},
-                             target_tokens=[self.tokenizer.id_to_token(int(i)) for i in target[0]],
+                             target_tokens=[self.tokenizer.id_to_token(int(i)) if int(i) in self._special_ids()
+                                            else self.token_text(int(i)) for i in target[0]],
                              special=enc.special)
 
     def _step(self, ids: Tensor, cache: object | None) -> tuple[Tensor, object]:

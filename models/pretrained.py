@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .adapter import Encoded, Family, ModelAdapter, ModelInfo
+from .adapter import Encoded, Family, ModelAdapter, ModelInfo, display_tokens
 from .attention import AttentionSpec, active_backend, get_backend, use_backend
 from .capture import current_recorder
 from .registry import Entry
@@ -267,11 +267,14 @@ class HFAdapter(ModelAdapter):
             raise ValueError(f"text: {ids.shape[1]} tokens exceed the {self.info.max_positions} positions of "
                              f"{self.info.id}")
         segments = enc.get("token_type_ids") if self._uses_segments() else None
+        id_list = ids[0].tolist()
+        special = [bool(s) for s in enc["special_tokens_mask"][0].tolist()]
         return Encoded(
             ids=ids,
-            tokens=self.tokenizer.convert_ids_to_tokens(ids[0].tolist()),
+            tokens=display_tokens(self.tokenizer.convert_ids_to_tokens(id_list),
+                                  [self.token_text(i) for i in id_list], special),
             offsets=[(int(a), int(b)) for a, b in enc["offset_mapping"][0].tolist()],
-            special=[bool(s) for s in enc["special_tokens_mask"][0].tolist()],
+            special=special,
             segments=segments,
             attention_mask=enc["attention_mask"],
         )
