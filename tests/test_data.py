@@ -30,7 +30,7 @@ from models.data import (
 @pytest.fixture(scope="module")
 def austen_deb(pytestconfig, tmp_path_factory) -> Path:
     """The real r-cran-janeaustenr .deb, kept in pytest's cache between runs."""
-    cache = pytestconfig.cache
+    cache = getattr(pytestconfig, "cache", None)  # None under -p no:cacheprovider
     folder = cache.mkdir("attnlab-austen-deb") if cache is not None else tmp_path_factory.mktemp("deb")
     debs = sorted(folder.glob("r-cran-janeaustenr_*.deb"))
     if debs:
