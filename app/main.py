@@ -81,8 +81,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        if settings.torch_threads:
-            torch.set_num_threads(settings.torch_threads)
+        torch.set_num_threads(settings.threads_per_forward())
         reg = registry if registry is not None else default_registry(
             settings.allowlist, settings.model_dir, settings.zoo_dir)
         services = build_services(settings, reg, metrics)
