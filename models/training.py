@@ -837,13 +837,14 @@ def train_main(
     return summary
 
 
-def _parse_value(raw: str) -> object:
+def parse_value(raw: str) -> object:
+    """A ``--set key=value`` value: int, float, true/false/none, else the string."""
     for cast in (int, float):
         try:
             return cast(raw)
         except ValueError:
             pass
-    return {"true": True, "false": False}.get(raw.lower(), raw)
+    return {"true": True, "false": False, "none": None}.get(raw.lower(), raw)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -879,7 +880,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="model config overrides")
     args = vars(p.parse_args(argv))
     overrides = dict(item.split("=", 1) for item in args.pop("set"))
-    summary = train_main(**args, **{k: _parse_value(v) for k, v in overrides.items()})
+    summary = train_main(**args, **{k: parse_value(v) for k, v in overrides.items()})
     if int(os.environ.get("RANK", "0")) == 0:
         sys.stdout.write(json.dumps(summary, indent=1) + "\n")
     return summary

@@ -13,14 +13,6 @@ from models.training import (
     load_snapshots, lr_curve, param_groups, train_main,
 )
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny models: one thread avoids OpenMP spin-waits on a shared, busy CPU
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 TEXT = "the cat sat on the mat. the dog sat on the log. a bird sang in the tree. " * 60
 
