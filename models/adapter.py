@@ -125,13 +125,18 @@ class ModelAdapter(ABC):
             raise ValueError(f"model {self.info.id!r} supports backends {self.info.backends}, not {backend!r}")
 
     @torch.no_grad()
-    def forward(self, text: str, text_pair: str | None = None, backend: str = "math") -> ForwardResult:
-        """Tokenise, run under capture, time both."""
+    def forward(self, text: str, text_pair: str | None = None, backend: str = "math",
+                keep_weights: bool = False) -> ForwardResult:
+        """Tokenise, run under capture, time both.
+
+        ``keep_weights``: for dense answers of small inputs; a backend that computes the
+        weights anyway (math) keeps them in the capture instead of them being rebuilt.
+        """
         self.check_backend(backend)
         t0 = time.perf_counter()
         enc = self.tokenize(text, text_pair)
         t1 = time.perf_counter()
-        with self.using_backend(backend), capture() as rec:
+        with self.using_backend(backend), capture(keep_weights=keep_weights) as rec:
             logits = self._forward(enc)
         t2 = time.perf_counter()
         return ForwardResult(enc.tokens, rec, logits, {"tokenize_ms": (t1 - t0) * 1e3, "forward_ms": (t2 - t1) * 1e3},
@@ -213,9 +218,10 @@ class ScratchAdapter(ModelAdapter):
         return self.model(enc.ids, attention_mask=enc.attention_mask).logits
 
     @torch.no_grad()
-    def forward(self, text: str, text_pair: str | None = None, backend: str = "math") -> ForwardResult:
+    def forward(self, text: str, text_pair: str | None = None, backend: str = "math",
+                keep_weights: bool = False) -> ForwardResult:
         if not isinstance(self.model, EncoderDecoder):
-            return super().forward(text, text_pair, backend)
+            return super().forward(text, text_pair, backend, keep_weights)
         # encoder-decoder: decode greedily first, then capture one teacher-forced pass
         # over the source and the generated target (encoder, decoder and cross maps)
         self.check_backend(backend)
@@ -225,7 +231,7 @@ class ScratchAdapter(ModelAdapter):
             target = self.model.generate(enc.ids, self.bos_token_id or 0, self.eos_token_id,
                                          max_new_tokens=min(2 * enc.ids.shape[1] + 2, self.info.max_positions - 1))
             t1 = time.perf_counter()
-            with capture() as rec:
+            with capture(keep_weights=keep_weights) as rec:
                 logits = self.model(enc.ids, target).logits
         t2 = time.perf_counter()
         return ForwardResult(enc.tokens, rec, logits, {"generate_ms": (t1 - t0) * 1e3, "forward_ms": (t2 - t1) * 1e3},

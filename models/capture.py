@@ -51,6 +51,7 @@ class AttentionRecord:
     k: Tensor  # (B, Hkv, Tk, hd), after rotary; heads shared by groups under GQA
     spec: AttentionSpec
     lse: Tensor  # (B, H, Tq), float32
+    weights: Tensor | None = None  # (B, H, Tq, Tk), only under capture(keep_weights=True)
 
     @property
     def n_heads(self) -> int:
@@ -64,48 +65,60 @@ class AttentionRecord:
         return head // (self.q.shape[1] // self.k.shape[1])
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.q, self.k, self.lse))
+        kept = [self.q, self.k, self.lse] + ([self.weights] if self.weights is not None else [])
+        return sum(t.numel() * t.element_size() for t in kept)
 
-    def block(self, heads: slice, rows: slice, cols: slice, batch: int = 0) -> Tensor:
-        """Exact weights for (heads, rows, cols): shape (h, r, c), float32."""
-        q = self.q[batch : batch + 1, heads, rows].float()  # (1, h, r, hd)
-        group = self.q.shape[1] // self.k.shape[1]
-        head_idx = torch.arange(self.q.shape[1])[heads] // group
-        k = self.k[batch : batch + 1, head_idx, cols].float()  # (1, h, c, hd)
+    def log_block(self, heads: slice | Tensor, rows: slice, cols: slice, batch: int = 0) -> Tensor:
+        """``q.k * scale + bias - lse`` for (heads, rows, cols): (h, r, c) float32, -inf where masked.
+
+        ``exp`` of it is the block of weights; keeping the log lets max pooling
+        exponentiate only the pooled cells (exp is monotonic).
+        """
+        head_idx = torch.arange(self.q.shape[1])[heads] if isinstance(heads, slice) else heads
+        if self.weights is not None:  # kept by a capture(keep_weights=True) under `math`
+            return self.weights[batch, head_idx, rows, cols].float().log()
         spec = self.spec
+        group = self.q.shape[1] // self.k.shape[1]
+        q = self.q[batch, head_idx, rows].float()  # (h, r, hd)
+        k = self.k[batch, head_idx // group, cols].float()  # (h, c, hd): GQA heads share keys
+        lse = self.lse[batch, head_idx, rows].float()  # (h, r)
+        scores = torch.baddbmm(-lse[..., None], q, k.transpose(1, 2), alpha=spec.scale)
         q_pos = torch.arange(rows.start, rows.stop, device=q.device) + spec.q_offset
         k_pos = torch.arange(cols.start, cols.stop, device=q.device)
-        # the spec's padding mask is per batch row; keep the one of this batch element
-        pad = None if spec.key_padding is None else spec.key_padding[batch : batch + 1]
-        one = AttentionSpec(spec.scale, spec.causal, spec.bias, pad, spec.pattern, spec.q_offset)
-        bias = one.bias_block(q_pos, k_pos, torch.float32)
+        bias = spec.bias_block(q_pos, k_pos, torch.float32)  # (1, H, r, c) or None
         if bias is not None:
-            bias = bias[:, heads]
-        scores = torch.matmul(q, k.transpose(-2, -1)) * spec.scale
-        if bias is not None:
-            scores = scores + bias
-        mask = one.mask_block(q_pos, k_pos, cols)
+            scores += bias[0, head_idx]
+        mask = spec.mask_block(q_pos, k_pos, cols)  # (B or 1, 1, r, c) or None
         if mask is not None:
-            scores = scores.masked_fill(~mask, float("-inf"))
-        lse = self.lse[batch : batch + 1, heads, rows, None].float()
-        return torch.exp(scores - lse).nan_to_num(0.0)[0]
+            scores.masked_fill_(~mask[min(batch, mask.shape[0] - 1), 0], float("-inf"))
+        # a row with every key masked has lse = -inf: its weights are 0, not exp(nan)
+        return scores.nan_to_num_(nan=float("-inf"), posinf=float("inf"))
+
+    def block(self, heads: slice | Tensor, rows: slice, cols: slice, batch: int = 0) -> Tensor:
+        """Exact weights for (heads, rows, cols): shape (h, r, c), float32."""
+        return self.log_block(heads, rows, cols, batch).exp_()
 
 
 class Recorder:
     """Collects AttentionRecords; serves tiles, dense maps and pooled overviews."""
 
-    def __init__(self, detach: bool = True):
+    def __init__(self, detach: bool = True, keep_weights: bool = False):
         self.records: list[AttentionRecord] = []
         self.detach = detach
+        # for dense answers of small inputs: a backend that computes the weights anyway
+        # (`math`) hands them over instead of the tiles rebuilding them from (Q, K, LSE)
+        self.keep_weights = keep_weights
 
     # -- recording (called by attention modules) ---------------------------------
-    def add(self, kind: str, layer: int, q: Tensor, k: Tensor, spec: AttentionSpec, lse: Tensor | None) -> None:
+    def add(self, kind: str, layer: int, q: Tensor, k: Tensor, spec: AttentionSpec, lse: Tensor | None,
+            weights: Tensor | None = None) -> None:
         if self.detach:
             q, k = q.detach(), k.detach()
         if lse is None:
             group = q.shape[1] // k.shape[1]
             lse = row_lse(q, k.repeat_interleave(group, dim=1), spec)
-        self.records.append(AttentionRecord(kind, layer, q, k, spec, lse.detach().float()))
+        kept = weights.detach() if weights is not None and self.keep_weights else None
+        self.records.append(AttentionRecord(kind, layer, q, k, spec, lse.detach().float(), kept))
 
     # -- lookup -------------------------------------------------------------------
     @property
@@ -189,13 +202,13 @@ def current_recorder() -> Recorder | None:
 
 
 @contextlib.contextmanager
-def capture(model: object | None = None, detach: bool = True) -> Iterator[Recorder]:
+def capture(model: object | None = None, detach: bool = True, keep_weights: bool = False) -> Iterator[Recorder]:
     """Record every attention call made in this block (by any model, in this context).
 
     ``model`` is accepted for readability (``with capture(model) as rec``); the
     recorder is bound to the current context, so concurrent requests do not mix.
     """
-    rec = Recorder(detach=detach)
+    rec = Recorder(detach=detach, keep_weights=keep_weights)
     token = _current.set(rec)
     try:
         yield rec

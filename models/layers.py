@@ -138,10 +138,12 @@ class MultiHeadAttention(nn.Module):
         group = self.n_heads // self.n_kv
         k_full = k.repeat_interleave(group, dim=1) if group > 1 else k  # (B, H, Tk, hd)
         v_full = v.repeat_interleave(group, dim=1) if group > 1 else v
-        result = get_backend(active_backend(self.backend))(q, k_full, v_full, spec)
+        backend = get_backend(active_backend(self.backend))
         recorder = current_recorder()
+        keep = recorder is not None and recorder.keep_weights and backend.returns_weights
+        result = backend(q, k_full, v_full, spec, need_weights=keep)
         if recorder is not None:
-            recorder.add(self.kind, self.layer, q, k, spec, result.lse)
+            recorder.add(self.kind, self.layer, q, k, spec, result.lse, result.weights)
         out = result.out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, T, C)
         return self.dropout(self.o_proj(out))
 

@@ -144,14 +144,16 @@ def attnlab_attention(module, query: Tensor, key: Tensor, value: Tensor, attenti
     k_full = key.repeat_interleave(group, dim=1) if group > 1 else key  # (B, H, Tk, D)
     v_full = value.repeat_interleave(group, dim=1) if group > 1 else value
     # the per-request choice (ModelAdapter.forward's use_backend block), else math
-    result = get_backend(active_backend("math"))(query, k_full, v_full, spec)
+    backend = get_backend(active_backend("math"))
     recorder = current_recorder()
+    keep = recorder is not None and recorder.keep_weights and backend.returns_weights
+    result = backend(query, k_full, v_full, spec, need_weights=keep)
     if recorder is not None:
         if getattr(module, "is_cross_attention", False):
             kind = "cross"
         else:
             kind = "decoder" if spec.causal else "encoder"
-        recorder.add(kind, _layer_index(module, kind), query, key, spec, result.lse)
+        recorder.add(kind, _layer_index(module, kind), query, key, spec, result.lse, result.weights)
     return result.out.transpose(1, 2).contiguous(), None  # (B, Tq, H, D)
 
 

@@ -259,3 +259,17 @@ def test_sdpa_equals_math_with_bias_and_offset():
     ref = BACKENDS["math"](q, k, v, spec)
     out = BACKENDS["sdpa"](q, k, v, spec)
     torch.testing.assert_close(out.out, ref.out, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["math", "flash"])
+def test_keep_weights_only_where_the_backend_computes_them(backend):
+    model = build_model(tiny("decoder", "alibi")).eval()
+    model.set_backend(backend)
+    ids, mask = batch()
+    with torch.no_grad(), capture(keep_weights=True) as rec:
+        model(ids, attention_mask=mask)
+    record = rec.get("decoder", 1)
+    assert (record.weights is not None) == (backend == "math")
+    kept = rec.dense("decoder", 1, batch=1)
+    record.weights = None  # rebuild the same map from (Q, K, LSE)
+    torch.testing.assert_close(kept, rec.dense("decoder", 1, batch=1), atol=1e-6, rtol=0)

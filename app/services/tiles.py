@@ -39,27 +39,8 @@ def _pool(w: Tensor, factor: int, mode: str) -> Tensor:
 
 def log_weights(record: AttentionRecord, heads: Tensor, rows: tuple[int, int], cols: tuple[int, int],
                 batch: int = 0) -> Tensor:
-    """``q.k * scale + bias - lse`` for a block of these heads: (h, r, c) float32, -inf where masked.
-
-    ``exp`` of it is ``record.block``; keeping the log lets max pooling exponentiate
-    only the pooled cells (exp is monotonic).
-    """
-    spec = record.spec
-    (r0, r1), (c0, c1) = rows, cols
-    q = record.q[batch, heads, r0:r1].float()  # (h, r, hd)
-    k = record.k[batch, heads // (record.q.shape[1] // record.k.shape[1]), c0:c1].float()  # (h, c, hd): GQA
-    lse = record.lse[batch, heads, r0:r1].float()  # (h, r)
-    scores = torch.baddbmm(-lse[..., None], q, k.transpose(1, 2), alpha=spec.scale)
-    q_pos = torch.arange(r0, r1) + spec.q_offset
-    k_pos = torch.arange(c0, c1)
-    bias = spec.bias_block(q_pos, k_pos, torch.float32)  # (1, H, r, c) or None
-    if bias is not None:
-        scores += bias[0, heads]
-    mask = spec.mask_block(q_pos, k_pos, slice(c0, c1))  # (B or 1, 1, r, c) or None
-    if mask is not None:
-        scores.masked_fill_(~mask[min(batch, mask.shape[0] - 1), 0], float("-inf"))
-    # a row with every key masked has lse = -inf: its weights are 0, not exp(nan)
-    return scores.nan_to_num_(nan=float("-inf"), posinf=float("inf"))
+    """The record's log-weights for a block: (h, r, c) float32, -inf where masked."""
+    return record.log_block(heads, slice(*rows), slice(*cols), batch)
 
 
 def pooled_overview(record: AttentionRecord, head: int, size: int, mode: str, rows: tuple[int, int],
@@ -99,4 +80,7 @@ def dense_heads(record: AttentionRecord, heads: list[int], out: Tensor, batch: i
     """Write the full maps of ``heads`` into ``out`` (h, Tq, Tk), any dtype: ``record.block``'s
     values in one batched pass per layer, exponentiated in place."""
     t_q, t_k = record.shape
+    if record.weights is not None:  # kept by the backend (math): no rebuild
+        out.copy_(record.weights[batch, heads])
+        return
     out.copy_(log_weights(record, torch.tensor(heads), (0, t_q), (0, t_k), batch).exp_())
