@@ -112,3 +112,41 @@ def test_shipped_induction_head_stands_out():
     assert scores.max() > 5 * scores.median()
     assert scores.max() > 0.3
     assert ev["repeated_half_loss"] < 0.5 * ev["first_half_loss"]
+
+
+# the end of Persuasion: inside the last 5% of the austen corpus, the MLM lab's validation split
+HELD_OUT = (
+    "\"I can listen no longer in silence.  I must speak to you by such means as are within my reach.  You "
+    "pierce my soul.  I am half agony, half hope.  Tell me not that I am too late, that such precious feelings "
+    "are gone for ever.  I offer myself to you again with a heart even more your own than when you almost "
+    "broke it, eight years and a half ago.  Dare not say that man forgets sooner than  woman, that his love has "
+    "an earlier death.  I have loved none but you.  Unjust I may have been, weak and resentful I have been, but "
+    "never inconstant.  You alone have brought me to Bath.  For you alone, I think and plan.  Have you not seen "
+    "this?  Can you fail to have understood my wishes?"
+)
+
+
+@pytest.mark.skipif(not (ZOO / "mlm" / "results.json").exists(), reason="no shipped mlm checkpoint")
+def test_shipped_mlm_beats_unigram_on_held_out_text():
+    from models.data import mask_tokens
+    from models.labs.mlm import fill_mask
+
+    model = load_model(ZOO / "mlm").float().eval()
+    tok = load_tokenizer(ZOO / "mlm")
+    ids = torch.tensor([tok.encode(HELD_OUT)])
+    hits = best_constant = total = 0
+    with torch.no_grad():
+        for seed in range(8):
+            inputs, labels = mask_tokens(ids, tok.mask_id, tok.vocab_size, tok.special_ids.values(), 0.15,
+                                         torch.Generator().manual_seed(seed))
+            selected = labels != -100
+            predicted = model(inputs).logits[selected].argmax(-1)
+            hits += int((predicted == labels[selected]).sum())
+            best_constant += int(torch.bincount(labels[selected]).max())  # the best single guess, per draw
+            total += int(selected.sum())
+    assert total > 100
+    assert hits / total > 2 * best_constant / total, (hits, best_constant, total)
+    results = json.loads((ZOO / "mlm" / "results.json").read_text())
+    assert results["val_accuracy"] > 2 * results["val_unigram_accuracy"]
+    guesses = fill_mask(model, tok, "I do not <mask> what you mean.")["guesses"][0]
+    assert not any(g["token"].startswith("<") for g in guesses)
