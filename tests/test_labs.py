@@ -17,14 +17,6 @@ TEXT = ("It is a truth universally acknowledged, that a single man in possession
         "must be in want of a wife. However little known the feelings or views of such a man may be. ") * 40
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def corpus(tmp_path) -> str:
     path = tmp_path / "corpus.txt"
