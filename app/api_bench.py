@@ -17,6 +17,7 @@ import asyncio
 import io
 import logging
 import statistics
+import sys
 import threading
 import time
 
@@ -37,6 +38,11 @@ LONG_TOKENS = 8192
 LONG_MODEL = "bench-decoder-8k"
 WORDS = ("attention lets every token look at every other token and decide how much of each to mix into its "
          "own representation ; heads specialise in previous tokens , repeated phrases and separators . ").split()
+
+
+def _say(line: str) -> None:
+    """The report is this command's output (stdout), not a log."""
+    sys.stdout.write(line + "\n")
 
 
 def text_of_tokens(tokenizer, n_tokens: int) -> str:
@@ -215,22 +221,22 @@ def run_api_bench(runs: int = 15, threads: int | None = None) -> dict:
     b = out["bytes_per_weight"]
     long = out["long"]
     shape = "x".join(map(str, out["shape"]))
-    print(f"MiniLM-L6 at {out['n_tokens']} tokens, all maps ({shape} weights), torch threads "
-          f"{out['torch_threads']}, median of {out['runs']} alternating runs")
-    print(f"  bare transformers forward (eager, output_attentions=True): {out['bare_forward_ms']:8.1f} ms")
-    print(f"  POST /api/attention format=npy, end to end through ASGI:   {out['api_npy_ms']:8.1f} ms")
-    print(f"  POST /api/attention format=json (gzip), one run:           {out['api_json_ms']:8.1f} ms")
-    print(f"  max |API - eager| over all weights: {out['max_abs_diff_vs_eager']:.2e} (float16 on the wire)")
-    print(f"bytes per attention weight (body): json {b['json']:.2f}, json+gzip {b['json_gzip']:.2f}, "
-          f"npy f16 {b['npy_f16']:.4f}, tile f16 {b['tile_f16']:.4f}, tile u8 {b['tile_u8']:.4f}")
+    _say(f"MiniLM-L6 at {out['n_tokens']} tokens, all maps ({shape} weights), torch threads "
+         f"{out['torch_threads']}, median of {out['runs']} alternating runs")
+    _say(f"  bare transformers forward (eager, output_attentions=True): {out['bare_forward_ms']:8.1f} ms")
+    _say(f"  POST /api/attention format=npy, end to end through ASGI:   {out['api_npy_ms']:8.1f} ms")
+    _say(f"  POST /api/attention format=json (gzip), one run:           {out['api_json_ms']:8.1f} ms")
+    _say(f"  max |API - eager| over all weights: {out['max_abs_diff_vs_eager']:.2e} (float16 on the wire)")
+    _say(f"bytes per attention weight (body): json {b['json']:.2f}, json+gzip {b['json_gzip']:.2f}, "
+         f"npy f16 {b['npy_f16']:.4f}, tile f16 {b['tile_f16']:.4f}, tile u8 {b['tile_u8']:.4f}")
     wh = out["bytes_per_weight_with_headers"]
-    print(f"  with response headers: npy f16 {wh['npy_f16']:.4f}, tile f16 {wh['tile_f16']:.4f}, "
-          f"tile u8 {wh['tile_u8']:.4f}")
-    print(f"{long['n_tokens']}-token from-scratch decoder (RoPE, 2 layers x 4 heads, flash backend):")
-    print(f"  POST /api/runs {long['run_ms']:.0f} ms + first pooled overview (pool=256, u8, "
-          f"{long['tile_shape']}) {long['first_tile_ms']:.0f} ms = time to first tile "
-          f"{long['time_to_first_tile_ms']:.0f} ms; next head's overview {long['next_tile_ms']:.0f} ms")
-    print(f"  capture kept: {long['capture_bytes'] / 2**20:.1f} MiB; process RSS {long['rss_start_mib']:.0f} MiB "
-          f"-> peak {long['rss_peak_mib']:.0f} MiB (+{long['rss_growth_mib']:.0f} MiB)")
-    print(f"api_over_bare_forward: {out['api_over_bare_forward']:.2f}")
+    _say(f"  with response headers: npy f16 {wh['npy_f16']:.4f}, tile f16 {wh['tile_f16']:.4f}, "
+         f"tile u8 {wh['tile_u8']:.4f}")
+    _say(f"{long['n_tokens']}-token from-scratch decoder (RoPE, 2 layers x 4 heads, flash backend):")
+    _say(f"  POST /api/runs {long['run_ms']:.0f} ms + first pooled overview (pool=256, u8, "
+         f"{long['tile_shape']}) {long['first_tile_ms']:.0f} ms = time to first tile "
+         f"{long['time_to_first_tile_ms']:.0f} ms; next head's overview {long['next_tile_ms']:.0f} ms")
+    _say(f"  capture kept: {long['capture_bytes'] / 2**20:.1f} MiB; process RSS {long['rss_start_mib']:.0f} MiB "
+         f"-> peak {long['rss_peak_mib']:.0f} MiB (+{long['rss_growth_mib']:.0f} MiB)")
+    _say(f"api_over_bare_forward: {out['api_over_bare_forward']:.2f}")
     return out

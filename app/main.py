@@ -17,6 +17,7 @@ from starlette.responses import Response
 from models import Registry, default_registry
 
 from . import pages
+from .docs import mount_docs
 from .schemas import ErrorOut
 from .middleware import RequestLogMiddleware, SecurityHeadersMiddleware
 from .routes import attention, benchmark, generate, health, positional, runs
@@ -98,7 +99,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         log.info("attnlab stopped")
 
     app = FastAPI(title="attnlab", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
-                  default_response_class=OrjsonResponse)
+                  default_response_class=OrjsonResponse, docs_url=None, redoc_url=None)
+    mount_docs(app)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.services = None

@@ -397,3 +397,15 @@ def test_api_error_is_shown_in_words(watched):
     page.click("#run")
     page.wait_for_selector("#error:not([hidden])")
     assert "text" in page.locator("#error").text_content()
+
+
+def test_api_docs_work_offline(watched):
+    """/docs is Swagger UI from our own files under the CSP: every operation listed, no errors."""
+    requests: list[str] = []
+    watched.page.on("request", lambda r: requests.append(r.url))
+    page = watched.goto("/docs")
+    page.wait_for_selector(".opblock-summary-path", timeout=60_000)
+    paths = page.locator(".opblock-summary-path").all_text_contents()
+    assert any("/api/attention" in p for p in paths) and any("/api/runs/{run_id}/attention" in p for p in paths)
+    assert all(url.startswith(watched.base) for url in requests), [u for u in requests if not u.startswith(watched.base)]
+    assert not watched.errors, watched.errors
