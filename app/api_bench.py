@@ -122,8 +122,9 @@ async def _measure(runs: int) -> dict:
             enc = tokenizer(text, return_tensors="pt")
             return bare(**enc, output_attentions=True).attentions
 
-    settings = Settings(_env_file=None, preload=False)
-    registry = default_registry(settings.allowlist, settings.model_dir)
+    # the same intra-op threads on both sides (the server would otherwise pick cores / concurrency)
+    settings = Settings(_env_file=None, preload=False, torch_threads=torch.get_num_threads())
+    registry = default_registry(settings.allowlist, settings.model_dir, settings.zoo_dir)
     registry.register(long_decoder())
     app = create_app(settings, registry=registry)
     out: dict = {"n_tokens": N_TOKENS, "runs": runs, "torch_threads": torch.get_num_threads()}
