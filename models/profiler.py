@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import time
-import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -83,29 +82,50 @@ def profile_model(model: nn.Module, inputs: dict, repeats: int = 3, backward: bo
     handles = []
 
     def pre(component: str, key: int):
-        def hook(module, args):
+        def hook(module, args, kwargs):
             if active["on"]:
                 ranges[key] = torch.autograd.profiler.record_function(f"attnlab::{component}")
                 ranges[key].__enter__()
                 starts[key] = time.perf_counter()
         return hook
 
-    def post(component: str, key: int, table: str):
-        def hook(module, *args):
-            if active["on"] and key in starts:
-                getattr(prof, table)[component] += (time.perf_counter() - starts.pop(key)) * 1e3
-                rng = ranges.pop(key, None)
-                if rng is not None:
-                    rng.__exit__(None, None, None)
+    def post(component: str, key: int):
+        def hook(module, args, kwargs, output):
+            if not (active["on"] and key in starts):
+                return
+            prof.forward_ms[component] += (time.perf_counter() - starts.pop(key)) * 1e3
+            ranges.pop(key).__exit__(None, None, None)
+            if backward:
+                _time_backward(component, module, [*args, *kwargs.values()], output)
         return hook
 
+    def _time_backward(component: str, module: nn.Module, inputs: list, output) -> None:
+        # Backward of a module runs from the moment its output's gradient arrives until the
+        # gradients of its inputs (or, for embeddings, its weights) are ready. Tensor hooks see
+        # both ends whether the module was called with positional or keyword tensors (HF
+        # attention modules take keywords, which full backward hooks do not see).
+        out = _first_float(output) if not torch.is_tensor(output) else output
+        ends = [t for t in inputs if torch.is_tensor(t) and t.requires_grad] or \
+            [p for p in module.parameters() if p.requires_grad][:1]
+        if not out.requires_grad or not ends:
+            return
+        mark: dict[str, float] = {}
+
+        def started(grad):
+            mark["start"] = time.perf_counter()
+
+        def ended(grad):
+            if "start" in mark and "end" not in mark:
+                mark["end"] = time.perf_counter()
+                prof.backward_ms[component] += (mark["end"] - mark["start"]) * 1e3
+
+        out.register_hook(started)
+        for t in ends:
+            t.register_hook(ended)
+
     for i, (name, component, module) in enumerate(_outermost(model)):
-        handles.append(module.register_forward_pre_hook(pre(component, i)))
-        handles.append(module.register_forward_hook(post(component, i, "forward_ms")))
-        if backward:
-            key = 10_000 + i
-            handles.append(module.register_full_backward_pre_hook(pre(component, key)))
-            handles.append(module.register_full_backward_hook(post(component, key, "backward_ms")))
+        handles.append(module.register_forward_pre_hook(pre(component, i), with_kwargs=True))
+        handles.append(module.register_forward_hook(post(component, i), with_kwargs=True))
 
     def once() -> tuple[float, float]:
         model.zero_grad(set_to_none=True)
@@ -114,10 +134,7 @@ def profile_model(model: nn.Module, inputs: dict, repeats: int = 3, backward: bo
         t1 = time.perf_counter()
         if backward:
             loss = _first_float(out).float().mean()
-            with warnings.catch_warnings():
-                # embeddings take integer inputs: their backward hook sees output grads only
-                warnings.filterwarnings("ignore", message="Full backward hook is firing")
-                loss.backward()
+            loss.backward()
         return (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3
 
     try:

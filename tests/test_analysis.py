@@ -100,3 +100,16 @@ def test_profiler_times_every_component():
     timed = sum(row["forward_ms"] for row in prof["components"] if row["component"] != "other")
     assert 0 < timed <= prof["total_forward_ms"] * 1.01
     assert next(r for r in prof["components"] if r["component"] == "attention")["backward_ms"] > 0
+
+
+def test_profiler_sees_backward_of_modules_called_with_keywords():
+    """HF attention modules take keyword tensors, which module backward hooks do not see."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    model = LlamaForCausalLM(cfg)
+    prof = profile_model(model, {"input_ids": torch.randint(0, 64, (1, 16))}, repeats=1).to_dict()
+    rows = {row["component"]: row for row in prof["components"]}
+    assert rows["attention"]["backward_ms"] > 0 and rows["feed_forward"]["backward_ms"] > 0
+    assert rows["other"]["backward_ms"] < 0.5 * prof["total_backward_ms"]
