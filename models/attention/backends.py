@@ -92,9 +92,18 @@ def get_backend(name: str) -> Backend:
 def math_attention(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, need_weights: bool = False) -> AttentionResult:
     q_pos, k_pos = spec.positions(q.shape[-2], k.shape[-2], q.device)
     scores = spec.scores_block(q, k, q_pos, k_pos)  # (B, H, Tq, Tk)
-    lse = torch.logsumexp(scores, dim=-1)  # (B, H, Tq)
-    # exp(s - lse) is softmax; rows with every key masked have lse = -inf -> weights 0
-    weights = torch.exp(scores - lse[..., None]).nan_to_num(0.0)
+    # softmax written out so the row log-sum-exp comes for free: lse = max + log(sum(exp(s - max)))
+    row_max = scores.amax(-1, keepdim=True).clamp_min(torch.finfo(scores.dtype).min)  # all-masked rows: finite
+    tiny = torch.finfo(scores.dtype).tiny
+    if scores.requires_grad:
+        weights = (scores - row_max).exp()
+        total = weights.sum(-1, keepdim=True)
+        weights = weights / total.clamp_min(tiny)  # all-masked rows stay 0
+    else:  # inference: reuse the scores' memory
+        weights = scores.sub_(row_max).exp_()
+        total = weights.sum(-1, keepdim=True)
+        weights = weights.div_(total.clamp_min(tiny))
+    lse = (row_max + total.log()).squeeze(-1)  # (B, H, Tq); -inf for all-masked rows
     out = torch.matmul(weights, v)
     return AttentionResult(out, weights if need_weights else None, lse)
 
