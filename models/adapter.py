@@ -132,14 +132,20 @@ class ModelAdapter(ABC):
         ``keep_weights``: for dense answers of small inputs; a backend that computes the
         weights anyway (math) keeps them in the capture instead of them being rebuilt.
         """
-        self.check_backend(backend)
         t0 = time.perf_counter()
         enc = self.tokenize(text, text_pair)
-        t1 = time.perf_counter()
+        result = self.forward_encoded(enc, backend, keep_weights)
+        result.timings["tokenize_ms"] = (time.perf_counter() - t0) * 1e3 - result.timings["forward_ms"]
+        return result
+
+    @torch.no_grad()
+    def forward_encoded(self, enc: Encoded, backend: str = "math", keep_weights: bool = False) -> ForwardResult:
+        """Run an input tokenised by ``tokenize`` under capture (services tokenise once, to check limits)."""
+        self.check_backend(backend)
+        t0 = time.perf_counter()
         with self.using_backend(backend), capture(keep_weights=keep_weights) as rec:
             logits = self._forward(enc)
-        t2 = time.perf_counter()
-        return ForwardResult(enc.tokens, rec, logits, {"tokenize_ms": (t1 - t0) * 1e3, "forward_ms": (t2 - t1) * 1e3},
+        return ForwardResult(enc.tokens, rec, logits, {"forward_ms": (time.perf_counter() - t0) * 1e3},
                              special=enc.special)
 
     @torch.no_grad()
@@ -218,15 +224,13 @@ class ScratchAdapter(ModelAdapter):
         return self.model(enc.ids, attention_mask=enc.attention_mask).logits
 
     @torch.no_grad()
-    def forward(self, text: str, text_pair: str | None = None, backend: str = "math",
-                keep_weights: bool = False) -> ForwardResult:
+    def forward_encoded(self, enc: Encoded, backend: str = "math", keep_weights: bool = False) -> ForwardResult:
         if not isinstance(self.model, EncoderDecoder):
-            return super().forward(text, text_pair, backend, keep_weights)
+            return super().forward_encoded(enc, backend, keep_weights)
         # encoder-decoder: decode greedily first, then capture one teacher-forced pass
         # over the source and the generated target (encoder, decoder and cross maps)
         self.check_backend(backend)
         t0 = time.perf_counter()
-        enc = self.tokenize(text, text_pair)
         with self.using_backend(backend):
             target = self.model.generate(enc.ids, self.bos_token_id or 0, self.eos_token_id,
                                          max_new_tokens=min(2 * enc.ids.shape[1] + 2, self.info.max_positions - 1))

@@ -84,7 +84,7 @@ class AttentionService:
         estimate = int(len(sel_layers) * len(sel_heads) * n * n * kinds_factor)
         if estimate > budget:
             raise _over_budget(estimate, budget)
-        result = adapter.forward(text, text_pair, backend, keep_weights=True)
+        result = adapter.forward_encoded(enc, backend, keep_weights=True)
         t0 = time.perf_counter()
         rec = result.recorder
         maps: dict[str, DenseMaps] = {}

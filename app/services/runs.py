@@ -176,7 +176,7 @@ class RunService:
         if estimate > self.cache.budget:
             raise TooLarge(f"text: a run of {len(enc)} tokens needs about {estimate / 2**20:.0f} MiB of capture, over "
                            f"the run cache budget of {self.cache.budget / 2**20:.0f} MiB (run_cache_bytes)")
-        result = adapter.forward(text, text_pair, backend)
+        result = adapter.forward_encoded(enc, backend)
         run = Run(run_id, adapter.info.id, backend, result.tokens, enc.ids[0].tolist(),
                   result.special or enc.special, result.target_tokens, result.recorder, dict(result.timings))
         if len(enc) <= self.settings.head_stats_max_tokens:
