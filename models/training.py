@@ -45,7 +45,7 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from .architectures import EncoderDecoder, TransformerModel, build_model, load_model
+from .architectures import TransformerModel, build_model, load_model
 from .capture import capture
 from .config import PRESETS, TransformerConfig, preset
 from .data import IGNORE_INDEX, mask_tokens, span_corrupt

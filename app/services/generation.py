@@ -15,7 +15,7 @@ from typing import AsyncIterator, Awaitable, Callable, Iterator
 import numpy as np
 import torch
 
-from models import GenerationStep, ModelAdapter
+from models import GenerationStep
 
 from ..settings import Settings
 from .errors import Invalid

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 import math
 import platform
 import time
@@ -91,3 +92,49 @@ def write_results(out_dir: Path, lab: str, quick: bool, started: float, body: di
 
 def checkpoint_bytes(out_dir: Path) -> int:
     return sum(p.stat().st_size for p in out_dir.rglob("*") if p.is_file())
+
+
+@dataclass
+class BPECorpus:
+    """A corpus tokenised with a byte-level BPE trained on it, split 95/5 for validation."""
+
+    name: str
+    tokenizer: object
+    ids: torch.Tensor
+    train_ids: torch.Tensor
+    val_ids: torch.Tensor
+    tokenizer_seconds: float
+
+
+def bpe_corpus(name: str, vocab_size: int, quick: bool) -> BPECorpus:
+    from ..data import load_corpus, train_val_split
+    from ..tokenization import train_bpe
+
+    text = load_corpus(name)
+    if quick:
+        text = text[:100_000]
+    t0 = time.perf_counter()
+    tok = train_bpe(text, vocab_size)
+    seconds = time.perf_counter() - t0
+    ids = torch.tensor(tok.encode(text), dtype=torch.long)
+    train_ids, val_ids = train_val_split(ids, 0.05)
+    return BPECorpus(name, tok, ids, train_ids, val_ids, seconds)
+
+
+def training_summary(result, data: BPECorpus) -> dict:
+    """The results.json fields every language-model lab reports the same way."""
+    val_loss = result.eval_loss if result.eval_loss is not None else float("nan")
+    return {
+        "train_seconds": round(result.seconds, 1),
+        "tokenizer_seconds": round(data.tokenizer_seconds, 1),
+        "steps": result.steps,
+        "final_loss": finite(result.final_loss),
+        "val_loss": finite(val_loss),
+        "val_perplexity": finite(math.exp(min(val_loss, 50))),
+        "corpus": data.name,
+        "corpus_tokens": len(data.ids),
+        "tokenizer": f"byte-level BPE, {data.tokenizer.vocab_size} tokens",
+        "tokens_per_s": round(result.tokens_per_s),
+        "figures": {"train_loss": loss_curve(result.history)},
+        "eval": [h for h in result.history if "eval_loss" in h],
+    }

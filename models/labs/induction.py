@@ -172,12 +172,8 @@ def run(out_dir: str | Path, quick: bool = False, *, steps: int | None = None, p
         maps = trainer.snapshots.tensors[f"step{step}/repeated/decoder"].float()  # (L, H, T, T)
         rows = torch.arange(16, 32)
         over_training.append(maps[:, :, rows, rows - 15].mean(-1).max().item())
-    try:  # the shared detectors, when models/analysis.py provides them
-        from ..analysis import head_scores  # noqa: F401
-
-        shared = "models.analysis.head_scores available"
-    except ImportError:
-        shared = "models.analysis not present; scores from models.labs.induction.induction_scores"
+    shared = ("models.labs.induction.induction_scores: mean attention from each token of a repeat to the "
+              "token after its earlier copy, over a batch (the definition models.analysis.head_scores uses)")
     heads = [f"H{h}" for h in range(ind.shape[1])]
     layers = [f"L{layer}" for layer in range(ind.shape[0])]
     positions = list(range(1, 2 * seg_len))

@@ -9,7 +9,6 @@ fixed sentence as training goes.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from pathlib import Path
 
@@ -17,10 +16,8 @@ import torch
 
 from ..architectures import build_model
 from ..config import preset as make_preset
-from ..data import load_corpus, train_val_split
-from ..tokenization import train_bpe
 from ..training import Probe, Trainer, TrainConfig, evaluate_loss, lm_batches
-from .common import checkpoint_bytes, finite, loss_curve, prepare_dir, set_threads, write_results
+from .common import bpe_corpus, checkpoint_bytes, prepare_dir, set_threads, training_summary, write_results
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +34,11 @@ def run(out_dir: str | Path, quick: bool = False, *, steps: int | None = None, p
     set_threads(threads)
     torch.manual_seed(seed)
     out = prepare_dir(out_dir)
-    text = load_corpus(corpus)
-    if quick:
-        text = text[:100_000]
     full_size = preset != "tiny"
     if full_size:  # a named preset keeps its own shape (gpt2-small: 768 x 12 x 12)
         d_model = n_layers = n_heads = None
-    vocab_size = vocab_size or (512 if quick else (2048 if not full_size else 16384))
-    t0 = time.perf_counter()
-    tok = train_bpe(text, vocab_size)
-    tokenizer_seconds = time.perf_counter() - t0
-    ids = torch.tensor(tok.encode(text), dtype=torch.long)
-    train_ids, val_ids = train_val_split(ids, 0.05)
+    data = bpe_corpus(corpus, vocab_size or (512 if quick else (2048 if not full_size else 16384)), quick)
+    tok, train_ids, val_ids = data.tokenizer, data.train_ids, data.val_ids
     shape = {k: v for k, v in {"d_model": d_model, "n_layers": n_layers, "n_heads": n_heads}.items() if v is not None}
     config = make_preset(preset, family="decoder", vocab_size=tok.vocab_size, positional=positional,
                          max_positions=max(2 * block_size, 256), pad_token_id=tok.pad_id, **shape)
@@ -71,25 +61,12 @@ def run(out_dir: str | Path, quick: bool = False, *, steps: int | None = None, p
         prompt_ids = torch.tensor([tok.encode(prompt)], device=dev)
         out_ids = model.generate(prompt_ids, sample_tokens, temperature=0.8, top_k=40, seed=seed + i)
         samples.append({"prompt": prompt, "text": tok.decode(out_ids[0].tolist())})
-    val_loss = result.eval_loss if result.eval_loss is not None else float("nan")
-    evals = [h for h in result.history if "eval_loss" in h]
     body = {
-        "train_seconds": round(result.seconds, 1),
-        "tokenizer_seconds": round(tokenizer_seconds, 1),
-        "steps": result.steps,
-        "final_loss": finite(result.final_loss),
-        "val_loss": finite(val_loss),
-        "val_perplexity": finite(math.exp(min(val_loss, 50))),
-        "corpus": corpus,
-        "corpus_tokens": len(ids),
-        "tokenizer": f"byte-level BPE, {tok.vocab_size} tokens",
-        "tokens_per_s": round(result.tokens_per_s),
+        **training_summary(result, data),
         "config": config.to_dict(),
         "train_config": train_cfg.to_dict(),
         "n_params": model.num_parameters(),
         "samples": samples,
-        "figures": {"train_loss": loss_curve(result.history)},
-        "eval": evals,
     }
     body["checkpoint_bytes"] = checkpoint_bytes(out)
     log.info("lm: val perplexity %.1f after %d steps (%.0f s)", body["val_perplexity"] or float("nan"), result.steps,

@@ -20,7 +20,6 @@ unigram plateau, val loss 6.06 against a unigram entropy of 6.22, every guess ``
 from __future__ import annotations
 
 import logging
-import math
 import re
 import time
 from pathlib import Path
@@ -30,10 +29,9 @@ import torch.nn.functional as F
 
 from ..architectures import Encoder, ModelOutput
 from ..config import TransformerConfig
-from ..data import IGNORE_INDEX, load_corpus, train_val_split
-from ..tokenization import train_bpe
+from ..data import IGNORE_INDEX
 from ..training import Probe, Trainer, TrainConfig, evaluate_loss, lm_batches
-from .common import checkpoint_bytes, finite, loss_curve, prepare_dir, set_threads, write_results
+from .common import bpe_corpus, checkpoint_bytes, finite, prepare_dir, set_threads, training_summary, write_results
 
 log = logging.getLogger(__name__)
 
@@ -130,14 +128,8 @@ def run(out_dir: str | Path, quick: bool = False, *, steps: int | None = None, c
     set_threads(threads)
     torch.manual_seed(seed)
     out = prepare_dir(out_dir)
-    text = load_corpus(corpus)
-    if quick:
-        text = text[:100_000]
-    t0 = time.perf_counter()
-    tok = train_bpe(text, vocab_size or (512 if quick else 2048))
-    tokenizer_seconds = time.perf_counter() - t0
-    ids = torch.tensor(tok.encode(text), dtype=torch.long)
-    train_ids, val_ids = train_val_split(ids, 0.05)
+    data = bpe_corpus(corpus, vocab_size or (512 if quick else 2048), quick)
+    tok, train_ids, val_ids = data.tokenizer, data.train_ids, data.val_ids
     counts = torch.bincount(train_ids, minlength=tok.vocab_size).double()
     freq = counts[counts > 0] / counts.sum()
     unigram_entropy = float(-(freq * freq.log()).sum())
@@ -161,32 +153,19 @@ def run(out_dir: str | Path, quick: bool = False, *, steps: int | None = None, c
     model.eval()
     accuracy = masked_accuracy(model, val, n_val, int(counts.argmax()))
     examples = [fill_mask(model, tok, t) for t in FILL_MASK]
-    val_loss = result.eval_loss if result.eval_loss is not None else float("nan")
-    evals = [h for h in result.history if "eval_loss" in h]
     body = {
-        "train_seconds": round(result.seconds, 1),
-        "tokenizer_seconds": round(tokenizer_seconds, 1),
-        "steps": result.steps,
-        "final_loss": finite(result.final_loss),
-        "val_loss": finite(val_loss),
-        "val_perplexity": finite(math.exp(min(val_loss, 50))),
+        **training_summary(result, data),
         "unigram_entropy": finite(unigram_entropy),
         **{f"val_{k}" if k != "masked_tokens" else "val_masked_tokens": v for k, v in accuracy.items()},
-        "corpus": corpus,
-        "corpus_tokens": len(ids),
-        "tokenizer": f"byte-level BPE, {tok.vocab_size} tokens",
         "masking": (f"training: {mlm_prob:.0%} of tokens, validation: 15%; of those 80% <mask>, "
                     "10% a random non-special token, 10% unchanged; loss on the selected tokens only"),
-        "tokens_per_s": round(result.tokens_per_s),
         "config": config.to_dict(),
         "train_config": train_cfg.to_dict(),
         "n_params": model.num_parameters(),
         "fill_mask": examples,
-        "figures": {"train_loss": loss_curve(result.history)},
-        "eval": evals,
     }
     body["checkpoint_bytes"] = checkpoint_bytes(out)
-    log.info("mlm: val loss %.3f (unigram entropy %.3f), masked accuracy %.3f (unigram %.3f); %s", val_loss,
+    log.info("mlm: val loss %.3f (unigram entropy %.3f), masked accuracy %.3f (unigram %.3f); %s", body["val_loss"],
              unigram_entropy, accuracy["accuracy"], accuracy["unigram_accuracy"],
              [e["guesses"][0][0]["token"] for e in examples])
     return write_results(out, "mlm", quick, started, body)
