@@ -252,17 +252,26 @@ def training_curves(records: Iterable[Mapping]) -> go.Figure:
 def head_type_grids(scores: Mapping[str, Sequence[Sequence[float]]], detectors: Sequence[str] | None = None) -> go.Figure:
     """One layers x heads heatmap per detector (the scores of GET /api/runs/{id}/heads)."""
     names = [d for d in (detectors or list(scores)) if d in scores]
+    units = {"entropy": "nats", "mean_offset": "tokens"}  # the others are attention mass in [0, 1]
+
+    def title(name: str) -> str:
+        if name not in units:
+            return name.replace("_", " ")
+        top = max((v for row in scores[name] for v in row), default=0.0)
+        return f"{name.replace('_', ' ')} ({units[name]}, 0–{top:.3g})"
+
     cols = min(4, max(1, len(names)))
     rows = max(1, math.ceil(len(names) / cols))
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[n.replace("_", " ") for n in names],
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[title(n) for n in names],
                         horizontal_spacing=0.06, vertical_spacing=0.14)
     for i, name in enumerate(names):
         z = scores[name]
-        bounded = name not in ("entropy", "mean_offset")  # those two are nats / positions, not in [0, 1]
+        bounded = name not in units
         fig.add_trace(go.Heatmap(
-            z=z, colorscale=SEQUENTIAL, zmin=0 if bounded else None, zmax=1 if bounded else None,
+            z=z, x=[f"H{h}" for h in range(len(z[0]) if z else 0)], y=[f"L{layer}" for layer in range(len(z))],
+            colorscale=SEQUENTIAL, zmin=0, zmax=1 if bounded else None,
             showscale=i == 0, name=name, colorbar=dict(title="score", len=0.5),
-            hovertemplate=f"{name}<br>layer %{{y}} head %{{x}}<br>%{{z:.3f}}<extra></extra>"),
+            hovertemplate=f"{name}<br>%{{y}} %{{x}}<br>%{{z:.3f}}<extra></extra>"),
             i // cols + 1, i % cols + 1)
     fig.update_yaxes(autorange="reversed", title_text="")
     fig.update_layout(height=280 * rows + 100)

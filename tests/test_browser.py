@@ -280,7 +280,7 @@ def test_heads_view_grids_rollout_and_click(watched):
     watched.check_clean()
     # a click on a head opens it in the explorer's head view
     page.evaluate("""() => { const gd = document.getElementById('head-types');
-        gd.emit('plotly_click', {points: [{x: 4, y: 1, curveNumber: 0}]}); }""")
+        gd.emit('plotly_click', {points: [{x: 'H4', y: 'L1', pointIndex: [1, 4], curveNumber: 0}]}); }""")
     page.wait_for_url("**/?*layer=1*")
     watched.wait_plot("#heatmap")
     assert page.locator("#head-title").text_content().endswith("layer 1, head 4")

@@ -31,7 +31,8 @@ async function showHeads() {
     el.dataset.bound = "1";
     el.on("plotly_click", (ev) => {
       const point = ev.points && ev.points[0];
-      if (point) window.location.assign(explorerLink(point.y, point.x));
+      // heatmap points carry [row, column] = [layer, head]; their x/y are the "H3"/"L1" labels
+      if (point) window.location.assign(explorerLink(...point.pointIndex));
     });
   }
 }
