@@ -340,15 +340,13 @@ def run_attention_bench(
         left = max(0.0, budget - (time.perf_counter() - start))
         results += benchmark_backends(FLASH_ONLY_SEQ_LENS, ("flash",), (False, True), 1, head_dim, ("fwd", "fwd_bwd"),
                                       left, **common)
-    _print_results(results, as_json, summary_seq_len)
+    sys.stdout.write(report(results, as_json, summary_seq_len) + "\n")
+    sys.stdout.flush()
     return results
 
 
-def _print_results(results: list[dict], as_json: bool, summary_seq_len: int) -> None:
-    """CLI output: the only place this module prints."""
-    if as_json:
-        print(json.dumps(results, indent=1))
-    else:
-        print(render_table(results))
-    print(format_summary_line(results, summary_seq_len), flush=True)
+def report(results: list[dict], as_json: bool, summary_seq_len: int = 4096) -> str:
+    """The command's output: a table (or one JSON list), then the summary line last."""
+    body = json.dumps(results, indent=1) if as_json else render_table(results)
+    return body + "\n" + format_summary_line(results, summary_seq_len)
 
