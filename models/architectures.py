@@ -270,8 +270,10 @@ def filter_logits(logits: Tensor, temperature: float, top_k: int | None, top_p: 
     if top_p is not None and top_p < 1.0:
         sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
         probs = sorted_logits.softmax(-1)
-        # drop a token when the mass before it already reaches top_p (the first always stays)
+        # drop a token when the mass before it already reaches top_p; the first always stays
+        # (explicitly: a tiny top_p such as 5e-324 is 0 in float32, and 0 >= 0 would drop it)
         drop = probs.cumsum(-1) - probs >= top_p
+        drop[..., 0] = False
         sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
         logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
     return logits

@@ -136,9 +136,10 @@ def _call(backend: str, q: Tensor, k: Tensor, v: Tensor, d_out: Tensor, spec: At
     if pass_ == "fwd":
         with torch.no_grad():
             return [fn(q, k, v, spec).out]
-    q, k, v = (x.detach().requires_grad_() for x in (q, k, v))
-    out = fn(q, k, v, spec).out
-    out.backward(d_out)
+    with torch.enable_grad():  # callers may be under no_grad (the server's inference threads)
+        q, k, v = (x.detach().requires_grad_() for x in (q, k, v))
+        out = fn(q, k, v, spec).out
+        out.backward(d_out)
     return [out.detach(), q.grad, k.grad, v.grad]
 
 

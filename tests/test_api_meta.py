@@ -83,12 +83,16 @@ def test_benchmark_on_a_model(client):
     assert all(row["median_ms"] > 0 for row in rows)
 
 
-def test_benchmark_synthetic(client):
-    pytest.importorskip("models.benchmark")
+@pytest.mark.parametrize("passes", ["fwd", "fwd_bwd"])
+def test_benchmark_synthetic(client, passes):
+    # fwd_bwd found by fuzzing: the server's inference threads run under no_grad
     r = client.post("/api/benchmark", json={"seq_lens": [32, 64], "backends": ["math", "flash"], "n_heads": 2,
-                                            "head_dim": 16})
+                                            "head_dim": 16, "passes": passes})
     assert r.status_code == 200, r.text
-    assert r.json()["form"] == "synthetic" and r.json()["results"]
+    rows = r.json()["results"]
+    assert r.json()["form"] == "synthetic" and len(rows) == 4
+    flash = [row for row in rows if row["backend"] == "flash"]
+    assert all(row["max_abs_diff_vs_math"] < 1e-4 for row in flash), flash
 
 
 def test_benchmark_bounds(client):

@@ -144,6 +144,9 @@ def test_top_k_and_top_p_filtering():
     assert kept.tolist() == [[True, True, False, False]]  # 0.5 < 0.7, 0.5 + 0.3 >= 0.7
     kept = filter_logits(logits, 1.0, top_k=None, top_p=0.4).isfinite()
     assert kept.tolist() == [[True, False, False, False]]
+    # found by fuzzing the API: a top_p that rounds to 0 in float32 still keeps the best token
+    kept = filter_logits(logits, 1.0, top_k=None, top_p=5e-324).isfinite()
+    assert kept.tolist() == [[True, False, False, False]]
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -8,6 +8,8 @@ under pytest 9.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
@@ -17,7 +19,7 @@ from hypothesis import strategies as st
 from app.main import create_app
 from tests.test_api_support import one_thread, test_settings, tiny_registry  # noqa: F401  (fixture)
 
-EXAMPLES = 25
+EXAMPLES = int(os.environ.get("ATTNLAB_FUZZ_EXAMPLES", "25"))  # raise it for a deeper run
 # what issue 7 asks: no 5xx, and status, content type, headers and body as documented.
 # Not `positive_data_acceptance`: cross-field limits (d_model divisible by n_heads, a text
 # longer than *this* model's positions) cannot be written in OpenAPI, and 4xx is right there.

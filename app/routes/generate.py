@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Request
 from sse_starlette import EventSourceResponse
 from starlette.responses import Response
@@ -12,6 +14,7 @@ from ..services.generation import GenerateParams
 from ..transport import OrjsonResponse, dumps
 from . import ERRORS, ServicesDep
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["generation"])
 
 SSE_DOC = """With `stream: true` the answer is `text/event-stream`: one `token` event per new token, its data a
@@ -21,8 +24,19 @@ Without stream: GenerateResponse `{steps, summary}`. Deterministic for a seed; s
 `max_new_tokens`, end of sequence, the model's positions, `generate_timeout_s`, or when the client goes."""
 
 
+# OpenAPI 3.1 documents a text/event-stream by the schema of one event (3.2 adds itemSchema)
+SSE_EVENT = {
+    "type": "object", "required": ["data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["token", "summary", "error"]},
+        "data": {"type": "string", "description": "JSON: GenerateStepOut (token), GenerateSummary (summary), "
+                                                   "{detail, status} (error)"},
+    },
+}
+
+
 @router.post("/generate", response_model=GenerateResponse, response_class=OrjsonResponse, description=SSE_DOC,
-             responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+             responses={200: {"content": {"text/event-stream": {"schema": SSE_EVENT}}},
                         **{k: ERRORS[k] for k in (404, 409, 413, 422, 429, 503)}})
 async def generate(req: GenerateRequest, request: Request, services: ServicesDep) -> Response:
     params = GenerateParams(req.model, req.prompt, req.max_new_tokens, req.temperature, req.top_k, req.top_p,
@@ -38,5 +52,9 @@ async def generate(req: GenerateRequest, request: Request, services: ServicesDep
                 yield {"event": name, "data": dumps(event)}
         except ApiError as err:  # e.g. the model's queue filled up while this stream waited
             yield {"event": "error", "data": dumps({"detail": err.detail, "status": err.status})}
+        except Exception:  # a bug: the 200 is already sent, so say it in the stream, and log it
+            log.exception("generation stream failed")
+            yield {"event": "error", "data": dumps({"detail": "internal error while generating; see the server log",
+                                                    "status": 500})}
 
     return EventSourceResponse(events(), ping=15, headers={"Cache-Control": "no-store"})
