@@ -42,20 +42,6 @@ def _load_bench_load():
 PLOT_READY = ("(sel) => { const els = document.querySelectorAll(sel); return els.length > 0 && Array.from(els).every("
               "el => el.data && el.data.length > 0 && el.querySelector('.main-svg')); }")
 
-LOG_ANNOTATION_FIX = """(id) => {
-  const gd = document.getElementById(id);
-  if (!gd || gd.layout.xaxis.type !== "log") return 0;
-  const xmax = Math.max(...gd.data.flatMap((t) => (t.x || []).filter((v) => v > 0)));
-  const update = {};
-  (gd.layout.annotations || []).forEach((a, i) => {
-    if ((a.xref || "x") === "x" && a.x > Math.log10(xmax) + 1) update[`annotations[${i}].x`] = Math.log10(a.x);
-  });
-  if (!Object.keys(update).length) return 0;
-  update["xaxis.autorange"] = true;
-  Plotly.relayout(gd, update);
-  return Object.keys(update).length - 1;
-}"""
-
 AUSTEN = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in "
           "want of a wife. However little known the feelings or views of such a man may be on his first entering a "
           "neighbourhood, this truth is so well fixed in the minds of the surrounding families, that he is "
@@ -171,12 +157,6 @@ def positional(s: Shooter) -> None:
     page.wait_for_function("() => document.getElementById('extrapolation-note').textContent.length > 0")
     if page.locator("#extrapolation").is_visible():
         s.wait_plot("#extrapolation")
-        # app/figures.py puts the "training length" label at x = train_len on a log axis, where an
-        # annotation's x is log10 of the value: the axis then stretches to 1e64. Move the label
-        # to log10(x) for the shot (does nothing once the figure places it right).
-        moved = page.evaluate(LOG_ANNOTATION_FIX, "extrapolation")
-        if moved:
-            log.warning("positional: moved %d annotation(s) on the log axis to log10(x) (app/figures.py bug)", moved)
     else:
         log.warning("positional: no extrapolation curve: %s", page.locator("#extrapolation-note").text_content())
     s.shot("positional")

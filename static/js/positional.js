@@ -53,7 +53,7 @@ async function extrapolation() {
     return;
   }
   $("extrapolation").hidden = false;
-  $("extrapolation-note").textContent = "Loss on texts longer than the training length, per positional scheme.";
+  $("extrapolation-note").textContent = "Perplexity on texts up to 8× the training length, per positional scheme (the extrapolation lab).";
   await plotFigure($("extrapolation"), answer.figure, "extrapolation");
 }
 
