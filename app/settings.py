@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     max_tile_cells: int = 2048 * 2048  # rows*cols of one exact tile from /api/runs/{id}/attention
     max_pool: int = 2048  # largest side of a pooled overview
     head_stats_max_tokens: int = 1024  # POST /api/runs computes head scores inline up to this length
+    head_stats_max_cells: int = 2_000_000_000  # GET .../heads on longer runs: L*H*T^2 weights visited (~10 s CPU)
     run_cache_bytes: int = 512 * 2**20
     max_new_tokens: int = 256
     generate_timeout_s: float = 60.0

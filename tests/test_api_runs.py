@@ -109,6 +109,15 @@ def test_heads_and_rollout(client, run):
     assert np.asarray(roll["flow"]).shape == (2, t, t)
 
 
+def test_head_scores_of_long_runs_are_bounded(one_thread):
+    app = create_app(test_settings(head_stats_max_tokens=4, head_stats_max_cells=1000), registry=tiny_registry())
+    with TestClient(app) as c:
+        run = c.post("/api/runs", json={"model": "tiny-gpt", "text": "abcdefghijklmnop"}).json()
+        assert run["head_stats"] is None  # over head_stats_max_tokens: not computed inline
+        r = c.get(f"/api/runs/{run['run_id']}/heads")
+    assert r.status_code == 413 and "head_stats_max_cells 1,000" in r.json()["detail"]
+
+
 def test_encoder_decoder_run(client):
     body = client.post("/api/runs", json={"model": "tiny-t5", "text": "hello there"}).json()
     assert body["kinds"] == ["encoder", "decoder", "cross"] and body["target_tokens"]

@@ -100,7 +100,7 @@ async def benchmark_figure(req: SyntheticBenchmarkRequest | ModelBenchmarkReques
     return _answer(figures.benchmark_figure(rows), form=form, results=rows)
 
 
-@router.get("/api/figures/heads/{run_id}", responses={k: ERRORS[k] for k in (404, 422)})
+@router.get("/api/figures/heads/{run_id}", responses={k: ERRORS[k] for k in (404, 413, 422)})
 async def heads_figure(run_id: RunIdPath, services: ServicesDep, kind: str | None = Query(None, max_length=16)
                        ) -> Response:
     """Head-type scores of a run as one layers x heads heatmap per detector."""

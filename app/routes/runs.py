@@ -67,7 +67,7 @@ async def run_attention(
 
 
 @router.get("/{run_id}/heads", response_model=HeadsResponse, response_class=OrjsonResponse,
-            responses={k: ERRORS[k] for k in (404, 422)})
+            responses={k: ERRORS[k] for k in (404, 413, 422)})
 async def run_heads(run_id: RunIdPath, services: ServicesDep) -> HeadsResponse:
     """Head-type scores per kind, [layer][head] each: previous_token, induction, duplicate_token,
     first_token_sink, special_sink ([CLS]/[SEP]), mean_offset, diagonality, entropy."""

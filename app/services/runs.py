@@ -248,6 +248,13 @@ class RunService:
 
     async def heads(self, run: Run) -> dict[str, dict[str, list[list[float]]]]:
         if run.head_stats is None:
+            # every head's every weight is visited once (in row bands): bound the work
+            cells = sum(rec.n_heads * rec.shape[0] * rec.shape[1] for rec in run.recorder.records)
+            limit = self.settings.head_stats_max_cells
+            if cells > limit:
+                raise TooLarge(f"run_id: head scores of this run visit {cells:,} attention weights, over "
+                               f"head_stats_max_cells {limit:,}; use a shorter text, or read tiles and pooled "
+                               "overviews from GET /api/runs/{run_id}/attention")
             run.head_stats = await in_thread(compute_head_stats, run)
         return run.head_stats
 
