@@ -121,6 +121,6 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type", "X-Request-ID"], expose_headers=EXPOSED_HEADERS)
-    app.add_middleware(SecurityHeadersMiddleware, style_inline=settings.csp_style_inline)
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestLogMiddleware, metrics=metrics)
     return app

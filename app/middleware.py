@@ -19,24 +19,22 @@ log = logging.getLogger("attnlab.access")
 
 STRICT_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
               "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
-# Plotly.js adds one <style> element at run time unless the page links its rules in an element
-# <link id="plotly.js-style-global" class="no-inline-styles" ...>; settings.csp_style_inline allows it instead.
-STYLE_INLINE_CSP = STRICT_CSP.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
+# Pages link Plotly.js's global rules instead of letting it inject a <style> (see app/pages.py),
+# and send their own policy: the strict one plus hashes of Plotly's two fixed style attributes.
 # Swagger UI on /docs is served from our own files, but it sets many inline styles
 DOCS_CSP = STRICT_CSP.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
 DOCS_PATHS = ("/docs",)
 
 
 class SecurityHeadersMiddleware:
-    def __init__(self, app: ASGIApp, style_inline: bool = False):
+    def __init__(self, app: ASGIApp):
         self.app = app
-        self.csp = STYLE_INLINE_CSP if style_inline else STRICT_CSP
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        csp = DOCS_CSP if scope["path"].startswith(DOCS_PATHS) else self.csp
+        csp = DOCS_CSP if scope["path"].startswith(DOCS_PATHS) else STRICT_CSP
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -46,8 +46,6 @@ class Settings(BaseSettings):
     gzip_min_bytes: int = 16 * 1024
     gzip_level: int = 5  # level 9 costs ~3x the CPU for a few percent on JSON
     cors_origins: list[str] = Field(default_factory=list)
-    # Plotly.js injects one <style> element unless a page links its rules with class no-inline-styles
-    csp_style_inline: bool = False
     log_level: str = "INFO"
     # intra-op threads per forward. None: cores / per_model_concurrency, so concurrent requests do
     # not oversubscribe the CPU (measured on 2 busy cores: 2 threads per forward ran ~20x slower)

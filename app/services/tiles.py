@@ -37,12 +37,6 @@ def _pool(w: Tensor, factor: int, mode: str) -> Tensor:
     return total / (rows[:, None] * cols[None, :])
 
 
-def log_weights(record: AttentionRecord, heads: Tensor, rows: tuple[int, int], cols: tuple[int, int],
-                batch: int = 0) -> Tensor:
-    """The record's log-weights for a block: (h, r, c) float32, -inf where masked."""
-    return record.log_block(heads, slice(*rows), slice(*cols), batch)
-
-
 def pooled_overview(record: AttentionRecord, head: int, size: int, mode: str, rows: tuple[int, int],
                     cols: tuple[int, int], block: int = 1024) -> tuple[Tensor, int]:
     """One head's map over rows x cols pooled to at most size x size: (pooled, factor)."""
@@ -58,7 +52,7 @@ def pooled_overview(record: AttentionRecord, head: int, size: int, mode: str, ro
             c1 = min(c0 + step, d)
             if spec.block_is_empty(r0 + spec.q_offset, r1 + spec.q_offset, c0, c1):
                 continue  # all masked: its pooled cells stay 0, as the weights are
-            logw = log_weights(record, heads, (r0, r1), (c0, c1))[0]
+            logw = record.log_block(heads, slice(r0, r1), slice(c0, c1))[0]
             if mode == "max":
                 pooled = _pool_log_max(logw, factor).exp_()
             else:
@@ -83,4 +77,4 @@ def dense_heads(record: AttentionRecord, heads: list[int], out: Tensor, batch: i
     if record.weights is not None:  # kept by the backend (math): no rebuild
         out.copy_(record.weights[batch, heads])
         return
-    out.copy_(log_weights(record, torch.tensor(heads), (0, t_q), (0, t_k), batch).exp_())
+    out.copy_(record.log_block(torch.tensor(heads), slice(0, t_q), slice(0, t_k), batch).exp_())
