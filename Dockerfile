@@ -32,5 +32,7 @@ USER attnlab
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
   CMD python -c "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/api/health', timeout=4).status != 200)"
-# exec: uvicorn gets SIGTERM directly and shuts down gracefully
-CMD ["sh", "-c", "exec uvicorn app.main:create_app --factory --host \"$ATTNLAB_HOST\" --port \"$ATTNLAB_PORT\" --workers \"$ATTNLAB_WORKERS\" --timeout-graceful-shutdown 10"]
+# `attnlab serve`, as `make run`: uvicorn with ATTNLAB_HOST/PORT/WORKERS, graceful shutdown, and attnlab's own
+# request log in every worker instead of uvicorn's access log (whose query strings hold the user's text).
+# Exec form: it gets SIGTERM directly and shuts down gracefully
+CMD ["attnlab", "serve"]

@@ -6,7 +6,9 @@
    load hits both alike; medians.
 2. Bytes per attention weight on the wire: JSON (plain and gzip), NPY float16, raw f16 and u8 tiles.
 3. An 8,192-token input to a from-scratch decoder (random-init, RoPE): time from POST /api/runs to the
-   first pooled overview of one head (GET .../attention?pool=256&format=u8), and the process RSS.
+   first pooled overview of one head (GET .../attention?pool=256&format=u8), and the peak memory torch
+   allocates for that run's forward (models.memory.measure_peak, measured on a direct call: the server
+   computes in its worker threads, which a profile of this thread does not see).
 
 The last line printed is ``api_over_bare_forward: X.XX``.
 """
@@ -18,14 +20,13 @@ import io
 import logging
 import statistics
 import sys
-import threading
 import time
 
 import numpy as np
-import psutil
 import torch
 
 from models import ScratchAdapter, TransformerConfig, build_model, default_registry
+from models.memory import measure_peak
 from models.registry import Entry
 
 from .main import create_app
@@ -81,29 +82,6 @@ def long_decoder() -> Entry:
     return Entry(LONG_MODEL, lambda: cached().info, cached)
 
 
-class RssSampler:
-    """Peak resident memory of this process while a block runs (sampled every 5 ms)."""
-
-    def __init__(self) -> None:
-        self.process = psutil.Process()
-        self.peak = self.start = self.process.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.005):
-            self.peak = max(self.peak, self.process.memory_info().rss)
-
-    def __enter__(self) -> "RssSampler":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.process.memory_info().rss)
-
-
 async def _measure(runs: int) -> dict:
     import httpx
     from transformers import AutoModel, AutoTokenizer
@@ -125,7 +103,8 @@ async def _measure(runs: int) -> dict:
     # the same intra-op threads on both sides (the server would otherwise pick cores / concurrency)
     settings = Settings(_env_file=None, preload=False, torch_threads=torch.get_num_threads())
     registry = default_registry(settings.allowlist, settings.model_dir, settings.zoo_dir)
-    registry.register(long_decoder())
+    long_entry = long_decoder()
+    registry.register(long_entry)
     app = create_app(settings, registry=registry)
     out: dict = {"n_tokens": N_TOKENS, "runs": runs, "torch_threads": torch.get_num_threads()}
 
@@ -187,24 +166,23 @@ async def _measure(runs: int) -> dict:
             # an 8k-token input: time to the first pooled overview of one head
             long_text = ("".join(WORDS) * (LONG_TOKENS // len("".join(WORDS)) + 1))[:LONG_TOKENS]
             await client.post("/api/runs", json={"model": LONG_MODEL, "text": "warm up"})  # load the model
-            with RssSampler() as rss:
-                t0 = time.perf_counter()
-                r = await client.post("/api/runs", json={"model": LONG_MODEL, "text": long_text, "backend": "flash"})
-                r.raise_for_status()
-                t1 = time.perf_counter()
-                tile = await client.get(f"/api/runs/{r.json()['run_id']}/attention",
-                                        params={"layer": 1, "head": 0, "pool": 256, "format": "u8"})
-                tile.raise_for_status()
-                t2 = time.perf_counter()
-                again = await client.get(f"/api/runs/{r.json()['run_id']}/attention",
-                                         params={"layer": 0, "head": 2, "pool": 256, "format": "u8"})
-                t3 = time.perf_counter()
+            t0 = time.perf_counter()
+            r = await client.post("/api/runs", json={"model": LONG_MODEL, "text": long_text, "backend": "flash"})
+            r.raise_for_status()
+            t1 = time.perf_counter()
+            tile = await client.get(f"/api/runs/{r.json()['run_id']}/attention",
+                                    params={"layer": 1, "head": 0, "pool": 256, "format": "u8"})
+            tile.raise_for_status()
+            t2 = time.perf_counter()
+            again = await client.get(f"/api/runs/{r.json()['run_id']}/attention",
+                                     params={"layer": 0, "head": 2, "pool": 256, "format": "u8"})
+            t3 = time.perf_counter()
+            _, peak = measure_peak(lambda: long_entry.load().forward(long_text, None, "flash"))
             out["long"] = {
                 "n_tokens": r.json()["n_tokens"], "run_ms": (t1 - t0) * 1e3, "first_tile_ms": (t2 - t1) * 1e3,
                 "time_to_first_tile_ms": (t2 - t0) * 1e3, "next_tile_ms": (t3 - t2) * 1e3,
                 "tile_shape": tile.headers["X-Shape"], "capture_bytes": r.json()["nbytes"],
-                "rss_start_mib": rss.start / 2**20, "rss_peak_mib": rss.peak / 2**20,
-                "rss_growth_mib": (rss.peak - rss.start) / 2**20, "next_tile_status": again.status_code,
+                "forward_peak_mib": peak.mib, "memory_method": peak.method, "next_tile_status": again.status_code,
             }
     return out
 
@@ -237,7 +215,7 @@ def run_api_bench(runs: int = 15, threads: int | None = None) -> dict:
     _say(f"  POST /api/runs {long['run_ms']:.0f} ms + first pooled overview (pool=256, u8, "
          f"{long['tile_shape']}) {long['first_tile_ms']:.0f} ms = time to first tile "
          f"{long['time_to_first_tile_ms']:.0f} ms; next head's overview {long['next_tile_ms']:.0f} ms")
-    _say(f"  capture kept: {long['capture_bytes'] / 2**20:.1f} MiB; process RSS {long['rss_start_mib']:.0f} MiB "
-         f"-> peak {long['rss_peak_mib']:.0f} MiB (+{long['rss_growth_mib']:.0f} MiB)")
+    _say(f"  capture kept: {long['capture_bytes'] / 2**20:.1f} MiB; the forward's peak allocated by torch: "
+         f"{long['forward_peak_mib']:.1f} MiB ({long['memory_method']})")
     _say(f"api_over_bare_forward: {out['api_over_bare_forward']:.2f}")
     return out

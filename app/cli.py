@@ -21,8 +21,24 @@ app.add_typer(bench, name="bench")
 console = Console() if sys.stdout.isatty() else Console(width=200)  # pipes: do not wrap at 80
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
 def _logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+
+
+def server_log_config(level: str) -> dict:
+    """uvicorn's logging config, which it applies in every worker process (basicConfig here would reach
+    only this one): one format for every logger, and uvicorn's access log off. Its request line carries
+    the query string, where the pages keep the user's text; attnlab.access logs one line per request
+    instead, with the path, sizes, time and request id (app/middleware.py)."""
+    return {"version": 1, "disable_existing_loggers": False,
+            "formatters": {"plain": {"format": LOG_FORMAT}},
+            "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain",
+                                    "stream": "ext://sys.stderr"}},
+            "root": {"handlers": ["stderr"], "level": level.upper()},
+            "loggers": {"uvicorn.access": {"handlers": [], "propagate": False}}}
 
 
 @app.command()
@@ -36,9 +52,9 @@ def serve(host: str = typer.Option(None, help="default: ATTNLAB_HOST or 127.0.0.
     from .settings import get_settings
 
     settings = get_settings()
-    _logging(settings.log_level)
     uvicorn.run("app.main:create_app", factory=True, host=host or settings.host, port=port or settings.port,
-                workers=workers or settings.workers, reload=reload, timeout_graceful_shutdown=10)
+                workers=workers or settings.workers, reload=reload, timeout_graceful_shutdown=10,
+                access_log=False, log_config=server_log_config(settings.log_level))
 
 
 @app.command("models")

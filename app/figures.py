@@ -168,7 +168,8 @@ def _size(row: Mapping) -> float | None:
 
 def benchmark_figure(rows: Sequence[Mapping]) -> go.Figure:
     """Median time and peak memory against sequence length, log-log, one line per backend."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("time", "peak memory"), horizontal_spacing=0.12)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("time", "peak memory allocated by torch"),
+                        horizontal_spacing=0.12)
     by_backend: dict[str, list[Mapping]] = {}
     for row in rows:
         by_backend.setdefault(str(row["backend"]), []).append(row)
@@ -178,7 +179,8 @@ def benchmark_figure(rows: Sequence[Mapping]) -> go.Figure:
         style = dict(mode="lines+markers", line=_style(i), legendgroup=backend)
         fig.add_trace(go.Scatter(x=xs, y=[r.get("median_ms") for r in items], name=backend, **style,
                                  hovertemplate=backend + "<br>T %{x}<br>%{y:.3g} ms<extra></extra>"), 1, 1)
-        mem = [(r.get("peak_memory_bytes") or 0) / 2**20 or None for r in items]
+        # synthetic rows: one attention call; model rows: the forward's largest attention kernel call
+        mem = [(r.get("peak_memory_bytes") or r.get("attention_peak_memory_bytes") or 0) / 2**20 or None for r in items]
         fig.add_trace(go.Scatter(x=xs, y=mem, name=backend, showlegend=False, **style,
                                  hovertemplate=backend + "<br>T %{x}<br>%{y:.3g} MiB<extra></extra>"), 1, 2)
     fig.update_xaxes(title="sequence length T", type="log")
@@ -280,22 +282,45 @@ def head_type_grids(scores: Mapping[str, Sequence[Sequence[float]]], detectors: 
     return fig
 
 
-def rollout_figure(matrix: Sequence[Sequence[float]], tokens: Sequence[str], title: str = "Attention rollout") -> go.Figure:
-    """A (query x key) aggregate such as rollout or flow, with escaped token labels."""
-    labels = [f"{i}:{escape_label(t)}" for i, t in enumerate(tokens)]
-    fig = go.Figure(go.Heatmap(z=matrix, x=labels, y=labels, colorscale=SEQUENTIAL, zmin=0,
-                               hovertemplate="query %{y}<br>key %{x}<br>%{z:.3f}<extra></extra>"))
-    fig.update_yaxes(autorange="reversed", title="query")
-    fig.update_xaxes(title="key", tickangle=-60)
+def _token_ticks(tokens: Sequence[str]) -> dict:
+    """A numeric axis (one position per token) with the escaped labels as tick text: a
+    categorical axis would merge two tokens with the same label into one row."""
+    return dict(tickmode="array", tickvals=list(range(len(tokens))), ticktext=[escape_label(t) for t in tokens])
+
+
+def rollout_figure(matrix: Sequence[Sequence[float]], tokens: Sequence[str],
+                   title: str = "Attention rollout") -> go.Figure:
+    """A (query x key) aggregate such as rollout or flow, with escaped token labels.
+
+    ``tokens`` are the labels the API answers (models.labels.token_labels); hover gives
+    the 0-based positions and both labels.
+    """
+    labels = [escape_label(t) for t in tokens]
+    hover = [[f"query {i} \"{labels[i]}\" → key {j} \"{labels[j]}\"" for j in range(len(row))]
+             for i, row in enumerate(matrix)]
+    fig = go.Figure(go.Heatmap(z=matrix, x=list(range(len(tokens))), y=list(range(len(tokens))), colorscale=SEQUENTIAL,
+                               zmin=0, text=hover, hovertemplate="%{text}<br>%{z:.3f}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", title="query", **_token_ticks(tokens))
+    fig.update_xaxes(title="key", tickangle=-60, **_token_ticks(tokens))
     return _layout(fig, title)
 
 
-def probability_bars(top: Sequence[Mapping], chosen: str | None = None, title: str = "Next-token probabilities") -> go.Figure:
-    """Top-k next-token probabilities as horizontal bars; the chosen token is highlighted."""
-    labels = [escape_label(repr(t["token"])[1:-1]) for t in top]
-    colors = [PALETTE[1] if chosen is not None and t["token"] == chosen else PALETTE[0] for t in top]
-    fig = go.Figure(go.Bar(x=[t["prob"] for t in top], y=labels, orientation="h", marker_color=colors,
-                           hovertemplate="%{y}<br>p = %{x:.3f}<extra></extra>"))
-    fig.update_yaxes(autorange="reversed")
+def probability_bars(top: Sequence[Mapping], chosen_id: int | None = None,
+                     title: str = "Next-token probabilities") -> go.Figure:
+    """Top-k next-token probabilities as horizontal bars, one row per rank; the chosen token
+    (matched by ``token_id``) is highlighted.
+
+    ``top`` is a step's ``top`` list from POST /api/generate: ``{token, token_id, prob}``. Rows
+    are keyed by rank, so candidates with the same label stay separate bars.
+    """
+    labels = [escape_label(t["token"]) for t in top]
+    chosen = [chosen_id is not None and t.get("token_id") == chosen_id for t in top]
+    colors = [PALETTE[1] if c else PALETTE[0] for c in chosen]
+    custom = [[label, t.get("token_id"), "chosen" if c else ""] for label, t, c in zip(labels, top, chosen)]
+    fig = go.Figure(go.Bar(x=[t["prob"] for t in top], y=list(range(len(top))), orientation="h", marker_color=colors,
+                           customdata=custom,
+                           hovertemplate="%{customdata[0]} (id %{customdata[1]}) %{customdata[2]}<br>p = %{x:.3f}"
+                                         "<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", **_token_ticks([t["token"] for t in top]))
     fig.update_xaxes(title="probability", range=[0, 1])
     return _layout(fig, title)

@@ -8,18 +8,20 @@ from pathlib import Path
 
 import torch
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 from starlette.responses import Response
 
 from models import Registry, default_registry
 
 from . import pages
-from .docs import mount_docs
-from .schemas import ErrorOut
-from .middleware import RequestLogMiddleware, SecurityHeadersMiddleware
+from .docs import install_openapi, mount_docs
+from .limits import SettingsContext
+from .middleware import BodyLimitMiddleware, RequestLogMiddleware, SecurityHeadersMiddleware
 from .routes import attention, benchmark, generate, health, positional, runs
 from .routes import models as models_routes
 from .services import build_services
@@ -38,7 +40,10 @@ DESCRIPTION = """Per-layer, per-head attention of from-scratch and pretrained Tr
 
 Small inputs: `POST /api/attention` (JSON or NPY). Long inputs: `POST /api/runs`, then exact tiles and
 pooled overviews from `GET /api/runs/{run_id}/attention`, computed from the captured (Q, K, LSE).
-Errors are `{"detail": "<field>: <what is wrong and the limit>", "errors": [...]}`."""
+Errors are `{"detail": "<field>: <what is wrong and the limit>", "errors": [...]}`: 422 for a value that is
+invalid (outside the bounds stated here, or a layer, head or kind the model or run does not have), 413 for an
+input larger than a limit (more tokens than the model's positions or the server's `max_tokens`, over a budget),
+the same for every model family. Bounds marked `x-setting` are this server's settings."""
 
 
 def _field(loc: tuple) -> str:
@@ -58,21 +63,14 @@ async def _api_error(request: Request, exc: ApiError) -> Response:
     return OrjsonResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
 
 
-def _document_errors_as_sent(app: FastAPI) -> None:
-    """FastAPI documents 422 as its own `HTTPValidationError` (detail: list); we send
-    `{"detail": str, "errors": [...]}` (see _validation_error). Make the schema say so."""
-    build = app.openapi
-
-    def openapi() -> dict:
-        if app.openapi_schema is None:
-            schema = build()
-            schemas = schema.get("components", {}).get("schemas", {})
-            if "HTTPValidationError" in schemas:
-                schemas["HTTPValidationError"] = ErrorOut.model_json_schema(ref_template="#/components/schemas/{model}")
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    """FastAPI answers 400 to a body it cannot decode (not UTF-8): for us that is an invalid request like any
+    other, 422 in the same shape. Other HTTP errors (404 and 405 of unknown routes) keep FastAPI's answer."""
+    if exc.status_code != 400:
+        return await http_exception_handler(request, exc)
+    reason = str(exc.__cause__) if exc.__cause__ is not None else "not JSON"
+    error = {"field": "body", "msg": f"could not be decoded: {reason}", "type": "json_invalid"}
+    return OrjsonResponse({"detail": f"body: {error['msg']}", "errors": [error]}, status_code=422)
 
 
 def create_app(settings: Settings | None = None, registry: Registry | None = None) -> FastAPI:
@@ -106,8 +104,9 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     app.state.services = None
     app.dependency_overrides[get_settings] = lambda: settings
 
-    _document_errors_as_sent(app)
+    install_openapi(app, settings)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(ApiError, _api_error)
 
     for router in API_ROUTERS:
@@ -115,9 +114,12 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
 
-    # the last added runs first: log (times everything) -> security headers -> CORS -> gzip
+    # the last added runs first: log (times everything) -> security headers -> CORS -> body limit -> gzip ->
+    # this app's settings bound for validation (app.limits)
+    app.add_middleware(SettingsContext, settings=settings)
     app.add_middleware(GZipMiddleware, minimum_size=settings.gzip_min_bytes, compresslevel=settings.gzip_level,
                        exclude_content_types=DEFAULT_EXCLUDED_CONTENT_TYPES + (BINARY_MEDIA_TYPE,))
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.body_limit_bytes())
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type", "X-Request-ID"], expose_headers=EXPOSED_HEADERS)

@@ -1,19 +1,27 @@
 """Request and response models of the REST API (pydantic v2), with explicit bounds.
 
-The static bounds here are the hard ceiling of the contract; the server's settings
-may set lower limits (tokens, new tokens, budgets), checked in the services with
-messages that name the setting.
+Requests say exactly what the server accepts, so the OpenAPI document is the contract: every closed
+set is a Literal taken from its registry (backends, positional schemes), every fixed bound a Field
+bound, and every bound the server's settings set a ``Limit`` (app.limits), validated against the
+serving app's settings and written into its document. What JSON Schema cannot say (a layer the
+model does not have, text longer than the model's positions, a budget of layers x heads x T^2) is
+checked in the services, with 422 or 413 (app.services.errors).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
-MAX_TEXT_CHARS = 100_000
+from models.attention import BACKENDS
+from models.positional import POSITIONAL
+
+from .limits import Limit, setting_value
+
 MAX_LAYERS = 1024
 MAX_HEADS = 1024
+DEFAULT_NEW_TOKENS = 32
 
 
 def _not_blank(value: str) -> str:
@@ -24,21 +32,59 @@ def _not_blank(value: str) -> str:
 
 ModelId = Annotated[str, StringConstraints(min_length=1, max_length=200), Field(
     description="a model id from GET /api/models", examples=["minilm"])]
-Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS), AfterValidator(_not_blank)]
-BackendName = Annotated[str, StringConstraints(min_length=1, max_length=32), Field(
+# each text field at most max_text_chars; the text fields of one request together too (a 413: app.services.inputs)
+Text = Annotated[str, StringConstraints(min_length=1), Limit("max_text_chars"), AfterValidator(_not_blank)]
+BackendName = Annotated[Literal[tuple(BACKENDS)], Field(
     description="attention backend (one of the model's `backends`); default: math where the model has it")]
 Kind = Literal["encoder", "decoder", "cross"]
-LayerIndex = Annotated[int, Field(ge=0, lt=MAX_LAYERS)]
-HeadIndex = Annotated[int, Field(ge=0, lt=MAX_HEADS)]
+SelfKind = Literal["encoder", "decoder"]  # kinds that compare a sequence with itself (head scores, rollout)
+Scheme = Literal[tuple(POSITIONAL)]
+
+
+def _json_integer(value: object) -> object:
+    """5.0 is an integer in JSON Schema (and in JavaScript); Strict bodies take it as 5, and no other float."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# last in an int's Annotated[...] of a request body, so it runs first and the bounds stay JSON Schema keywords
+JSON_INT = BeforeValidator(_json_integer)
+LayerIndex = Annotated[int, Field(ge=0, lt=MAX_LAYERS), JSON_INT]
+HeadIndex = Annotated[int, Field(ge=0, lt=MAX_HEADS), JSON_INT]
 Floats1 = list[float]
 Floats2 = list[list[float]]
 Floats3 = list[list[list[float]]]
 Floats4 = list[list[list[list[float]]]]
 Timings = dict[str, float | None]
+Offsets = list[Annotated[list[int], Field(min_length=2, max_length=2)] | None]
+Segments = list[Literal[0, 1]] | None
+
+OFFSETS_DOC = ("[start, end) characters of the text each token came from; null for a token the tokenizer added "
+               "itself ([CLS], [SEP], <bos>)")
+SPECIAL_DOC = "whether each token's id is a control id (typed in the text or added by the tokenizer)"
+SEGMENTS_DOC = ("sentence pairs: 0 for text, 1 for text_pair (offsets then index the segment's own text); "
+                "null without a pair")
+TOKENS_DOC = """**Tokens.** An answer that carries tokens carries, per token: `tokens` (display labels),
+`token_ids` (the ids the model sees), `offsets` (`[start, end)` characters of the text the token came from; `null`
+for a token the tokenizer added itself, such as BERT's `[CLS]`), `special` (the id is a control id) and, for
+sentence pairs, `segments` (0 for `text`, 1 for `text_pair`; offsets index the segment's own text). The raw text
+of a token is `text[start:end]`.
+
+Labels are display text, one rule for every view and export: a special token reads as its vocabulary string
+(`[CLS]`, `<|im_end|>`), a WordPiece continuation keeps `##`; whitespace is visible (`·the` for " the", `↵` for
+`\n`, `␍` for `\r`, `⇥` for a tab, `⍽` for a no-break space, `⟨U+200B⟩` for other invisible characters); a
+token that holds part of a character (byte-level BPE: SmolLM2, GPT-2) shows the character and which of its tokens
+it is, 東京 → `東₁ 東₂ 京₁ 京₂`; bytes that make no character read as hex, `⟨E7 8A⟩`.
+
+**Typed control strings.** A control string typed in the text (`[SEP]`, `[MASK]`, `<|im_end|>`, `<mask>`) is
+tokenized as the model's own tokenizer does: it becomes the control token, the model sees the control id, and it
+is flagged `special` (head scores such as `special_sink` count it). Unlike a token the tokenizer added, it keeps its
+span in `offsets`."""
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request body: no unknown fields, and JSON types as the schema says (no 0 for false, no "3" for 3)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 # -- models and health --------------------------------------------------------------------------------
@@ -90,8 +136,16 @@ class AttentionRequest(Strict):
 
 class AttentionMaps(BaseModel):
     kind: Kind
-    tokens: list[str] = Field(description="query tokens (rows)")
-    key_tokens: list[str] = Field(description="key tokens (columns); equal to tokens for self-attention")
+    tokens: list[str] = Field(description="labels of the query tokens (rows); see the tokens note of the endpoint")
+    token_ids: list[int] = Field(description="ids of the query tokens")
+    offsets: Offsets = Field(description=OFFSETS_DOC)
+    special: list[bool] = Field(description=SPECIAL_DOC)
+    segments: Segments = Field(None, description=SEGMENTS_DOC)
+    key_tokens: list[str] = Field(description="labels of the key tokens (columns); equal to tokens for self-attention")
+    key_token_ids: list[int]
+    key_offsets: Offsets
+    key_special: list[bool]
+    key_segments: Segments = None
     shape: list[int] = Field(description="[L, H, Tq, Tk]")
     layers: list[int]
     heads: list[int]
@@ -112,6 +166,8 @@ class Seq2SeqAttentionResponse(BaseModel):
     model: str
     backend: str
     timings: Timings
+    target_text: str | None = Field(None, description="the decoded target (the decoder's generated tokens), which "
+                                                      "decoder token offsets index")
     encoder: AttentionMaps | None = None
     decoder: AttentionMaps | None = None
     cross: AttentionMaps | None = None
@@ -133,8 +189,16 @@ class RunResponse(BaseModel):
     run_id: str = Field(description="content hash of (model, text, text_pair, backend): the same on every worker")
     model: str
     backend: str
-    tokens: list[str]
-    target_tokens: list[str] | None = Field(None, description="encoder-decoder: the decoder's tokens")
+    tokens: list[str] = Field(description="labels of the input tokens; see the tokens note of the endpoint")
+    token_ids: list[int]
+    offsets: Offsets = Field(description=OFFSETS_DOC)
+    special: list[bool] = Field(description=SPECIAL_DOC)
+    segments: Segments = Field(None, description=SEGMENTS_DOC)
+    target_tokens: list[str] | None = Field(None, description="encoder-decoder: labels of the decoder's tokens")
+    target_token_ids: list[int] | None = None
+    target_offsets: Offsets | None = Field(None, description="into target_text; null for the decoder's start token")
+    target_special: list[bool] | None = None
+    target_text: str | None = Field(None, description="encoder-decoder: the decoded target")
     kinds: list[Kind]
     n_layers: int
     n_heads: int
@@ -174,6 +238,10 @@ class RolloutResponse(BaseModel):
     run_id: str
     kind: Kind
     tokens: list[str]
+    token_ids: list[int]
+    offsets: Offsets = Field(description=OFFSETS_DOC)
+    special: list[bool] = Field(description=SPECIAL_DOC)
+    segments: Segments = Field(None, description=SEGMENTS_DOC)
     shape: list[int] = Field(description="[L, T, T]")
     add_residual: bool
     rollout: Floats3 = Field(description="Abnar & Zuidema 2020 rollout after each layer")
@@ -184,25 +252,42 @@ class RolloutResponse(BaseModel):
 class GenerateRequest(Strict):
     model: ModelId
     prompt: Text
-    max_new_tokens: int = Field(32, ge=1, le=4096, description="server limit: settings.max_new_tokens")
+    max_new_tokens: Annotated[int, Field(ge=1), Limit("max_new_tokens"), JSON_INT] = Field(
+        default_factory=lambda: min(DEFAULT_NEW_TOKENS, setting_value("max_new_tokens")),
+        description=f"default {DEFAULT_NEW_TOKENS}, or the server's max_new_tokens when that is lower")
     temperature: float = Field(1.0, ge=0.0, le=10.0, allow_inf_nan=False, description="0 = greedy")
-    top_k: int | None = Field(None, ge=1, le=100_000)
+    top_k: Annotated[int, Field(ge=1, le=100_000), JSON_INT] | None = None
     top_p: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False)
-    seed: int = Field(0, ge=0, le=2**63 - 1)
+    seed: Annotated[int, Field(ge=0, le=2**53 - 1), JSON_INT] = Field(
+        0, description="at most 2^53 - 1, the largest integer a JSON number holds exactly everywhere")
     backend: BackendName | None = None
-    n_top: int = Field(5, ge=1, le=50, description="how many most likely tokens each step reports")
+    n_top: Annotated[int, Field(ge=1, le=50), JSON_INT] = Field(
+        5, description="how many most likely tokens each step reports")
     stream: bool = Field(False, description="true: text/event-stream, one `token` event per step, then `summary`")
 
 
 class TopToken(BaseModel):
-    token: str
+    token: str = Field(description="label, as the token would read after the tokens so far")
+    token_id: int
     prob: float
+
+
+class Relabel(BaseModel):
+    step: int
+    token: str
 
 
 class GenerateStepOut(BaseModel):
     step: int
-    token: str
+    token: str = Field(description="label of the new token as known at this step: the bytes of a character not yet "
+                                   "complete read as hex (⟨E7 8A⟩) until a later step's `relabel` names it")
     token_id: int
+    text: str = Field(description="the text this step completes; bytes of an unfinished character are held back "
+                                  "until the step that completes it")
+    offsets: list[int] = Field(description="[start, end) of the token in the generated text (a fragment of a "
+                                           "character has the character's span)")
+    relabel: list[Relabel] = Field(default_factory=list, description="earlier steps whose labels this step "
+                                                                     "completed (their character is now whole)")
     top: list[TopToken]
     context_len: int
     attention: Floats3 = Field(description="[layer][head][key]: the attention row that produced this token")
@@ -213,9 +298,17 @@ class GenerateSummary(BaseModel):
     backend: str
     seed: int
     prompt_tokens: list[str]
-    tokens: list[str]
+    prompt_token_ids: list[int]
+    prompt_offsets: Offsets = Field(description="into the prompt; " + OFFSETS_DOC)
+    prompt_special: list[bool]
+    tokens: list[str] = Field(description="labels of the generated tokens (every character complete)")
     token_ids: list[int]
-    text: str
+    offsets: Offsets = Field(description="into generated_text")
+    special: list[bool] = Field(description=SPECIAL_DOC)
+    text: str = Field(description="prompt + generated_text, exactly")
+    generated_text: str = Field(description="the tokenizer's decode of token_ids")
+    tail_text: str = Field(description="text held back at the end (a character the last step left unfinished, as "
+                                       "the decoder writes it: U+FFFD); prompt + the steps' text + tail_text == text")
     stopped: Literal["max_new_tokens", "eos", "max_positions", "timeout", "disconnect"]
     timings: Timings
 
@@ -226,7 +319,6 @@ class GenerateResponse(BaseModel):
 
 
 # -- positional and benchmark --------------------------------------------------------------------------
-Scheme = Literal["none", "sinusoidal", "learned", "t5_relative", "rope", "alibi"]
 
 
 class PositionalResponse(BaseModel):
@@ -243,19 +335,30 @@ class PositionalResponse(BaseModel):
     buckets: dict[str, list[int]] | None = None
 
 
+def _distinct(values: list[str]) -> list[str]:
+    if len(set(values)) != len(values):
+        raise ValueError(f"each backend at most once (got {values})")
+    return values
+
+
+# each backend once: a benchmark measures each backend, and the same one twice would only cost time
+Backends = Annotated[list[BackendName], Field(min_length=1, max_length=len(BACKENDS),
+                                              json_schema_extra={"uniqueItems": True}), AfterValidator(_distinct)]
+
+
 class SyntheticBenchmarkRequest(Strict):
-    seq_lens: list[Annotated[int, Field(ge=1, le=16384)]] = Field(min_length=1, max_length=12)
-    backends: list[BackendName] = Field(default_factory=lambda: ["math", "sdpa", "flash"], min_length=1, max_length=8)
+    seq_lens: list[Annotated[int, Field(ge=1, le=16384), JSON_INT]] = Field(min_length=1, max_length=12)
+    backends: Backends = Field(default_factory=lambda: ["math", "sdpa", "flash"])
     causal: bool = True
-    n_heads: int = Field(4, ge=1, le=64)
-    head_dim: int = Field(64, ge=8, le=256)
+    n_heads: Annotated[int, Field(ge=1, le=64), JSON_INT] = 4
+    head_dim: Annotated[int, Field(ge=8, le=256), JSON_INT] = 64
     passes: Literal["fwd", "fwd_bwd"] = "fwd"
 
 
 class ModelBenchmarkRequest(Strict):
     model: ModelId
     text: Text
-    backends: list[BackendName] = Field(default_factory=lambda: ["math", "sdpa", "flash"], min_length=1, max_length=8)
+    backends: Backends = Field(default_factory=lambda: ["math", "sdpa", "flash"])
 
 
 BenchmarkValue = float | int | str | bool | None
@@ -264,7 +367,12 @@ BenchmarkValue = float | int | str | bool | None
 class BenchmarkResponse(BaseModel):
     form: Literal["synthetic", "model"]
     budget_s: float
-    results: list[dict[str, BenchmarkValue | list[BenchmarkValue]]]
+    results: list[dict[str, BenchmarkValue | list[BenchmarkValue]]] = Field(description=(
+        "One row per backend (and shape). Memory is what torch allocates, never process RSS: synthetic rows' "
+        "`peak_memory_bytes` is the most extra memory torch held during one attention call; model rows' "
+        "`attention_peak_memory_bytes` is the same for the forward's largest attention kernel call (projections "
+        "and capture outside it) and `forward_peak_memory_bytes` for the whole forward. `memory_method` says how "
+        "(CPU: torch.profiler allocation events; CUDA: max_memory_allocated). See models.benchmark for every field."))
 
 
 class ErrorOut(BaseModel):

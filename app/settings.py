@@ -25,7 +25,9 @@ class Settings(BaseSettings):
     default_models: list[str] = Field(default_factory=lambda: ["minilm", "smollm2"])
     preload: bool = False  # load default models at start-up instead of on first use
     # limits
-    max_text_chars: int = 100_000
+    max_text_chars: int = 100_000  # all text fields of one request together
+    # request bodies past this are refused (413) before they are read; None: body_limit_bytes()
+    max_body_bytes: int | None = None
     max_tokens: int = 8192
     dense_budget: int = 4_000_000  # L*H*T^2 weights in one /api/attention answer
     max_tile_cells: int = 2048 * 2048  # rows*cols of one exact tile from /api/runs/{id}/attention
@@ -37,6 +39,10 @@ class Settings(BaseSettings):
     generate_timeout_s: float = 60.0
     benchmark_budget_s: float = 20.0
     benchmark_max_cells: int = 64 * 2**20  # n_heads * T^2 of the largest synthetic benchmark shape
+    # GET /api/figures/profile: the work of one profile (app.architecture.profile_cost_gflop). 100 GFLOP is ~1.3 s
+    # on 2 idle CPU cores and ~10 s on 2 busy ones: MiniLM-L6 up to 116 tokens; SmolLM2-135M (320 GFLOP at 4
+    # tokens) only where this is raised
+    profile_max_gflop: float = 100.0
     # concurrency: requests running per model, and how many may wait behind them
     per_model_concurrency: int = 2
     queue_limit: int = 16
@@ -53,6 +59,13 @@ class Settings(BaseSettings):
 
     def threads_per_forward(self) -> int:
         return self.torch_threads or max(1, (os.cpu_count() or 1) // self.per_model_concurrency)
+
+    def body_limit_bytes(self) -> int:
+        """The largest body a valid request can have: max_text_chars characters of text, each escaped in
+        the JSON as a surrogate pair (a character past U+FFFF counts once to max_text_chars but json.dumps
+        sends it as the 12 bytes `\\ud83d\\ude00`), plus room for the other fields (a 200-character model
+        id, 1024 layers and 1024 heads come to ~16 KB)."""
+        return self.max_body_bytes or self.max_text_chars * 12 + 64 * 1024
 
 
 @lru_cache

@@ -24,10 +24,14 @@ __all__ = [
     "preset", "sample_next",
 ]
 
-from .adapter import Encoded, ForwardResult, GenerationStep, ModelAdapter, ModelInfo, ScratchAdapter  # noqa: E402
+from .adapter import (  # noqa: E402
+    Candidate, Encoded, ForwardResult, GenerationStep, ModelAdapter, ModelInfo, ScratchAdapter, TokenSeq,
+)
+from .labels import TextStream, show_text, token_labels  # noqa: E402
 from .registry import Registry, UnavailableModel, UnknownModel, default_registry, load  # noqa: E402
 
 __all__ += [
-    "Encoded", "ForwardResult", "GenerationStep", "ModelAdapter", "ModelInfo", "Registry", "ScratchAdapter",
-    "UnavailableModel", "UnknownModel", "default_registry", "load",
+    "Candidate", "Encoded", "ForwardResult", "GenerationStep", "ModelAdapter", "ModelInfo", "Registry",
+    "ScratchAdapter", "TextStream", "TokenSeq", "UnavailableModel", "UnknownModel", "default_registry", "load",
+    "show_text", "token_labels",
 ]

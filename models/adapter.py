@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Iterator, Literal
 
@@ -19,6 +20,7 @@ from torch import Tensor
 from .architectures import Decoder, EncoderDecoder, TransformerModel, filter_logits, sample_next
 from .attention import BACKENDS, use_backend
 from .capture import Recorder, capture
+from .labels import Piece, TextStream, token_labels
 from .layers import KVCache
 
 Family = Literal["encoder", "decoder", "encoder-decoder"]
@@ -50,46 +52,96 @@ class ModelInfo:
 
 
 @dataclass
+class TokenSeq:
+    """A token sequence as every answer carries it.
+
+    ``tokens`` are display labels (:func:`models.labels.token_labels`), ``ids`` what the model
+    sees, ``offsets`` the [start, end) characters of the text each token came from (None for a
+    token the tokenizer added itself, such as BERT's [CLS]), ``special`` whether the id is a
+    control id, ``segments`` 0/1 per token for a sentence pair (offsets then index each
+    segment's own text). ``text`` is the text the offsets index when it is not the request's
+    own: the decoded text of generated tokens.
+    """
+
+    tokens: list[str]
+    ids: list[int]
+    offsets: list[tuple[int, int] | None]
+    special: list[bool]
+    segments: list[int] | None = None
+    text: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def fields(self, prefix: str = "", segments: bool = True) -> dict:
+        """The answer fields of this sequence: ``{prefix}tokens``, ``{prefix}token_ids``,
+        ``{prefix}offsets``, ``{prefix}special`` and (unless ``segments`` is False) ``{prefix}segments``."""
+        out = {f"{prefix}tokens": self.tokens, f"{prefix}token_ids": self.ids,
+               f"{prefix}offsets": [list(o) if o is not None else None for o in self.offsets],
+               f"{prefix}special": self.special}
+        if segments:
+            out[f"{prefix}segments"] = self.segments
+        return out
+
+
+@dataclass
 class Encoded:
     """A tokenised input: ids (1, T) and what the pages need to label them."""
 
     ids: Tensor  # (1, T)
-    tokens: list[str]
-    offsets: list[tuple[int, int]]
-    special: list[bool]
-    segments: Tensor | None = None  # (1, T) BERT segment ids
+    tokens: list[str]  # display labels
+    offsets: list[tuple[int, int] | None]  # into the text (or text_pair); None: added by the tokenizer
+    special: list[bool]  # by id: a control string typed in the text is special too
+    segments: list[int] | None = None  # sentence pairs: 0 for text, 1 for text_pair
+    token_type_ids: Tensor | None = None  # (1, T) what BERT's segment embedding reads
     attention_mask: Tensor | None = None  # (1, T)
 
     def __len__(self) -> int:
         return self.ids.shape[1]
+
+    def seq(self) -> TokenSeq:
+        return TokenSeq(self.tokens, self.ids[0].tolist(), self.offsets, self.special, self.segments)
 
 
 @dataclass
 class ForwardResult:
     """A forward pass under capture."""
 
-    tokens: list[str]  # the (encoder) input tokens
+    input: TokenSeq  # the (encoder) input tokens
     recorder: Recorder
     logits: Tensor | None
     timings: dict[str, float]
-    target_tokens: list[str] | None = None  # encoder-decoder: the decoder's tokens
-    special: list[bool] | None = None
+    target: TokenSeq | None = None  # encoder-decoder: the decoder's tokens (generated, then teacher-forced)
+
+    @property
+    def tokens(self) -> list[str]:
+        return self.input.tokens
+
+    @property
+    def special(self) -> list[bool]:
+        return self.input.special
+
+
+@dataclass
+class Candidate:
+    """One of the most likely next tokens of a step."""
+
+    token: str  # label, as the token would read after the tokens so far
+    token_id: int
+    prob: float
 
 
 @dataclass
 class GenerationStep:
     step: int
     token_id: int
-    token: str
-    top: list[tuple[str, float]]  # (token, probability) of the most likely next tokens
+    token: str  # label as known at this step (bytes of an unfinished character read as hex)
+    text: str  # the text this step completes; an unfinished character waits for its last byte
+    offsets: tuple[int, int]  # into the generated text (a character's fragments share its span)
+    relabel: list[tuple[int, str]]  # earlier steps whose labels this step completed: (step, label)
+    top: list[Candidate]
     recorder: Recorder  # this step's capture: the new query row is its last row
     context_len: int  # keys the new token attended to
-
-
-def display_tokens(raw: list[str], texts: list[str], special: list[bool]) -> list[str]:
-    """How tokens are shown: the text each one decodes to (" is", not byte-level BPE's "Ġis"),
-    but WordPiece continuations ("##ing") and special tokens ("[CLS]", "<bos>") as they are."""
-    return [r if s or r.startswith("##") else t for r, t, s in zip(raw, texts, special)]
 
 
 class ModelAdapter(ABC):
@@ -101,8 +153,34 @@ class ModelAdapter(ABC):
     def tokenize(self, text: str, text_pair: str | None = None) -> Encoded: ...
 
     @abstractmethod
-    def token_text(self, token_id: int) -> str:
-        """How one token id reads (for generation traces)."""
+    def piece(self, token_id: int) -> Piece:
+        """What one token contributes to the text: bytes for byte-level tokens, else str (for a
+        special token, its vocabulary string)."""
+
+    @abstractmethod
+    def decode(self, ids: list[int]) -> str:
+        """The tokenizer's own decoding of ``ids`` (special tokens included)."""
+
+    @property
+    @abstractmethod
+    def special_ids(self) -> frozenset[int]:
+        """Control ids: flagged special wherever they occur, typed in the text or added."""
+
+    def labels(self, ids: list[int]) -> list[str]:
+        """Display labels of a token sequence (the one rule, models.labels.token_labels)."""
+        return token_labels([self.piece(i) for i in ids], [i in self.special_ids for i in ids])
+
+    def text_stream(self) -> TextStream:
+        """A tracker that releases generated text as characters complete."""
+        return TextStream(self.decode, self.piece, self.special_ids.__contains__)
+
+    def generated(self, ids: list[int]) -> TokenSeq:
+        """Generated ids as a token sequence whose offsets index ``decode(ids)``."""
+        stream = self.text_stream()
+        for i in ids:
+            stream.add(i)
+        return TokenSeq(stream.labels, list(ids), list(stream.offsets), [i in self.special_ids for i in ids],
+                        text=self.decode(list(ids)))
 
     def using_backend(self, name: str):
         """A context in which this model's attention runs on ``name`` (this thread only)."""
@@ -145,14 +223,18 @@ class ModelAdapter(ABC):
         t0 = time.perf_counter()
         with self.using_backend(backend), capture(keep_weights=keep_weights) as rec:
             logits = self._forward(enc)
-        return ForwardResult(enc.tokens, rec, logits, {"forward_ms": (time.perf_counter() - t0) * 1e3},
-                             special=enc.special)
+        return ForwardResult(enc.seq(), rec, logits, {"forward_ms": (time.perf_counter() - t0) * 1e3})
 
     @torch.no_grad()
     def generate(self, prompt: str, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = None, seed: int = 0, backend: str = "math", n_top: int = 5,
                  stop_at_eos: bool = True) -> Iterator[GenerationStep]:
-        """Yield one captured step per new token (KV cache; deterministic for a seed)."""
+        """Yield one captured step per new token (KV cache; deterministic for a seed).
+
+        Each step carries the text it completes and its offsets into the generated text
+        (``decode`` of the generated ids), and labels its top-k candidates as they would read
+        after the tokens so far.
+        """
         if self.info.family != "decoder":
             raise ValueError(f"model {self.info.id!r} is an {self.info.family}; generation needs a decoder")
         self.check_backend(backend)
@@ -160,6 +242,7 @@ class ModelAdapter(ABC):
         ids = self.tokenize(prompt).ids
         cache = None
         context = ids.shape[1]
+        stream = self.text_stream()
         for step in range(max_new_tokens):
             with self.using_backend(backend), capture() as rec:
                 logits, cache = self._step(ids, cache)
@@ -168,9 +251,11 @@ class ModelAdapter(ABC):
             top = torch.topk(probs, min(n_top, probs.shape[-1]))
             next_id = sample_next(logits, temperature, top_k, top_p, generator)
             token_id = int(next_id[0, 0])
-            yield GenerationStep(step, token_id, self.token_text(token_id),
-                                 [(self.token_text(int(i)), float(p)) for p, i in zip(top.values, top.indices)],
-                                 rec, context)
+            candidates = [Candidate(stream.label_next(int(i)), int(i), float(p))
+                          for p, i in zip(top.values, top.indices)]
+            new = stream.add(token_id)
+            yield GenerationStep(step, token_id, new.label, new.text, new.offsets, new.relabel, candidates, rec,
+                                 context)
             context += 1
             ids = next_id
             if stop_at_eos and token_id == self.eos_token_id:
@@ -204,21 +289,27 @@ class ScratchAdapter(ModelAdapter):
         return {**self.info.to_dict(), "config": self.model.config.to_dict()}
 
     def tokenize(self, text: str, text_pair: str | None = None) -> Encoded:
+        """Our tokenizers add no tokens: every offset indexes the text (or, with a pair, text_pair)."""
         ids, offsets = self.tokenizer.encode_with_offsets(text)
+        segments = None
         if text_pair is not None:
             pair_ids, pair_offsets = self.tokenizer.encode_with_offsets(text_pair)
+            segments = [0] * len(ids) + [1] * len(pair_ids)
             ids, offsets = ids + pair_ids, offsets + pair_offsets
         if not ids:
             raise ValueError("text: no tokens after tokenisation")
-        special = [i in self._special_ids() for i in ids]
-        tokens = display_tokens([self.tokenizer.id_to_token(i) for i in ids], [self.token_text(i) for i in ids], special)
-        return Encoded(torch.tensor([ids]), tokens, [tuple(o) for o in offsets], special)
+        special = [i in self.special_ids for i in ids]
+        return Encoded(torch.tensor([ids]), self.labels(ids), [tuple(o) for o in offsets], special, segments)
 
-    def token_text(self, token_id: int) -> str:
-        return self.tokenizer.decode([token_id])
+    def piece(self, token_id: int) -> Piece:
+        return self.tokenizer.piece(token_id)
 
-    def _special_ids(self) -> set[int]:
-        return set((getattr(self.tokenizer, "special_ids", {}) or {}).values())
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids)
+
+    @cached_property
+    def special_ids(self) -> frozenset[int]:
+        return frozenset((getattr(self.tokenizer, "special_ids", {}) or {}).values())
 
     def _forward(self, enc: Encoded) -> Tensor | None:
         return self.model(enc.ids, attention_mask=enc.attention_mask).logits
@@ -238,10 +329,15 @@ class ScratchAdapter(ModelAdapter):
             with capture(keep_weights=keep_weights) as rec:
                 logits = self.model(enc.ids, target).logits
         t2 = time.perf_counter()
-        return ForwardResult(enc.tokens, rec, logits, {"generate_ms": (t1 - t0) * 1e3, "forward_ms": (t2 - t1) * 1e3},
-                             target_tokens=[self.tokenizer.id_to_token(int(i)) if int(i) in self._special_ids()
-                                            else self.token_text(int(i)) for i in target[0]],
-                             special=enc.special)
+        return ForwardResult(enc.seq(), rec, logits, {"generate_ms": (t1 - t0) * 1e3, "forward_ms": (t2 - t1) * 1e3},
+                             target=self.decoder_target(target[0].tolist()))
+
+    def decoder_target(self, ids: list[int]) -> TokenSeq:
+        """The decoder's tokens: the start token (which the model did not generate: offsets None),
+        then the generated ones, whose offsets index their decoded text."""
+        generated = self.generated(ids[1:])
+        return TokenSeq(self.labels(ids), ids, [None, *generated.offsets], [i in self.special_ids for i in ids],
+                        text=generated.text)
 
     def _step(self, ids: Tensor, cache: object | None) -> tuple[Tensor, object]:
         assert isinstance(self.model, Decoder)

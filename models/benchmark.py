@@ -1,8 +1,9 @@
-"""Speed, memory and error of the attention backends on synthetic shapes.
+"""Speed, memory and error of the attention backends: synthetic shapes, or one model on one text.
 
 Used by ``attnlab bench attention`` / ``bench/attention.py`` (``run_attention_bench``)
-and by ``POST /api/benchmark`` (``benchmark_backends``). Each result row is a flat
-dict of JSON scalars:
+and by ``POST /api/benchmark`` (``benchmark_backends``; ``benchmark_model`` for the
+model form, whose rows are described there). Each synthetic row is a flat dict of JSON
+scalars:
 
 - ``median_ms``: median wall time of one call (``fwd``: forward under no_grad;
   ``fwd_bwd``: forward plus backward of all of Q, K, V).
@@ -11,12 +12,10 @@ dict of JSON scalars:
   (only the lower triangle is needed), and ``fwd_bwd`` counts 2.5x the forward
   (the backward does five matmuls of the same size to the forward's two).
   Softmax exponentials are not counted. ``flops`` holds the count itself.
-- ``peak_mem_mb`` / ``peak_memory_bytes``: extra memory while the call runs, over
-  what was allocated before it. CUDA: ``torch.cuda.max_memory_allocated`` (exact
-  for the caching allocator). CPU: growth of the process's resident set, sampled
-  every ~0.5 ms by a thread after ``malloc_trim`` hands freed heap back; it sees
-  every allocation that touches pages (torch's and the BLAS library's) but can
-  miss a peak shorter than the sampling period and includes allocator slack.
+- ``peak_mem_mb`` / ``peak_memory_bytes``: the most extra memory torch held at any moment
+  of one call, above what was allocated before it (``models.memory.measure_peak``: on CPU
+  the peak of the running sum of torch's allocation and free events, counting the flash
+  backend's worker threads; on CUDA ``max_memory_allocated``). ``memory_method`` says which.
 - ``max_abs_diff_vs_math``: largest |difference| from the ``math`` backend on the
   same inputs (output, and for ``fwd_bwd`` also dQ, dK, dV); None when math is
   skipped because its T x T tensors would not fit (see ``math_max_bytes``).
@@ -27,20 +26,20 @@ dict of JSON scalars:
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import statistics
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import torch
 from torch import Tensor
 
 from .attention import AttentionSpec, get_backend
+from .attention.backends import KERNEL_RANGE
+from .memory import measure_peak
 
 logger = logging.getLogger(__name__)
 
@@ -79,48 +78,6 @@ def math_bytes_estimate(seq_len: int, n_heads: int, pass_: Pass, batch: int = 1,
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _malloc_trim() -> None:
-    """Give freed heap pages back to the OS so RSS growth measures this call (glibc only)."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def peak_extra_memory_bytes(fn: Callable[[], object], device: torch.device, interval_s: float = 0.0005) -> int:
-    """Extra memory used while ``fn()`` runs, in bytes (method per device: module docstring)."""
-    if device.type == "cuda":
-        _sync(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        fn()
-        _sync(device)
-        return max(0, torch.cuda.max_memory_allocated(device) - base)
-    import psutil
-
-    proc = psutil.Process()
-    _malloc_trim()
-    base = proc.memory_info().rss
-    peak = base
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, proc.memory_info().rss)
-            time.sleep(interval_s)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
-        fn()
-    finally:
-        peak = max(peak, proc.memory_info().rss)
-        done.set()
-        sampler.join()
-    return max(0, peak - base)
 
 
 def _inputs(batch: int, n_heads: int, seq_len: int, head_dim: int, dtype, device, seed: int) -> tuple[Tensor, ...]:
@@ -211,7 +168,7 @@ def benchmark_backends(
                 "batch": batch, "n_heads": n_heads, "head_dim": head_dim,
                 "dtype": str(dtype).removeprefix("torch."), "device": str(dev),
                 "median_ms": None, "runs": 0, "flops": flops, "gflops": None,
-                "peak_mem_mb": None, "peak_memory_bytes": None,
+                "peak_mem_mb": None, "peak_memory_bytes": None, "memory_method": None,
                 "max_abs_diff_vs_math": None, "ratio_vs_sdpa": None, "skipped": None,
             }
             rows.append(row)
@@ -257,10 +214,69 @@ def _measure_row(row, backend, q, k, v, d_out, spec, pass_, dev, min_runs, max_r
     row["runs"] = len(times)
     row["gflops"] = row["flops"] / median / 1e9
     if measure_memory:
-        peak = peak_extra_memory_bytes(lambda: _call(backend, q, k, v, d_out, spec, pass_), dev)
-        row["peak_memory_bytes"] = peak
-        row["peak_mem_mb"] = peak / 2**20
+        _, peak = measure_peak(lambda: _call(backend, q, k, v, d_out, spec, pass_), dev)
+        row["peak_memory_bytes"] = peak.bytes
+        row["peak_mem_mb"] = peak.mib
+        row["memory_method"] = peak.method
     logger.info("%s T=%d causal=%s %s: %.2f ms", backend, row["seq_len"], row["causal"], pass_, row["median_ms"])
+
+
+@torch.no_grad()  # the maps of a trainable bias (T5) would otherwise carry a graph into the diffs
+def benchmark_model(adapter, text: str, backends: Sequence[str] = ("math", "sdpa", "flash"),
+                    time_budget_s: float | None = None, measure_memory: bool = True) -> list[dict]:
+    """Each backend on one model and one text: the app's forward (tokenise, run, capture), timed.
+
+    One row per backend, in order: ``median_ms`` and ``runs`` (at least 3 forwards, at most
+    10, fewer when this backend's share of ``time_budget_s`` is spent; rows after the budget
+    are left out); ``max_abs_diff_vs_math`` over every captured map and
+    ``max_abs_logit_diff_vs_math`` (None without logits) against a ``math`` forward; and,
+    from one more forward under ``measure_peak``:
+
+    - ``attention_peak_memory_bytes``: the attention kernel's memory: the most extra memory
+      torch held during one attention kernel call of the forward (every layer's call is
+      measured, the largest is kept), above what was allocated when that call began. The
+      projections and the capture are outside it.
+    - ``forward_peak_memory_bytes``: the whole forward's peak above what was allocated before it
+      (projections, feed-forward, capture included).
+    - ``memory_method``: how both were measured.
+    """
+    deadline = None if time_budget_s is None else time.perf_counter() + time_budget_s
+    reference = adapter.forward(text, None, "math")
+    ref_maps = {k: reference.recorder.all_dense(k) for k in reference.recorder.kinds}
+    device = _adapter_device(adapter)
+    rows: list[dict] = []
+    for backend in backends:
+        times, result = [], None
+        share = None if deadline is None else (deadline - time.perf_counter()) / max(1, len(backends) - len(rows))
+        t_end = None if share is None else time.perf_counter() + share
+        while len(times) < 3 or (len(times) < 10 and (t_end is None or time.perf_counter() < t_end)):
+            t0 = time.perf_counter()
+            result = adapter.forward(text, None, backend)
+            times.append((time.perf_counter() - t0) * 1e3)
+            if deadline is not None and time.perf_counter() > deadline:
+                break
+        diff = max((float((result.recorder.all_dense(k) - ref_maps[k]).abs().max()) for k in ref_maps), default=0.0)
+        logit_diff = None
+        if result.logits is not None and reference.logits is not None:
+            logit_diff = float((result.logits.float() - reference.logits.float()).abs().max())
+        row = {"backend": backend, "n_tokens": len(result.tokens), "median_ms": statistics.median(times),
+               "runs": len(times), "max_abs_diff_vs_math": diff, "max_abs_logit_diff_vs_math": logit_diff,
+               "attention_peak_memory_bytes": None, "forward_peak_memory_bytes": None, "memory_method": None}
+        if measure_memory:
+            _, peak = measure_peak(lambda: adapter.forward(text, None, backend), device, ranges=[KERNEL_RANGE])
+            row.update(attention_peak_memory_bytes=peak.ranges[KERNEL_RANGE], forward_peak_memory_bytes=peak.bytes,
+                       memory_method=peak.method)
+        rows.append(row)
+        logger.info("%s on %s (%d tokens): %.2f ms", backend, adapter.info.id, row["n_tokens"], row["median_ms"])
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+    return rows
+
+
+def _adapter_device(adapter) -> torch.device:
+    model = getattr(adapter, "model", None)
+    param = next(model.parameters(), None) if model is not None else None
+    return param.device if param is not None else torch.device("cpu")
 
 
 def _fill_ratios(rows: list[dict]) -> None:
@@ -348,6 +364,12 @@ def run_attention_bench(
 
 def report(results: list[dict], as_json: bool, summary_seq_len: int = 4096) -> str:
     """The command's output: a table (or one JSON list), then the summary line last."""
-    body = json.dumps(results, indent=1) if as_json else render_table(results)
+    body = json.dumps(results, indent=1) if as_json else render_table(results) + memory_caption(results)
     return body + "\n" + format_summary_line(results, summary_seq_len)
+
+
+def memory_caption(results: Sequence[dict]) -> str:
+    """What the table's "peak MiB" is: one line per measuring method used ("" when none)."""
+    methods = dict.fromkeys(r["memory_method"] for r in results if r.get("memory_method"))
+    return "".join(f"\npeak MiB: allocated by torch during one call, not process RSS. {m}" for m in methods)
 

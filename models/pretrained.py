@@ -29,14 +29,16 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from .adapter import Encoded, Family, ModelAdapter, ModelInfo, display_tokens
+from .adapter import Encoded, Family, ModelAdapter, ModelInfo
 from .attention import AttentionSpec, active_backend, get_backend, use_backend
 from .capture import current_recorder
+from .labels import Piece, TextStream, byte_level_piece
 from .registry import Entry
 
 log = logging.getLogger(__name__)
@@ -249,6 +251,7 @@ class HFAdapter(ModelAdapter):
             raise NotImplementedError(f"{model_id}: pretrained encoder-decoder models are not supported yet")
         self.eos_token_id = tokenizer.eos_token_id
         self._default_backend = "math"
+        self._pieces: dict[int, Piece] = {}
 
     def describe(self) -> dict:
         return {**self.info.to_dict(), "config": json.loads(self.model.config.to_json_string(use_diff=False))}
@@ -265,27 +268,79 @@ class HFAdapter(ModelAdapter):
         ids = enc["input_ids"]  # (1, T)
         if ids.shape[1] == 0:
             raise ValueError("text: no tokens after tokenisation")
-        if self.info.max_positions and ids.shape[1] > self.info.max_positions:
-            raise ValueError(f"text: {ids.shape[1]} tokens exceed the {self.info.max_positions} positions of "
-                             f"{self.info.id}")
-        segments = enc.get("token_type_ids") if self._uses_segments() else None
+        # more tokens than max_positions is not refused here: the server checks the count once for every
+        # family (app.services.inputs.encode_checked: 413), as it does for from-scratch models
         id_list = ids[0].tolist()
-        special = [bool(s) for s in enc["special_tokens_mask"][0].tolist()]
+        # the mask marks the tokens the tokenizer added ([CLS], [SEP]); `special` is by id, so a
+        # control string typed in the text ("[SEP]", "<|im_end|>") is special and keeps its span
+        added = [bool(s) for s in enc["special_tokens_mask"][0].tolist()]
+        offsets = [None if a else (int(s), int(e)) for a, (s, e) in zip(added, enc["offset_mapping"][0].tolist())]
         return Encoded(
             ids=ids,
-            tokens=display_tokens(self.tokenizer.convert_ids_to_tokens(id_list),
-                                  [self.token_text(i) for i in id_list], special),
-            offsets=[(int(a), int(b)) for a, b in enc["offset_mapping"][0].tolist()],
-            special=special,
-            segments=segments,
+            tokens=self.labels(id_list),
+            offsets=offsets,
+            special=[i in self.special_ids for i in id_list],
+            segments=self._segments(enc) if text_pair is not None else None,
+            token_type_ids=enc.get("token_type_ids") if self._uses_segments() else None,
             attention_mask=enc["attention_mask"],
         )
+
+    @staticmethod
+    def _segments(enc) -> list[int]:
+        """0/1 per token of a pair: BERT's token types, else the tokenizer's sequence ids (an
+        added token belongs to the segment before it)."""
+        if enc.get("token_type_ids") is not None:
+            return [int(t) for t in enc["token_type_ids"][0].tolist()]
+        out, current = [], 0
+        for seq in enc.sequence_ids(0):
+            current = seq if seq is not None else current
+            out.append(current)
+        return out
 
     def _uses_segments(self) -> bool:
         return bool(getattr(self.model.config, "type_vocab_size", 0))
 
-    def token_text(self, token_id: int) -> str:
+    @cached_property
+    def special_ids(self) -> frozenset[int]:
+        added = self.tokenizer.added_tokens_decoder
+        return frozenset(self.tokenizer.all_special_ids) | {i for i, t in added.items() if t.special}
+
+    @cached_property
+    def _decoder_types(self) -> str:
+        """The fast tokenizer's decoder as JSON ("ByteLevel", "ByteFallback", ...); "" if none."""
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        decoder = getattr(backend, "decoder", None)
+        return decoder.__getstate__().decode() if decoder is not None else ""
+
+    def piece(self, token_id: int) -> Piece:
+        cached = self._pieces.get(token_id)
+        if cached is None:
+            cached = self._pieces[token_id] = self._piece(token_id)
+        return cached
+
+    def _piece(self, token_id: int) -> Piece:
+        added = self.tokenizer.added_tokens_decoder.get(token_id)
+        if added is not None:  # added tokens decode as their own string
+            return added.content
+        raw = self.tokenizer.convert_ids_to_tokens(token_id)
+        if '"ByteLevel"' in self._decoder_types:
+            data = byte_level_piece(raw)
+            if data is not None:
+                return data
+        byte = re.fullmatch(r"<0x([0-9A-Fa-f]{2})>", raw)
+        if byte and '"ByteFallback"' in self._decoder_types:
+            return bytes([int(byte.group(1), 16)])
+        if raw.startswith("##"):  # WordPiece continuation: its marker is part of how it reads
+            return raw
         return self.tokenizer.decode([token_id])
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(list(ids))
+
+    def text_stream(self) -> TextStream:
+        stream = super().text_stream()
+        stream.fffd_per_byte = '"ByteFallback"' in self._decoder_types
+        return stream
 
     def set_backend(self, backend: str) -> None:
         """The backend when no per-request one is given (a notebook's ``adapter.model(...)``)."""
@@ -299,8 +354,8 @@ class HFAdapter(ModelAdapter):
     @torch.no_grad()
     def _forward(self, enc: Encoded) -> Tensor | None:
         kwargs = {"input_ids": enc.ids, "attention_mask": enc.attention_mask}
-        if enc.segments is not None:
-            kwargs["token_type_ids"] = enc.segments
+        if enc.token_type_ids is not None:
+            kwargs["token_type_ids"] = enc.token_type_ids
         if self.info.family == "decoder":
             kwargs["use_cache"] = False
         with self._backend_context():

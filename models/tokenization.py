@@ -20,6 +20,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from .labels import Piece, byte_level_piece, token_labels
+
 logger = logging.getLogger(__name__)
 
 SPECIAL_TOKENS: tuple[str, ...] = ("<pad>", "<unk>", "<bos>", "<eos>", "<mask>")
@@ -56,6 +58,16 @@ class Tokenizer(ABC):
 
     @abstractmethod
     def id_to_token(self, token_id: int) -> str: ...
+
+    @abstractmethod
+    def piece(self, token_id: int) -> Piece:
+        """What the token contributes to the text: bytes for a byte-level token, else its string."""
+
+    def labels(self, ids: Iterable[int]) -> list[str]:
+        """Display labels of a token sequence (models.labels.token_labels)."""
+        ids = list(ids)
+        specials = set(self.special_ids.values())
+        return token_labels([self.piece(i) for i in ids], [i in specials for i in ids])
 
     @abstractmethod
     def token_to_id(self, token: str) -> int | None: ...
@@ -173,6 +185,9 @@ class CharTokenizer(Tokenizer):
     def id_to_token(self, token_id: int) -> str:
         return self._tokens[token_id]
 
+    def piece(self, token_id: int) -> Piece:
+        return self._tokens[token_id]
+
     def token_to_id(self, token: str) -> int | None:
         return self._ids.get(token)
 
@@ -198,6 +213,7 @@ class BPETokenizer(Tokenizer):
 
     def __init__(self, tokenizer: "tokenizers.Tokenizer"):  # noqa: F821  (lazy import)
         self._tk = tokenizer
+        self._added = {token_id: added.content for token_id, added in tokenizer.get_added_tokens_decoder().items()}
         self._specials = {
             added.content: token_id
             for token_id, added in sorted(tokenizer.get_added_tokens_decoder().items())
@@ -235,6 +251,14 @@ class BPETokenizer(Tokenizer):
 
     def token_to_id(self, token: str) -> int | None:
         return self._tk.token_to_id(token)
+
+    def piece(self, token_id: int) -> Piece:
+        added = self._added.get(token_id)
+        if added is not None:  # added tokens decode as their own string, not through the byte table
+            return added
+        token = self.id_to_token(token_id)
+        data = byte_level_piece(token)
+        return data if data is not None else token
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / self.FILENAME

@@ -30,11 +30,9 @@ import contextlib
 import json
 import logging
 import math
-import multiprocessing
 import os
 import random
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -51,6 +49,7 @@ from .config import PRESETS, TransformerConfig, preset
 from .data import IGNORE_INDEX, mask_tokens, span_corrupt
 from .layers import RMSNorm
 from .schedules import get_schedule, make_scheduler, schedule_curve
+from .tokenization import load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -299,18 +298,20 @@ class Probe:
 
     name: str
     inputs: Batch  # forward kwargs, batch of one
-    tokens: list[str]
+    tokens: list[str]  # display labels (models.labels.token_labels)
     target_tokens: list[str] | None = None  # encoder-decoder: the decoder input's tokens
+    ids: list[int] = field(default_factory=list)
+    target_ids: list[int] | None = None
 
     @classmethod
-    def from_text(cls, name: str, text: str, tokenizer, target: str | None = None) -> "Probe":
-        ids = tokenizer.encode(text)
-        tokens = [tokenizer.id_to_token(i) for i in ids]
+    def from_text(cls, name: str, text: str, tokenizer, target: str | None = None,
+                  max_tokens: int | None = None) -> "Probe":
+        ids = tokenizer.encode(text)[:max_tokens]
         if target is None:
-            return cls(name, {"ids": torch.tensor([ids])}, tokens)
+            return cls(name, {"ids": torch.tensor([ids])}, tokenizer.labels(ids), ids=ids)
         tgt = [tokenizer.bos_id] + tokenizer.encode(target)
-        return cls(name, {"src": torch.tensor([ids]), "tgt": torch.tensor([tgt])}, tokens,
-                   [tokenizer.id_to_token(i) for i in tgt])
+        return cls(name, {"src": torch.tensor([ids]), "tgt": torch.tensor([tgt])}, tokenizer.labels(ids),
+                   tokenizer.labels(tgt), ids, tgt)
 
 
 class Snapshots:
@@ -348,7 +349,8 @@ class Snapshots:
             "steps": self.steps,
             "key": "step{step}/{probe}/{kind}",
             "shape": "(layers, heads, query, key) float16",
-            "probes": [{"name": p.name, "tokens": p.tokens, "target_tokens": p.target_tokens,
+            "probes": [{"name": p.name, "tokens": p.tokens, "target_tokens": p.target_tokens, "ids": p.ids,
+                        "target_ids": p.target_ids,
                         "kinds": sorted({k.split("/")[2] for k in self.tensors if k.split("/")[1] == p.name})}
                        for p in self.probes],
         }
@@ -361,9 +363,26 @@ class Snapshots:
 
 
 def load_snapshots(directory: str | Path) -> tuple[dict, dict[str, Tensor]]:
-    """(metadata, tensors) of a checkpoint's attention snapshots."""
+    """(metadata, tensors) of a checkpoint's attention snapshots.
+
+    Probe tokens are labelled by the checkpoint's tokenizer from their ids, with the one
+    label rule of every view (files written before probes kept ids hold the vocabulary
+    strings, ``Ġis``; their ids are looked up).
+    """
     directory = Path(directory)
-    return json.loads((directory / SNAPSHOT_JSON).read_text()), load_file(str(directory / SNAPSHOT_FILE))
+    meta = json.loads((directory / SNAPSHOT_JSON).read_text())
+    try:
+        tokenizer = load_tokenizer(directory)
+    except FileNotFoundError:
+        tokenizer = None
+    if tokenizer is not None:
+        for probe in meta.get("probes", []):
+            for ids_key, tokens_key in (("ids", "tokens"), ("target_ids", "target_tokens")):
+                ids = probe.get(ids_key) or (
+                    [tokenizer.token_to_id(t) for t in probe[tokens_key]] if probe.get(tokens_key) else None)
+                if ids and None not in ids:
+                    probe[ids_key], probe[tokens_key] = ids, tokenizer.labels(ids)
+    return meta, load_file(str(directory / SNAPSHOT_FILE))
 
 
 # ----------------------------------------------------------------------------- trainer
@@ -633,80 +652,35 @@ def evaluate_loss(model: TransformerModel, batches: BatchFn, n_batches: int = 8)
 # ----------------------------------------------------------------------------- memory
 
 
-def _rss_peak_child(config: dict, batch: Batch, checkpointing: bool, threads: int, queue) -> None:
-    import psutil
-
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = build_model(TransformerConfig.from_dict(config)).train()
-    model.set_gradient_checkpointing(checkpointing)
-    proc = psutil.Process()
-    model(**batch).loss.backward()  # warm-up: allocator pools, lazy inits, first-call caches
-    model.zero_grad(set_to_none=False)
-    baseline = proc.memory_info().rss
-    peak = [baseline]
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            peak[0] = max(peak[0], proc.memory_info().rss)
-            time.sleep(0.0005)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    model(**batch).loss.backward()
-    stop.set()
-    sampler.join()
-    queue.put(peak[0] - baseline)
-
-
 def checkpointing_memory_report(config: TransformerConfig, batch: Batch, device: str = "cpu",
                                 threads: int = 2) -> dict:
     """Peak memory of one forward+backward on the same batch, with and without checkpointing.
 
-    CUDA: ``torch.cuda.max_memory_allocated`` above the memory held before the step.
-    CPU: the process's resident-set high-water above its level before the step, sampled
-    every 0.5 ms by a thread, each measurement in a fresh process so freed-but-kept heap
-    from one run cannot hide the other's peak. Returns MiB figures and the saving.
+    Measured by ``models.memory.measure_peak`` (the one place attnlab measures memory): the
+    peak of what torch allocates during the step above what it held before it, from the
+    allocator (torch's profiler events on CPU, ``max_memory_allocated`` on CUDA), never
+    process RSS. Each model does one warm-up step first, so lazy initialisation and the
+    gradients' own buffers are in the baseline. Returns MiB figures and the saving.
     """
+    from .memory import measure_peak
+
     peaks: dict[bool, float] = {}
-    if device.startswith("cuda"):
+    method = ""
+    saved_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
         for ckpt in (False, True):
             torch.manual_seed(0)
             model = build_model(config).to(device).train()
             model.set_gradient_checkpointing(ckpt)
             on_device = {k: v.to(device) for k, v in batch.items()}
-            model(**on_device).loss.backward()
+            model(**on_device).loss.backward()  # warm-up: gradient buffers, lazy inits, first-call caches
             model.zero_grad(set_to_none=False)
-            torch.cuda.synchronize()
-            base = torch.cuda.memory_allocated()
-            torch.cuda.reset_peak_memory_stats()
-            model(**on_device).loss.backward()
-            torch.cuda.synchronize()
-            peaks[ckpt] = torch.cuda.max_memory_allocated() - base
+            _, peak = measure_peak(lambda: model(**on_device).loss.backward(), device)
+            peaks[ckpt], method = peak.bytes, peak.method
             del model, on_device
-            torch.cuda.empty_cache()
-        method = "torch.cuda.max_memory_allocated above the pre-step level"
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        # glibc keeps freed heap pages, so RSS would not fall after the warm-up step; with
-        # a fixed mmap threshold every tensor buffer is its own mapping, returned on free
-        saved = os.environ.get("MALLOC_MMAP_THRESHOLD_")
-        os.environ["MALLOC_MMAP_THRESHOLD_"] = "65536"
-        try:
-            for ckpt in (False, True):
-                queue = ctx.Queue()
-                proc = ctx.Process(target=_rss_peak_child, args=(config.to_dict(), batch, ckpt, threads, queue))
-                proc.start()
-                peaks[ckpt] = queue.get(timeout=600)
-                proc.join()
-        finally:
-            if saved is None:
-                os.environ.pop("MALLOC_MMAP_THRESHOLD_")
-            else:
-                os.environ["MALLOC_MMAP_THRESHOLD_"] = saved
-        method = ("RSS high-water (psutil, 0.5 ms sampling) above the pre-step level, one fresh process each, "
-                  "MALLOC_MMAP_THRESHOLD_=65536 so freed buffers leave the RSS")
+    finally:
+        torch.set_num_threads(saved_threads)
     mib = 2**20
     report = {
         "device": device,
@@ -812,9 +786,7 @@ def train_main(
         if objective == "span":
             probes = [Probe.from_text("probe", text_probe[:100], tok, target=text_probe[100:140])]
         else:
-            probes = [Probe.from_text("probe", text_probe, tok)]
-            probes[0].inputs["ids"] = probes[0].inputs["ids"][:, :64]
-            probes[0].tokens = probes[0].tokens[:64]
+            probes = [Probe.from_text("probe", text_probe, tok, max_tokens=64)]
     trainer = Trainer(model, train_cfg, batches, out_dir=out_dir, tokenizer=tok, probes=probes,
                       eval_fn=lambda m: evaluate_loss(m, val, 8), device=device,
                       extra_state={"corpus": str(corpus), "objective": objective, "block_size": block_size})

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from models.labels import show_text
 from tests.test_api_support import client, load_npy, meta_of, one_thread  # noqa: F401  (fixtures)
 
 TEXT = "the cat sat on the mat"
+LABELS = [show_text(c) for c in TEXT]  # char tokenizer: one label per character, spaces as ·
 
 
 def _rows_sum_to_one(weights: np.ndarray) -> None:
@@ -21,7 +23,7 @@ def test_json_shape_and_rows(client, model):
     body = r.json()
     weights = np.asarray(body["attention"])
     assert list(weights.shape) == body["shape"] == [2, 4, len(TEXT), len(TEXT)]
-    assert body["tokens"] == list(TEXT) and body["key_tokens"] == list(TEXT)
+    assert body["tokens"] == LABELS and body["key_tokens"] == LABELS
     _rows_sum_to_one(weights)
     if model == "tiny-gpt":  # causal: nothing above the diagonal
         assert np.triu(weights, k=1).max() == 0.0
@@ -36,7 +38,7 @@ def test_npy_equals_json(client):
     assert weights.dtype == np.float16
     meta = meta_of(r)
     assert list(weights.shape) == meta["shape"] and r.headers["X-Shape"] == ",".join(map(str, weights.shape))
-    assert meta["tokens"] == list(TEXT) and meta["backend"] == "flash"
+    assert meta["tokens"] == LABELS and meta["backend"] == "flash"
     np.testing.assert_allclose(weights.astype(np.float32), as_json, atol=1e-3)
 
 

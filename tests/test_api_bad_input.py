@@ -1,10 +1,21 @@
-"""Every bad request gets a 4xx whose message names the field (and the limit); never a 5xx."""
+"""Every bad request gets a 4xx whose message names the field (and the limit); never a 5xx.
+
+One kind of error, one status and one message shape for every model family (app.services.errors):
+413 for an input larger than a limit (too many tokens, over a budget), 422 for a value that is
+invalid. FAMILY_CASES check it on the from-scratch encoder, decoder and encoder-decoder and on the
+Hugging Face MiniLM (encoder) and SmolLM2 (decoder).
+"""
 
 from __future__ import annotations
 
-import pytest
+import re
+from dataclasses import dataclass
 
-from tests.test_api_support import client, one_thread  # noqa: F401  (fixtures)
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from tests.test_api_support import client, one_thread, test_settings, tiny_registry  # noqa: F401  (fixtures)
 
 RUN_ID = "0123456789abcdef0123456789abcdef"
 OK = {"model": "tiny-gpt", "text": "hello"}
@@ -24,6 +35,9 @@ CASES = [
     ("unknown model", "POST", "/api/attention", {"json": {**OK, "model": "nope"}}, {404}, ["model", "tiny-gpt"]),
     ("unavailable model", "POST", "/api/runs", {"json": {**OK, "model": "ghost"}}, {409}, ["ghost package"]),
     ("unknown backend", "POST", "/api/attention", {"json": {**OK, "backend": "warp"}}, {422}, ["backend", "flash"]),
+    ("text and pair over max_text_chars", "POST", "/api/runs",
+     {"json": {"model": "tiny-bert", "text": "a" * 60_000, "text_pair": "b" * 60_000}}, {413},
+     ["text and text_pair together", "120000 characters", "100000 (max_text_chars)"]),
     ("pair on a decoder", "POST", "/api/attention", {"json": {**OK, "text_pair": "x"}}, {422}, ["text_pair"]),
     ("layer out of range", "POST", "/api/attention", {"json": {**OK, "layers": [5]}}, {422}, ["layers", "0..1"]),
     ("negative head", "POST", "/api/attention", {"json": {**OK, "heads": [-1]}}, {422}, ["heads", "greater"]),
@@ -34,7 +48,7 @@ CASES = [
      ["JSON"]),
     ("invalid UTF-8", "POST", "/api/attention",
      {"content": b'{"model": "tiny-gpt", "text": "\xff\xfe"}', "headers": {"content-type": "application/json"}},
-     {400, 422}, []),
+     {422}, ["body", "could not be decoded", "utf-8"]),
     ("wrong content type", "POST", "/api/attention",
      {"content": b"model=tiny-gpt&text=hi", "headers": {"content-type": "application/x-www-form-urlencoded"}},
      {415, 422}, []),
@@ -44,11 +58,18 @@ CASES = [
     ("unknown run", "GET", f"/api/runs/{RUN_ID}/attention", {}, {404}, ["POST /api/runs"]),
     ("unknown run heads", "GET", f"/api/runs/{RUN_ID}/heads", {}, {404}, ["POST /api/runs"]),
     ("pool 0", "GET", f"/api/runs/{RUN_ID}/attention?pool=0", {}, {422}, ["pool"]),
+    ("pool over max_pool", "GET", f"/api/runs/{RUN_ID}/attention?pool=2049", {}, {422},
+     ["pool", "less than or equal to 2048", "max_pool"]),
+    ("range in other digits", "GET", f"/api/runs/{RUN_ID}/attention?rows=\u0661:\u0662", {}, {422}, ["rows"]),
+    ("rollout of cross-attention", "GET", f"/api/runs/{RUN_ID}/rollout?kind=cross", {}, {422}, ["kind", "decoder"]),
+    ("head scores of cross-attention", "GET", f"/api/figures/heads/{RUN_ID}?kind=cross", {}, {422}, ["kind"]),
     ("bad range syntax", "GET", f"/api/runs/{RUN_ID}/attention?rows=a:b", {}, {422}, ["rows"]),
     ("bad pool mode", "GET", f"/api/runs/{RUN_ID}/attention?pool=4&pool_mode=median", {}, {422}, ["pool_mode"]),
     ("bad kind", "GET", f"/api/runs/{RUN_ID}/attention?kind=sideways", {}, {422}, ["kind"]),
     ("max_new_tokens 10^6", "POST", "/api/generate", {"json": {**GEN, "max_new_tokens": 10**6}}, {422},
-     ["max_new_tokens", "4096"]),
+     ["max_new_tokens", "64"]),
+    ("max_new_tokens past the server's", "POST", "/api/generate", {"json": {**GEN, "max_new_tokens": 65}}, {422},
+     ["max_new_tokens", "less than or equal to 64 (max_new_tokens)"]),
     ("negative temperature", "POST", "/api/generate", {"json": {**GEN, "temperature": -0.5}}, {422},
      ["temperature", "greater than or equal to 0"]),
     ("huge temperature", "POST", "/api/generate", {"json": {**GEN, "temperature": 1e9}}, {422}, ["temperature"]),
@@ -61,14 +82,22 @@ CASES = [
     ("top_p 0", "POST", "/api/generate", {"json": {**GEN, "top_p": 0}}, {422}, ["top_p", "greater than 0"]),
     ("top_p above 1", "POST", "/api/generate", {"json": {**GEN, "top_p": 1.01}}, {422}, ["top_p"]),
     ("negative seed", "POST", "/api/generate", {"json": {**GEN, "seed": -1}}, {422}, ["seed"]),
+    ("seed past 2^53", "POST", "/api/generate", {"json": {**GEN, "seed": 2**53}}, {422}, ["seed", "9007199254740991"]),
     ("empty prompt", "POST", "/api/generate", {"json": {**GEN, "prompt": "  "}}, {422}, ["prompt"]),
     ("prompt past positions", "POST", "/api/generate", {"json": {**GEN, "prompt": "a" * 2048}}, {413},
      ["prompt", "max_positions"]),
     ("generate on unavailable", "POST", "/api/generate", {"json": {**GEN, "model": "ghost"}}, {409, 422}, []),
     ("positional d_model 0", "GET", "/api/positional/rope?d_model=0", {}, {422}, ["d_model"]),
     ("positional unknown", "GET", "/api/positional/wavelet", {}, {422}, ["scheme"]),
+    ("positional figures unknown", "GET", "/api/figures/positional/wavelet", {}, {422}, ["scheme", "alibi"]),
+    ("profile past positions", "GET", "/api/figures/profile/tiny-bert?tokens=65", {}, {413},
+     ["tokens: 65 tokens is more than model 'tiny-bert' accepts (max_positions 64)"]),
     ("benchmark empty seq_lens", "POST", "/api/benchmark", {"json": {"seq_lens": []}}, {422}, ["seq_lens"]),
     ("benchmark passes", "POST", "/api/benchmark", {"json": {"seq_lens": [8], "passes": "bwd"}}, {422}, ["passes"]),
+    ("benchmark unknown backend", "POST", "/api/benchmark", {"json": {"seq_lens": [8], "backends": ["warp"]}}, {422},
+     ["backends", "flash"]),
+    ("benchmark maps over budget", "POST", "/api/benchmark", {"json": {"model": "tiny-gpt", "text": "a" * 800}}, {413},
+     ["text", "5,120,000 weights", "benchmark_max_cells"]),
     ("model detail unknown", "GET", "/api/models/../../etc", {}, {404}, []),
 ]
 
@@ -88,7 +117,7 @@ def test_tile_ranges_name_bounds(client):
     run_id = client.post("/api/runs", json={"model": "tiny-gpt", "text": "abcdefghij"}).json()["run_id"]
     cases = [({"rows": "0:11"}, "rows", "0:10"), ({"cols": "5:5"}, "cols", "0:10"), ({"layer": 2}, "layer", "0..1"),
              ({"head": 4}, "head", "0..3"), ({"kind": "encoder"}, "kind", "decoder"),
-             ({"pool": 100000}, "pool", "8192")]
+             ({"pool": 100000}, "pool", "2048 (max_pool)")]
     for params, field, bound in cases:
         r = client.get(f"/api/runs/{run_id}/attention", params=params)
         assert r.status_code == 422, (params, r.text)
@@ -117,3 +146,111 @@ def test_tile_parameters_fuzzed(client):
         assert r.status_code < 500, (params, r.text[:300])
 
     check()
+
+
+# -- one status, one message shape, every family -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Family:
+    model: str
+    family: str
+    n_layers: int
+    n_heads: int
+    max_positions: int
+    long_text: str  # more tokens than max_positions (and within max_text_chars)
+
+
+def _hf_available(model_id: str) -> bool:
+    try:
+        from models import pretrained
+    except ImportError:
+        return False
+    entry = {"minilm": pretrained.minilm_entry, "smollm2": pretrained.smollm2_entry}[model_id]()
+    return entry.info().available
+
+
+FAMILIES = [
+    Family("tiny-bert", "encoder", 2, 4, 64, "a" * 65),
+    Family("tiny-gpt", "decoder", 2, 4, 2048, "a" * 2049),
+    Family("tiny-t5", "encoder-decoder", 2, 4, 128, "a" * 129),
+    Family("minilm", "encoder", 6, 12, 512, "a " * 600),
+    Family("smollm2", "decoder", 30, 9, 8192, "a " * 8300),
+]
+HF = {"minilm", "smollm2"}
+
+
+def _too_many_tokens(field: str, f: Family, reserve: str = "") -> str:
+    """The one shape of "too many tokens", whatever the family."""
+    return rf"^{field}: \d+ tokens{reserve} is more than model '{f.model}' accepts \(max_positions {f.max_positions}\)$"
+
+
+def family_cases(f: Family) -> list[tuple]:
+    """(name, method, url, json, status, regex the whole detail must match)."""
+    m = f.model
+    cases = [
+        ("too many tokens, run", "POST", "/api/runs", {"model": m, "text": f.long_text}, 413,
+         _too_many_tokens("text", f)),
+        ("too many tokens, dense maps", "POST", "/api/attention", {"model": m, "text": f.long_text}, 413,
+         _too_many_tokens("text", f)),
+        ("layer out of range", "POST", "/api/attention", {"model": m, "text": "hello", "layers": [f.n_layers]}, 422,
+         rf"^layers: \[{f.n_layers}\] outside 0\.\.{f.n_layers - 1} "),
+        ("head out of range", "POST", "/api/attention", {"model": m, "text": "hello", "heads": [f.n_heads]}, 422,
+         rf"^heads: \[{f.n_heads}\] outside 0\.\.{f.n_heads - 1} "),
+        ("unknown backend", "POST", "/api/runs", {"model": m, "text": "hello", "backend": "warp"}, 422,
+         r"^backend: Input should be 'math', 'sdpa' or 'flash'"),
+    ]
+    if f.family == "decoder":
+        cases.append(("too many tokens, prompt", "POST", "/api/generate", {"model": m, "prompt": f.long_text}, 413,
+                      _too_many_tokens("prompt", f, " plus 1 new token")))
+    else:
+        cases.append(("generate on a non-decoder", "POST", "/api/generate", {"model": m, "prompt": "hello"}, 422,
+                      rf"^model: '{m}' is an? {f.family}; generation needs a decoder$"))
+    if f.family == "encoder":
+        cases.append(("texts over max_text_chars together", "POST", "/api/runs",
+                      {"model": m, "text": "a" * 60_000, "text_pair": "b" * 60_000}, 413,
+                      r"^text and text_pair together: 120000 characters is over the server limit of 100000 "
+                      r"\(max_text_chars\)$"))
+    else:
+        cases.append(("pair on a non-encoder", "POST", "/api/runs", {"model": m, "text": "a", "text_pair": "b"}, 422,
+                      rf"^text_pair: model '{m}' is an? {f.family}; only encoders take a second segment$"))
+    return cases
+
+
+FAMILY_CASES = [
+    pytest.param(f, *case, id=f"{f.model}: {case[0]}",
+                 marks=[pytest.mark.skipif(f.model in HF and not _hf_available(f.model),
+                                           reason=f"{f.model} not installed")])
+    for f in FAMILIES for case in family_cases(f)
+]
+
+
+@pytest.fixture(scope="module")
+def families(one_thread):
+    """The tiny from-scratch models and the bundled Hugging Face ones, in one app."""
+    registry = tiny_registry()
+    if any(_hf_available(m) for m in HF):
+        from models import pretrained
+
+        for model_id, entry in (("minilm", pretrained.minilm_entry), ("smollm2", pretrained.smollm2_entry)):
+            if _hf_available(model_id):
+                registry.register(entry())
+    with TestClient(create_app(test_settings(), registry=registry)) as c:
+        yield c
+
+
+@pytest.mark.parametrize("f,name,method,url,body,status,detail", FAMILY_CASES)
+def test_one_status_and_message_per_error_in_every_family(families, f, name, method, url, body, status, detail):
+    r = families.request(method, url, json=body)
+    assert r.status_code == status, (r.status_code, r.text[:500])
+    assert re.search(detail, r.json()["detail"]), (detail, r.json()["detail"][:500])
+
+
+def test_profile_over_its_budget_is_refused_before_it_starts(families):
+    if not _hf_available("minilm"):
+        pytest.skip("minilm not installed")
+    r = families.get("/api/figures/profile/minilm", params={"tokens": 512})
+    assert r.status_code == 413, r.text
+    assert re.fullmatch(r"tokens: profiling 'minilm' \(22,713,216 parameters\) at 512 tokens is about 262 GFLOP, over "
+                        r"profile_max_gflop 100; use fewer tokens or a smaller model", r.json()["detail"]), r.text
+    assert families.get("/api/figures/profile/minilm", params={"tokens": 117}).status_code == 413  # 116: 99.8 GFLOP

@@ -36,7 +36,7 @@ def test_json_trace(client):
     _check_steps(body["steps"], len(REQ["prompt"]))
     summary = body["summary"]
     assert summary["tokens"] == [s["token"] for s in body["steps"]] and summary["stopped"] == "max_new_tokens"
-    assert summary["text"] == REQ["prompt"] + "".join(summary["tokens"])
+    assert summary["text"] == REQ["prompt"] + "".join(s["text"] for s in body["steps"]) + summary["tail_text"]
 
 
 def test_sse_events_match_json_and_are_deterministic(client):

@@ -219,3 +219,80 @@ def test_health_stays_fast_while_models_work(client):
     total, latencies, statuses = client.portal.call(scenario)
     assert statuses == [200, 200]
     assert len(latencies) >= 3 and max(latencies) < max(0.5 * total, 0.05), (total, max(latencies))
+
+
+# -- the document states this app's settings, and the app keeps to it ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def narrow(one_thread):
+    """An app whose settings narrow the bounds: its document and its validation must both follow them."""
+    app = create_app(test_settings(max_pool=64, max_new_tokens=8, max_text_chars=50), registry=tiny_registry())
+    with TestClient(app) as c:
+        yield c
+
+
+def _param(spec: dict, path: str, name: str) -> dict:
+    return next(p for p in spec["paths"][path]["get"]["parameters"] if p["name"] == name)
+
+
+def test_settings_bounds_are_in_the_document(narrow, client):
+    spec = narrow.get("/openapi.json").json()
+    pool = _param(spec, "/api/runs/{run_id}/attention", "pool")["schema"]["anyOf"][0]
+    assert (pool["maximum"], pool["x-setting"]) == (64, "max_pool")
+    schemas = spec["components"]["schemas"]
+    new_tokens = schemas["GenerateRequest"]["properties"]["max_new_tokens"]
+    assert (new_tokens["maximum"], new_tokens["x-setting"]) == (8, "max_new_tokens") and "default" not in new_tokens
+    for model, field in [("AttentionRequest", "text"), ("RunRequest", "text"), ("GenerateRequest", "prompt"),
+                         ("ModelBenchmarkRequest", "text")]:
+        assert schemas[model]["properties"][field]["maxLength"] == 50, (model, field)
+    # another app, other settings: its own document
+    default_pool = _param(client.get("/openapi.json").json(), "/api/runs/{run_id}/attention", "pool")
+    assert default_pool["schema"]["anyOf"][0]["maximum"] == 2048
+
+
+def test_settings_bounds_are_what_the_app_enforces(narrow):
+    run_id = narrow.post("/api/runs", json={"model": "tiny-gpt", "text": "abcdefghij"}).json()["run_id"]
+    assert narrow.get(f"/api/runs/{run_id}/attention", params={"pool": 64}).status_code == 200
+    r = narrow.get(f"/api/runs/{run_id}/attention", params={"pool": 65})
+    assert r.status_code == 422 and r.json()["detail"] == "pool: Input should be less than or equal to 64 (max_pool)"
+    r = narrow.post("/api/generate", json={"model": "tiny-gpt", "prompt": "hi", "max_new_tokens": 9})
+    assert r.status_code == 422 and "less than or equal to 8 (max_new_tokens)" in r.json()["detail"]
+    steps = narrow.post("/api/generate", json={"model": "tiny-gpt", "prompt": "hi", "seed": 1}).json()["steps"]
+    assert len(steps) <= 8  # the default (32) is capped by the server's max_new_tokens
+    r = narrow.post("/api/attention", json={"model": "tiny-gpt", "text": "a" * 51})
+    assert r.status_code == 422 and "text: String should have at most 50 characters (max_text_chars)" in r.text
+    r = narrow.post("/api/attention", json={"model": "tiny-bert", "text": "a" * 30, "text_pair": "b" * 30})
+    assert r.status_code == 413 and "together: 60 characters" in r.json()["detail"]
+
+
+def test_closed_sets_are_enums_from_their_registries(client):
+    from models.attention import BACKENDS
+    from models.positional import POSITIONAL
+
+    spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    backend = schemas["AttentionRequest"]["properties"]["backend"]["anyOf"][0]
+    assert backend["enum"] == list(BACKENDS)
+    assert schemas["SyntheticBenchmarkRequest"]["properties"]["backends"]["items"]["enum"] == list(BACKENDS)
+    for path in ["/api/positional/{scheme}", "/api/figures/positional/{scheme}"]:
+        assert _param(spec, path, "scheme")["schema"]["enum"] == list(POSITIONAL)
+    tile = "/api/runs/{run_id}/attention"
+    assert _param(spec, tile, "pool_mode")["schema"]["enum"] == ["max", "mean"]
+    assert _param(spec, tile, "format")["schema"]["enum"] == ["json", "f16", "u8"]
+    assert _param(spec, tile, "kind")["schema"]["anyOf"][0]["enum"] == ["encoder", "decoder", "cross"]
+    for path in ["/api/runs/{run_id}/rollout", "/api/figures/heads/{run_id}"]:  # self-attention only
+        assert _param(spec, path, "kind")["schema"]["anyOf"][0]["enum"] == ["encoder", "decoder"]
+
+
+def test_every_status_the_app_sends_is_documented(client):
+    spec = client.get("/openapi.json").json()
+    for path, operations in spec["paths"].items():
+        for method, op in operations.items():
+            documented = set(op["responses"])
+            if op.get("parameters") or "requestBody" in op:
+                assert "422" in documented, (method, path)
+            if "requestBody" in op:  # the body limit (app.middleware.BodyLimitMiddleware)
+                assert "max_body_bytes" in op["responses"]["413"]["description"], (method, path)
+            if not path.startswith("/api/positional"):  # every other operation needs the started services
+                assert "the server is starting" in op["responses"]["503"]["description"], (method, path)

@@ -9,11 +9,13 @@ import torch.nn.functional as F
 from fastapi.testclient import TestClient
 
 from app.main import create_app
+from models.labels import show_text
 from tests.test_api_support import (  # noqa: F401  (fixtures)
     client, meta_of, one_thread, test_settings, tiny_registry,
 )
 
 TEXT = "abc abc abc, the quick brown fox jumps over the lazy dog"
+LABELS = [show_text(c) for c in TEXT]  # char tokenizer: one label per character, spaces as ·
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +46,11 @@ def test_whole_map_and_tiles_equal_dense(client, run, dense):
     rid = run["run_id"]
     whole = client.get(f"/api/runs/{rid}/attention", params={"layer": 1, "head": 2}).json()
     np.testing.assert_allclose(np.asarray(whole["attention"]), dense[1, 2], atol=1e-5)
-    assert whole["row_tokens"] == list(TEXT) and whole["factor"] == 1
+    assert whole["row_tokens"] == LABELS and whole["factor"] == 1
     tile = client.get(f"/api/runs/{rid}/attention", params={"layer": 0, "head": 3, "rows": "10:20", "cols": "3:17"})
     body = tile.json()
     assert body["shape"] == [10, 14] and body["rows"] == [10, 20] and body["cols"] == [3, 17]
-    assert body["row_tokens"] == list(TEXT[10:20]) and body["col_tokens"] == list(TEXT[3:17])
+    assert body["row_tokens"] == LABELS[10:20] and body["col_tokens"] == LABELS[3:17]
     np.testing.assert_allclose(np.asarray(body["attention"]), dense[0, 3, 10:20, 3:17], atol=1e-5)
 
 
@@ -87,7 +89,7 @@ def test_binary_formats(client, run, dense):
     assert f16.headers["X-Shape"] == "30,30" and len(f16.content) == 30 * 30 * 2
     w16 = np.frombuffer(f16.content, dtype="<f2").reshape(30, 30)
     np.testing.assert_allclose(w16.astype(np.float32), dense[0, 1, :30, :30], atol=1e-3)
-    assert meta_of(f16)["row_tokens"] == list(TEXT[:30])
+    assert meta_of(f16)["row_tokens"] == LABELS[:30]
 
     u8 = client.get(f"/api/runs/{rid}/attention", params={**params, "format": "u8"})
     scale = float(u8.headers["X-Scale"])
@@ -103,7 +105,7 @@ def test_heads_and_rollout(client, run):
     assert heads["scores"]["decoder"] == run["head_stats"]["decoder"]
     roll = client.get(f"/api/runs/{rid}/rollout").json()
     t = len(TEXT)
-    assert roll["shape"] == [2, t, t] and roll["tokens"] == list(TEXT)
+    assert roll["shape"] == [2, t, t] and roll["tokens"] == LABELS
     rollout = np.asarray(roll["rollout"])
     np.testing.assert_allclose(rollout.sum(-1), 1.0, atol=1e-4)  # rollout of row-stochastic maps stays so
     assert np.asarray(roll["flow"]).shape == (2, t, t)
@@ -123,7 +125,7 @@ def test_encoder_decoder_run(client):
     assert body["kinds"] == ["encoder", "decoder", "cross"] and body["target_tokens"]
     cross = client.get(f"/api/runs/{body['run_id']}/attention", params={"kind": "cross", "layer": 1, "head": 0}).json()
     assert cross["shape"] == [len(body["target_tokens"]), len("hello there")]
-    assert cross["col_tokens"] == list("hello there")
+    assert cross["col_tokens"] == [show_text(c) for c in "hello there"]
     assert client.get(f"/api/runs/{body['run_id']}/rollout", params={"kind": "cross"}).status_code == 422
 
 

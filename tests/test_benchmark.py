@@ -1,4 +1,4 @@
-"""The attention benchmark: row fields, error vs math, budgets, CLI output, memory method."""
+"""The attention benchmark: row fields, error vs math, budgets, CLI output (memory: tests/test_memory.py)."""
 
 import json
 import re
@@ -12,12 +12,12 @@ from models.benchmark import (
     attention_flops,
     benchmark_backends,
     format_summary_line,
-    peak_extra_memory_bytes,
     run_attention_bench,
 )
+from models.memory import CPU_METHOD, measure_peak
 
 FIELDS = {"backend", "seq_len", "causal", "pass", "median_ms", "gflops", "peak_mem_mb", "peak_memory_bytes",
-          "max_abs_diff_vs_math", "ratio_vs_sdpa", "skipped", "n_heads", "head_dim", "runs", "flops"}
+          "memory_method", "max_abs_diff_vs_math", "ratio_vs_sdpa", "skipped", "n_heads", "head_dim", "runs", "flops"}
 SUMMARY = re.compile(r"^flash_speed_vs_sdpa T=\d+ causal fwd: \d+\.\d\d$")
 TINY = dict(n_heads=2, head_dim=16, min_runs=1, max_runs=2, measure_memory=False)
 
@@ -41,6 +41,7 @@ def test_api_call_shape_with_memory():
     rows = benchmark_backends([32, 48], ["math", "flash"], True, 2, 16, "fwd", time_budget_s=20.0)
     assert [(r["backend"], r["seq_len"]) for r in rows] == [("math", 32), ("flash", 32), ("math", 48), ("flash", 48)]
     assert all(r["peak_mem_mb"] is not None and r["peak_mem_mb"] >= 0 for r in rows)
+    assert all(r["memory_method"] == CPU_METHOD for r in rows)
     assert all(r["ratio_vs_sdpa"] is None for r in rows)
 
 
@@ -74,6 +75,7 @@ def test_quick_run_human_table(capsys):
     run_attention_bench(quick=True, as_json=False, summary_seq_len=64, n_heads=2, head_dim=16, progress=False)
     lines = capsys.readouterr().out.rstrip("\n").split("\n")
     assert lines[0].split()[:2] == ["backend", "T"] and SUMMARY.match(lines[-1])
+    assert lines[-2] == f"peak MiB: allocated by torch during one call, not process RSS. {CPU_METHOD}"
 
 
 def test_summary_line_value_and_missing_rows():
@@ -90,12 +92,6 @@ def test_flop_convention():
     assert attention_flops(8, 2, 4, False, "fwd_bwd") == 10 * 2 * 64 * 4
 
 
-def test_cpu_memory_method_sees_a_large_allocation():
-    size = 64 * 2**20
-    extra = peak_extra_memory_bytes(lambda: torch.ones(size // 4).sum(), torch.device("cpu"))
-    assert extra >= 0.75 * size
-
-
 @pytest.mark.slow
 def test_flash_forward_at_32k_tokens_adds_under_64_mb():
     """One head, T=32768: a T x T score matrix would be 4 GiB; flash keeps O(T * d)."""
@@ -105,7 +101,7 @@ def test_flash_forward_at_32k_tokens_adds_under_64_mb():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # this checks memory, not speed: one thread keeps it quick on a busy machine
     try:
-        extra = peak_extra_memory_bytes(lambda: flash_attention(q, k, v, spec), torch.device("cpu"))
+        _, extra = measure_peak(lambda: flash_attention(q, k, v, spec))
     finally:
         torch.set_num_threads(threads)
-    assert extra <= 64 * 2**20, f"{extra / 2**20:.1f} MiB"
+    assert extra.bytes <= 64 * 2**20, f"{extra.mib:.1f} MiB"

@@ -4,14 +4,19 @@ The real app runs under uvicorn in a background thread on a free port, with prel
 and a registry of the bundled MiniLM plus a tiny zoo trained here in a few seconds (a
 char-level decoder with a training log and attention snapshots, and a T5-style
 encoder-decoder), so every view has a model and the file stays well under three minutes
+(the bundled SmolLM2, a byte-level BPE decoder, loads only for the token-label tests)
 on two cores. Every view: no console errors (the page runs under the strict CSP), the
 chart has the expected traces/cells, the URL round-trips, and the XSS tokens show as text.
-Screenshots of every view go to a pytest temp dir (screenshots/<view>.png), never to
-static/screenshots/: the README images come from real models (bench/screenshots.py).
+Views stay right under awkward input: a reply held back with page.route never draws over a
+newer selection; tick labels, read back as rendered boxes, never overlap; the colour scale
+and the special-token toggle survive a reload. Screenshots of every view go to a pytest temp
+dir (screenshots/<view>.png), never to static/screenshots/: the README images come from real
+models (bench/screenshots.py).
 """
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -89,7 +94,8 @@ def server(tmp_path_factory):
     zoo = build_tiny_zoo(tmp_path_factory.mktemp("zoo"))
     registry = Registry()
     for entry in pretrained_entries([], None):
-        if entry.id in ("minilm", "gpt2"):  # one bundled model, one listed-but-unavailable
+        # bundled encoder and byte-level decoder (loaded only by the tests that use them), one unavailable
+        if entry.id in ("minilm", "smollm2", "gpt2"):
             registry.register(entry)
     for entry in zoo_entries(zoo):
         registry.register(entry)
@@ -250,6 +256,10 @@ def test_explorer_long_input_overview_then_exact_tile(watched):
     assert "pooled overview" in page.locator("#zoom-note").text_content()
     z = page.evaluate("() => document.getElementById('heatmap').data[0].z")
     assert len(z) < 2400  # pooled, not T x T
+    # a pooled cell's hover names the block of positions it covers
+    factor = page.evaluate("() => document.getElementById('heatmap').data[0].dx")
+    cell = page.evaluate("() => document.getElementById('heatmap').data[0].customdata[1][2].slice(0, 2)")
+    assert factor > 1 and cell == [f"query {factor}\u2013{2 * factor - 1}", f"key {2 * factor}\u2013{3 * factor - 1}"]
     # box-zoom: relayout to a small range fetches the exact block (float16 decoded in JS)
     page.evaluate("() => Plotly.relayout('heatmap', {'xaxis.range': [100, 160], 'yaxis.range': [220, 160]})")
     page.wait_for_function("() => document.getElementById('zoom-note').textContent.startsWith('exact block')",
@@ -307,6 +317,70 @@ def test_generation_trace_streams_and_round_trips(watched):
     page.wait_for_function("() => document.getElementById('trace-info').textContent.includes('stopped')", timeout=60_000)
     assert page.locator("#step-out").text_content() == "2" and page.locator("#head").input_value() == "1"
     assert page.locator("#generated").text_content() == generated  # deterministic for the seed
+    watched.check_clean()
+
+
+def _smollm2_or_skip(page) -> None:
+    """SmolLM2 is a bundled package: skip where it is not installed (listed unavailable)."""
+    models = page.evaluate("() => fetch('/api/models').then(r => r.json())")
+    info = next((m for m in models if m["id"] == "smollm2"), None)
+    if info is None or not info["available"]:
+        pytest.skip(f"smollm2 unavailable: {info and info['reason']}")
+
+
+def _post(page, path: str, body: dict) -> dict:
+    return page.evaluate("([path, body]) => fetch(path, {method: 'POST', headers: {'Content-Type': 'application/json'},"
+                         " body: JSON.stringify(body)}).then(r => r.json())", [path, body])
+
+
+@pytest.mark.parametrize("prompt, n", [
+    ("The Japanese word for cat is 猫. The Japanese word for dog is", 4),  # a character in three tokens
+    ("My favourite emoji is", 8),  # the last step stops inside an emoji
+])
+def test_generation_shows_real_characters_and_token_labels(watched, prompt, n):
+    page = watched.goto("/generate")
+    _smollm2_or_skip(page)
+    page = watched.goto("/generate", model="smollm2", prompt=prompt, max_new_tokens=n, temperature=0)
+    page.wait_for_function("() => document.getElementById('trace-info').textContent.includes('stopped')",
+                           timeout=120_000)
+    summary = _post(page, "/api/generate", {"model": "smollm2", "prompt": prompt, "max_new_tokens": n,
+                                            "temperature": 0})["summary"]
+    shown = page.locator("#generated").text_content()
+    assert shown == summary["text"] and shown.endswith(summary["generated_text"])  # the decoded text, exactly
+    assert "\ufffd" not in shown.removesuffix(summary["tail_text"])  # every complete character is real
+    chips = page.locator("#chips .chip").all_text_contents()
+    assert chips == summary["tokens"] and not any("\ufffd" in c for c in chips)
+    assert any(c[-1] in "₁₂₃₄" for c in chips)  # fragments of one character, numbered
+    # the probability bars: one row per rank, the chosen bar matched by id
+    bars = page.evaluate("() => { const t = document.getElementById('probs').data[0];"
+                         " return {y: t.y, colors: t.marker.color, ids: t.customdata.map(c => c[1])}; }")
+    chosen = [i for i, c in zip(bars["ids"], bars["colors"]) if c == "#E69F00"]
+    assert bars["y"] == list(range(len(bars["y"]))) and chosen == [summary["token_ids"][-1]]
+    watched.shot(f"generate-smollm2-{n}")
+    watched.check_clean()
+
+
+def test_whitespace_tokens_are_visible_with_raw_text_on_hover(watched):
+    page = watched.goto("/")
+    _smollm2_or_skip(page)
+    text = "x = 1\n\tif x:\n    return\u00a0x"  # a textarea turns \r\n into \n: \r is tested in the API
+    page = watched.goto("/", model="smollm2", text=text, layer=0, head=0)
+    watched.wait_plot("#heatmap", timeout=120_000)
+    page.wait_for_selector(".line-view text")
+    run = _post(page, "/api/runs", {"model": "smollm2", "text": text})
+    left = page.eval_on_selector_all(".line-view text[data-side='q']", "els => els.map(e => e.textContent)")
+    assert left == run["tokens"]
+    assert {"·=", "⇥", "↵···", "·return", "⍽"} <= set(left)
+    hover = page.eval_on_selector_all(".line-view text[data-side='q']",
+                                      "els => els.map(e => e.parentNode.querySelector('title').textContent)")
+    nbsp = left.index("⍽")
+    assert hover[nbsp] == f'{nbsp}: ⍽ "\\u00a0"' and hover[left.index("⇥")].endswith('"\\t"')
+    ticks = page.eval_on_selector_all("#heatmap .ytick text", "els => els.map(e => e.textContent)")
+    assert "⍽" in ticks and "↵···" in ticks
+    cell = page.evaluate("() => document.getElementById('heatmap').data[0].customdata[%d][0].slice(0, 2)"
+                         ".join(' \u2192 ')" % nbsp)
+    assert cell.startswith(f"query {nbsp} “⍽” (\"\\u00a0\") → key 0 “x”")
+    watched.shot("explorer-whitespace")
     watched.check_clean()
 
 
@@ -409,3 +483,267 @@ def test_api_docs_work_offline(watched):
     assert any("/api/attention" in p for p in paths) and any("/api/runs/{run_id}/attention" in p for p in paths)
     assert all(url.startswith(watched.base) for url in requests), [u for u in requests if not u.startswith(watched.base)]
     assert not watched.errors, watched.errors
+
+
+# ----------------------------------------------------------------------------- stale replies, axes, colour scales
+
+SENTENCE = ("The quick brown fox jumps over the lazy dog while the cat sat on the mat near the old red barn door, "
+            "and then the dog slept in the warm sun all afternoon.")
+
+
+def _hold_tiles(page, wanted):
+    """Hold every tile request for which wanted(query) is true (the others pass); returns the held routes."""
+    held = []
+
+    def route(r):
+        query = {k: v[0] for k, v in parse_qs(urlparse(r.request.url).query).items()}
+        if wanted(query):
+            held.append(r)
+        else:
+            r.continue_()
+
+    page.route("**/api/runs/*/attention?*", route)
+    return held
+
+
+def _wait_held(page, held):
+    for _ in range(600):  # the route handler runs on playwright's side: let it see the request
+        if held:
+            return
+        page.wait_for_timeout(25)
+    raise AssertionError("the held request never came")
+
+
+def test_latest_refuses_a_reply_that_arrives_after_a_newer_selection(watched):
+    """The shared helper (static/js/latest.js), with a task that ignores its abort signal: the reply
+    of the earlier selection, arriving last, is refused; the newer one is kept."""
+    page = watched.goto("/positional")
+    outcome = page.evaluate("""async () => {
+        const { Latest } = await import('/static/js/latest.js');
+        const latest = new Latest();
+        let release;
+        const first = latest.run(() => new Promise((resolve) => { release = resolve; }));
+        const second = latest.run(async () => 'head 2');
+        const kept = await second;
+        release('head 1');  // the late reply
+        const late = await first.then((v) => ['kept', v], (e) => ['refused', e.name]);
+        return { kept, late };
+    }""")
+    assert outcome == {"kept": "head 2", "late": ["refused", "AbortError"]}
+
+
+def test_explorer_draws_and_exports_only_the_latest_head(watched):
+    import numpy as np
+
+    text = "The cat sat on the mat. The dog sat on the log."
+    page = watched.goto("/", model="minilm", text=text)
+    page.wait_for_selector("#grid .thumb")
+    failed = []
+    page.on("requestfailed", lambda r: failed.append(r.url))
+    # the head view's tile of layer 0, head 1 (not its thumbnail, which is pooled) is held
+    held = _hold_tiles(page, lambda q: q.get("head") == "1" and q.get("layer") == "0" and "pool" not in q)
+    page.locator("#grid .thumb[data-layer='0'][data-head='1']").click()
+    _wait_held(page, held)
+    page.locator("#grid .thumb[data-layer='0'][data-head='2']").click()
+    page.wait_for_function("() => { const gd = document.getElementById('heatmap');"
+                           " return gd.layout && String(gd.layout.uirevision).endsWith('/0/2'); }")
+    for r in held:  # release the late reply: the page had already given it up
+        try:
+            r.continue_()
+        except playwright_api.Error:
+            pass
+    assert any("head=1" in u and "pool" not in u for u in failed), failed  # aborted, not drawn
+    watched.wait_plot("#heatmap")
+    state = watched.state()
+    assert (state["layer"], state["head"]) == ("0", "2")
+    assert page.locator("#head-title").text_content().endswith("layer 0, head 2")
+    assert page.locator("#grid .thumb.selected").get_attribute("data-head") == "2"
+    run_id = page.evaluate("() => String(document.getElementById('heatmap').layout.uirevision).split('/')[0]")
+    want = page.evaluate("(id) => fetch(`/api/runs/${id}/attention?layer=0&head=2`).then(r => r.json())", run_id)
+    shown = np.array(page.evaluate("() => document.getElementById('heatmap').data[0].customdata"
+                                   ".map(row => row.map(c => c[2]))"))
+    assert np.allclose(shown, want["attention"], atol=1e-3)
+    with page.expect_download() as download:
+        page.click("#export-head-json")
+    exported = json.loads(Path(download.value.path()).read_text())
+    assert (exported["layer"], exported["head"], exported["kind"]) == (0, 2, want["kind"])
+    assert exported["rowTokens"] == want["row_tokens"] and exported["colTokens"] == want["col_tokens"]
+    assert np.allclose(exported["z"], want["attention"], atol=1e-3)
+    # the grid's own tiles were never held back or dropped: every thumbnail draws
+    page.wait_for_function("() => document.querySelectorAll('#grid canvas[data-loaded]').length === 72", timeout=60_000)
+    watched.check_clean()
+
+
+def test_training_snapshots_show_only_the_latest_head(watched):
+    page = watched.goto("/training", model="tinylm", layer=0, head=0)
+    watched.wait_plot("#snapshot")
+    held = []
+
+    def route(r):
+        if "head=1" in r.request.url:
+            held.append(r)
+        else:
+            r.continue_()
+
+    page.route("**/api/training/*/snapshots?*", route)
+    page.select_option("#head", "1")
+    _wait_held(page, held)
+    page.select_option("#head", "2")
+    page.wait_for_function("() => document.getElementById('snapshot').layout.title.text.includes('head 2')")
+    for r in held:
+        try:
+            r.continue_()
+        except playwright_api.Error:
+            pass
+    assert watched.state()["head"] == "2"
+    assert "head 2 " in page.evaluate("() => document.getElementById('snapshot').layout.title.text")
+    watched.check_clean()
+
+
+def _tick_boxes(page, selector: str, axis: str) -> list[dict]:
+    return page.eval_on_selector_all(f"{selector} .{axis}tick text", """els => els
+        .filter(e => e.textContent && e.getBoundingClientRect().width > 0)
+        .map(e => { const b = e.getBoundingClientRect();
+                    return {text: e.textContent, l: b.left, r: b.right, t: b.top, b: b.bottom}; })""")
+
+
+def _assert_apart(boxes: list[dict], what: str) -> None:
+    for a, b in zip(boxes, boxes[1:]):
+        apart = a["r"] <= b["l"] + 0.5 or b["r"] <= a["l"] + 0.5 or a["b"] <= b["t"] + 0.5 or b["b"] <= a["t"] + 0.5
+        assert apart, f"{what}: tick labels {a['text']!r} and {b['text']!r} overlap: {a} {b}"
+
+
+def _hover_text(page, selector: str, row: int, col: int) -> str:
+    """Move the mouse onto cell (row, col) of the chart's heatmap; the hover label's text."""
+    page.locator(selector).scroll_into_view_if_needed()
+    page.mouse.move(0, 0)  # off the chart first: the label of an earlier cell goes
+    page.wait_for_selector(f"{selector} .hoverlayer .hovertext", state="detached")
+    x, y = page.evaluate("""([sel, row, col]) => { const gd = document.querySelector(sel);
+        const L = gd._fullLayout, t = gd.data[0], box = gd.querySelector('.nsewdrag').getBoundingClientRect();
+        return [box.left + L.xaxis.l2p(t.x0 + col * t.dx), box.top + L.yaxis.l2p(t.y0 + row * t.dy)]; }""",
+                         [selector, row, col])
+    page.mouse.move(x, y)
+    page.wait_for_selector(f"{selector} .hoverlayer .hovertext")
+    return page.eval_on_selector(f"{selector} .hoverlayer .hovertext", "e => e.textContent")
+
+
+def test_large_font_tick_labels_never_overlap_and_hover_names_each_cell(watched):
+    page = watched.goto("/")
+    if not page.evaluate("() => document.body.classList.contains('large')"):
+        page.click("#large-font")  # kept in localStorage: on for the pages below
+    try:
+        page = watched.goto("/", model="minilm", text=SENTENCE, layer=0, head=0)
+        watched.wait_plot("#heatmap")
+        page.wait_for_selector("#heatmap[data-ticks='fitted']")
+        tokens = _post(page, "/api/runs", {"model": "minilm", "text": SENTENCE})["tokens"]
+        assert len(tokens) >= 30
+        assert page.evaluate("() => document.getElementById('heatmap')._fullLayout.font.size") == 20
+        for axis in ("x", "y"):
+            boxes = _tick_boxes(page, "#heatmap", axis)
+            assert 2 < len(boxes) < len(tokens)  # thinned to what fits at this font size
+            _assert_apart(sorted(boxes, key=lambda b: (b["l"], b["t"])), f"{axis} axis")
+        # hover names position and token of each cell (customdata, not the tick text)
+        a = _hover_text(page, "#heatmap", 6, 3)
+        b = _hover_text(page, "#heatmap", 6, 4)
+        assert a != b
+        assert a.startswith(f"query 6 \u201c{tokens[6]}\u201d") and f"\u2192 key 3 \u201c{tokens[3]}\u201d" in a
+        assert f"key 4 \u201c{tokens[4]}\u201d" in b
+        lines = page.eval_on_selector_all(".line-view text[data-side='q']", """els => els.map(e => {
+            const b = e.getBoundingClientRect();
+            return {text: e.textContent, l: b.left, r: b.right, t: b.top, b: b.bottom}; })""")
+        assert len(lines) == len(tokens)
+        _assert_apart(lines, "line view")  # every token, one row each at the large font
+        watched.shot("explorer-large-font")
+        cells = page.evaluate("() => document.getElementById('heatmap').data[0].customdata[6].map(c => c[1])")
+        assert len(set(cells)) == len(tokens)  # every key named, shown tick or not
+        # the same heatmap back at the normal font: refitted, still apart, more labels
+        page.click("#large-font")
+        page.wait_for_function("() => document.getElementById('heatmap')._fullLayout.font.size === 13")
+        page.wait_for_selector("#heatmap[data-ticks='fitted']")
+        small = _tick_boxes(page, "#heatmap", "y")
+        _assert_apart(small, "y axis, normal font")
+        assert len(small) > len(boxes)
+        page.click("#large-font")
+        # a few tokens: every label is shown
+        page = watched.goto("/", model="minilm", text="The cat sat.", layer=0, head=0)
+        watched.wait_plot("#heatmap")
+        page.wait_for_selector("#heatmap[data-ticks='fitted']")
+        short = _post(page, "/api/runs", {"model": "minilm", "text": "The cat sat."})["tokens"]
+        assert [b["text"] for b in _tick_boxes(page, "#heatmap", "y")] == short
+        # the narrow encoder-decoder charts too
+        page = watched.goto("/seq2seq", model="seq2seq", text="the cat sat on the mat and the dog sat", layer=0, head=0)
+        for sel in ("#enc", "#dec", "#cross"):
+            watched.wait_plot(sel)
+            page.wait_for_selector(f"{sel}[data-ticks='fitted']")
+            for axis in ("x", "y"):
+                _assert_apart(sorted(_tick_boxes(page, sel, axis), key=lambda b: (b["l"], b["t"])), f"{sel} {axis}")
+        watched.shot("seq2seq-large-font")
+        watched.check_clean()
+    finally:
+        if page.evaluate("() => document.body.classList.contains('large')"):
+            page.click("#large-font")
+
+
+def _low_share(page, special) -> float:
+    """Share of the heatmap's non-special cells drawn in the bottom 5 % of its colour range."""
+    return page.evaluate("""(special) => { const t = document.getElementById('heatmap').data[0];
+        let low = 0, n = 0;
+        t.z.forEach(row => row.forEach((v, j) => { if (special[j] || v === null) return; n += 1;
+            if ((v - t.zmin) / (t.zmax - t.zmin) < 0.05) low += 1; }));
+        return low / n; }""", special)
+
+
+def test_head_view_colour_scale_and_special_tokens(watched):
+    page = watched.goto("/")
+    run = _post(page, "/api/runs", {"model": "minilm", "text": SENTENCE})
+    special = run["special"]
+    assert special[0] and special[-1]  # [CLS] ... [SEP]
+    sink = run["head_stats"]["encoder"]["special_sink"]
+    # the head that puts the most weight on [CLS]/[SEP]
+    layer, head = max(((l, h) for l in range(len(sink)) for h in range(len(sink[0]))),
+                      key=lambda lh: sink[lh[0]][lh[1]])
+    page = watched.goto("/", model="minilm", text=SENTENCE, layer=layer, head=head)
+    watched.wait_plot("#heatmap")
+    flat = _low_share(page, special)
+    assert flat > 0.8  # a linear scale: the head's weight on [CLS]/[SEP] leaves the rest near the bottom
+    titles = {}
+    for scale in ("sqrt", "log", "p99", "linear"):
+        page.select_option("#scale", scale)
+        page.wait_for_function("(s) => new URLSearchParams(location.search).get('scale') === s", arg=scale)
+        page.wait_for_function("(t) => { const e = document.querySelector('#heatmap .cbtitle text');"
+                               " return e && e.textContent !== t; }", arg=titles.get("previous", ""))
+        titles[scale] = titles["previous"] = page.locator("#heatmap .cbtitle text").text_content()
+    assert len({titles[s] for s in ("sqrt", "log", "p99", "linear")}) == 4
+    assert "square-root" in titles["sqrt"] and "log" in titles["log"] and "99th percentile" in titles["p99"]
+    # the line view's opacity follows the scale: the faint lines come up under a square root
+    linear = page.eval_on_selector_all(".line-view line.att", "els => els.length")
+    page.select_option("#scale", "sqrt")
+    page.wait_for_function("(t) => document.querySelector('#heatmap .cbtitle text').textContent !== t",
+                           arg=titles["linear"])
+    assert page.eval_on_selector_all(".line-view line.att", "els => els.length") > linear
+    assert _low_share(page, special) < 0.75  # the square root lifts them
+    # a reload restores the scale from the URL
+    page.goto(page.url)
+    watched.wait_plot("#heatmap")
+    assert page.locator("#scale").input_value() == "sqrt"
+    assert page.locator("#heatmap .cbtitle text").text_content() == titles["sqrt"]
+    # exclude [CLS]/[SEP]: their columns go, every row sums to 1 over the other keys
+    page.select_option("#scale", "linear")
+    page.check("#exclude-special")
+    page.wait_for_function("() => new URLSearchParams(location.search).get('exclude_special') === '1'")
+    page.wait_for_function("() => document.querySelector('#heatmap .cbtitle text').textContent.includes('special')")
+    shown = page.evaluate("() => document.getElementById('heatmap').data[0].customdata.map(r => r.map(c => c[2]))")
+    dropped = [k for k, s in enumerate(special) if s]
+    to_dropped = "(els, ks) => els.filter(e => ks.includes(Number(e.dataset.k))).length"
+    assert page.eval_on_selector_all(".line-view line.att", to_dropped, dropped) == 0  # no line to a dropped key
+    for row in shown:
+        assert all(w is None for w, s in zip(row, special) if s)
+        assert abs(sum(w for w, s in zip(row, special) if not s) - 1) < 1e-3
+    assert _low_share(page, special) < flat  # renormalised, the other keys spread over the scale
+    page.goto(page.url)
+    watched.wait_plot("#heatmap")
+    assert page.locator("#exclude-special").is_checked()
+    assert "special" in page.locator("#heatmap .cbtitle text").text_content()
+    assert "square-root" in page.locator("#thumb-note").text_content()
+    watched.shot("explorer-without-specials")
+    watched.check_clean()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -53,8 +54,12 @@ def test_dockerfile_basics():
     assert users and users[-1] not in ("root", "0")
     health = " ".join(rest for op, rest in ops if op == "HEALTHCHECK")
     assert "/api/health" in health
-    cmd = " ".join(rest for op, rest in ops if op == "CMD")
-    assert "uvicorn" in cmd and "ATTNLAB_WORKERS" in cmd
+    # the same code path as `make run` (uvicorn's access log off, attnlab's request log in every worker),
+    # exec form so it gets SIGTERM; workers, host and port come from the environment
+    cmds = [rest for op, rest in ops if op == "CMD"]
+    assert json.loads(cmds[-1]) == ["attnlab", "serve"]
+    env = " ".join(rest for op, rest in ops if op == "ENV")
+    assert all(f"ATTNLAB_{name}=" in env for name in ("HOST", "PORT", "WORKERS"))
     assert "trust_remote_code" not in (ROOT / "Dockerfile").read_text()
 
 

@@ -76,13 +76,23 @@ def test_benchmark_profile_training_heads_and_bars():
     scores = {"previous_token": [[0.1, 0.9], [0.2, 0.3]], "entropy": [[1.0, 2.0], [0.5, 0.1]]}
     grid = figures.head_type_grids(scores)
     assert len(grid.data) == 2 and grid.data[0].zmax == 1 and grid.data[1].zmax is None
-    bars = figures.probability_bars([{"token": "<b>", "prob": 0.6}, {"token": "x", "prob": 0.4}], chosen="<b>")
-    assert list(bars.data[0].y) == ["&lt;b&gt;", "x"]
 
 
-def test_rollout_labels_are_escaped():
-    fig = figures.rollout_figure([[1.0, 0.0], [0.5, 0.5]], ["<script>alert(1)</script>", "&"])
-    assert fig.data[0].x[0] == "0:&lt;script&gt;alert(1)&lt;/script&gt;" and fig.data[0].x[1] == "1:&amp;"
+def test_probability_bars_keep_equal_labels_apart_and_match_the_chosen_by_id():
+    top = [{"token": "<b>", "token_id": 7, "prob": 0.5}, {"token": "東₁", "token_id": 30679, "prob": 0.3},
+           {"token": "東₁", "token_id": 31000, "prob": 0.2}]
+    bar = figures.probability_bars(top, chosen_id=31000).data[0]
+    assert list(bar.y) == [0, 1, 2]  # one row per rank: equal labels stay two bars
+    layout = figures.probability_bars(top, chosen_id=31000).layout
+    assert list(layout.yaxis.ticktext) == ["&lt;b&gt;", "東₁", "東₁"] and list(layout.yaxis.tickvals) == [0, 1, 2]
+    assert [c == figures.PALETTE[1] for c in bar.marker.color] == [False, False, True]
+
+
+def test_rollout_axes_are_positions_with_escaped_labels():
+    fig = figures.rollout_figure([[1.0, 0.0], [0.5, 0.5]], ["<script>alert(1)</script>", "<script>alert(1)</script>"])
+    assert list(fig.data[0].x) == [0, 1] and list(fig.data[0].y) == [0, 1]  # repeated labels never merge
+    assert list(fig.layout.xaxis.ticktext) == ["&lt;script&gt;alert(1)&lt;/script&gt;"] * 2
+    assert fig.data[0].text[1][0].startswith('query 1 "&lt;script&gt;')
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

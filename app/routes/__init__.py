@@ -31,9 +31,12 @@ ERRORS = {
           "model": ErrorOut},
     409: {"description": "the model is registered but unavailable here; the message gives the reason",
           "model": ErrorOut},
-    413: {"description": "over a size budget (tokens, dense weights, tile cells, run cache); the message names it",
+    413: {"description": "valid, but larger than a limit: more tokens than the model's max_positions or the "
+                         "server's max_tokens, or over a budget (dense_budget, max_tile_cells, run_cache_bytes, ...); "
+                         "the message names it",
           "model": ErrorOut},
-    422: {"description": "invalid request; `detail` names the field and the limit",
+    422: {"description": "invalid request: a value outside the bounds stated here, or one this model or run does not "
+                         "have (a layer, a head, a kind); `detail` names the field and the limit",
           "model": ErrorOut},
     429: {"description": "too many requests queued for this model; see Retry-After",
           "model": ErrorOut},

@@ -6,7 +6,7 @@ import torch
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from ..schemas import AttentionRequest, AttentionResponse, Seq2SeqAttentionResponse
+from ..schemas import TOKENS_DOC, AttentionRequest, AttentionResponse, Seq2SeqAttentionResponse
 from ..services.attention import DenseMaps, DenseResult
 from ..services.errors import Invalid
 from ..transport import OrjsonResponse, npy_response
@@ -16,19 +16,23 @@ router = APIRouter(prefix="/api", tags=["attention"])
 
 NPY_DOC = """`format=npy`: the body is an NPY file of float16 weights `[L, H, Tq, Tk]`
 (`np.load(io.BytesIO(r.content))`). Headers: `X-Shape` (`L,H,Tq,Tk`), `X-Dtype` (`float16`) and
-`X-Attnlab-Meta`, base64url JSON (no padding) of `{model, backend, kind, tokens, key_tokens, shape,
-layers, heads, timings, dtype}`. Encoder-decoder models need `kind` with `format=npy`."""
+`X-Attnlab-Meta`, base64url JSON (no padding) of `{model, backend, kind, tokens, token_ids, offsets, special,
+segments, key_tokens, key_token_ids, key_offsets, key_special, key_segments, shape, layers, heads, timings,
+dtype}` (and `target_text` for encoder-decoder models). Encoder-decoder models need `kind` with
+`format=npy`."""
 
 
 def _maps_json(m: DenseMaps) -> dict:
-    return {"kind": m.kind, "tokens": m.tokens, "key_tokens": m.key_tokens, "shape": list(m.weights.shape),
+    return {"kind": m.kind, **m.token_fields(), "shape": list(m.weights.shape),
             "layers": m.layers, "heads": m.heads, "attention": m.weights.numpy()}
 
 
 def _meta(result: DenseResult, m: DenseMaps) -> dict:
-    return {"model": result.model, "backend": result.backend, "kind": m.kind, "tokens": m.tokens,
-            "key_tokens": m.key_tokens, "shape": list(m.weights.shape), "layers": m.layers, "heads": m.heads,
-            "timings": result.timings}
+    meta = {"model": result.model, "backend": result.backend, "kind": m.kind, **m.token_fields(),
+            "shape": list(m.weights.shape), "layers": m.layers, "heads": m.heads, "timings": result.timings}
+    if result.target_text is not None:
+        meta["target_text"] = result.target_text
+    return meta
 
 
 @router.post(
@@ -36,7 +40,7 @@ def _meta(result: DenseResult, m: DenseMaps) -> dict:
     response_model=AttentionResponse | Seq2SeqAttentionResponse,
     response_class=OrjsonResponse,
     description="Dense maps of a small input, bounded by `dense_budget` weights (L·H·T²); past it the answer "
-                "is 413 and the way is POST /api/runs plus tiles.\n\n" + NPY_DOC,
+                "is 413 and the way is POST /api/runs plus tiles.\n\n" + NPY_DOC + "\n\n" + TOKENS_DOC,
     responses={200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
                **{k: ERRORS[k] for k in (404, 409, 413, 422, 429, 503)}},
 )
@@ -52,6 +56,7 @@ async def attention(req: AttentionRequest, services: ServicesDep) -> Response:
         return npy_response(maps.weights, _meta(result, maps))
     head = {"model": result.model, "backend": result.backend, "timings": result.timings}
     if seq2seq:
-        return OrjsonResponse({**head, **{k: _maps_json(m) for k, m in result.maps.items()}})
+        return OrjsonResponse({**head, "target_text": result.target_text,
+                               **{k: _maps_json(m) for k, m in result.maps.items()}})
     return OrjsonResponse({**head, **_maps_json(next(iter(result.maps.values())))})
 

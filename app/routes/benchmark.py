@@ -12,7 +12,7 @@ router = APIRouter(prefix="/api", tags=["benchmark"])
 
 
 @router.post("/benchmark", response_model=BenchmarkResponse, response_class=OrjsonResponse,
-             responses={k: ERRORS[k] for k in (404, 409, 413, 422, 429)})
+             responses={k: ERRORS[k] for k in (404, 409, 413, 422, 429, 503)})
 async def benchmark(req: SyntheticBenchmarkRequest | ModelBenchmarkRequest, services: ServicesDep
                     ) -> BenchmarkResponse:
     """Per backend: median ms, GFLOP/s, peak memory, max abs diff vs math. One benchmark at a time (429 while

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path as FsPath
-from typing import Annotated, Literal
+from typing import Annotated
 
 import anyio.to_thread
 import numpy as np
@@ -20,16 +20,15 @@ from fastapi import APIRouter, Path, Query
 from starlette.responses import Response
 
 from .. import figures
-from ..architecture import describe_architecture, profile_architecture
-from ..schemas import ModelBenchmarkRequest, SyntheticBenchmarkRequest
-from ..services.errors import Invalid, NotFound
+from ..architecture import describe_architecture, profile_architecture, profile_cost_gflop
+from ..schemas import Kind, ModelBenchmarkRequest, Scheme, SelfKind, SyntheticBenchmarkRequest
+from ..services.errors import Invalid, NotFound, TooLarge
 from ..services.positional import describe_scheme
 from ..transport import OrjsonResponse
 from . import ERRORS, ServicesDep
 
 router = APIRouter(tags=["figures"])
 
-Scheme = Literal["none", "sinusoidal", "learned", "t5_relative", "rope", "alibi"]
 RunIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
 ZooName = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="a directory of models/zoo")]
 ModelIdPath = Annotated[str, Path(min_length=1, max_length=200)]
@@ -87,7 +86,7 @@ async def extrapolation_figure(services: ServicesDep) -> Response:
 # ----------------------------------------------------------------------------- backends, heads
 
 
-@router.post("/api/figures/benchmark", responses={k: ERRORS[k] for k in (404, 409, 413, 422, 429)})
+@router.post("/api/figures/benchmark", responses={k: ERRORS[k] for k in (404, 409, 413, 422, 429, 503)})
 async def benchmark_figure(req: SyntheticBenchmarkRequest | ModelBenchmarkRequest, services: ServicesDep) -> Response:
     """Run POST /api/benchmark's measurement and draw it (time and memory vs T, log-log)."""
     service = services.benchmark
@@ -101,8 +100,8 @@ async def benchmark_figure(req: SyntheticBenchmarkRequest | ModelBenchmarkReques
 
 
 @router.get("/api/figures/heads/{run_id}", responses={k: ERRORS[k] for k in (404, 413, 422)})
-async def heads_figure(run_id: RunIdPath, services: ServicesDep, kind: str | None = Query(None, max_length=16)
-                       ) -> Response:
+async def heads_figure(run_id: RunIdPath, services: ServicesDep,
+                       kind: SelfKind | None = Query(None, description="default: the run's first kind")) -> Response:
     """Head-type scores of a run as one layers x heads heatmap per detector."""
     run = services.runs.get(run_id)
     stats = await services.runs.heads(run)
@@ -128,13 +127,20 @@ async def architecture(model_id: ModelIdPath, services: ServicesDep,
     return _answer(figures.architecture_figure(arch), architecture=arch)
 
 
-@router.get("/api/figures/profile/{model_id}", responses={k: ERRORS[k] for k in (404, 409)})
+@router.get("/api/figures/profile/{model_id}", responses={k: ERRORS[k] for k in (404, 409, 413)})
 async def profile(model_id: ModelIdPath, services: ServicesDep, tokens: int = Query(32, ge=4, le=512)) -> Response:
-    """Forward and backward time per component on a fresh copy of the architecture (cached)."""
-    info = services.hub.info(model_id)
+    """Forward and backward time per component on a fresh copy of the architecture (cached). Bounded by
+    `profile_max_gflop`: a profile estimated above it is refused with 413 before it starts."""
+    adapter = await services.hub.adapter(model_id)  # 404 or 409 first
+    info = adapter.info
     if tokens > info.max_positions:
-        raise Invalid(f"tokens: {tokens} is over the model's max_positions {info.max_positions}")
-    adapter = await services.hub.adapter(model_id)
+        raise TooLarge(f"tokens: {tokens} tokens is more than model {model_id!r} accepts "
+                       f"(max_positions {info.max_positions})")
+    n_params = info.n_params or sum(p.numel() for p in adapter.model.parameters())
+    cost, budget = profile_cost_gflop(n_params, tokens), services.settings.profile_max_gflop
+    if cost > budget:
+        raise TooLarge(f"tokens: profiling {model_id!r} ({n_params:,} parameters) at {tokens} tokens is about "
+                       f"{cost:,.0f} GFLOP, over profile_max_gflop {budget:,.0f}; use fewer tokens or a smaller model")
     result = await anyio.to_thread.run_sync(profile_architecture, adapter, tokens)
     return _answer(figures.profile_figure(result), profile=result)
 
@@ -188,7 +194,7 @@ async def training(name: ZooName, services: ServicesDep) -> Response:
 
 @router.get("/api/training/{name}/snapshots", responses={k: ERRORS[k] for k in (404, 422)})
 async def training_snapshots(name: ZooName, services: ServicesDep, probe: str = Query(..., max_length=64),
-                             kind: Literal["encoder", "decoder", "cross"] = "decoder",
+                             kind: Kind = "decoder",
                              layer: int = Query(0, ge=0, lt=1024), head: int = Query(0, ge=0, lt=1024)) -> Response:
     """One head's attention on a probe at every snapshot step: ``maps[step][query][key]``."""
     directory = _zoo_dir(services, name)
@@ -215,10 +221,14 @@ async def training_snapshots(name: ZooName, services: ServicesDep, probe: str = 
             steps.append(step)
             maps.append(np.asarray(t[layer, head].float().numpy()))
         p = probes[probe]
-        rows = p.get("target_tokens") if kind in ("decoder", "cross") and p.get("target_tokens") else p["tokens"]
-        cols = p["tokens"] if kind in ("encoder", "cross") or not p.get("target_tokens") else p["target_tokens"]
+        # labels made by load_snapshots with the label rule of every view; the decoder side reads the target
+        source = (p["tokens"], p.get("ids"))
+        target = (p["target_tokens"], p.get("target_ids")) if p.get("target_tokens") else source
+        rows = target if kind in ("decoder", "cross") else source
+        cols = source if kind in ("encoder", "cross") else target
         return {"name": name, "probe": probe, "kind": kind, "layer": layer, "head": head, "steps": steps,
-                "n_layers": n_layers, "n_heads": n_heads, "row_tokens": rows, "col_tokens": cols,
+                "n_layers": n_layers, "n_heads": n_heads, "row_tokens": rows[0], "col_tokens": cols[0],
+                "row_token_ids": rows[1], "col_token_ids": cols[1],
                 "maps": np.stack(maps) if maps else []}
 
     return OrjsonResponse(await anyio.to_thread.run_sync(load))

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from sse_starlette import EventSourceResponse
 from starlette.responses import Response
 
-from ..schemas import GenerateRequest, GenerateResponse
+from ..schemas import TOKENS_DOC, GenerateRequest, GenerateResponse
 from ..services.errors import ApiError
 from ..services.generation import GenerateParams
 from ..transport import OrjsonResponse, dumps
@@ -18,10 +18,18 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["generation"])
 
 SSE_DOC = """With `stream: true` the answer is `text/event-stream`: one `token` event per new token, its data a
-GenerateStepOut JSON (`{step, token, token_id, top:[{token, prob}], context_len, attention:[L][H][t]}`),
-then one `summary` event (GenerateSummary). An `error` event carries `{detail}` if the run fails midway.
-Without stream: GenerateResponse `{steps, summary}`. Deterministic for a seed; stops at
-`max_new_tokens`, end of sequence, the model's positions, `generate_timeout_s`, or when the client goes."""
+GenerateStepOut JSON (`{step, token, token_id, text, offsets, relabel, top:[{token, token_id, prob}], context_len,
+attention:[L][H][t]}`), then one `summary` event (GenerateSummary). An `error` event carries `{detail}` if the run
+fails midway. Without stream: GenerateResponse `{steps, summary}`. Deterministic for a seed; stops at
+`max_new_tokens`, end of sequence, the model's positions, `generate_timeout_s`, or when the client goes.
+
+**Text.** `summary.generated_text` is the tokenizer's decoding of all generated ids and `summary.text` is
+`prompt + generated_text`, exactly. Each step's `text` is the text that step completes: the bytes of a character
+split across tokens (CJK, emoji in byte-level vocabularies) are held back until the step that completes it, so
+`prompt + ''.join(step.text) + summary.tail_text == summary.text` (`tail_text` is a character the last step left
+unfinished, written as the decoder writes it, U+FFFD). A step's `offsets` index `generated_text`; its `token` is
+its label as known at that step, and `relabel` gives the final labels of earlier steps whose character it
+completed; `summary.tokens` are the final labels. Top-k entries carry `token_id`: match the chosen one by id."""
 
 
 # OpenAPI 3.1 documents a text/event-stream by the schema of one event (3.2 adds itemSchema)
@@ -35,7 +43,8 @@ SSE_EVENT = {
 }
 
 
-@router.post("/generate", response_model=GenerateResponse, response_class=OrjsonResponse, description=SSE_DOC,
+@router.post("/generate", response_model=GenerateResponse, response_class=OrjsonResponse,
+             description=SSE_DOC + "\n\n" + TOKENS_DOC,
              responses={200: {"content": {"text/event-stream": {"schema": SSE_EVENT}}},
                         **{k: ERRORS[k] for k in (404, 409, 413, 422, 429, 503)}})
 async def generate(req: GenerateRequest, request: Request, services: ServicesDep) -> Response:

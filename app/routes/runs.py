@@ -5,16 +5,18 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
+from pydantic import Field
 from starlette.responses import Response
 
-from ..schemas import HeadsResponse, Kind, RolloutResponse, RunRequest, RunResponse, TileResponse
+from ..limits import Limit
+from ..schemas import TOKENS_DOC, HeadsResponse, Kind, RolloutResponse, RunRequest, RunResponse, SelfKind, TileResponse
 from ..transport import OrjsonResponse, block_response
 from . import ERRORS, ServicesDep
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 
 RunIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="32 hex digits, from POST /api/runs")]
-RANGE = r"^\d{0,9}:\d{0,9}$"
+RANGE = r"^[0-9]{0,9}:[0-9]{0,9}$"  # ASCII digits: `\d` would also match other scripts' digits
 TILE_DOC = """One head's map: an exact block (`rows=a:b&cols=c:d`, half-open, default the whole map, at most
 `max_tile_cells`) or, with `pool=N`, an overview of at most N x N cells, each the max or mean of a
 factor x factor block. Computed from the capture (Q, K, LSE); no T x T tensor is built.
@@ -26,15 +28,16 @@ factor x factor block. Computed from the capture (Q, K, LSE); no T x T tensor is
 
 
 @router.post("", response_model=RunResponse, response_class=OrjsonResponse,
+             description="Run the model once and keep its capture; the id is a content hash (same input, same id, "
+                         "any worker).\n\n" + TOKENS_DOC,
              responses={k: ERRORS[k] for k in (404, 409, 413, 422, 429, 503)})
 async def create_run(req: RunRequest, services: ServicesDep) -> RunResponse:
-    """Run the model once and keep its capture; the id is a content hash (same input, same id, any worker)."""
     run, cached = await services.runs.create(req.model, req.text, req.text_pair, req.backend)
     rec = run.recorder
     first = run.kinds[0]
     return RunResponse(
-        run_id=run.run_id, model=run.model, backend=run.backend, tokens=run.tokens, target_tokens=run.target_tokens,
-        kinds=run.kinds, n_layers=rec.layers(first), n_heads=rec.get(first, 0).n_heads,
+        run_id=run.run_id, model=run.model, backend=run.backend, **run.token_fields(), kinds=run.kinds,
+        n_layers=rec.layers(first), n_heads=rec.get(first, 0).n_heads,
         layers_by_kind={k: rec.layers(k) for k in run.kinds}, n_tokens=len(run.tokens), timings=run.timings,
         head_stats=run.head_stats, cached=cached, nbytes=run.nbytes())
 
@@ -52,7 +55,8 @@ async def run_attention(
     head: int = Query(0, ge=0, lt=1024),
     rows: str | None = Query(None, pattern=RANGE, description="query range a:b (half-open)"),
     cols: str | None = Query(None, pattern=RANGE, description="key range c:d (half-open)"),
-    pool: int | None = Query(None, ge=1, le=8192, description="overview of at most pool x pool cells"),
+    pool: Annotated[int, Field(ge=1), Limit("max_pool")] | None = Query(
+        None, description="overview of at most pool x pool cells (at most max_pool)"),
     pool_mode: Literal["max", "mean"] = "max",
     format: Literal["json", "f16", "u8"] = "json",
 ) -> Response:
@@ -77,11 +81,12 @@ async def run_heads(run_id: RunIdPath, services: ServicesDep) -> HeadsResponse:
 
 @router.get("/{run_id}/rollout", response_model=RolloutResponse, response_class=OrjsonResponse,
             responses={k: ERRORS[k] for k in (404, 413, 422)})
-async def run_rollout(run_id: RunIdPath, services: ServicesDep, kind: Kind | None = None,
+async def run_rollout(run_id: RunIdPath, services: ServicesDep,
+                      kind: SelfKind | None = Query(None, description="default: the run's first kind"),
                       add_residual: bool = True) -> Response:
     """Attention rollout (Abnar & Zuidema 2020, arXiv 2005.00928) and flow across layers, [L][T][T]."""
     run = services.runs.get(run_id)
     kind, maps = await services.runs.rollout(run, kind, add_residual)
-    tokens = run.axis_tokens(kind)[0]
-    return OrjsonResponse({"run_id": run_id, "kind": kind, "tokens": tokens, "shape": list(maps["rollout"].shape),
+    tokens = run.axis(kind)[0].fields()
+    return OrjsonResponse({"run_id": run_id, "kind": kind, **tokens, "shape": list(maps["rollout"].shape),
                            "add_residual": add_residual, **maps})

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 
 import torch
 
-from models import ModelAdapter, Recorder
+from models import ModelAdapter, Recorder, TokenSeq
 
 from ..settings import Settings
 from .errors import Invalid, TooLarge
 from .hub import ModelHub
 from .inputs import encode_checked
+from .runs import axis_seqs
 from .tiles import dense_heads
 
 
@@ -24,10 +25,14 @@ from .tiles import dense_heads
 class DenseMaps:
     kind: str
     weights: torch.Tensor  # (L, H, Tq, Tk) float32, or float16 for NPY answers
-    tokens: list[str]  # query tokens
-    key_tokens: list[str]
+    query: TokenSeq  # the rows
+    key: TokenSeq  # the columns
     layers: list[int]
     heads: list[int]
+
+    def token_fields(self) -> dict:
+        """tokens, token_ids, offsets, special, segments of the rows; the same with key_ of the columns."""
+        return {**self.query.fields(), **self.key.fields("key_")}
 
 
 @dataclass
@@ -37,6 +42,7 @@ class DenseResult:
     backend: str
     maps: dict[str, DenseMaps]  # by kind
     timings: dict[str, float]
+    target_text: str | None = None  # encoder-decoder: the decoded target, which target offsets index
 
 
 def _select(values: list[int] | None, n: int, field: str) -> list[int]:
@@ -88,8 +94,6 @@ class AttentionService:
         t0 = time.perf_counter()
         rec = result.recorder
         maps: dict[str, DenseMaps] = {}
-        target = result.target_tokens or result.tokens
-        labels = {"encoder": (result.tokens, result.tokens), "decoder": (target, target), "cross": (target, result.tokens)}
         for k in rec.kinds:
             if kind is not None and k != kind:
                 continue
@@ -98,12 +102,13 @@ class AttentionService:
             t_q, t_k = rec.get(k, 0).shape
             if len(k_layers) * len(k_heads) * t_q * t_k > budget:
                 raise _over_budget(len(k_layers) * len(k_heads) * t_q * t_k, budget)
-            q_tok, k_tok = labels.get(k, (result.tokens, result.tokens))
-            maps[k] = DenseMaps(k, stack_maps(rec, k, k_layers, k_heads, dtype), q_tok, k_tok, k_layers, k_heads)
+            rows, cols = axis_seqs(k, result.input, result.target)
+            maps[k] = DenseMaps(k, stack_maps(rec, k, k_layers, k_heads, dtype), rows, cols, k_layers, k_heads)
         if kind is not None and not maps:
             raise Invalid(f"kind: model {info.id!r} records {rec.kinds}, not {kind!r}")
         timings = {**result.timings, "maps_ms": (time.perf_counter() - t0) * 1e3}
-        return DenseResult(info.id, info.family, backend, maps, timings)
+        return DenseResult(info.id, info.family, backend, maps, timings,
+                           result.target.text if result.target is not None else None)
 
     async def dense(self, model: str, text: str, text_pair: str | None, backend: str | None,
                     layers: list[int] | None, heads: list[int] | None, kind: str | None,

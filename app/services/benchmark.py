@@ -1,4 +1,4 @@
-"""Backend benchmarks: a synthetic size sweep (models.benchmark) or one model on one text.
+"""Backend benchmarks: a synthetic size sweep or one model on one text (both in models.benchmark).
 
 One benchmark runs at a time per process (they measure the machine; two at once would
 measure each other) and each is bounded by ``benchmark_budget_s``.
@@ -7,17 +7,13 @@ measure each other) and each is bounded by ``benchmark_budget_s``.
 from __future__ import annotations
 
 import asyncio
-import statistics
-import time
-
-import torch
 
 from models import ModelAdapter
 
 from ..settings import Settings
 from .errors import Busy, Invalid, TooLarge, Unavailable
 from .hub import ModelHub, in_thread
-from .inputs import encode_checked
+from .inputs import attention_cells, encode_checked
 
 
 class BenchmarkService:
@@ -65,41 +61,11 @@ class BenchmarkService:
         return await self._exclusive(run)
 
     def _measure(self, adapter: ModelAdapter, text: str, backends: list[str]) -> list[dict]:
-        encode_checked(adapter, text, None, self.settings)
-        deadline = time.perf_counter() + self.settings.benchmark_budget_s
-        reference = adapter.forward(text, None, "math")
-        ref_maps = {k: reference.recorder.all_dense(k) for k in reference.recorder.kinds}
-        rows = []
-        for backend in backends:
-            times, result = [], None
-            # at least 3 runs each; then stop at 10 or when this backend's share of the budget is spent
-            share = deadline - time.perf_counter()
-            share = share / max(1, len(backends) - len(rows))
-            t_end = time.perf_counter() + share
-            while len(times) < 3 or (len(times) < 10 and time.perf_counter() < t_end):
-                t0 = time.perf_counter()
-                result = adapter.forward(text, None, backend)
-                times.append((time.perf_counter() - t0) * 1e3)
-                if time.perf_counter() > deadline:
-                    break
-            diff = max(float((result.recorder.all_dense(k) - ref_maps[k]).abs().max()) for k in ref_maps)
-            logit_diff = None
-            if result.logits is not None and reference.logits is not None:
-                logit_diff = float((result.logits.float() - reference.logits.float()).abs().max())
-            rows.append({"backend": backend, "n_tokens": len(result.tokens), "median_ms": statistics.median(times),
-                         "runs": len(times), "max_abs_diff_vs_math": diff, "max_abs_logit_diff_vs_math": logit_diff,
-                         "peak_memory_bytes": _peak_memory()})
-            if time.perf_counter() > deadline:
-                break
-        return rows
+        from models.benchmark import benchmark_model
 
-
-def _peak_memory() -> int | None:
-    if torch.cuda.is_available():
-        return int(torch.cuda.max_memory_allocated())
-    try:
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # process peak RSS on Linux
-    except ImportError:
-        return None
+        enc = encode_checked(adapter, text, None, self.settings)
+        cells, limit = attention_cells(adapter.info, len(enc)), self.settings.benchmark_max_cells
+        if cells > limit:  # every backend's maps are held and compared with math's, before any is timed
+            raise TooLarge(f"text: the maps of {len(enc)} tokens hold {cells:,} weights (layers x heads x T^2), over "
+                           f"benchmark_max_cells {limit:,}; use a shorter text")
+        return benchmark_model(adapter, text, backends, self.settings.benchmark_budget_s)

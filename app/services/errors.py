@@ -1,7 +1,20 @@
 """Errors the services raise; app.main maps each class to its HTTP status once.
 
 Every message says what was wrong and the limit or the way out, because it is shown
-as is to a student in the page and to a script in its traceback.
+as is to a student in the page and to a script in its traceback: ``"<field>: <what> ... (<limit>)"``.
+
+One kind of error, one status, for every model family:
+
+- 422 ``Invalid``: a value the API does not accept. Outside the bounds the OpenAPI document states
+  (pydantic answers those before a service runs), or one this model or run does not have: a layer,
+  a head, a kind, a second segment for a decoder.
+- 413 ``TooLarge``: every value is valid, but the input is larger than a limit: more tokens than
+  the model's ``max_positions`` or the server's ``max_tokens``, characters past ``max_text_chars``
+  together, work or memory over a budget (``dense_budget``, ``max_tile_cells``, ``run_cache_bytes``,
+  ``head_stats_max_cells``, ``benchmark_max_cells``, ``profile_max_gflop``). Refused before the work.
+
+Adapters report only what they alone know (text with no tokens, as ``ValueError``: 422); token
+counts are checked once, for every family, in ``app.services.inputs.encode_checked``.
 """
 
 from __future__ import annotations
@@ -27,13 +40,13 @@ class Unavailable(ApiError):
 
 
 class TooLarge(ApiError):
-    """Over a size budget (dense weights, tile cells, run cache bytes, tokens)."""
+    """Larger than a limit: tokens past the model or server, over a size or work budget."""
 
     status = 413
 
 
 class Invalid(ApiError):
-    """Well-formed but out of range for this model or run (layer, head, tile, tokens)."""
+    """A value this model or run does not have (layer, head, kind, tile range, a pair for a decoder)."""
 
     status = 422
 

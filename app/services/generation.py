@@ -50,9 +50,10 @@ def new_token_rows(step: GenerationStep) -> np.ndarray:
 
 
 def step_event(step: GenerationStep) -> dict:
-    return {"step": step.step, "token": step.token, "token_id": step.token_id,
-            "top": [{"token": t, "prob": p} for t, p in step.top], "context_len": step.context_len,
-            "attention": new_token_rows(step)}
+    return {"step": step.step, "token": step.token, "token_id": step.token_id, "text": step.text,
+            "offsets": list(step.offsets), "relabel": [{"step": i, "token": label} for i, label in step.relabel],
+            "top": [{"token": c.token, "token_id": c.token_id, "prob": c.prob} for c in step.top],
+            "context_len": step.context_len, "attention": new_token_rows(step)}
 
 
 def _next_event(steps: Iterator[GenerationStep]) -> dict | None:
@@ -93,8 +94,10 @@ class GenerationService:
                 lambda: encode_checked(adapter, p.prompt, None, self.settings, field="prompt", reserve=1))
             steps = adapter.generate(p.prompt, p.max_new_tokens, p.temperature, p.top_k, p.top_p, p.seed, backend,
                                      n_top=p.n_top)
-            tokens: list[str] = []
+            tokens: list[str] = []  # labels, completed by later steps' relabel
             token_ids: list[int] = []
+            offsets: list[list[int]] = []
+            released: list[str] = []  # the text of each step
             first_ms = None
             stopped = "max_new_tokens"
             try:
@@ -110,7 +113,11 @@ class GenerationService:
                         break
                     first_ms = first_ms if first_ms is not None else (time.perf_counter() - t_start) * 1e3
                     tokens.append(event["token"])
+                    for r in event["relabel"]:
+                        tokens[r["step"]] = r["token"]
                     token_ids.append(event["token_id"])
+                    offsets.append(event["offsets"])
+                    released.append(event["text"])
                     yield "token", event
             except (GeneratorExit, asyncio.CancelledError):
                 stopped = "disconnect"  # the stream was closed under us (SSE client gone)
@@ -127,9 +134,15 @@ class GenerationService:
             note(tokens=len(enc) + len(tokens), stopped=stopped)
             if self.metrics is not None and stopped not in ("disconnect", "timeout"):
                 self.metrics.generation_stops.labels(stopped).inc()
+            generated = adapter.decode(token_ids)
             yield "summary", {
-                "model": p.model, "backend": backend, "seed": p.seed, "prompt_tokens": enc.tokens,
-                "tokens": tokens, "token_ids": token_ids, "text": p.prompt + "".join(tokens), "stopped": stopped,
+                "model": p.model, "backend": backend, "seed": p.seed, **enc.seq().fields("prompt_", segments=False),
+                "tokens": tokens, "token_ids": token_ids, "offsets": offsets,
+                "special": [i in adapter.special_ids for i in token_ids],
+                # the whole text is the tokenizer's decoding; the steps released all of it but an
+                # unfinished character at the very end, which closes the stream here
+                "text": p.prompt + generated, "generated_text": generated,
+                "tail_text": generated[len("".join(released)):], "stopped": stopped,
                 "timings": {"total_ms": total_ms, "first_token_ms": first_ms,
                             "per_token_ms": total_ms / len(tokens) if tokens else None},
             }

@@ -157,8 +157,8 @@ class ModelHub:
     @asynccontextmanager
     async def use(self, model_id: str, backend: str) -> AsyncIterator[ModelAdapter]:
         """Hold a slot of this model on this backend for the whole block."""
+        self.info(model_id)  # unknown ids fail before queueing, and before the log notes them (they are user text)
         note(model=model_id, backend=backend)
-        self.info(model_id)  # unknown ids fail before queueing
         async with self.gate(model_id).slot(backend):
             yield await self.adapter(model_id)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models import Encoded, ModelAdapter
+from models import Encoded, ModelAdapter, ModelInfo
 
 from ..settings import Settings
 from .errors import Invalid, TooLarge
@@ -13,11 +13,15 @@ def encode_checked(adapter: ModelAdapter, text: str, text_pair: str | None, sett
                    field: str = "text", reserve: int = 0) -> Encoded:
     """Tokens of the input, refused with 413 past max_positions or the server's max_tokens.
 
-    ``reserve`` keeps room for tokens still to come (generation).
+    The one place token counts are checked, so "too many tokens" is the same 413, in the same words,
+    for every model family (adapters do not count). ``reserve`` keeps room for tokens still to come
+    (generation).
     """
-    if len(text) + len(text_pair or "") > settings.max_text_chars:
-        raise TooLarge(f"{field}: {len(text) + len(text_pair or '')} characters is over the server limit of "
-                       f"{settings.max_text_chars} (max_text_chars)")
+    chars = len(text) + len(text_pair or "")
+    if chars > settings.max_text_chars:  # each field alone is bounded by the schema (422); together, here
+        what = f"{field} and text_pair together" if text_pair else field
+        raise TooLarge(f"{what}: {chars} characters is over the server limit of {settings.max_text_chars} "
+                       "(max_text_chars)")
     if text_pair is not None and adapter.info.family != "encoder":
         raise Invalid(f"text_pair: model {adapter.info.id!r} is a {adapter.info.family}; only encoders take a "
                       "second segment")
@@ -30,9 +34,22 @@ def encode_checked(adapter: ModelAdapter, text: str, text_pair: str | None, sett
     note(tokens=n)
     limit = adapter.info.max_positions
     if n + reserve > limit:
-        extra = f" plus {reserve} new tokens" if reserve else ""
+        extra = f" plus {reserve} new token{'s' if reserve > 1 else ''}" if reserve else ""
         raise TooLarge(f"{field}: {n} tokens{extra} is more than model {adapter.info.id!r} accepts "
                        f"(max_positions {limit})")
     if n > settings.max_tokens:
         raise TooLarge(f"{field}: {n} tokens is over the server limit of {settings.max_tokens} tokens (max_tokens)")
     return enc
+
+
+def attention_cells(info: ModelInfo, n_tokens: int) -> int:
+    """Weights in every attention map of an input of ``n_tokens`` (layers x heads x Tq x Tk, every kind).
+
+    An encoder-decoder decodes at most 2n + 2 tokens after its start token (ScratchAdapter), so its
+    decoder and cross maps are counted for that many.
+    """
+    n = n_tokens
+    if info.family != "encoder-decoder":
+        return info.n_layers * info.n_heads * n * n
+    t = min(2 * n + 3, info.max_positions)
+    return info.n_layers * info.n_heads * (n * n + t * t + t * n)

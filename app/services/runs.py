@@ -21,7 +21,7 @@ import numpy as np
 import orjson
 import torch
 
-from models import ModelAdapter, Recorder
+from models import ModelAdapter, Recorder, TokenSeq
 
 from ..settings import Settings
 from .errors import Invalid, NotFound, TooLarge
@@ -32,7 +32,14 @@ from .tiles import pooled_overview
 
 log = logging.getLogger(__name__)
 
-RUN_FORMAT_VERSION = 1  # bump when what a run contains changes, so old ids do not alias new runs
+RUN_FORMAT_VERSION = 2  # bump when what a run contains changes, so old ids do not alias new runs
+
+
+def axis_seqs(kind: str, source: TokenSeq, target: TokenSeq | None) -> tuple[TokenSeq, TokenSeq]:
+    """(query tokens, key tokens) of a map of ``kind``: the encoder's input, the decoder's target."""
+    target = target if target is not None else source
+    return {"encoder": (source, source), "decoder": (target, target), "cross": (target, source)}.get(
+        kind, (source, source))
 
 
 def run_id_for(model: str, text: str, text_pair: str | None, backend: str) -> str:
@@ -46,10 +53,8 @@ class Run:
     run_id: str
     model: str
     backend: str
-    tokens: list[str]  # the (encoder) input tokens
-    ids: list[int]
-    special: list[bool]
-    target_tokens: list[str] | None  # encoder-decoder: the decoder's tokens
+    input: TokenSeq  # the (encoder) input tokens
+    target: TokenSeq | None  # encoder-decoder: the decoder's tokens
     recorder: Recorder
     timings: dict[str, float]
     head_stats: dict[str, dict[str, list[list[float]]]] | None = None
@@ -62,19 +67,26 @@ class Run:
     def nbytes(self) -> int:
         return self.recorder.nbytes()
 
-    def axis_tokens(self, kind: str) -> tuple[list[str], list[str]]:
-        """(query tokens, key tokens) labelling a map of this kind."""
-        target = self.target_tokens if self.target_tokens is not None else self.tokens
-        return {"encoder": (self.tokens, self.tokens), "decoder": (target, target),
-                "cross": (target, self.tokens)}.get(kind, (self.tokens, self.tokens))
+    @property
+    def tokens(self) -> list[str]:
+        return self.input.tokens
 
-    def kind_ids(self, kind: str) -> list[int]:
-        """Token ids of a kind's queries. Decoder targets of a seq2seq run only have token
-        strings here; equal strings get equal ids, which is all head detectors compare."""
-        if kind == "decoder" and self.target_tokens is not None:
-            index: dict[str, int] = {}
-            return [index.setdefault(t, len(index)) for t in self.target_tokens]
-        return self.ids
+    def axis(self, kind: str) -> tuple[TokenSeq, TokenSeq]:
+        """(query tokens, key tokens) of a map of this kind."""
+        return axis_seqs(kind, self.input, self.target)
+
+    def token_fields(self) -> dict:
+        """The answer fields of the run's tokens: tokens, token_ids, offsets, special, segments
+        (and target_* plus target_text for encoder-decoder models)."""
+        out = self.input.fields()
+        if self.target is not None:
+            out |= {**self.target.fields("target_", segments=False), "target_text": self.target.text}
+        return out
+
+    def axis_tokens(self, kind: str) -> tuple[list[str], list[str]]:
+        """(query labels, key labels) of a map of this kind."""
+        rows, cols = self.axis(kind)
+        return rows.tokens, cols.tokens
 
     def check(self, kind: str | None, layer: int | None = None, head: int | None = None) -> str:
         kind = kind or self.kinds[0]
@@ -177,8 +189,8 @@ class RunService:
             raise TooLarge(f"text: a run of {len(enc)} tokens needs about {estimate / 2**20:.0f} MiB of capture, over "
                            f"the run cache budget of {self.cache.budget / 2**20:.0f} MiB (run_cache_bytes)")
         result = adapter.forward_encoded(enc, backend)
-        run = Run(run_id, adapter.info.id, backend, result.tokens, enc.ids[0].tolist(),
-                  result.special or enc.special, result.target_tokens, result.recorder, dict(result.timings))
+        run = Run(run_id, adapter.info.id, backend, result.input, result.target, result.recorder,
+                  dict(result.timings))
         if len(enc) <= self.settings.head_stats_max_tokens:
             t0 = time.perf_counter()
             run.head_stats = compute_head_stats(run)
@@ -287,6 +299,6 @@ def compute_head_stats(run: Run) -> dict[str, dict[str, list[list[float]]]]:
         for kind in run.kinds:
             if kind == "cross":
                 continue  # detectors compare a sequence with itself
-            special = run.special if kind != "decoder" or run.target_tokens is None else None
-            out[kind] = analysis.head_scores(run.recorder, kind, run.kind_ids(kind), special)
+            seq = run.axis(kind)[1]  # the keys: special flags are by id, typed control strings included
+            out[kind] = analysis.head_scores(run.recorder, kind, seq.ids, seq.special)
     return out

@@ -1,7 +1,8 @@
 """Attention kernels (math, sdpa, flash), sparse patterns and the lazy mask/bias spec."""
 
 from .backends import (
-    BACKENDS, AttentionResult, Backend, active_backend, get_backend, register_backend, row_lse, use_backend,
+    BACKENDS, AttentionResult, Backend, active_backend, get_backend, kv_groups, register_backend, repeat_kv, row_lse,
+    use_backend,
 )
 from .spec import AttentionSpec, BiasFn, MaskPattern
 from . import flash as _flash  # noqa: F401  (registers the "flash" backend)
@@ -9,6 +10,6 @@ from .sparse import PATTERNS, BigBirdPattern, LongformerPattern, make_pattern
 
 __all__ = [
     "BACKENDS", "AttentionResult", "AttentionSpec", "Backend", "BiasFn", "MaskPattern",
-    "PATTERNS", "BigBirdPattern", "LongformerPattern", "get_backend", "make_pattern",
-    "register_backend", "row_lse", "use_backend", "active_backend",
+    "PATTERNS", "BigBirdPattern", "LongformerPattern", "get_backend", "kv_groups", "make_pattern",
+    "register_backend", "repeat_kv", "row_lse", "use_backend", "active_backend",
 ]

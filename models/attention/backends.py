@@ -1,8 +1,23 @@
 """Attention kernels behind one signature, looked up by name.
 
-Every backend takes Q (B, H, Tq, D), K and V (B, H, Tk, D) and an AttentionSpec and
-returns an AttentionResult. A backend declares whether it can return the weight
-matrix; asking one that cannot is an error, never a silent None.
+The contract every backend keeps (checked by ``kv_groups``; tests/test_kernel_matrix.py
+holds each backend to it against a float64 reference):
+
+- inputs: Q (B, H, Tq, D); K and V of one shape (B, Hkv, Tk, D), where Hkv divides H.
+  Hkv < H is grouped-query attention (Hkv = 1: multi-query): query head h reads K/V
+  head ``h // (H // Hkv)``, the layout of ``repeat_interleave`` and of Hugging Face's
+  ``repeat_kv``. Callers may pass K/V repeated per head or not; the result is the same,
+  and the gradients of un-repeated K/V are summed over their group. Anything else is a
+  ValueError naming the three shapes.
+- positions are absolute (``AttentionSpec.q_offset``), so Tq != Tk in either alignment,
+  and a query offset with Tq == Tk, mean the same to every backend.
+- a query row with no allowed key (left padding under a causal mask, more queries than
+  keys aligned bottom-right, a query outside every local window) has output 0 and row
+  log-sum-exp -inf, and passes no gradient: the same as the capture's maps, whose
+  weights on such a row are 0.
+- the result is an AttentionResult; a backend declares whether it can return the
+  weight matrix (asking one that cannot is an error, never a silent None) and whether
+  it returns the row log-sum-exp (``row_lse`` computes it for the capture otherwise).
 """
 
 from __future__ import annotations
@@ -16,7 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..memory import profiled_here
 from .spec import AttentionSpec
+
+KERNEL_RANGE = "attnlab::attention_kernel"  # the profiler range around every kernel call
 
 
 @dataclass
@@ -43,7 +61,11 @@ class Backend:
                 f"backend {self.name!r} cannot return attention weights; use 'math', "
                 "or capture (Q, K, LSE) and read tiles from the recorder"
             )
-        return self.fn(q, k, v, spec, need_weights=need_weights)
+        if not profiled_here():
+            return self.fn(q, k, v, spec, need_weights=need_weights)
+        # a named range, so that a profile (attnlab's memory measurement) can tell the kernel's share
+        with torch.profiler.record_function(KERNEL_RANGE):
+            return self.fn(q, k, v, spec, need_weights=need_weights)
 
 
 BACKENDS: dict[str, Backend] = {}
@@ -88,8 +110,35 @@ def get_backend(name: str) -> Backend:
         raise KeyError(f"unknown attention backend {name!r}; known: {sorted(BACKENDS)}") from None
 
 
+def kv_groups(q: Tensor, k: Tensor, v: Tensor) -> int:
+    """How many query heads share each K/V head: H // Hkv for q (B, H, Tq, D), k and v (B, Hkv, Tk, D).
+
+    Raises ValueError, naming the three shapes, on inputs outside the contract above.
+    """
+    shapes = f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise ValueError(f"attention takes (B, H, T, D) tensors; got {shapes}")
+    if k.shape != v.shape:
+        raise ValueError(f"K and V must have one shape (B, Hkv, Tk, D); got {shapes}")
+    if q.shape[0] != k.shape[0] or q.shape[3] != k.shape[3]:
+        raise ValueError(f"Q and K/V must have the same batch size and head dim; got {shapes}")
+    if k.shape[1] == 0 or q.shape[1] % k.shape[1]:
+        raise ValueError(f"K/V heads ({k.shape[1]}) must divide the number of query heads ({q.shape[1]}); got {shapes}")
+    return q.shape[1] // k.shape[1]
+
+
+def repeat_kv(x: Tensor, group: int) -> Tensor:
+    """(B, Hkv, T, D) -> (B, Hkv * group, T, D), K/V head j serving query heads j*group ... j*group + group-1."""
+    if group == 1:
+        return x
+    b, h_kv, t, d = x.shape
+    return x[:, :, None].expand(b, h_kv, group, t, d).reshape(b, h_kv * group, t, d)  # (B, H, T, D)
+
+
 @register_backend("math", returns_weights=True, returns_lse=True, description="explicit softmax(QK^T*scale + bias + mask) V")
 def math_attention(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, need_weights: bool = False) -> AttentionResult:
+    group = kv_groups(q, k, v)
+    k, v = repeat_kv(k, group), repeat_kv(v, group)  # (B, H, Tk, D)
     q_pos, k_pos = spec.positions(q.shape[-2], k.shape[-2], q.device)
     scores = spec.scores_block(q, k, q_pos, k_pos)  # (B, H, Tq, Tk)
     # softmax written out so the row log-sum-exp comes for free: lse = max + log(sum(exp(s - max)))
@@ -110,21 +159,30 @@ def math_attention(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, need_we
 
 @register_backend("sdpa", returns_weights=False, returns_lse=False, description="torch.nn.functional.scaled_dot_product_attention")
 def sdpa_attention(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, need_weights: bool = False) -> AttentionResult:
+    group = kv_groups(q, k, v)
+    k, v = repeat_kv(k, group), repeat_kv(v, group)  # (B, H, Tk, D)
     t_q, t_k = q.shape[-2], k.shape[-2]
-    simple_causal = spec.causal and spec.bias is None and spec.key_padding is None and spec.pattern is None and t_q == t_k
-    if simple_causal or (not spec.causal and spec.bias is None and spec.key_padding is None and spec.pattern is None):
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=simple_causal, scale=spec.scale)
-    else:
-        mask = spec.dense_mask(t_q, t_k, q.dtype, q.device)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=spec.scale)
+    unmasked = spec.bias is None and spec.key_padding is None and spec.pattern is None
+    if unmasked and (not spec.causal or (spec.q_offset == 0 and t_q == t_k)):
+        # is_causal is our causal mask only for a square call starting at position 0: with
+        # a query offset (a KV cache) the diagonal moves, and for Tq != Tk the kernels
+        # have not always agreed on the alignment; those take the explicit mask below.
+        return AttentionResult(F.scaled_dot_product_attention(q, k, v, is_causal=spec.causal, scale=spec.scale))
+    mask, empty = spec.dense_mask(t_q, t_k, q.dtype, q.device)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=spec.scale)
+    if empty is not None:
+        out = out.masked_fill(empty, 0.0)  # rows with no key: 0, as math and flash give and the capture draws
     return AttentionResult(out)
 
 
 def row_lse(q: Tensor, k: Tensor, spec: AttentionSpec, block: int = 1024) -> Tensor:
     """Row log-sum-exp of the scores, computed in key blocks (no Tq x Tk tensor).
 
-    Used when a backend (SDPA) does not return the LSE but the capture needs it.
+    Used when a backend (SDPA) does not return the LSE but the capture needs it. q is
+    (B, H, Tq, D), k (B, Hkv, Tk, D) under the backends' GQA contract; returns float32
+    (B, H, Tq), -inf on rows with no allowed key.
     """
+    k = repeat_kv(k, kv_groups(q, k, k))
     t_q, t_k = q.shape[-2], k.shape[-2]
     q_pos, k_pos = spec.positions(t_q, t_k, q.device)
     lse = torch.full(q.shape[:-1], float("-inf"), dtype=torch.float32, device=q.device)

@@ -37,7 +37,8 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from torch import Tensor, nn
 
-from .backends import AttentionResult, register_backend
+from ..memory import map_on_torch_threads, profiled_here
+from .backends import AttentionResult, kv_groups, register_backend, repeat_kv
 from .spec import AttentionSpec
 
 logger = logging.getLogger(__name__)
@@ -202,6 +203,11 @@ def _run(fn, items: list, tiles: "_Tiles", serial: bool = False) -> None:
         with torch.no_grad():  # grad mode is per thread; the caller's no_grad does not reach here
             fn(item)
 
+    if profiled_here():
+        # The profiler (attnlab's memory measurement) sees only threads that carry its state:
+        # torch's own threads do, this pool's do not. Same tiles, same number at once.
+        map_on_torch_threads(call, items, workers)
+        return
     for _ in pool.map(call, items):
         pass
 
@@ -382,16 +388,20 @@ def flash_attention(
     block_q: int | None = None,
     block_k: int | None = None,
 ) -> AttentionResult:
-    """FlashAttention over q (B, H, Tq, D), k and v (B, H, Tk, D).
+    """FlashAttention over q (B, H, Tq, D), k and v (B, Hkv, Tk, D), Hkv dividing H.
 
     Returns ``AttentionResult(out, None, lse)``: out (B, H, Tq, D) in q's dtype and the
     row log-sum-exp (B, H, Tq) in float32 (-inf for rows with no allowed key, whose
     output is 0). Any float dtype is accepted; tiles accumulate in float32.
     ``block_q``/``block_k`` override the tile sizes (see ``DEFAULT_BLOCK_Q``).
-    Grouped-query attention is the caller's job: pass K/V already repeated per head.
+    Grouped-query K/V (Hkv < H) are repeated per query head here, outside the autograd
+    function, so their gradients come back summed over each group; that costs one
+    (B, H, Tk, D) copy, the size of Q, and keeps memory O(T * d).
     """
     if need_weights:
         raise ValueError("flash attention never builds the weight matrix; use 'math' or the capture's tiles")
+    group = kv_groups(q, k, v)
+    k, v = repeat_kv(k, group), repeat_kv(v, group)  # (B, H, Tk, D)
     b, h, t_q, _ = q.shape
     bq, bk = _auto_blocks(b * h, t_q, k.shape[2], block_q, block_k)
     if bq < 1 or bk < 1:

@@ -42,7 +42,9 @@ class AttentionSpec:
 
     Positions are absolute: query i sits at ``q_offset + i`` and key j at ``j``.
     With a KV cache the new queries start at ``q_offset = past_length``, which is
-    what makes a causal mask correct for Tq != Tk.
+    what makes a causal mask correct for Tq != Tk. ``q_offset = Tk - Tq`` aligns the
+    queries with the last keys (FlashAttention's bottom-right causal mask); with more
+    queries than keys it is negative and the first Tq - Tk queries see no key.
     """
 
     scale: float
@@ -98,15 +100,28 @@ class AttentionSpec:
             scores = scores.masked_fill(~mask, float("-inf"))
         return scores
 
-    def dense_mask(self, t_q: int, t_k: int, dtype: torch.dtype, device=None) -> Tensor | None:
-        """The whole additive mask+bias as one tensor (B or 1, H or 1, Tq, Tk); for SDPA."""
+    def dense_mask(self, t_q: int, t_k: int, dtype: torch.dtype, device=None) -> tuple[Tensor | None, Tensor | None]:
+        """The whole additive mask+bias as one tensor, for SDPA, and the rows with no allowed key.
+
+        Returns ``(mask, empty)``. ``mask`` (B or 1, H or 1, Tq, Tk) is the bias where a
+        key is allowed and -inf where it is not (the smallest float instead would give a
+        row with no key the mean of V, not 0); None when there is neither. ``empty``
+        (B or 1, 1, Tq, 1) bool marks rows with no allowed key, or is None when there are
+        none: those rows are left unmasked, so no kernel meets an all -inf row (NaN in
+        some), and the caller sets their output to 0.
+        """
         q_pos, k_pos = self.positions(t_q, t_k, device)
         bias = self.bias_block(q_pos, k_pos, dtype)
-        mask = self.mask_block(q_pos, k_pos)
-        if mask is None:
-            return bias
-        neg = torch.zeros(mask.shape, dtype=dtype, device=device).masked_fill(~mask, torch.finfo(dtype).min)
-        return neg if bias is None else neg + bias
+        allowed = self.mask_block(q_pos, k_pos)
+        if allowed is None:
+            return bias, None
+        empty = ~allowed.any(dim=-1, keepdim=True)  # (B or 1, 1, Tq, 1)
+        if empty.any():
+            allowed = allowed | empty
+        else:
+            empty = None
+        neg = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, float("-inf"))
+        return (neg if bias is None else neg + bias), empty
 
     def describe(self) -> dict:
         """A JSON-friendly summary (for capture records and the API)."""

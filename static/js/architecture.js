@@ -1,14 +1,17 @@
 // Architecture: the selected model's structure from its config (blocks, shapes, parameters
 // and FLOPs per token by component, norm placement, where positions enter) and a
-// forward/backward time-per-component profile.
+// forward/backward time-per-component profile. Only the latest model's answers are drawn.
 import {
   api, downloadJSON, initChrome, plotFigure, readState, setupModelSelect, withLoading, writeState,
 } from "./common.js";
+import { Latest } from "./latest.js";
 
 const $ = (id) => document.getElementById(id);
 const state = readState({ model: "minilm", context: 128, tokens: 32, profile: false });
 let arch = null;
 let profile = null;
+const described = new Latest(); // the latest model's structure
+const profiled = new Latest(); // the latest profile
 
 function saveState() {
   writeState({ model: $("model").value, context: Number($("context").value), tokens: Number($("tokens").value),
@@ -31,11 +34,13 @@ function fact(dl, term, value) {
 }
 
 async function describe() {
+  profiled.cancel();
   profile = null;
   $("profile-chart").replaceChildren();
   $("profile-note").textContent = "";
   saveState();
-  const answer = await api(`/api/figures/architecture/${encodeURIComponent($("model").value)}?context=${Number($("context").value)}`);
+  const url = `/api/figures/architecture/${encodeURIComponent($("model").value)}?context=${Number($("context").value)}`;
+  const answer = await described.run((signal) => api(url, { signal }));
   arch = answer.architecture;
   $("arch-panel").hidden = false;
   $("profile-panel").hidden = false;
@@ -72,7 +77,8 @@ async function describe() {
 }
 
 async function runProfile() {
-  const answer = await api(`/api/figures/profile/${encodeURIComponent($("model").value)}?tokens=${Number($("tokens").value)}`);
+  const url = `/api/figures/profile/${encodeURIComponent($("model").value)}?tokens=${Number($("tokens").value)}`;
+  const answer = await profiled.run((signal) => api(url, { signal }));
   profile = answer.profile;
   $("profile-note").textContent = `${profile.tokens} tokens, forward ${profile.total_forward_ms.toFixed(1)} ms, backward `
     + `${profile.total_backward_ms.toFixed(1)} ms on ${profile.threads} CPU threads (${profile.note}).`;

@@ -1,13 +1,16 @@
 // Backends: math vs sdpa vs flash on a synthetic size sweep or on one model's input; the
-// server runs the measurement and draws time and memory against T, log-log.
+// server runs the measurement and draws time and memory against T, log-log. Only the latest
+// submit's answer is drawn.
 import {
   api, downloadJSON, initChrome, plotFigure, readState, setupModelSelect, withLoading, writeState,
 } from "./common.js";
+import { Latest } from "./latest.js";
 
 const $ = (id) => document.getElementById(id);
 const state = readState({ form: "synthetic", backends: "math,sdpa,flash", seq_lens: "64,128,256,512", n_heads: 4,
                           head_dim: 64, passes: "fwd", causal: true, model: "minilm", text: "", backend: "" });
 let result = null;
+const submits = new Latest();
 
 function form() { return document.querySelector("input[name=form]:checked").value; }
 function backends() { return Array.from(document.querySelectorAll("input[name=backends]:checked")).map((b) => b.value); }
@@ -38,9 +41,18 @@ async function run() {
   } else {
     body = { model: $("model").value, text: $("text").value, backends: backends() };
   }
-  result = await api("/api/figures/benchmark", { method: "POST", body });
+  result = await submits.run((signal) => api("/api/figures/benchmark", { method: "POST", body, signal }));
   $("bench-panel").hidden = false;
   await plotFigure($("bench"), result.figure, "benchmark");
+  const synthetic = result.form === "synthetic";
+  $("bench-mem-head").textContent = synthetic ? "peak MiB allocated by torch during the call"
+    : "peak MiB allocated by torch in one attention kernel call";
+  const method = result.results.find((r) => r.memory_method)?.memory_method;
+  $("bench-mem-note").textContent = (synthetic
+    ? "Peak MiB: the most memory torch held at any moment of one attention call, above what it held before. "
+    : "Peak MiB: the most memory torch held during one attention kernel call of the model's forward (the largest "
+      + "over its layers), above what it held when the call began; projections and capture are outside it. ")
+    + (method ? `Measured (${method}).` : "") + " Never the process's RSS.";
   const tbody = $("bench-table").querySelector("tbody");
   tbody.replaceChildren();
   for (const r of result.results) {
@@ -48,7 +60,8 @@ async function run() {
     cell(tr, r.backend);
     cell(tr, String(r.seq_len ?? r.n_tokens ?? ""), true);
     cell(tr, r.median_ms == null ? "" : Number(r.median_ms).toFixed(3), true);
-    cell(tr, r.peak_memory_bytes == null ? "" : (r.peak_memory_bytes / 2 ** 20).toFixed(1), true);
+    const mem = r.peak_memory_bytes ?? r.attention_peak_memory_bytes;  // synthetic: the call; model: one kernel call
+    cell(tr, mem == null ? "" : (mem / 2 ** 20).toFixed(mem < 2 ** 20 ? 3 : 1), true);
     const diff = r.max_abs_diff_vs_math ?? r.max_abs_diff;
     cell(tr, diff == null ? "" : Number(diff).toExponential(2), true);
     tbody.appendChild(tr);

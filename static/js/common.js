@@ -1,7 +1,9 @@
 // Shared helpers for every page: API calls with errors in words, a loading indicator,
 // state in the URL, token-safe labels, float16 decoding, NPY/JSON export, chart defaults.
 // Token text only ever reaches the DOM through textContent, and Plotly labels through
-// escapeLabel (Plotly renders a subset of HTML in labels).
+// escapeLabel (Plotly renders a subset of HTML in labels). Stale replies: latest.js; token
+// tick labels: ticks.js; colour scales: scale.js.
+import { fitTokenTicks, labelStep, onlyTicks, tokenTicks } from "./ticks.js";
 
 export const VIRIDIS = "Viridis";
 
@@ -179,24 +181,39 @@ export function escapeLabel(text) {
   return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 }
 
-/** Readable token text: whitespace made visible, long tokens shortened. */
+/** A token label for an axis: labels come from the server (whitespace already visible, one
+ *  rule for every view: models/labels.py); long ones are shortened here. */
 export function showToken(token) {
-  let s = String(token).replace(/\n/g, "\u21b5").replace(/\t/g, "\u2192");
-  if (s.trim() === "") s = s.replace(/ /g, "\u2423"); // a token of spaces only: show them
+  const s = String(token);
   return s.length > 24 ? `${s.slice(0, 23)}\u2026` : s;
 }
 
-/** Numeric axis with token tick labels (categorical axes would merge repeated tokens). */
-export function tokenAxis(tokens, offset = 0, maxTicks = 48) {
-  const n = tokens.length;
-  const step = Math.max(1, Math.ceil(n / maxTicks));
-  const tickvals = [];
-  const ticktext = [];
-  for (let i = 0; i < n; i += step) {
-    tickvals.push(offset + i);
-    ticktext.push(escapeLabel(showToken(tokens[i])));
+/** Raw text as a quoted literal with invisible characters escaped: " the", "\r\n", "\u00a0". */
+export function rawLiteral(text) {
+  if (text === null || text === undefined) return "";
+  const named = { "\n": "\\n", "\r": "\\r", "\t": "\\t", "\"": "\\\"", "\\": "\\\\" };
+  let out = "";
+  for (const ch of String(text)) {
+    const code = ch.codePointAt(0);
+    if (named[ch]) out += named[ch];
+    else if (code < 0x20 || code === 0x7f || code === 0xa0 || (code >= 0x2000 && code <= 0x200f)
+             || (code >= 0x2028 && code <= 0x202f) || code === 0xfeff || (code >= 0xfe00 && code <= 0xfe0f)) {
+      out += `\\u${code.toString(16).padStart(4, "0")}`;
+    } else out += ch;
   }
-  return { tickmode: "array", tickvals, ticktext, automargin: true };
+  return `"${out}"`;
+}
+
+/** The raw text of each token of an answer: the slice its offsets name of the text it came
+ *  from (texts[segment]; segment 0 without a pair); null for tokens the tokenizer added. */
+export function rawTexts(answer, texts, prefix = "") {
+  const offsets = answer[`${prefix}offsets`] || [];
+  const segments = answer[`${prefix}segments`];
+  return offsets.map((o, i) => {
+    if (!o) return null;
+    const source = texts[segments ? segments[i] : 0];
+    return typeof source === "string" ? source.slice(o[0], o[1]) : null;
+  });
 }
 
 // ---------------------------------------------------------------- charts
@@ -238,10 +255,63 @@ function serial(el, fn) {
   return next;
 }
 
-/** Draw (or redraw) a chart; sizes fonts for the large-font option. */
-export function plot(el, data, layout, name) {
-  const merged = { ...layout, font: { ...(layout.font || {}), size: fontSize() } };
-  return serial(el, () => window.Plotly.react(el, data, merged, plotConfig(name))).then(() => el);
+// the token axes of each chart: refitted whenever its size, font or range changes
+const tokenAxesOf = new WeakMap();
+
+/** Fit the token labels of a drawn chart; data-ticks="fitted" says they match its size now. */
+async function fitTicks(gd) {
+  const axes = tokenAxesOf.get(gd);
+  if (!axes) return;
+  await fitTokenTicks(gd, axes);
+  gd.dataset.ticks = "fitted";
+}
+
+function watchTicks(gd) {
+  if (gd.dataset.ticksBound) return;
+  gd.dataset.ticksBound = "1";
+  // zoom, pan, autosize (window resize), font size: refit after the change, in the queue
+  gd.on("plotly_relayout", (update) => {
+    if (onlyTicks(update) || !tokenAxesOf.has(gd)) return;
+    delete gd.dataset.ticks;
+    serial(gd, () => fitTicks(gd));
+  });
+}
+
+/** Token axes of a layout: numeric, labelled with the tokens; a first guess at how many labels
+ *  fit from the element's size (plot() fits them to the drawn plot area). */
+function withTokenAxes(el, layout, tokenAxes) {
+  const axes = {};
+  const out = { ...layout };
+  for (const [name, spec] of Object.entries(tokenAxes || {})) {
+    if (!spec || !spec.tokens) continue;
+    const labels = spec.tokens.map((t) => escapeLabel(showToken(t)));
+    const offset = spec.offset || 0;
+    axes[name] = { labels, offset };
+    const guessPx = name.startsWith("x") ? (el.clientWidth || 600) * 0.7 : (layout.height || 450) * 0.6;
+    const step = labelStep(labels.length, guessPx, out.font.size);
+    out[name] = { tickangle: name.startsWith("x") ? -90 : 0, ...(out[name] || {}), tickmode: "array",
+                  automargin: true, ...tokenTicks(labels, offset, step) };
+  }
+  return { layout: out, axes };
+}
+
+/** Draw (or redraw) a chart; sizes fonts for the large-font option. `tokenAxes`:
+ *  {xaxis: {tokens, offset}, yaxis: ...}: axes labelled with tokens, as many as fit. */
+export function plot(el, data, layout, name, { tokenAxes = null } = {}) {
+  const sized = { ...layout, font: { ...(layout.font || {}), size: fontSize() } };
+  const { layout: merged, axes } = withTokenAxes(el, sized, tokenAxes);
+  delete el.dataset.ticks;
+  return serial(el, async () => {
+    delete el.dataset.ticks;
+    await window.Plotly.react(el, data, merged, plotConfig(name));
+    if (Object.keys(axes).length) {
+      tokenAxesOf.set(el, axes);
+      watchTicks(el);
+      await fitTicks(el);
+    } else {
+      tokenAxesOf.delete(el);
+    }
+  }).then(() => el);
 }
 
 /** A server-built figure (JSON from /api/figures/...). */
@@ -250,19 +320,49 @@ export function plotFigure(el, figure, name) {
   return serial(el, () => window.Plotly.react(el, figure.data, layout, plotConfig(name))).then(() => el);
 }
 
-/** A heatmap of a (rows x cols) map with token labels and hover values. */
-export function heatmapTrace(z, { x0 = 0, y0 = 0, dx = 1, dy = 1, rowTokens = null, colTokens = null,
-                                  zmax = null, colorscale = VIRIDIS, hover = "weight" } = {}) {
-  const trace = { type: "heatmap", z, x0, y0, dx, dy, colorscale, zmin: 0, colorbar: { title: { text: hover } } };
-  if (zmax !== null) trace.zmax = zmax;
-  if (rowTokens && colTokens) {
-    // hover text built from escaped token text
-    trace.text = z.map((row, i) => row.map((_, j) =>
-      `${escapeLabel(showToken(rowTokens[i]))} \u2192 ${escapeLabel(showToken(colTokens[j]))}`));
-    trace.hovertemplate = `query %{y}, key %{x}<br>%{text}<br>${hover} %{z:.4f}<extra></extra>`;
+/** What one row or column of a map covers: "query 6 “mat”", "query 2 “·the” (" the")" (the raw
+ *  text where it differs from the label), or "query 12–15" for a pooled cell. Positions are
+ *  0-based, as in the API; labels escaped for Plotly. */
+function describeCells(name, count, [start, end], block, tokens, raw) {
+  return Array.from({ length: count }, (_, i) => {
+    const first = start + i * block;
+    const pos = block === 1 ? String(first) : `${first}\u2013${Math.min(end, first + block) - 1}`;
+    if (!tokens || block !== 1) return `${name} ${pos}`;
+    // the raw text too where it differs from the label (whitespace marks, [CLS], byte fragments)
+    const literal = raw && raw[i] !== null && raw[i] !== undefined ? rawLiteral(raw[i]) : null;
+    const extra = literal && literal !== `"${tokens[i]}"` ? ` (${escapeLabel(literal)})` : "";
+    return `${name} ${pos} \u201c${escapeLabel(showToken(tokens[i]))}\u201d${extra}`;
+  });
+}
+
+/**
+ * A heatmap of a (rows x cols) map of weights. Cell (i, j) covers rows[0] + i*block and
+ * cols[0] + j*block (block > 1: a pooled overview). Hover comes from customdata, never from
+ * %{x}/%{y} (Plotly puts the tick text there): `query 6 “mat” → key 18 “the”: 0.0123`, with
+ * the raw text given rowRaw/colRaw. `scale` (scale.js colourScale) maps weights to colours.
+ */
+export function heatmapTrace(weights, { rows = null, cols = null, block = 1, rowTokens = null, colTokens = null,
+                                        rowRaw = null, colRaw = null, rowName = "query", colName = "key",
+                                        scale = null, zmax = null, colorscale = VIRIDIS, what = "weight",
+                                        note = "" } = {}) {
+  const nRows = weights.length;
+  const nCols = nRows ? weights[0].length : 0;
+  const r = rows || [0, nRows * block];
+  const c = cols || [0, nCols * block];
+  const trace = {
+    type: "heatmap", x0: c[0] + (block - 1) / 2, y0: r[0] + (block - 1) / 2, dx: block, dy: block, colorscale,
+    hoverongaps: false,
+  };
+  if (scale) {
+    Object.assign(trace, { z: scale.z, zmin: scale.zmin, zmax: scale.zmax, colorbar: scale.colorbar });
   } else {
-    trace.hovertemplate = `query %{y}, key %{x}<br>${hover} %{z:.4f}<extra></extra>`;
+    Object.assign(trace, { z: weights, zmin: 0, colorbar: { title: { text: what, side: "right" } } });
+    if (zmax !== null) trace.zmax = zmax;
   }
+  const rowDesc = describeCells(rowName, nRows, r, block, rowTokens, rowRaw);
+  const colDesc = describeCells(colName, nCols, c, block, colTokens, colRaw);
+  trace.customdata = weights.map((row, i) => row.map((w, j) => [rowDesc[i], colDesc[j], w]));
+  trace.hovertemplate = `%{customdata[0]} \u2192 %{customdata[1]}: %{customdata[2]:.4f}${note}<extra></extra>`;
   return trace;
 }
 
@@ -382,6 +482,7 @@ function applyLargeFont(on) {
   document.body.classList.toggle("large", on);
   const button = document.getElementById("large-font");
   if (button) button.setAttribute("aria-pressed", on ? "true" : "false");
+  document.dispatchEvent(new CustomEvent("fontsizechange")); // views that lay out text themselves redo it
   if (!window.Plotly) return;
   for (const gd of document.querySelectorAll(".js-plotly-plot")) {
     serial(gd, () => window.Plotly.relayout(gd, { "font.size": fontSize() }));

@@ -1,11 +1,16 @@
 // Explorer: the model view (layers x heads grid of pooled thumbnails, loaded lazily) and,
 // on a click, the head view (a large heatmap with token labels and a BertViz-style line
 // view). Long inputs show a pooled overview; a box-zoom or drag fetches the exact block of
-// the visible range from /api/runs/{id}/attention as float16.
+// the visible range from /api/runs/{id}/attention as float16. Every fetch for the head view
+// goes through one Latest (a newer head or zoom refuses an older reply), and what the head
+// view shows and exports (weights, labels, layer, head) is taken from one reply.
 import {
   api, apiBinary, ApiError, baseLayout, downloadJSON, downloadNPY, fillSelect, heatmapTrace, initChrome,
-  onArrowKeys, plot, readState, setupModelSelect, showToken, toRows, tokenAxis, viridis, withLoading, writeState,
+  onArrowKeys, plot, rawLiteral, rawTexts, readState, setupModelSelect, showToken, toRows, viridis,
+  withLoading, writeState,
 } from "./common.js";
+import { isAbort, Latest } from "./latest.js";
+import { colourScale, SCALES, scaleName, withoutSpecialKeys } from "./scale.js";
 
 const THUMB = 48; // pooled thumbnail side, in cells and canvas pixels
 const EXACT_CELLS = 512 * 512; // largest block drawn exactly in the head view
@@ -14,10 +19,13 @@ const LINE_VIEW_MAX = 160; // tokens; past this the line view is unreadable
 
 const $ = (id) => document.getElementById(id);
 const state = readState({ model: "minilm", text: "", text_pair: "", backend: "", kind: "", layer: -1, head: -1,
-                          colour: "" });
+                          colour: "", scale: "linear", exclude_special: false });
 let run = null; // the POST /api/runs answer
-let headData = null; // what the head view shows: {z, rows, cols, factor, rowTokens, colTokens}
+let headData = null; // what the head view shows, all from one tile reply: {z, rows, cols, factor, tokens, ...}
 let thumbObserver = null;
+const runs = new Latest(); // POST /api/runs of the latest submit
+const headView = new Latest(); // the head view's tile: the latest head, kind or zoom
+let thumbs = new AbortController(); // the thumbnails of the grid shown
 
 function kindTokens(kind) {
   const target = run.target_tokens || run.tokens;
@@ -26,28 +34,49 @@ function kindTokens(kind) {
   return [run.tokens, run.tokens];
 }
 
+/** Special flags of the rows and columns of a kind ([CLS], [SEP], <|endoftext|>...). */
+function kindSpecial(kind) {
+  const source = run.special || [];
+  const target = run.target_tokens ? run.target_special || [] : source;
+  if (kind === "decoder") return [target, target];
+  if (kind === "cross") return [target, source];
+  return [source, source];
+}
+
+/** Raw text of the rows and columns of a kind (hover): the slices the answer's offsets name. */
+function kindRaw(kind) {
+  const source = rawTexts(run, run.texts);
+  const target = run.target_tokens ? rawTexts(run, [run.target_text], "target_") : source;
+  if (kind === "decoder") return [target, target];
+  if (kind === "cross") return [target, source];
+  return [source, source];
+}
+
 function saveState() {
   writeState({
     model: $("model").value, text: $("text").value, text_pair: $("text_pair").value, backend: $("backend").value,
     kind: run ? $("kind").value : state.kind, layer: state.layer, head: state.head, colour: $("colour-by").value,
+    scale: $("scale").value, exclude_special: $("exclude-special").checked,
   });
 }
 
-async function createRun() {
+async function createRun(signal) {
   const body = { model: $("model").value, text: $("text").value, backend: $("backend").value || null };
   if ($("text_pair").value.trim()) body.text_pair = $("text_pair").value;
-  return api("/api/runs", { method: "POST", body });
+  const answer = await api("/api/runs", { method: "POST", body, signal });
+  answer.texts = [body.text, body.text_pair ?? null]; // what the offsets index, kept with the answer
+  return answer;
 }
 
 /** A tile request; a run evicted from the server's cache is recreated (same id) once. */
-async function tile(params) {
+async function tile(params, signal) {
   const query = new URLSearchParams({ kind: $("kind").value, format: "f16", ...params });
   try {
-    return await apiBinary(`/api/runs/${run.run_id}/attention?${query}`);
+    return await apiBinary(`/api/runs/${run.run_id}/attention?${query}`, { signal });
   } catch (err) {
     if (!(err instanceof ApiError) || err.status !== 404) throw err;
-    run = await createRun();
-    return apiBinary(`/api/runs/${run.run_id}/attention?${query}`);
+    run = await createRun(signal);
+    return apiBinary(`/api/runs/${run.run_id}/attention?${query}`, { signal });
   }
 }
 
@@ -74,6 +103,10 @@ function buildGrid() {
   const grid = $("grid");
   grid.replaceChildren();
   if (thumbObserver) thumbObserver.disconnect();
+  // the thumbnails of an earlier grid are not fetched or drawn any more
+  thumbs.abort();
+  thumbs = new AbortController();
+  queue.length = 0;
   const kind = $("kind").value;
   const nLayers = run.layers_by_kind[kind];
   const nHeads = run.n_heads;
@@ -133,9 +166,10 @@ function pump() {
     const button = queue.shift();
     active += 1;
     const { layer, head } = button.dataset;
-    tile({ layer, head, pool: String(THUMB) })
-      .then((t) => drawThumb(button.querySelector("canvas"), t))
-      .catch((err) => { button.classList.add("failed"); button.title = err.message; })
+    const { signal } = thumbs;
+    tile({ layer, head, pool: String(THUMB) }, signal)
+      .then((t) => { if (!signal.aborted) drawThumb(button.querySelector("canvas"), t); })
+      .catch((err) => { if (!isAbort(err)) { button.classList.add("failed"); button.title = err.message; } })
       .finally(() => { active -= 1; pump(); });
   }
 }
@@ -181,62 +215,100 @@ async function openHead(layer, head) {
   await withLoading("Loading head", () => showRange(null));
 }
 
-/** Fetch what the range shows: exact when small enough, else a pooled overview of the range. */
+/** Fetch what the range shows: exact when small enough, else a pooled overview of the range.
+ *  Labels, raw texts and special flags are taken for the rows and columns the reply covers. */
 async function showRange(range) {
-  const [rowTokens, colTokens] = kindTokens($("kind").value);
-  const nRows = rowTokens.length;
-  const nCols = colTokens.length;
-  const r = range ? range.rows : [0, nRows];
-  const c = range ? range.cols : [0, nCols];
+  const kind = $("kind").value;
+  const [rowTokens, colTokens] = kindTokens(kind);
+  const r = range ? range.rows : [0, rowTokens.length];
+  const c = range ? range.cols : [0, colTokens.length];
   const exact = (r[1] - r[0]) * (c[1] - c[0]) <= EXACT_CELLS;
-  const params = { layer: String(state.layer), head: String(state.head), rows: `${r[0]}:${r[1]}`, cols: `${c[0]}:${c[1]}` };
+  const params = { kind, layer: String(state.layer), head: String(state.head), rows: `${r[0]}:${r[1]}`, cols: `${c[0]}:${c[1]}` };
   if (!exact) params.pool = String(OVERVIEW);
-  const t = await tile(params);
-  const [h, w] = t.shape;
-  const factor = t.meta.factor || 1;
-  headData = {
-    z: toRows(t.data, h, w), rows: r, cols: c, factor, layer: state.layer, head: state.head, kind: $("kind").value,
-    rowTokens: factor === 1 ? rowTokens.slice(r[0], r[1]) : null,
-    colTokens: factor === 1 ? colTokens.slice(c[0], c[1]) : null,
-  };
-  await drawHeatmap(range);
-  const note = factor === 1
-    ? (range ? `exact block rows ${r[0]}:${r[1]}, cols ${c[0]}:${c[1]}` : "exact map")
-    : `pooled overview (max of ${factor}\u00d7${factor} blocks): box-zoom to fetch exact weights`;
-  $("zoom-note").textContent = note;
+  const t = await headView.run((signal) => tile(params, signal)); // refused if a newer head or zoom came since
+  headData = headFromReply(t, params);
+  shownRange = range;
+  const d = headData;
+  $("zoom-note").textContent = d.factor === 1
+    ? (range ? `exact block rows ${d.rows[0]}:${d.rows[1]}, cols ${d.cols[0]}:${d.cols[1]}` : "exact map")
+    : `pooled overview (max of ${d.factor}\u00d7${d.factor} blocks): box-zoom to fetch exact weights`;
   if (!range) drawLines();
+  await drawHeatmap(range);
 }
 
+/** What the head view shows and exports, all from one tile reply (its meta names the kind, layer,
+ *  head and range it holds) and the run it was asked of. */
+function headFromReply(t, params) {
+  const m = t.meta || {};
+  const kind = m.kind || params.kind;
+  const [h, w] = t.shape;
+  const rows = m.rows || params.rows.split(":").map(Number);
+  const cols = m.cols || params.cols.split(":").map(Number);
+  const factor = m.factor || 1;
+  const exact = factor === 1;
+  const [rowTokens, colTokens] = kindTokens(kind);
+  const [rowRaw, colRaw] = kindRaw(kind);
+  const [rowSpecial, colSpecial] = kindSpecial(kind);
+  const slice = (list, [a, b]) => (exact && list ? list.slice(a, b) : null);
+  return {
+    model: run.model, run_id: m.run_id || run.run_id, kind, layer: m.layer ?? Number(params.layer),
+    head: m.head ?? Number(params.head), rows, cols, factor,
+    rowTokens: m.row_tokens || slice(rowTokens, rows), // the reply's own labels (exact tiles carry them)
+    colTokens: m.col_tokens || slice(colTokens, cols),
+    rowRaw: slice(rowRaw, rows), colRaw: slice(colRaw, cols),
+    rowSpecial: slice(rowSpecial, rows), colSpecial: slice(colSpecial, cols),
+    z: toRows(t.data, h, w),
+  };
+}
+
+/** The weights as shown, with the scale control and the exclude-specials toggle applied. */
+function shownWeights(d) {
+  const drop = $("exclude-special").checked && d.factor === 1 && d.colSpecial && d.colSpecial.some(Boolean);
+  const weights = drop ? withoutSpecialKeys(d.z, d.colSpecial) : d.z;
+  const what = drop ? "weight without special keys, rows renormalised" : "weight";
+  return { weights, scale: colourScale($("scale").value, weights, what) };
+}
+
+let shownRange = null; // the zoom the head view was fetched for (null: the whole map)
 let relayoutTimer = null;
-async function drawHeatmap(range) {
+function drawHeatmap(range) {
   const el = $("heatmap");
   const d = headData;
-  const off = (d.factor - 1) / 2; // a pooled cell is centred on the block it covers
-  const trace = heatmapTrace(d.z, {
-    x0: d.cols[0] + off, y0: d.rows[0] + off, dx: d.factor, dy: d.factor, rowTokens: d.rowTokens, colTokens: d.colTokens,
+  const { weights, scale } = shownWeights(d);
+  const trace = heatmapTrace(weights, {
+    rows: d.rows, cols: d.cols, block: d.factor, rowTokens: d.rowTokens, colTokens: d.colTokens,
+    rowRaw: d.rowRaw, colRaw: d.colRaw, scale, note: d.factor === 1 ? "" : ` (max of ${d.factor}\u00d7${d.factor})`,
   });
   const layout = baseLayout({
-    height: 620, uirevision: `${run.run_id}/${d.kind}/${d.layer}/${d.head}`,
-    xaxis: { title: { text: "key" }, tickangle: -60, ...(d.colTokens ? tokenAxis(d.colTokens, d.cols[0]) : {}) },
-    yaxis: { title: { text: "query" }, autorange: "reversed", ...(d.rowTokens ? tokenAxis(d.rowTokens, d.rows[0]) : {}) },
+    height: 620, uirevision: `${d.run_id}/${d.kind}/${d.layer}/${d.head}`,
+    xaxis: { title: { text: "key" } },
+    yaxis: { title: { text: "query" }, autorange: "reversed" },
   });
   if (range) {
     layout.xaxis.range = range.xrange;
     layout.yaxis.range = range.yrange;
     layout.yaxis.autorange = false;
   }
-  await plot(el, [trace], layout, `L${d.layer}H${d.head}`);
+  const tokenAxes = d.factor === 1
+    ? { xaxis: { tokens: d.colTokens, offset: d.cols[0] }, yaxis: { tokens: d.rowTokens, offset: d.rows[0] } } : null;
+  const drawn = plot(el, [trace], layout, `L${d.layer}H${d.head}`, { tokenAxes });
   if (!el.dataset.bound) {
-    el.dataset.bound = "1";
-    el.on("plotly_relayout", (ev) => {
-      clearTimeout(relayoutTimer);
-      relayoutTimer = setTimeout(() => onRelayout(ev), 150);
+    drawn.then(() => {
+      if (el.dataset.bound) return;
+      el.dataset.bound = "1";
+      el.on("plotly_relayout", (ev) => {
+        clearTimeout(relayoutTimer);
+        relayoutTimer = setTimeout(() => onRelayout(ev), 150);
+      });
     });
   }
+  return drawn;
 }
 
 function onRelayout(ev) {
   if (!run || !headData) return;
+  // only a zoom, pan or reset moves the range (tick labels and font size do not)
+  if (!Object.keys(ev).some((k) => /^[xy]axis\.(range|autorange)/.test(k))) return;
   const [rowTokens, colTokens] = kindTokens($("kind").value);
   if (ev["xaxis.autorange"] || ev["yaxis.autorange"]) {
     if (headData.rows[0] !== 0 || headData.cols[0] !== 0 || headData.rows[1] !== rowTokens.length
@@ -267,7 +339,8 @@ function svg(tag, attrs = {}) {
   return el;
 }
 
-/** BertViz-style lines: query tokens on the left, keys on the right, opacity = weight. */
+/** BertViz-style lines: query tokens on the left, keys on the right, opacity = the weight on
+ *  the heatmap's colour scale. */
 function drawLines() {
   const box = $("lines");
   box.replaceChildren();
@@ -279,7 +352,7 @@ function drawLines() {
     box.appendChild(p);
     return;
   }
-  const rowH = 18;
+  const rowH = document.body.classList.contains("large") ? 24 : 18; // a row per label at its font size
   const height = Math.max(d.rowTokens.length, d.colTokens.length) * rowH + 10;
   const width = 480;
   const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, width, height, class: "line-view", role: "img",
@@ -289,10 +362,14 @@ function drawLines() {
   const right = svg("g");
   root.append(lines, left, right);
   const all = [];
-  d.z.forEach((row, i) => row.forEach((w, j) => {
-    if (w < 0.01) return;
+  // opacity follows the heatmap's colour scale (and drops special keys with it)
+  const { weights, scale } = shownWeights(d);
+  weights.forEach((row, i) => row.forEach((w, j) => {
+    if (w === null) return;
+    const level = scale.level(w);
+    if (level < 0.02) return; // too faint to see: not drawn
     const line = svg("line", { x1: 150, y1: 12 + i * rowH, x2: width - 150, y2: 12 + j * rowH,
-                               "stroke-opacity": Math.min(1, w).toFixed(3), class: "att" });
+                               "stroke-opacity": level.toFixed(3), class: "att" });
     line.dataset.q = String(i);
     line.dataset.k = String(j);
     lines.appendChild(line);
@@ -304,19 +381,26 @@ function drawLines() {
       t.classList.toggle("active", index !== null && t.dataset.side === attr && t.dataset.index === String(index));
     }
   };
-  const label = (group, tokens, x, anchor, side) => tokens.forEach((tok, i) => {
+  const label = (group, tokens, raw, x, anchor, side) => tokens.forEach((tok, i) => {
     const text = svg("text", { x, y: 16 + i * rowH, "text-anchor": anchor, class: "tok", tabindex: 0 });
     text.textContent = showToken(tok); // text only: a token is never parsed as markup
+    // hover: position, label and the raw text the token came from (a <title> beside the text,
+    // in one group, so the text element holds the label alone)
+    const title = svg("title");
+    const first = side === "q" ? d.rows[0] : d.cols[0];
+    title.textContent = `${first + i}: ${tok}${raw && raw[i] !== null ? ` ${rawLiteral(raw[i])}` : ""}`;
+    const item = svg("g");
+    item.append(title, text);
     text.dataset.side = side;
     text.dataset.index = String(i);
     text.addEventListener("mouseenter", () => highlight(side, i));
     text.addEventListener("focus", () => highlight(side, i));
     text.addEventListener("mouseleave", () => highlight(side, null));
     text.addEventListener("blur", () => highlight(side, null));
-    group.appendChild(text);
+    group.appendChild(item);
   });
-  label(left, d.rowTokens, 142, "end", "q");
-  label(right, d.colTokens, width - 142, "start", "k");
+  label(left, d.rowTokens, d.rowRaw, 142, "end", "q");
+  label(right, d.colTokens, d.colRaw, width - 142, "start", "k");
   box.appendChild(root);
 }
 
@@ -324,7 +408,8 @@ function drawLines() {
 
 async function go() {
   saveState();
-  run = await createRun();
+  headView.cancel(); // a head of the previous run is not drawn any more
+  run = await runs.run((signal) => createRun(signal));
   const kinds = run.kinds;
   fillSelect($("kind"), kinds, null, kinds.includes(state.kind) ? state.kind : kinds[0]);
   const stats = run.head_stats && run.head_stats[$("kind").value];
@@ -348,6 +433,8 @@ async function go() {
 
 async function main() {
   initChrome();
+  fillSelect($("scale"), Object.keys(SCALES), Object.values(SCALES), scaleName(state.scale));
+  $("exclude-special").checked = state.exclude_special;
   $("text").value = state.text || $("text").value;
   $("text_pair").value = state.text_pair;
   const info = await withLoading("Loading models", () => setupModelSelect($("model"), $("backend"), state.model, state.backend));
@@ -363,6 +450,7 @@ async function main() {
   });
   $("kind").addEventListener("change", () => {
     state.kind = $("kind").value;
+    headView.cancel();
     state.layer = -1;
     state.head = -1;
     $("head-view-panel").hidden = true;
@@ -370,6 +458,15 @@ async function main() {
     buildGrid();
   });
   $("colour-by").addEventListener("change", () => { colourGrid(); saveState(); });
+  const redraw = () => {
+    saveState();
+    if (!headData) return;
+    if (!shownRange) drawLines();
+    drawHeatmap(shownRange);
+  };
+  $("scale").addEventListener("change", redraw);
+  $("exclude-special").addEventListener("change", redraw);
+  document.addEventListener("fontsizechange", () => { if (headData && !shownRange) drawLines(); });
   $("long-demo").addEventListener("click", () => {
     const paragraph = "Attention lets every token look at every other token; a long context shows a pooled overview first. ";
     $("text").value = paragraph.repeat(120);
@@ -377,8 +474,7 @@ async function main() {
   $("export-head-npy").addEventListener("click", () => headData && downloadNPY(
     `attention-${headData.kind}-L${headData.layer}H${headData.head}.npy`, headData.z));
   $("export-head-json").addEventListener("click", () => headData && downloadJSON(
-    `attention-${headData.kind}-L${headData.layer}H${headData.head}.json`,
-    { model: run.model, run_id: run.run_id, ...headData }));
+    `attention-${headData.kind}-L${headData.layer}H${headData.head}.json`, headData)); // weights and labels of one reply
   $("export-grid-json").addEventListener("click", () => run && downloadJSON("run.json", run));
   onArrowKeys((dLayer, dHead) => {
     if (!run) return false;

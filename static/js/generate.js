@@ -2,17 +2,21 @@
 // fetch + ReadableStream (EventSource cannot POST). Each step: the chosen token, the top-k
 // probabilities and the new token's attention over the context (layers x context, one
 // head or the average over heads). A step slider and a play button replay the trace.
+// The text box shows the real text (each step's `text`, the bytes of a split character held
+// back by the server until complete); the chips below it show one label per token.
 import {
   ApiError, baseLayout, downloadJSON, downloadNPY, escapeLabel, fillSelect, heatmapTrace, initChrome, onArrowKeys,
-  player, plot, readState, setupModelSelect, showToken, tokenAxis, withLoading, writeState,
+  player, plot, rawLiteral, rawTexts, readState, setupModelSelect, showToken, withLoading, writeState,
 } from "./common.js";
+import { Latest } from "./latest.js";
 
 const $ = (id) => document.getElementById(id);
 const state = readState({ model: "smollm2", prompt: "", max_new_tokens: 16, temperature: 0, top_k: 0, seed: 0,
                           backend: "", step: -1, head: "avg" });
 let steps = [];
 let summary = null;
-let controller = null;
+const streams = new Latest(); // the latest Generate: a new one (or Stop) ends the stream before it
+let promptText = ""; // the prompt of the trace shown (the field may change afterwards)
 
 function saveState() {
   writeState({
@@ -50,13 +54,24 @@ async function readSSE(response, onEvent) {
   }
 }
 
+/** The generated text so far: every step's released text, then what the summary flushed. */
+function generatedText() {
+  return steps.map((s) => s.text).join("") + (summary ? summary.tail_text : "");
+}
+
+/** Labels and raw texts of the keys a step attended to: the prompt, then the earlier steps. */
 function contextTokens(stepIndex) {
   const step = steps[stepIndex];
-  const prompt = summary ? summary.prompt_tokens : null;
-  const generated = steps.slice(0, stepIndex).map((s) => s.token);
   const nPrompt = step.context_len - stepIndex;
-  const head = prompt || Array.from({ length: nPrompt }, (_, i) => `p${i}`);
-  return [...head, ...generated].slice(0, step.attention[0][0].length);
+  const promptLabels = summary ? summary.prompt_tokens : Array.from({ length: nPrompt }, (_, i) => `p${i}`);
+  const promptRaw = summary ? rawTexts(summary, [promptText], "prompt_") : promptLabels.map(() => null);
+  const text = generatedText();
+  const earlier = steps.slice(0, stepIndex);
+  const n = step.attention[0][0].length;
+  return {
+    labels: [...promptLabels, ...earlier.map((s) => s.token)].slice(0, n),
+    raw: [...promptRaw, ...earlier.map((s) => text.slice(s.offsets[0], s.offsets[1]))].slice(0, n),
+  };
 }
 
 function stepMatrix(step) {
@@ -68,19 +83,39 @@ function stepMatrix(step) {
   });
 }
 
+/** The text (prompt, then each step's text) and one chip per generated token. */
 function renderText(stepIndex) {
   const box = $("generated");
   box.replaceChildren();
-  if (summary) {
-    const prompt = document.createElement("span");
-    prompt.textContent = $("prompt").value;
-    box.appendChild(prompt);
-  }
+  const prompt = document.createElement("span");
+  prompt.textContent = promptText; // text only, never markup
+  box.appendChild(prompt);
   steps.forEach((s, i) => {
     const span = document.createElement("span");
     span.className = i === stepIndex ? "gen current" : "gen";
-    span.textContent = s.token; // token text only, never markup
+    span.textContent = s.text; // "" while a character is unfinished: it shows with the step completing it
     box.appendChild(span);
+  });
+  if (summary && summary.tail_text) {
+    const tail = document.createElement("span");
+    tail.className = "gen tail";
+    tail.title = "an unfinished character: generation stopped inside it";
+    tail.textContent = summary.tail_text;
+    box.appendChild(tail);
+  }
+  const chips = $("chips");
+  chips.replaceChildren();
+  const text = generatedText();
+  steps.forEach((s, i) => {
+    const chip = document.createElement("button");
+    chip.type = "button";
+    chip.className = i === stepIndex ? "chip current" : "chip";
+    chip.textContent = showToken(s.token);
+    chip.title = `step ${i}, id ${s.token_id}: ${rawLiteral(text.slice(s.offsets[0], s.offsets[1]))}`;
+    chip.dataset.step = String(i);
+    chip.setAttribute("aria-pressed", i === stepIndex ? "true" : "false");
+    chip.addEventListener("click", () => showStep(i));
+    chips.appendChild(chip);
   });
 }
 
@@ -107,15 +142,16 @@ async function drawStep(index) {
   const step = steps[i];
   $("step").value = String(i);
   $("step-out").textContent = String(i);
-  $("chosen").textContent = JSON.stringify(step.token).slice(1, -1);
+  $("chosen").textContent = `${step.token} (id ${step.token_id})`;
   $("trace-info").textContent = `step ${i}, context ${step.context_len} tokens`;
   renderText(i);
   const top = step.top;
+  // one bar per rank (candidates with equal labels stay apart); the chosen one is matched by id
   await plot($("probs"), [{
     type: "bar", orientation: "h", x: top.map((t) => t.prob), y: top.map((_, k) => k),
-    marker: { color: top.map((t) => (t.token === step.token ? "#E69F00" : "#0072B2")) },
-    customdata: top.map((t) => escapeLabel(showToken(t.token))),
-    hovertemplate: "%{customdata}<br>p = %{x:.4f}<extra></extra>",
+    marker: { color: top.map((t) => (t.token_id === step.token_id ? "#E69F00" : "#0072B2")) },
+    customdata: top.map((t) => [escapeLabel(showToken(t.token)), t.token_id]),
+    hovertemplate: "%{customdata[0]} (id %{customdata[1]})<br>p = %{x:.4f}<extra></extra>",
   }], baseLayout({
     title: { text: "Top next-token probabilities" }, height: 380,
     xaxis: { title: { text: "probability" }, range: [0, 1] },
@@ -123,13 +159,14 @@ async function drawStep(index) {
              ticktext: top.map((t) => escapeLabel(showToken(t.token))), automargin: true },
   }), `probs-step${i}`);
   const z = stepMatrix(step);
-  const tokens = contextTokens(i);
-  const layers = z.map((_, l) => `L${l}`);
-  await plot($("step-attention"), [heatmapTrace(z, { rowTokens: layers, colTokens: tokens })], baseLayout({
+  const context = contextTokens(i);
+  const tokens = context.labels;
+  await plot($("step-attention"), [heatmapTrace(z, {
+    colTokens: tokens, colRaw: context.raw, rowName: "layer", colName: "key" })], baseLayout({
     title: { text: `Attention of the new token (${$("head").value === "avg" ? "average over heads" : `head ${$("head").value}`})` },
-    height: 380, xaxis: { title: { text: "context token" }, tickangle: -60, ...tokenAxis(tokens) },
+    height: 380, xaxis: { title: { text: "context token" } },
     yaxis: { title: { text: "layer" }, autorange: "reversed", dtick: 1 },
-  }), `new-token-attention-step${i}`);
+  }), `new-token-attention-step${i}`, { tokenAxes: { xaxis: { tokens } } });
   saveState();
 }
 
@@ -143,48 +180,56 @@ function setupTrace() {
 
 async function generate() {
   saveState();
-  steps = [];
-  summary = null;
-  if (controller) controller.abort();
-  controller = new AbortController();
   const body = {
     model: $("model").value, prompt: $("prompt").value, max_new_tokens: Number($("max_new_tokens").value),
     temperature: Number($("temperature").value), seed: Number($("seed").value), backend: $("backend").value || null,
     stream: true,
   };
   if (Number($("top_k").value) > 0) body.top_k = Number($("top_k").value);
-  $("stop").disabled = false;
-  try {
-    const response = await fetch("/api/generate", {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), signal: controller.signal,
-    });
-    if (!response.ok) {
-      let detail = response.statusText;
-      try { detail = (await response.json()).detail || detail; } catch (_) { /* not JSON */ }
-      throw new ApiError(response.status, detail);
+  await streams.run(async (signal) => {
+    steps = [];
+    summary = null;
+    promptText = body.prompt;
+    $("stop").disabled = false;
+    try {
+      await stream(body, signal);
+    } finally {
+      if (!signal.aborted) $("stop").disabled = true; // aborted: Stop turned itself off, or a newer stream owns it
     }
-    await readSSE(response, (name, data) => {
-      if (name === "token") {
-        steps.push(data);
-        if (steps.length === 1) setupTrace();
-        $("step").max = String(steps.length - 1);
-        $("trace-info").textContent = `streaming: ${steps.length} tokens`;
-        if (state.step < 0) showStep(steps.length - 1); else renderText(Number($("step").value));
-      } else if (name === "summary") {
-        summary = data;
-      } else if (name === "error") {
-        throw new ApiError(data.status || 500, data.detail);
-      }
-    });
-  } finally {
-    $("stop").disabled = true;
-    controller = null;
-  }
+  });
   if (!steps.length) throw new Error("The model produced no tokens (end of sequence at once?)");
   const target = state.step >= 0 ? state.step : steps.length - 1;
   state.step = -1;
   await showStep(target);
   $("trace-info").textContent += summary ? ` \u00b7 stopped: ${summary.stopped}, ${Math.round(summary.timings.per_token_ms || 0)} ms/token` : "";
+}
+
+/** POST /api/generate and read its events into steps and summary, while the signal allows. */
+async function stream(body, signal) {
+  const response = await fetch("/api/generate", {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), signal,
+  });
+  if (!response.ok) {
+    let detail = response.statusText;
+    try { detail = (await response.json()).detail || detail; } catch (_) { /* not JSON */ }
+    throw new ApiError(response.status, detail);
+  }
+  await readSSE(response, (name, data) => {
+    signal.throwIfAborted(); // a newer Generate started: this stream's events are not shown
+    if (name === "token") {
+      for (const r of data.relabel || []) steps[r.step].token = r.token; // a character is now whole
+      steps.push(data);
+      if (steps.length === 1) setupTrace();
+      $("step").max = String(steps.length - 1);
+      $("trace-info").textContent = `streaming: ${steps.length} tokens`;
+      if (state.step < 0) showStep(steps.length - 1); else renderText(Number($("step").value));
+    } else if (name === "summary") {
+      summary = data;
+      summary.tokens.forEach((label, k) => { if (steps[k]) steps[k].token = label; });
+    } else if (name === "error") {
+      throw new ApiError(data.status || 500, data.detail);
+    }
+  });
 }
 
 async function main() {
@@ -196,8 +241,12 @@ async function main() {
   $("seed").value = String(state.seed);
   const info = await withLoading("Loading models", () => setupModelSelect($("model"), $("backend"), state.model, state.backend));
   if (!info) return;
-  $("controls").addEventListener("submit", (ev) => { ev.preventDefault(); state.step = -1; withLoading("Generating", generate); });
-  $("stop").addEventListener("click", () => controller && controller.abort());
+  $("controls").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    state.step = -1;
+    withLoading("Generating", generate);
+  });
+  $("stop").addEventListener("click", () => { streams.cancel(); $("stop").disabled = true; });
   $("step").addEventListener("input", () => showStep(Number($("step").value)));
   $("head").addEventListener("change", () => { state.head = $("head").value; showStep(Number($("step").value)); });
   player($("play"), $("step"), (i) => showStep(i));

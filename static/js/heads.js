@@ -1,15 +1,18 @@
 // Head types: a layers x heads heatmap per detector (server-built figure) and the
 // attention rollout / flow across layers. A click on a head opens it in the Explorer.
+// A run and its kind are one selection: a newer one refuses the older's replies.
 import {
   api, baseLayout, downloadJSON, downloadNPY, fillSelect, heatmapTrace, initChrome, onArrowKeys, plot, plotFigure,
-  readState, setupModelSelect, tokenAxis, withLoading, writeState,
+  rawTexts, readState, setupModelSelect, withLoading, writeState,
 } from "./common.js";
+import { Latest } from "./latest.js";
 
 const $ = (id) => document.getElementById(id);
 const state = readState({ model: "minilm", text: "", backend: "", kind: "", method: "rollout", layer: -1 });
 let run = null;
 let heads = null;
 let rollout = null;
+const selection = new Latest(); // the latest run and kind
 
 function saveState() {
   writeState({ model: $("model").value, text: $("text").value, backend: $("backend").value,
@@ -23,10 +26,17 @@ function explorerLink(layer, head) {
   return `/?${params}`;
 }
 
-async function showHeads() {
-  heads = await api(`/api/figures/heads/${run.run_id}?kind=${encodeURIComponent($("kind").value)}`);
+/** Head scores and rollout of the run's chosen kind, drawn only while they are still the latest. */
+function showKind(signal) {
+  return showHeads(signal).then(() => showRollout(signal));
+}
+
+async function showHeads(signal) {
+  const answer = await api(`/api/figures/heads/${run.run_id}?kind=${encodeURIComponent($("kind").value)}`, { signal });
+  heads = { ...answer, model: run.model, run_id: run.run_id }; // the export names the run it came from
   const el = $("head-types");
   await plotFigure(el, heads.figure, "head-types");
+  signal.throwIfAborted();
   if (!el.dataset.bound) {
     el.dataset.bound = "1";
     el.on("plotly_click", (ev) => {
@@ -37,10 +47,11 @@ async function showHeads() {
   }
 }
 
-async function showRollout() {
+async function showRollout(signal) {
   const kind = $("kind").value;
-  if (kind === "cross") { $("rollout-panel").hidden = true; return; }
-  rollout = await api(`/api/runs/${run.run_id}/rollout?kind=${encodeURIComponent(kind)}`);
+  if (kind === "cross") { rollout = null; $("rollout-panel").hidden = true; return; }
+  const answer = await api(`/api/runs/${run.run_id}/rollout?kind=${encodeURIComponent(kind)}`, { signal });
+  rollout = answer;
   const nLayers = rollout.shape[0];
   $("layer").max = String(nLayers - 1);
   $("layer").value = String(state.layer >= 0 && state.layer < nLayers ? state.layer : nLayers - 1);
@@ -53,22 +64,31 @@ async function drawRollout() {
   $("layer-out").textContent = String(layer);
   const z = rollout[$("method").value][layer];
   const tokens = rollout.tokens;
-  await plot($("rollout"), [heatmapTrace(z, { rowTokens: tokens, colTokens: tokens, hover: $("method").value })],
-             baseLayout({ height: 600, xaxis: { title: { text: "input token" }, tickangle: -60, ...tokenAxis(tokens) },
-                          yaxis: { title: { text: "position" }, autorange: "reversed", ...tokenAxis(tokens) } }),
-             `${$("method").value}-L${layer}`);
+  // raw text on hover: offsets index the request's text, or the decoded target of a seq2seq run
+  const texts = rollout.kind === "decoder" && run.target_text !== undefined && run.target_text !== null
+    ? [run.target_text] : run.texts;
+  const raw = rawTexts(rollout, texts);
+  await plot($("rollout"), [heatmapTrace(z, { rowTokens: tokens, colTokens: tokens, rowRaw: raw, colRaw: raw,
+                                                rowName: "position", colName: "input token",
+                                                what: $("method").value })],
+             baseLayout({ height: 600, xaxis: { title: { text: "input token" } },
+                          yaxis: { title: { text: "position" }, autorange: "reversed" } }),
+             `${$("method").value}-L${layer}`, { tokenAxes: { xaxis: { tokens }, yaxis: { tokens } } });
   saveState();
 }
 
 async function go() {
   saveState();
   const body = { model: $("model").value, text: $("text").value, backend: $("backend").value || null };
-  run = await api("/api/runs", { method: "POST", body });
-  const kinds = run.kinds.filter((k) => k !== "cross");
-  fillSelect($("kind"), kinds, null, kinds.includes(state.kind) ? state.kind : kinds[0]);
-  $("heads-panel").hidden = false;
-  await showHeads();
-  await showRollout();
+  await selection.run(async (signal) => {
+    const answer = await api("/api/runs", { method: "POST", body, signal });
+    run = answer;
+    run.texts = [body.text]; // what the offsets index, kept with the answer
+    const kinds = run.kinds.filter((k) => k !== "cross");
+    fillSelect($("kind"), kinds, null, kinds.includes(state.kind) ? state.kind : kinds[0]);
+    $("heads-panel").hidden = false;
+    await showKind(signal);
+  });
   saveState();
 }
 
@@ -81,12 +101,12 @@ async function main() {
   $("controls").addEventListener("submit", (ev) => { ev.preventDefault(); state.layer = -1; withLoading("Running the model", go); });
   $("kind").addEventListener("change", () => {
     state.kind = $("kind").value;
-    withLoading("Scoring heads", async () => { await showHeads(); await showRollout(); });
+    withLoading("Scoring heads", () => selection.run(showKind));
   });
   $("layer").addEventListener("input", () => { state.layer = Number($("layer").value); drawRollout(); });
   $("method").addEventListener("change", () => rollout && drawRollout());
   $("export-heads-json").addEventListener("click", () => heads && downloadJSON("head-types.json",
-    { model: run.model, run_id: run.run_id, kind: heads.kind, scores: heads.scores }));
+    { model: heads.model, run_id: heads.run_id, kind: heads.kind, scores: heads.scores }));
   $("export-rollout-json").addEventListener("click", () => rollout && downloadJSON("rollout.json", rollout));
   $("export-rollout-npy").addEventListener("click", () => rollout && downloadNPY(
     `${$("method").value}.npy`, rollout[$("method").value]));

@@ -1,11 +1,14 @@
 // Positional encodings: the chosen scheme's figures (matrix, RoPE rotations, ALiBi biases,
 // T5 buckets), similarity vs offset for every scheme, and the extrapolation curve when the
-// lab has produced it. All figures are built by the server (app/figures.py).
+// lab has produced it. All figures are built by the server (app/figures.py). Only the latest
+// scheme's figures are drawn: a newer choice refuses the older's replies.
 import { api, downloadJSON, initChrome, plotFigure, readState, withLoading, writeState } from "./common.js";
+import { Latest } from "./latest.js";
 
 const $ = (id) => document.getElementById(id);
 const state = readState({ scheme: "sinusoidal", d_model: 64, max_len: 128, n_heads: 8 });
 let shown = null;
+const selection = new Latest(); // the latest scheme and sizes
 
 const NOTES = {
   none: "No positional information: attention alone is permutation-invariant.",
@@ -20,11 +23,15 @@ function params() {
   return new URLSearchParams({ d_model: $("d_model").value, max_len: $("max_len").value, n_heads: $("n_heads").value });
 }
 
-async function show() {
+function show() {
+  return selection.run(showScheme);
+}
+
+async function showScheme(signal) {
   writeState({ scheme: $("scheme").value, d_model: Number($("d_model").value), max_len: Number($("max_len").value),
                n_heads: Number($("n_heads").value) });
   $("scheme-note").textContent = NOTES[$("scheme").value] || "";
-  shown = await api(`/api/figures/positional/${encodeURIComponent($("scheme").value)}?${params()}`);
+  shown = await api(`/api/figures/positional/${encodeURIComponent($("scheme").value)}?${params()}`, { signal });
   const box = $("scheme-figures");
   box.replaceChildren();
   const names = Object.keys(shown.figures);
@@ -39,9 +46,10 @@ async function show() {
     div.className = "chart";
     div.dataset.figure = name;
     box.appendChild(div);
-    await plotFigure(div, shown.figures[name], `${$("scheme").value}-${name}`);
+    await plotFigure(div, shown.figures[name], `${shown.scheme}-${name}`);
+    signal.throwIfAborted();
   }
-  const similarity = await api(`/api/figures/similarity?${params()}`);
+  const similarity = await api(`/api/figures/similarity?${params()}`, { signal });
   await plotFigure($("similarity"), similarity.figure, "similarity-vs-offset");
 }
 

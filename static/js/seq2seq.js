@@ -1,13 +1,16 @@
 // Encoder-decoder: encoder self-, decoder self- and cross-attention of one layer and head,
-// side by side, from POST /api/attention (dense: seq2seq inputs here are short).
+// side by side, from POST /api/attention (dense: seq2seq inputs here are short). Only the
+// latest submit's answer is drawn; layer and head are picked from that answer, no fetch.
 import {
-  api, baseLayout, downloadJSON, downloadNPY, fillSelect, heatmapTrace, initChrome, onArrowKeys, plot, readState,
-  setupModelSelect, tokenAxis, withLoading, writeState,
+  api, baseLayout, downloadJSON, downloadNPY, fillSelect, fontSize, heatmapTrace, initChrome, onArrowKeys, plot, rawTexts,
+  readState, setupModelSelect, withLoading, writeState,
 } from "./common.js";
+import { Latest } from "./latest.js";
 
 const $ = (id) => document.getElementById(id);
 const state = readState({ model: "seq2seq", text: "", backend: "", layer: 0, head: 0 });
 let result = null;
+const submits = new Latest();
 const PANELS = [["encoder", "enc", "Encoder self-attention"], ["decoder", "dec", "Decoder self-attention (causal)"],
                 ["cross", "cross", "Cross-attention (decoder \u2192 encoder)"]];
 
@@ -24,19 +27,30 @@ async function draw() {
     if (!maps) continue;
     const l = Math.min(layer, maps.shape[0] - 1);
     const z = maps.attention[l][head];
-    await plot($(id), [heatmapTrace(z, { rowTokens: maps.tokens, colTokens: maps.key_tokens })], baseLayout({
-      title: { text: `${title}<br>layer ${l}, head ${head}` }, height: 460, margin: { l: 70, r: 10, t: 70, b: 80 },
-      xaxis: { title: { text: kind === "cross" ? "encoder token" : "key" }, tickangle: -60, ...tokenAxis(maps.key_tokens) },
-      yaxis: { title: { text: kind === "encoder" ? "query" : "decoder token" }, autorange: "reversed", ...tokenAxis(maps.tokens) },
-    }), `${kind}-L${l}H${head}`);
+    // raw text on hover: offsets index the source text (encoder side) or the decoded target
+    const rowText = kind === "encoder" ? result.source_text : result.target_text;
+    const colText = kind === "decoder" ? result.target_text : result.source_text;
+    const rowName = kind === "encoder" ? "query" : "decoder token";
+    const colName = kind === "cross" ? "encoder token" : "key";
+    const trace = heatmapTrace(z, { rowTokens: maps.tokens, colTokens: maps.key_tokens, rowName, colName,
+                                    rowRaw: rawTexts(maps, [rowText]), colRaw: rawTexts(maps, [colText], "key_") });
+    await plot($(id), [trace], baseLayout({
+      // two title lines at the tick font size, with room above the plot for them (large fonts too)
+      title: { text: `${title}<br>layer ${l}, head ${head}`, font: { size: fontSize() } }, height: 460,
+      margin: { l: 70, r: 10, t: Math.round(fontSize() * 2.6) + 24, b: 80 },
+      xaxis: { title: { text: colName } },
+      yaxis: { title: { text: rowName }, autorange: "reversed" },
+    }), `${kind}-L${l}H${head}`, { tokenAxes: { xaxis: { tokens: maps.key_tokens }, yaxis: { tokens: maps.tokens } } });
   }
   saveState();
 }
 
 async function go() {
   saveState();
-  result = await api("/api/attention", { method: "POST", body: { model: $("model").value, text: $("text").value,
-                                                                 backend: $("backend").value || null } });
+  const text = $("text").value;
+  const body = { model: $("model").value, text, backend: $("backend").value || null };
+  result = await submits.run((signal) => api("/api/attention", { method: "POST", body, signal }));
+  result.source_text = text; // what the encoder tokens' offsets index, kept with the answer
   const first = result.encoder || result.decoder;
   if (!first) throw new Error("This model returned no encoder or decoder maps: pick an encoder-decoder model.");
   const [nLayers, nHeads] = first.shape;

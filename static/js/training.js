@@ -1,14 +1,18 @@
 // Training: loss and learning-rate curves of a zoo checkpoint (server-built figure) and its
-// attention snapshots on fixed probes, one head at a time, with a slider over steps.
+// attention snapshots on fixed probes, one head at a time, with a slider over steps. The
+// checkpoint and the (probe, kind, layer, head) chosen are one selection: a newer one refuses
+// the older's replies, and the slider steps through the snapshots of one reply.
 import {
   api, baseLayout, downloadJSON, downloadNPY, fillSelect, heatmapTrace, initChrome, onArrowKeys, player, plot,
-  plotFigure, readState, tokenAxis, withLoading, writeState,
+  plotFigure, readState, withLoading, writeState,
 } from "./common.js";
+import { Latest } from "./latest.js";
 
 const $ = (id) => document.getElementById(id);
 const state = readState({ model: "", probe: "", kind: "", layer: 0, head: 0, step: -1 });
 let info = null;
 let snaps = null;
+const selection = new Latest(); // the latest checkpoint or snapshot selection
 
 function saveState() {
   writeState({ model: $("checkpoint").value, probe: $("probe").value || state.probe, kind: $("kind").value || state.kind,
@@ -16,10 +20,10 @@ function saveState() {
                step: snaps ? snaps.steps[Number($("step").value)] : state.step });
 }
 
-async function loadSnapshots() {
+async function loadSnapshots(signal) {
   const query = new URLSearchParams({ probe: $("probe").value, kind: $("kind").value, layer: $("layer").value,
                                       head: $("head").value });
-  snaps = await api(`/api/training/${encodeURIComponent($("checkpoint").value)}/snapshots?${query}`);
+  snaps = await api(`/api/training/${encodeURIComponent($("checkpoint").value)}/snapshots?${query}`, { signal });
   $("step").max = String(Math.max(0, snaps.steps.length - 1));
   const wanted = state.step >= 0 ? snaps.steps.indexOf(state.step) : snaps.steps.length - 1;
   $("step").value = String(wanted >= 0 ? wanted : snaps.steps.length - 1);
@@ -33,16 +37,16 @@ async function drawSnapshot() {
   state.step = step;
   await plot($("snapshot"), [heatmapTrace(snaps.maps[i], { rowTokens: snaps.row_tokens, colTokens: snaps.col_tokens, zmax: 1 })],
     baseLayout({ title: { text: `${snaps.kind} layer ${snaps.layer}, head ${snaps.head} at step ${step}` }, height: 620,
-                 xaxis: { title: { text: "key" }, tickangle: -60, ...tokenAxis(snaps.col_tokens) },
-                 yaxis: { title: { text: "query" }, autorange: "reversed", ...tokenAxis(snaps.row_tokens) } }),
-    `snapshot-step${step}`);
+                 xaxis: { title: { text: "key" } }, yaxis: { title: { text: "query" }, autorange: "reversed" } }),
+    `snapshot-step${step}`, { tokenAxes: { xaxis: { tokens: snaps.col_tokens }, yaxis: { tokens: snaps.row_tokens } } });
   saveState();
 }
 
-async function show() {
-  info = await api(`/api/training/${encodeURIComponent($("checkpoint").value)}`);
+async function show(signal) {
+  info = await api(`/api/training/${encodeURIComponent($("checkpoint").value)}`, { signal });
   $("curves-panel").hidden = false;
   await plotFigure($("curves"), info.figure, `${info.name}-training`);
+  signal.throwIfAborted();
   const results = info.results || info.summary;
   $("results").textContent = results ? JSON.stringify(results, null, 1) : "";
   const meta = info.snapshots;
@@ -61,10 +65,10 @@ async function show() {
   fillSelect($("layer"), [0], null, 0);
   fillSelect($("head"), [0], null, 0);
   const first = await api(`/api/training/${encodeURIComponent(info.name)}/snapshots?${new URLSearchParams(
-    { probe: $("probe").value, kind: $("kind").value, layer: "0", head: "0" })}`);
+    { probe: $("probe").value, kind: $("kind").value, layer: "0", head: "0" })}`, { signal });
   fillSelect($("layer"), [...Array(first.n_layers).keys()], null, Math.min(state.layer, first.n_layers - 1));
   fillSelect($("head"), [...Array(first.n_heads).keys()], null, Math.min(state.head, first.n_heads - 1));
-  await loadSnapshots();
+  await loadSnapshots(signal);
 }
 
 async function main() {
@@ -79,9 +83,11 @@ async function main() {
   fillSelect($("checkpoint"), list.map((c) => c.name),
              list.map((c) => `${c.name}${c.snapshots ? " (with attention snapshots)" : ""}`),
              list.some((c) => c.name === state.model) ? state.model : (list.find((c) => c.snapshots) || list[0]).name);
-  $("controls").addEventListener("submit", (ev) => { ev.preventDefault(); state.step = -1; withLoading("Loading", show); });
+  const showLatest = () => selection.run(show);
+  const snapshotsLatest = () => selection.run(loadSnapshots);
+  $("controls").addEventListener("submit", (ev) => { ev.preventDefault(); state.step = -1; withLoading("Loading", showLatest); });
   for (const id of ["probe", "kind", "layer", "head"]) {
-    $(id).addEventListener("change", () => { state[id] = $(id).value; withLoading("Loading snapshots", loadSnapshots); });
+    $(id).addEventListener("change", () => { state[id] = $(id).value; withLoading("Loading snapshots", snapshotsLatest); });
   }
   $("step").addEventListener("input", drawSnapshot);
   player($("play"), $("step"), drawSnapshot);
@@ -95,10 +101,10 @@ async function main() {
     };
     move($("layer"), dLayer);
     move($("head"), dHead);
-    withLoading("Loading snapshots", loadSnapshots);
+    withLoading("Loading snapshots", snapshotsLatest);
     return true;
   });
-  await withLoading("Loading", show);
+  await withLoading("Loading", showLatest);
 }
 
 main();
