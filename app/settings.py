@@ -37,7 +37,9 @@ class Settings(BaseSettings):
     run_cache_bytes: int = 512 * 2**20
     max_new_tokens: int = 256
     generate_timeout_s: float = 60.0
-    benchmark_budget_s: float = 20.0
+    # rows stop once this is spent; the row running then finishes (one row is bounded by benchmark_max_cells),
+    # so a sweep answers within ~10 s: the response-time bound schemathesis checks
+    benchmark_budget_s: float = 6.0
     benchmark_max_cells: int = 64 * 2**20  # n_heads * T^2 of the largest synthetic benchmark shape
     # GET /api/figures/profile: the work of one profile (app.architecture.profile_cost_gflop). 100 GFLOP is ~1.3 s
     # on 2 idle CPU cores and ~10 s on 2 busy ones: MiniLM-L6 up to 116 tokens; SmolLM2-135M (320 GFLOP at 4
