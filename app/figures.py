@@ -166,11 +166,27 @@ def _size(row: Mapping) -> float | None:
     return row.get("seq_len") or row.get("T") or row.get("n_tokens")
 
 
+def _log_ticks(values: Iterable[float | None]) -> dict:
+    """Tick values of a log axis over the values: 1-2-5 in each decade (every decade alone past 9
+    ticks), labelled in full ("0.2", not Plotly's bare "2" beside "0.1")."""
+    shown = [v for v in values if v is not None and v > 0]
+    if not shown:
+        return {}
+    lo, hi = math.floor(math.log10(min(shown))), math.ceil(math.log10(max(shown)))
+    ticks = [m * 10.0**e for e in range(lo, hi + 1) for m in (1, 2, 5)]
+    ticks = [t for t in ticks if min(shown) / 2 <= t <= max(shown) * 2]
+    if len(ticks) > 9:
+        ticks = [10.0**e for e in range(lo, hi + 1) if min(shown) / 10 < 10.0**e < max(shown) * 10]
+    return dict(tickmode="array", tickvals=ticks, ticktext=[f"{t:,.0f}" if t >= 1 else f"{t:g}" for t in ticks])
+
+
 def benchmark_figure(rows: Sequence[Mapping]) -> go.Figure:
     """Median time and peak memory against sequence length, log-log, one line per backend."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("time", "peak memory allocated by torch"),
                         horizontal_spacing=0.12)
     by_backend: dict[str, list[Mapping]] = {}
+    times: list[float | None] = []
+    mems: list[float | None] = []
     for row in rows:
         by_backend.setdefault(str(row["backend"]), []).append(row)
     for i, (backend, items) in enumerate(by_backend.items()):
@@ -183,16 +199,21 @@ def benchmark_figure(rows: Sequence[Mapping]) -> go.Figure:
         mem = [(r.get("peak_memory_bytes") or r.get("attention_peak_memory_bytes") or 0) / 2**20 or None for r in items]
         fig.add_trace(go.Scatter(x=xs, y=mem, name=backend, showlegend=False, **style,
                                  hovertemplate=backend + "<br>T %{x}<br>%{y:.3g} MiB<extra></extra>"), 1, 2)
-    fig.update_xaxes(title="sequence length T", type="log")
-    fig.update_yaxes(title="median ms", type="log", row=1, col=1)
-    fig.update_yaxes(title="peak MiB", type="log", row=1, col=2)
+        times += [r.get("median_ms") for r in items]
+        mems += mem
+    # ticks at the measured lengths (64, 128, 256, ...), not Plotly's 1-9 minor labels per decade
+    sizes = sorted({s for s in (_size(r) for r in rows) if s is not None})
+    fig.update_xaxes(title="sequence length T", type="log", tickmode="array", tickvals=sizes,
+                     ticktext=[str(s) for s in sizes])
+    fig.update_yaxes(title="median ms", type="log", row=1, col=1, **_log_ticks(times))
+    fig.update_yaxes(title="peak MiB", type="log", row=1, col=2, **_log_ticks(mems))
     return _layout(fig, "Attention backends: time and memory vs sequence length")
 
 
 def profile_figure(profile: Mapping) -> go.Figure:
     """Forward and backward milliseconds per component (models.profiler.Profile.to_dict())."""
     comps = profile["components"]
-    names = [c["component"] for c in comps]
+    names = [c["component"].replace("_", "-") for c in comps]  # "feed-forward", as the other views spell it
     fig = go.Figure([
         go.Bar(x=names, y=[c["forward_ms"] for c in comps], name="forward", marker_color=PALETTE[0]),
         go.Bar(x=names, y=[c["backward_ms"] for c in comps], name="backward", marker_color=PALETTE[1],
@@ -213,7 +234,8 @@ def architecture_figure(arch: Mapping) -> go.Figure:
     fig.add_trace(go.Bar(x=names, y=[c["params"] for c in comps], name="parameters", marker_color=PALETTE[0]), 1, 1)
     fig.add_trace(go.Bar(x=names, y=[c["flops_per_token"] for c in comps], name="FLOPs / token",
                          marker_color=PALETTE[2], marker_pattern_shape="x"), 1, 2)
-    fig.update_yaxes(type="log")
+    fig.update_yaxes(type="log", row=1, col=1, **_log_ticks(c["params"] for c in comps))
+    fig.update_yaxes(type="log", row=1, col=2, **_log_ticks(c["flops_per_token"] for c in comps))
     fig = _layout(fig, "Where the parameters and the compute are", showlegend=False)
     fig.update_layout(margin=dict(t=90))
     return fig

@@ -17,6 +17,7 @@ models (bench/screenshots.py).
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -346,8 +347,10 @@ def test_generation_shows_real_characters_and_token_labels(watched, prompt, n):
     summary = _post(page, "/api/generate", {"model": "smollm2", "prompt": prompt, "max_new_tokens": n,
                                             "temperature": 0})["summary"]
     shown = page.locator("#generated").text_content()
-    assert shown == summary["text"] and shown.endswith(summary["generated_text"])  # the decoded text, exactly
-    assert "\ufffd" not in shown.removesuffix(summary["tail_text"])  # every complete character is real
+    released = summary["text"].removesuffix(summary["tail_text"])
+    tail = page.locator("#generated .gen.tail").all_text_contents()
+    assert shown == released + "".join(tail)  # the decoded text, exactly, an unfinished character as its bytes
+    assert "\ufffd" not in shown and (not summary["tail_text"] or tail[0].startswith("⟨"))
     chips = page.locator("#chips .chip").all_text_contents()
     assert chips == summary["tokens"] and not any("\ufffd" in c for c in chips)
     assert any(c[-1] in "₁₂₃₄" for c in chips)  # fragments of one character, numbered
@@ -746,4 +749,170 @@ def test_head_view_colour_scale_and_special_tokens(watched):
     assert "special" in page.locator("#heatmap .cbtitle text").text_content()
     assert "square-root" in page.locator("#thumb-note").text_content()
     watched.shot("explorer-without-specials")
+    watched.check_clean()
+
+
+# ----------------------------------------------------------------------------- faults a new user found
+
+
+ASTRAL = "東京 🙂🎉 tokyo"  # an emoji is one code point (the server's offsets) and two UTF-16 units (JS)
+
+
+def test_raw_text_after_astral_characters_is_the_python_slice(watched):
+    page = watched.goto("/")
+    _smollm2_or_skip(page)
+    run = _post(page, "/api/runs", {"model": "smollm2", "text": ASTRAL})
+    raw = [ASTRAL[o[0]:o[1]] if o else None for o in run["offsets"]]
+    assert any(ord(ch) > 0xFFFF for r in raw if r for ch in r)
+    page = watched.goto("/", model="smollm2", text=ASTRAL, layer=0, head=0)
+    watched.wait_plot("#heatmap", timeout=120_000)
+    page.wait_for_selector(".line-view text")
+    # line view: "<i>: <label> "<raw>"" (nothing here needs escaping)
+    titles = page.eval_on_selector_all(".line-view text[data-side='q']",
+                                       "els => els.map(e => e.parentNode.querySelector('title').textContent)")
+    assert titles == [f'{i}: {t} "{r}"' for i, (t, r) in enumerate(zip(run["tokens"], raw))]
+    # heatmap hover: the raw text of the last query and of every key
+    cells = page.evaluate("() => document.getElementById('heatmap').data[0].customdata.at(-1).map(c => c[1])")
+    for j, (cell, t, r) in enumerate(zip(cells, run["tokens"], raw)):
+        assert cell == f"key {j} “{t}”" + ("" if r == t else f' ("{r}")'), cell
+    # the head view's JSON export
+    with page.expect_download() as download:
+        page.click("#export-head-json")
+    exported = json.loads(Path(download.value.path()).read_text())
+    assert exported["rowRaw"] == raw and exported["colRaw"] == raw
+    # generation chips: offsets index the generated text in code points too
+    prompt = f"Repeat: {ASTRAL} {ASTRAL}"
+    page = watched.goto("/generate", model="smollm2", prompt=prompt, max_new_tokens=6, temperature=0)
+    page.wait_for_function("() => document.getElementById('trace-info').textContent.includes('stopped')",
+                           timeout=120_000)
+    answer = _post(page, "/api/generate", {"model": "smollm2", "prompt": prompt, "max_new_tokens": 6, "temperature": 0})
+    generated = "".join(s["text"] for s in answer["steps"]) + answer["summary"]["tail_text"]
+    chips = page.eval_on_selector_all("#chips .chip", "els => els.map(e => e.title)")
+    for i, (chip, s) in enumerate(zip(chips, answer["steps"])):
+        piece = generated[s["offsets"][0]:s["offsets"][1]]
+        assert chip == f'step {i}, id {s["token_id"]}: "{piece}"' or "\\" in chip, chip
+    watched.check_clean()
+
+
+EMOJIS = "Party emojis: " + "🎉" * 8
+
+
+def test_generation_stopping_inside_a_character_shows_its_bytes(watched):
+    page = watched.goto("/")
+    _smollm2_or_skip(page)
+    answer = _post(page, "/api/generate", {"model": "smollm2", "prompt": EMOJIS, "max_new_tokens": 8, "temperature": 0})
+    summary = answer["summary"]
+    if not summary["tail_text"]:
+        pytest.skip("this build's greedy continuation ends on a character boundary")
+    page = watched.goto("/generate", model="smollm2", prompt=EMOJIS, max_new_tokens=8, temperature=0)
+    page.wait_for_function("() => document.getElementById('trace-info').textContent.includes('stopped')",
+                           timeout=120_000)
+    shown = page.locator("#generated").text_content()
+    assert "\ufffd" not in shown
+    released = summary["text"].removesuffix(summary["tail_text"])
+    assert shown.startswith(released)
+    tail = page.locator("#generated .gen.tail")
+    assert re.fullmatch(r"⟨[0-9A-F]{2}( [0-9A-F]{2})*⟩", tail.text_content())
+    assert "incomplete" in tail.get_attribute("class") and "current" in tail.get_attribute("class")
+    # a step that completes no text still shows where it stands (a marker, not text)
+    empty = next((i for i, s in enumerate(answer["steps"]) if not s["text"] and s["offsets"][1] <= len(released)), None)
+    if empty is not None:
+        page.fill("#step", str(empty))
+        page.dispatch_event("#step", "input")
+        page.wait_for_function("(i) => document.getElementById('step-out').textContent === String(i)", arg=empty)
+        marker = page.eval_on_selector("#generated .gen.current",
+                                       "e => getComputedStyle(e, '::after').content")
+        assert marker not in ("none", "normal", '""')
+    # the chosen bar reads as the chip (relabelled once its character completed)
+    for i in range(len(answer["steps"])):
+        page.fill("#step", str(i))
+        page.dispatch_event("#step", "input")
+        page.wait_for_function("(i) => new URLSearchParams(location.search).get('step') === String(i)", arg=i)
+        page.wait_for_function("(i) => document.getElementById('probs').layout.title.text && "
+                               "document.querySelector('#chips .chip.current').dataset.step === String(i)", arg=i)
+        bar = page.evaluate("""() => { const gd = document.getElementById('probs'), t = gd.data[0];
+            const k = t.marker.color.indexOf('#E69F00'); return k < 0 ? null : gd.layout.yaxis.ticktext[k]; }""")
+        if bar is not None:
+            assert bar == page.locator("#chips .chip.current").text_content()
+    # the layer axis (SmolLM2: 30 layers) shows only labels that fit, apart
+    page.wait_for_selector("#step-attention[data-ticks='fitted']")
+    boxes = _tick_boxes(page, "#step-attention", "y")
+    assert 2 < len(boxes) < 30
+    _assert_apart(boxes, "layer axis")
+    watched.check_clean()
+
+
+def test_colour_bar_title_fits_and_no_zero_lines(watched):
+    page = watched.goto("/", model="minilm", text=SENTENCE, layer=2, head=3, scale="p90", exclude_special=1)
+    watched.wait_plot("#heatmap")
+    page.wait_for_selector("#heatmap[data-ticks='fitted']")
+    title = page.locator("#heatmap .cbtitle").text_content()
+    value = re.search(r"= ([0-9.]+)", title).group(1)
+    assert len(value.lstrip("0.")) >= 2, title  # 0.19, not 0.1
+    fig = page.locator("#heatmap .main-svg").first.bounding_box()
+    box = page.locator("#heatmap .cbtitle").bounding_box()
+    assert box["y"] >= fig["y"] and box["y"] + box["height"] <= fig["y"] + fig["height"], (box, fig)
+    zero = page.evaluate("() => { const L = document.getElementById('heatmap')._fullLayout;"
+                         " return [L.xaxis.zeroline, L.yaxis.zeroline]; }")
+    assert zero == [False, False]
+    watched.check_clean()
+
+
+WORDPIECE = "Tokenization of internationalization shows wordpiece splitting in the tokenizer"
+
+
+def test_axis_titles_sit_outside_tick_labels_at_large_font(browser, server, shots):
+    ctx = browser.new_context(viewport={"width": 1000, "height": 1000})
+    w = Watched(ctx, server, shots)
+    page = w.goto("/")
+    page.evaluate("() => localStorage.setItem('attnlab-large', '1')")
+    try:
+        page = w.goto("/", model="minilm", text=WORDPIECE, layer=0, head=0)
+        w.wait_plot("#heatmap")
+        page.wait_for_selector("#heatmap[data-ticks='fitted']")
+        assert "##ization" in _post(page, "/api/runs", {"model": "minilm", "text": WORDPIECE})["tokens"]
+        ytitle = page.locator("#heatmap .g-ytitle text").bounding_box()
+        xtitle = page.locator("#heatmap .g-xtitle text").bounding_box()
+        yticks = _tick_boxes(page, "#heatmap", "y")
+        xticks = _tick_boxes(page, "#heatmap", "x")
+        assert ytitle["x"] + ytitle["width"] <= min(b["l"] for b in yticks) + 0.5
+        assert xtitle["y"] >= max(b["b"] for b in xticks) - 0.5
+        w.check_clean()
+    finally:
+        page.evaluate("() => localStorage.setItem('attnlab-large', '0')")
+        ctx.close()
+
+
+def test_every_tick_label_shows_where_they_fit(browser, server, shots):
+    text = SENTENCE[:150]
+    for width in (1400, 1000):
+        ctx = browser.new_context(viewport={"width": width, "height": 1000})
+        w = Watched(ctx, server, shots)
+        page = w.goto("/", model="minilm", text=text, layer=0, head=0)
+        w.wait_plot("#heatmap")
+        page.wait_for_selector("#heatmap[data-ticks='fitted']")
+        n, length = page.evaluate("() => { const gd = document.getElementById('heatmap');"
+                                  " return [gd.data[0].z[0].length, gd._fullLayout.xaxis._length]; }")
+        boxes = sorted(_tick_boxes(page, "#heatmap", "x"), key=lambda b: b["l"])
+        pitch = max(b["r"] - b["l"] for b in boxes) + 1  # a label's rendered thickness, and a gap
+        if length / n >= pitch:
+            assert len(boxes) == n, f"{width} px: {len(boxes)} of {n} labels in {length / n:.1f} px each"
+        _assert_apart(boxes, f"x axis at {width} px")
+        w.check_clean()
+        ctx.close()
+
+
+def test_log_axes_read_cleanly_and_one_spelling(watched):
+    page = watched.goto("/backends", form="synthetic", seq_lens="32,64,128", backends="math,sdpa",
+                        n_heads=2, head_dim=16)
+    watched.wait_plot("#bench", timeout=90_000)
+    x = page.evaluate("() => document.getElementById('bench').layout.xaxis.ticktext")
+    assert x == ["32", "64", "128"]
+    assert "attention call" in page.locator("#bench-time-head").text_content()
+    page = watched.goto("/architecture", model="minilm", profile=1)
+    watched.wait_plot("#profile-chart", timeout=90_000)
+    names = page.evaluate("() => document.getElementById('profile-chart').data[0].x")
+    assert "feed-forward" in names and not any("_" in n for n in names)
+    ticks = page.evaluate("() => document.getElementById('arch-chart').layout.yaxis.ticktext")
+    assert ticks and all(not t.isdigit() or int(t) in (1, 2, 5) or t[0] in "125" for t in ticks)
     watched.check_clean()

@@ -45,6 +45,10 @@ async function run() {
   $("bench-panel").hidden = false;
   await plotFigure($("bench"), result.figure, "benchmark");
   const synthetic = result.form === "synthetic";
+  // what one timed run is (models/benchmark.py): one attention call, or the app's whole forward
+  $("bench-time-head").textContent = synthetic
+    ? `median ms of one attention call (${$("passes").value === "fwd_bwd" ? "forward + backward" : "forward"})`
+    : "median ms of one model forward (tokenise, run, capture), 3\u201310 runs";
   $("bench-mem-head").textContent = synthetic ? "peak MiB allocated by torch during the call"
     : "peak MiB allocated by torch in one attention kernel call";
   const method = result.results.find((r) => r.memory_method)?.memory_method;

@@ -306,8 +306,11 @@ function withTokenAxes(el, layout, tokenAxes) {
     axes[name] = { labels, offset };
     const guessPx = name.startsWith("x") ? (el.clientWidth || 600) * 0.7 : (layout.height || 450) * 0.6;
     const step = labelStep(labels.length, guessPx, out.font.size);
-    out[name] = { tickangle: name.startsWith("x") ? -90 : 0, ...(out[name] || {}), tickmode: "array",
-                  automargin: true, ...tokenTicks(labels, offset, step) };
+    const given = out[name] || {};
+    // titles stand off the tick labels and push the margins (automargin), at any font size;
+    // no zero line: it draws through the blank columns of excluded special tokens
+    out[name] = { tickangle: name.startsWith("x") ? -90 : 0, ...given, tickmode: "array", zeroline: false,
+                  automargin: true, title: { standoff: 8, ...(given.title || {}) }, ...tokenTicks(labels, offset, step) };
   }
   return { layout: out, axes };
 }

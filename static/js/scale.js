@@ -34,8 +34,8 @@ export function percentile(values, p) {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
 }
 
-function short(v) {
-  return v === 0 ? "0" : Number(v.toPrecision(2)).toString();
+function short(v, digits = 2) {
+  return v === 0 ? "0" : Number(v.toPrecision(digits)).toString();
 }
 
 /**
@@ -72,10 +72,11 @@ export function colourScale(name, weights, what = "weight") {
     const p = Number(scale.slice(1));
     const clip = percentile(values, p);
     if (clip > 0) zmax = clip;
-    title = `${what} (linear, clipped at ${p}th percentile = ${short(zmax)})`;
+    title = `${what} (linear, clipped at ${p}th percentile = ${short(zmax, 3)})`;
   }
   const z = weights.map((row) => row.map((w) => (w === null || !Number.isFinite(w) ? null : f(w))));
-  const colorbar = { title: { text: title, side: "right" } };
+  // a long title on two lines, the scale apart from what it measures: one line runs off the figure
+  const colorbar = { title: { text: title.replace(/ \(/, "<br>("), side: "right" } };
   if (ticks) Object.assign(colorbar, { tickmode: "array", ...ticks });
   const span = zmax - zmin || 1;
   const level = (w) => Math.min(1, Math.max(0, (f(w) - zmin) / span));
