@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
@@ -30,16 +31,27 @@ _UPPER = {"integer": "maximum", "number": "maximum", "string": "maxLength", "arr
 
 
 def setting_value(name: str) -> Any:
-    """The setting of the app serving this request, or its default outside one."""
+    """The setting of the app serving this request, or its default outside one. ``name`` is a field of
+    Settings or a property derived from fields (``benchmark_max_seq_len``)."""
     settings = _current.get()
-    return getattr(settings, name) if settings is not None else Settings.model_fields[name].default
+    return getattr(settings if settings is not None else _defaults(), name)
+
+
+@lru_cache(maxsize=1)
+def _defaults() -> Settings:
+    """Settings with every default and nothing from the environment (no validation, no .env read)."""
+    return Settings.model_construct()
 
 
 @dataclass(frozen=True)
 class Limit:
-    """``Annotated[int, Limit("max_pool")]``: at most the setting (a number, or a length for text and lists)."""
+    """``Annotated[int, Limit("max_pool")]``: at most the setting (a number, or a length for text and lists).
+
+    ``setting`` may be a property derived from settings; ``source`` then names, for messages, the setting
+    it comes from (a derived name is not something an operator can set)."""
 
     setting: str
+    source: str | None = None
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
         return core_schema.no_info_after_validator_function(self._check, handler(source))
@@ -47,12 +59,12 @@ class Limit:
     def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler) -> dict:
         json_schema = handler(schema)
         json_schema[SETTING_KEY] = self.setting
-        json_schema[_UPPER[json_schema["type"]]] = Settings.model_fields[self.setting].default  # apply_limits sets it
+        json_schema[_UPPER[json_schema["type"]]] = getattr(_defaults(), self.setting)  # apply_limits sets it
         return json_schema
 
     def _check(self, value: Any) -> Any:
         limit = setting_value(self.setting)
-        ctx = {"limit": limit, "setting": self.setting}
+        ctx = {"limit": limit, "setting": self.source or self.setting}
         if isinstance(value, str) and len(value) > limit:
             raise PydanticCustomError("string_too_long", "String should have at most {limit} characters ({setting})",
                                       ctx)

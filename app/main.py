@@ -25,6 +25,7 @@ from .limits import SettingsContext
 from .middleware import BodyLimitMiddleware, RequestLogMiddleware, SecurityHeadersMiddleware
 from .routes import attention, benchmark, generate, health, positional, runs
 from .routes import models as models_routes
+from .schemas import UNION_TAGS
 from .services import build_services
 from .services.errors import ApiError
 from .services.metrics import Metrics
@@ -48,14 +49,27 @@ the same for every model family. Bounds marked `x-setting` are this server's set
 
 
 def _field(loc: tuple) -> str:
+    """The field an error location names: ``("body", "seq_lens", 0)`` -> ``seq_lens.0``. A discriminated body
+    (app.schemas.BenchmarkRequest) puts the chosen form's tag after "body": the field is the form's own."""
+    if len(loc) > 1 and loc[0] == "body" and loc[1] in UNION_TAGS:
+        loc = loc[:1] + loc[2:]
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
 
 
+def _error_line(error: dict) -> dict:
+    """One error as ``{field, msg, type}``. A body that is not JSON is located at a character, not a field."""
+    if error.get("type") == "json_invalid":
+        loc = tuple(error.get("loc", ()))
+        at = f" at character {loc[-1]}" if len(loc) > 1 and isinstance(loc[-1], int) else ""
+        reason = (error.get("ctx") or {}).get("error", "not JSON")
+        return {"field": "body", "msg": f"invalid JSON{at}: {reason}", "type": "json_invalid"}
+    return {"field": _field(tuple(error.get("loc", ()))), "msg": error.get("msg", ""), "type": error.get("type", "")}
+
+
 async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
     """422 with one readable line per error, each naming its field; the input is never echoed back."""
-    errors = [{"field": _field(tuple(e.get("loc", ()))), "msg": e.get("msg", ""), "type": e.get("type", "")}
-              for e in exc.errors()]
+    errors = [_error_line(e) for e in exc.errors()]
     detail = "; ".join(f"{e['field']}: {e['msg']}" for e in errors) or "invalid request"
     return OrjsonResponse({"detail": detail, "errors": errors}, status_code=422)
 

@@ -10,9 +10,10 @@ checked in the services, with 422 or 413 (app.services.errors).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, StringConstraints,
+                      Tag)
 
 from models.attention import BACKENDS
 from models.positional import POSITIONAL
@@ -24,16 +25,12 @@ MAX_HEADS = 1024
 DEFAULT_NEW_TOKENS = 32
 
 
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must contain non-whitespace characters (got only whitespace)")
-    return value
-
-
 ModelId = Annotated[str, StringConstraints(min_length=1, max_length=200), Field(
     description="a model id from GET /api/models", examples=["minilm"])]
-# each text field at most max_text_chars; the text fields of one request together too (a 413: app.services.inputs)
-Text = Annotated[str, StringConstraints(min_length=1), Limit("max_text_chars"), AfterValidator(_not_blank)]
+# each text field at most max_text_chars; the text fields of one request together too (a 413: app.services.inputs).
+# Whitespace is text like any other: a text is refused only when the model's tokenizer finds no token in it
+# (app.services.inputs.encode_checked), the one rule for every model
+Text = Annotated[str, StringConstraints(min_length=1), Limit("max_text_chars")]
 BackendName = Annotated[Literal[tuple(BACKENDS)], Field(
     description="attention backend (one of the model's `backends`); default: math where the model has it")]
 Kind = Literal["encoder", "decoder", "cross"]
@@ -73,12 +70,18 @@ Labels are display text, one rule for every view and export: a special token rea
 (`[CLS]`, `<|im_end|>`), a WordPiece continuation keeps `##`; whitespace is visible (`·the` for " the", `↵` for
 `\n`, `␍` for `\r`, `⇥` for a tab, `⍽` for a no-break space, `⟨U+200B⟩` for other invisible characters); a
 token that holds part of a character (byte-level BPE: SmolLM2, GPT-2) shows the character and which of its tokens
-it is, 東京 → `東₁ 東₂ 京₁ 京₂`; bytes that make no character read as hex, `⟨E7 8A⟩`.
+it is, 東京 → `東₁ 東₂ 京₁ 京₂`; bytes that make no character read as hex, `⟨E7 8A⟩`. The unknown token stands for
+text the vocabulary lacks: it is not `special`, and reads as its vocabulary string followed by the text it replaced,
+`[UNK]😀`, `<unk>東`.
+
+**Which texts are accepted.** Whitespace is text: a text is refused (422, `text: gives no token of its own`) only
+when the model's tokenizer keeps nothing of it, so that every token would be one the tokenizer adds (BERT's WordPiece
+drops whitespace, U+200B and NUL; a byte-level BPE keeps every character).
 
 **Typed control strings.** A control string typed in the text (`[SEP]`, `[MASK]`, `<|im_end|>`, `<mask>`) is
 tokenized as the model's own tokenizer does: it becomes the control token, the model sees the control id, and it
 is flagged `special` (head scores such as `special_sink` count it). Unlike a token the tokenizer added, it keeps its
-span in `offsets`."""
+span in `offsets`. A control token the model generates (`<eos>`) is no part of the decoded text: offsets null."""
 
 
 class Strict(BaseModel):
@@ -166,8 +169,8 @@ class Seq2SeqAttentionResponse(BaseModel):
     model: str
     backend: str
     timings: Timings
-    target_text: str | None = Field(None, description="the decoded target (the decoder's generated tokens), which "
-                                                      "decoder token offsets index")
+    target_text: str | None = Field(None, description="the decoded target (the decoder's generated tokens, control "
+                                                      "tokens left out), which decoder token offsets index")
     encoder: AttentionMaps | None = None
     decoder: AttentionMaps | None = None
     cross: AttentionMaps | None = None
@@ -196,9 +199,10 @@ class RunResponse(BaseModel):
     segments: Segments = Field(None, description=SEGMENTS_DOC)
     target_tokens: list[str] | None = Field(None, description="encoder-decoder: labels of the decoder's tokens")
     target_token_ids: list[int] | None = None
-    target_offsets: Offsets | None = Field(None, description="into target_text; null for the decoder's start token")
+    target_offsets: Offsets | None = Field(None, description="into target_text; null for the decoder's start token "
+                                                             "and other control tokens (`<eos>`)")
     target_special: list[bool] | None = None
-    target_text: str | None = Field(None, description="encoder-decoder: the decoded target")
+    target_text: str | None = Field(None, description="encoder-decoder: the decoded target, control tokens left out")
     kinds: list[Kind]
     n_layers: int
     n_heads: int
@@ -284,8 +288,9 @@ class GenerateStepOut(BaseModel):
     token_id: int
     text: str = Field(description="the text this step completes; bytes of an unfinished character are held back "
                                   "until the step that completes it")
-    offsets: list[int] = Field(description="[start, end) of the token in the generated text (a fragment of a "
-                                           "character has the character's span)")
+    offsets: Annotated[list[int], Field(min_length=2, max_length=2)] | None = Field(
+        description="[start, end) of the token in the generated text (a fragment of a character has the character's "
+                    "span); null for a control token (`<eos>`, `<|im_end|>`), which adds no text")
     relabel: list[Relabel] = Field(default_factory=list, description="earlier steps whose labels this step "
                                                                      "completed (their character is now whole)")
     top: list[TopToken]
@@ -303,10 +308,10 @@ class GenerateSummary(BaseModel):
     prompt_special: list[bool]
     tokens: list[str] = Field(description="labels of the generated tokens (every character complete)")
     token_ids: list[int]
-    offsets: Offsets = Field(description="into generated_text")
+    offsets: Offsets = Field(description="into generated_text; null for a control token, which adds no text")
     special: list[bool] = Field(description=SPECIAL_DOC)
     text: str = Field(description="prompt + generated_text, exactly")
-    generated_text: str = Field(description="the tokenizer's decode of token_ids")
+    generated_text: str = Field(description="the tokenizer's decode of token_ids, control tokens (special) left out")
     tail_text: str = Field(description="text held back at the end (a character the last step left unfinished, as "
                                        "the decoder writes it: U+FFFD); prompt + the steps' text + tail_text == text")
     stopped: Literal["max_new_tokens", "eos", "max_positions", "timeout", "disconnect"]
@@ -346,8 +351,13 @@ Backends = Annotated[list[BackendName], Field(min_length=1, max_length=len(BACKE
                                               json_schema_extra={"uniqueItems": True}), AfterValidator(_distinct)]
 
 
+SeqLen = Annotated[int, Field(ge=1), Limit("benchmark_max_seq_len", "√benchmark_max_cells"), JSON_INT]
+
+
 class SyntheticBenchmarkRequest(Strict):
-    seq_lens: list[Annotated[int, Field(ge=1, le=16384), JSON_INT]] = Field(min_length=1, max_length=12)
+    # at most √benchmark_max_cells: a longer sequence is over the budget (n_heads·T²) even with one head
+    seq_lens: list[SeqLen] = Field(min_length=1, max_length=12, description=(
+        "sequence lengths; each at most √benchmark_max_cells, and n_heads·T² at most benchmark_max_cells"))
     backends: Backends = Field(default_factory=lambda: ["math", "sdpa", "flash"])
     causal: bool = True
     n_heads: Annotated[int, Field(ge=1, le=64), JSON_INT] = 4
@@ -360,6 +370,19 @@ class ModelBenchmarkRequest(Strict):
     text: Text
     backends: Backends = Field(default_factory=lambda: ["math", "sdpa", "flash"])
 
+
+def _benchmark_form(body: object) -> str:
+    """The form a benchmark body asks for: a body naming a model is the model form, any other the synthetic one."""
+    named = "model" in body if isinstance(body, dict) else isinstance(body, ModelBenchmarkRequest)
+    return "ModelBenchmarkRequest" if named else "SyntheticBenchmarkRequest"
+
+
+# discriminated, so an error names only the fields of the form the body chose (`seq_lens.0: ...`), not both forms'.
+# The tags (class names) appear in pydantic's error locations; app.main leaves them out of the field it names
+BenchmarkRequest = Annotated[Union[Annotated[SyntheticBenchmarkRequest, Tag("SyntheticBenchmarkRequest")],
+                                   Annotated[ModelBenchmarkRequest, Tag("ModelBenchmarkRequest")]],
+                             Discriminator(_benchmark_form)]
+UNION_TAGS = frozenset({"SyntheticBenchmarkRequest", "ModelBenchmarkRequest"})
 
 BenchmarkValue = float | int | str | bool | None
 

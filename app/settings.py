@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -58,6 +59,12 @@ class Settings(BaseSettings):
     # intra-op threads per forward. None: cores / per_model_concurrency, so concurrent requests do
     # not oversubscribe the CPU (measured on 2 busy cores: 2 threads per forward ran ~20x slower)
     torch_threads: int | None = None
+
+    @property
+    def benchmark_max_seq_len(self) -> int:
+        """The longest synthetic benchmark sequence: one head of T x T within benchmark_max_cells (a bound the
+        API states, derived from the setting, so the schema never admits a length the budget always refuses)."""
+        return math.isqrt(self.benchmark_max_cells)
 
     def threads_per_forward(self) -> int:
         return self.torch_threads or max(1, (os.cpu_count() or 1) // self.per_model_concurrency)

@@ -5,12 +5,19 @@ Binary answers carry their shape and dtype in headers (``X-Shape: 2,4,11,11``,
 ``weight = byte * scale``, error at most scale/2). ``X-Attnlab-Meta`` holds the rest
 (tokens, ranges, ...) as base64url-encoded JSON, so token text of any script survives
 HTTP headers.
+
+The meta header is bounded (``META_MAX_BYTES``): per-token lists grow with the tile, and
+clients and proxies refuse large headers (Node's http parser at 16 KiB in all, nginx and
+many proxies at 4-8 KiB). Past the bound the per-token lists are left out and ``omitted``
+names them; they are in the same request's ``format=json`` answer and in the run's
+``POST /api/runs`` answer.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import logging
 from typing import Any
 
 import numpy as np
@@ -19,10 +26,20 @@ import torch
 from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
+log = logging.getLogger(__name__)
+
 ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 BINARY_MEDIA_TYPE = "application/octet-stream"
 NPY_MEDIA_TYPE = "application/octet-stream"  # the body starts with the NPY magic
 META_HEADER = "X-Attnlab-Meta"
+META_MAX_BYTES = 8 * 1024  # the encoded header value at most; see the module docstring
+# what grows with the number of tokens: left out, all together, when the meta would pass META_MAX_BYTES
+PER_TOKEN_FIELDS = ("tokens", "token_ids", "offsets", "special", "segments", "key_tokens", "key_token_ids",
+                    "key_offsets", "key_special", "key_segments", "row_tokens", "col_tokens", "target_text")
+OMITTED_WHERE = "format=json, or the run's POST /api/runs answer (slice it by rows/cols)"
+META_BOUND_DOC = (f"`X-Attnlab-Meta` is at most {META_MAX_BYTES // 1024} KiB: when its per-token lists would make it "
+                  f"longer, they are left out and `omitted` names them ({', '.join(PER_TOKEN_FIELDS)}), with "
+                  f"`omitted_from` saying where they are: {OMITTED_WHERE}.")
 EXPOSED_HEADERS = ["X-Shape", "X-Dtype", "X-Scale", META_HEADER, "X-Request-ID", "Retry-After"]
 
 
@@ -39,8 +56,22 @@ def dumps(content: Any) -> str:
     return orjson.dumps(content, option=ORJSON_OPTIONS).decode()
 
 
-def encode_meta(meta: dict) -> str:
+def _b64_json(meta: dict) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(meta, option=ORJSON_OPTIONS)).decode().rstrip("=")
+
+
+def encode_meta(meta: dict) -> str:
+    """``X-Attnlab-Meta``: base64url JSON (no padding), at most META_MAX_BYTES. A meta that would be longer
+    goes without its per-token lists, and says so: ``"omitted": [names], "omitted_from": where to get them``."""
+    value = _b64_json(meta)
+    if len(value) <= META_MAX_BYTES:
+        return value
+    omitted = [k for k in PER_TOKEN_FIELDS if k in meta]
+    short = {k: v for k, v in meta.items() if k not in omitted} | {"omitted": omitted, "omitted_from": OMITTED_WHERE}
+    value = _b64_json(short)
+    if len(value) > META_MAX_BYTES:  # the rest is a few fixed fields: a new one that grows belongs in the list
+        log.warning("%s is %d bytes without its per-token lists (fields %s)", META_HEADER, len(value), sorted(short))
+    return value
 
 
 def decode_meta(value: str) -> dict:

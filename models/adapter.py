@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Iterator, Literal, Sequence
 
 import torch
 from torch import Tensor
@@ -22,6 +22,7 @@ from .attention import BACKENDS, use_backend
 from .capture import Recorder, capture
 from .labels import Piece, TextStream, token_labels
 from .layers import KVCache
+from .tokenization import BPETokenizer
 
 Family = Literal["encoder", "decoder", "encoder-decoder"]
 Source = Literal["scratch", "pretrained"]
@@ -137,7 +138,7 @@ class GenerationStep:
     token_id: int
     token: str  # label as known at this step (bytes of an unfinished character read as hex)
     text: str  # the text this step completes; an unfinished character waits for its last byte
-    offsets: tuple[int, int]  # into the generated text (a character's fragments share its span)
+    offsets: tuple[int, int] | None  # into the generated text (a fragment has its character's span); None: control
     relabel: list[tuple[int, str]]  # earlier steps whose labels this step completed: (step, label)
     top: list[Candidate]
     recorder: Recorder  # this step's capture: the new query row is its last row
@@ -159,23 +160,32 @@ class ModelAdapter(ABC):
 
     @abstractmethod
     def decode(self, ids: list[int]) -> str:
-        """The tokenizer's own decoding of ``ids`` (special tokens included)."""
+        """The text of ``ids``: the tokenizer's own decoding with control ids (``special_ids``) left out, as
+        [CLS] and [SEP] are no part of a text. Generated and decoded target text is this, so a generated
+        ``<eos>`` adds no text (its offsets are None)."""
 
     @property
     @abstractmethod
     def special_ids(self) -> frozenset[int]:
-        """Control ids: flagged special wherever they occur, typed in the text or added."""
+        """Control ids: flagged special wherever they occur, typed in the text or added. Not the unknown
+        token's id (``unk_id``): that one stands for text the vocabulary lacks."""
 
-    def labels(self, ids: list[int]) -> list[str]:
-        """Display labels of a token sequence (the one rule, models.labels.token_labels)."""
-        return token_labels([self.piece(i) for i in ids], [i in self.special_ids for i in ids])
+    unk_id: int | None = None
+
+    def labels(self, ids: list[int], raw: Sequence[str | None] | None = None) -> list[str]:
+        """Display labels of a token sequence (the one rule, models.labels.token_labels). ``raw``: the text
+        each token came from (None for an added one), so an unknown token shows what it replaced."""
+        unknown = None
+        if raw is not None and self.unk_id is not None:
+            unknown = [r if i == self.unk_id else None for i, r in zip(ids, raw)]
+        return token_labels([self.piece(i) for i in ids], [i in self.special_ids for i in ids], unknown)
 
     def text_stream(self) -> TextStream:
         """A tracker that releases generated text as characters complete."""
         return TextStream(self.decode, self.piece, self.special_ids.__contains__)
 
     def generated(self, ids: list[int]) -> TokenSeq:
-        """Generated ids as a token sequence whose offsets index ``decode(ids)``."""
+        """Generated ids as a token sequence whose offsets index ``decode(ids)`` (None for control tokens)."""
         stream = self.text_stream()
         for i in ids:
             stream.add(i)
@@ -284,6 +294,9 @@ class ScratchAdapter(ModelAdapter):
         specials = getattr(tokenizer, "special_ids", {}) or {}
         self.eos_token_id = specials.get("<eos>")
         self.bos_token_id = specials.get("<bos>")
+        # <unk> stands for a character the vocabulary lacks; a byte-level BPE covers every byte and never emits
+        # it for text, so there it stays a control token
+        self.unk_id = None if isinstance(tokenizer, BPETokenizer) else specials.get("<unk>")
 
     def describe(self) -> dict:
         return {**self.info.to_dict(), "config": self.model.config.to_dict()}
@@ -299,17 +312,20 @@ class ScratchAdapter(ModelAdapter):
         if not ids:
             raise ValueError("text: no tokens after tokenisation")
         special = [i in self.special_ids for i in ids]
-        return Encoded(torch.tensor([ids]), self.labels(ids), [tuple(o) for o in offsets], special, segments)
+        offsets = [tuple(o) for o in offsets]
+        texts = (text, text_pair or "")
+        raw = [texts[seg][s:e] for seg, (s, e) in zip(segments or [0] * len(ids), offsets)]
+        return Encoded(torch.tensor([ids]), self.labels(ids, raw), offsets, special, segments)
 
     def piece(self, token_id: int) -> Piece:
         return self.tokenizer.piece(token_id)
 
     def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids)
+        return self.tokenizer.decode([i for i in ids if i not in self.special_ids])
 
     @cached_property
     def special_ids(self) -> frozenset[int]:
-        return frozenset((getattr(self.tokenizer, "special_ids", {}) or {}).values())
+        return frozenset((getattr(self.tokenizer, "special_ids", {}) or {}).values()) - {self.unk_id}
 
     def _forward(self, enc: Encoded) -> Tensor | None:
         return self.model(enc.ids, attention_mask=enc.attention_mask).logits
@@ -334,7 +350,8 @@ class ScratchAdapter(ModelAdapter):
 
     def decoder_target(self, ids: list[int]) -> TokenSeq:
         """The decoder's tokens: the start token (which the model did not generate: offsets None),
-        then the generated ones, whose offsets index their decoded text."""
+        then the generated ones, whose offsets index their decoded text (control tokens such as
+        ``<eos>`` are no part of it: offsets None, as for the start token)."""
         generated = self.generated(ids[1:])
         return TokenSeq(self.labels(ids), ids, [None, *generated.offsets], [i in self.special_ids for i in ids],
                         text=generated.text)

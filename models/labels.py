@@ -3,6 +3,9 @@
 A label tells tokens apart and shows what each one is:
 
 - a special token (flagged by its id) reads as its vocabulary string: ``[CLS]``, ``<|im_end|>``;
+- the unknown token stands for text, so it is not special and reads as its vocabulary string followed
+  by the text it replaced, made visible: ``[UNK]😀``, ``<unk>東`` (just ``[UNK]`` where no text is known,
+  as for a generated one);
 - a WordPiece continuation keeps its marker: ``##ing``;
 - any other token reads as the text it contributes, with whitespace made visible
   (:data:`WHITESPACE_MARKS`: ``·the`` for " the", ``↵`` for a newline, ``⍽`` for a no-break
@@ -225,19 +228,33 @@ def _scan(pieces: Sequence[Piece], special: Sequence[bool]) -> tuple[list[bool],
     return clean, pending
 
 
-def token_labels(pieces: Sequence[Piece], special: Sequence[bool]) -> list[str]:
+def token_labels(pieces: Sequence[Piece], special: Sequence[bool],
+                 unknown: Sequence[str | None] | None = None) -> list[str]:
     """The display label of every token of a sequence (see the module docstring).
 
     ``pieces[i]`` is what token i contributes (bytes for byte-level tokens, else str; for a
-    special token its vocabulary string); ``special[i]`` says whether its id is a control id.
+    special token its vocabulary string); ``special[i]`` says whether its id is a control id;
+    ``unknown[i]``, for an unknown token (the tokenizer's unk id), is the text it replaced.
     Byte-level neighbours are labelled together, so fragments of one character are numbered.
     """
+    def is_unknown(k: int) -> bool:
+        return unknown is not None and unknown[k] is not None
+
+    def in_byte_run(k: int) -> bool:  # a byte-level token that is neither a control nor an unknown token
+        return isinstance(pieces[k], bytes) and not special[k] and not is_unknown(k)
+
     labels: list[str] = []
     i, n = 0, len(pieces)
     while i < n:
-        if isinstance(pieces[i], bytes) and not special[i]:
+        if is_unknown(i):
+            piece = pieces[i]
+            vocab = piece.decode("utf-8", "replace") if isinstance(piece, bytes) else piece
+            labels.append(vocab + show_text(unknown[i]))
+            i += 1
+            continue
+        if in_byte_run(i):
             j = i
-            while j < n and isinstance(pieces[j], bytes) and not special[j]:
+            while j < n and in_byte_run(j):
                 j += 1
             labels += _byte_run_labels(pieces[i:j])
             i = j
@@ -259,7 +276,7 @@ class Released:
 
     label: str
     text: str  # text this token completes ("" while a character is unfinished)
-    offsets: tuple[int, int]  # [start, end) in the generated text
+    offsets: tuple[int, int] | None  # [start, end) in the generated text; None for a control token (no text)
     relabel: list[tuple[int, str]]  # earlier tokens whose labels this token completed: (index, label)
 
 
@@ -271,7 +288,8 @@ class TextStream:
     is ``decode(ids)``, minus the U+FFFD of a character whose bytes have not all arrived
     (held back until they do). So the pieces of text released, followed by :meth:`tail`,
     concatenate to exactly ``decode(ids)``. Offsets index that text; a fragment of a
-    character gets the character's span.
+    character gets the character's span, a control token (``is_special``) none: it is not text,
+    and the adapters' ``decode`` leaves it out, as it leaves out [CLS] and [SEP].
     """
 
     decode: Callable[[list[int]], str]
@@ -280,7 +298,7 @@ class TextStream:
     fffd_per_byte: bool = False  # the decoder writes U+FFFD per byte of a broken character (byte fallback)
     ids: list[int] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
-    offsets: list[tuple[int, int]] = field(default_factory=list)
+    offsets: list[tuple[int, int] | None] = field(default_factory=list)
     released: str = ""
     _decoded: int = 0  # length of decode(ids) before the latest token
     _pieces: list[Piece] = field(default_factory=list)
@@ -315,10 +333,11 @@ class TextStream:
             log.warning("the tokenizer's decode rewrote text already released; the stream may differ from decode(ids)")
         text = stable[len(self.released):]
         self.released = stable
-        self.offsets.append((start, len(full)))
+        span = None if self._special[-1] else (start, len(full))
+        self.offsets.append(span)
         # tokens before the last one that starts on a character boundary keep their labels from now on
         self._anchor += max((k for k in range(1, len(clean)) if clean[k]), default=0)
-        return Released(window[-1], text, (start, len(full)), relabel)
+        return Released(window[-1], text, span, relabel)
 
     def tail(self) -> str:
         """Text still held back (an unfinished character, as the decoder renders it: U+FFFD)."""

@@ -250,6 +250,7 @@ class HFAdapter(ModelAdapter):
         if self.info.family == "encoder-decoder":
             raise NotImplementedError(f"{model_id}: pretrained encoder-decoder models are not supported yet")
         self.eos_token_id = tokenizer.eos_token_id
+        self.unk_id = self._text_unk_id()
         self._default_backend = "math"
         self._pieces: dict[int, Piece] = {}
 
@@ -275,12 +276,16 @@ class HFAdapter(ModelAdapter):
         # control string typed in the text ("[SEP]", "<|im_end|>") is special and keeps its span
         added = [bool(s) for s in enc["special_tokens_mask"][0].tolist()]
         offsets = [None if a else (int(s), int(e)) for a, (s, e) in zip(added, enc["offset_mapping"][0].tolist())]
+        segments = self._segments(enc) if text_pair is not None else None
+        texts = (text, text_pair or "")
+        raw = [texts[seg][o[0]:o[1]] if o is not None else None
+               for seg, o in zip(segments or [0] * len(id_list), offsets)]
         return Encoded(
             ids=ids,
-            tokens=self.labels(id_list),
+            tokens=self.labels(id_list, raw),
             offsets=offsets,
             special=[i in self.special_ids for i in id_list],
-            segments=self._segments(enc) if text_pair is not None else None,
+            segments=segments,
             token_type_ids=enc.get("token_type_ids") if self._uses_segments() else None,
             attention_mask=enc["attention_mask"],
         )
@@ -303,7 +308,19 @@ class HFAdapter(ModelAdapter):
     @cached_property
     def special_ids(self) -> frozenset[int]:
         added = self.tokenizer.added_tokens_decoder
-        return frozenset(self.tokenizer.all_special_ids) | {i for i, t in added.items() if t.special}
+        control = frozenset(self.tokenizer.all_special_ids) | {i for i, t in added.items() if t.special}
+        return control - {self.unk_id}  # [UNK] stands for text the vocabulary lacks: not a control id (_text_unk_id)
+
+    def _text_unk_id(self) -> int | None:
+        """The unknown token's id where it stands for text: a WordPiece vocabulary replaces a character it lacks
+        with [UNK]. A byte-level vocabulary covers every byte and never does, so its unk token (GPT-2's and
+        SmolLM2's <|endoftext|>) is a control token; so is an unk token that doubles as bos, eos or pad."""
+        tok = self.tokenizer
+        if tok.unk_token_id is None or any(f'"{t}"' in self._decoder_types for t in ("ByteLevel", "ByteFallback")):
+            return None
+        roles = {tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, tok.sep_token_id, tok.cls_token_id,
+                 tok.mask_token_id}
+        return None if tok.unk_token_id in roles else tok.unk_token_id
 
     @cached_property
     def _decoder_types(self) -> str:
@@ -335,7 +352,8 @@ class HFAdapter(ModelAdapter):
         return self.tokenizer.decode([token_id])
 
     def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(list(ids))
+        # control ids left out before decoding (not skip_special_tokens, which would drop [UNK] too)
+        return self.tokenizer.decode([i for i in ids if i not in self.special_ids])
 
     def text_stream(self) -> TextStream:
         stream = super().text_stream()

@@ -42,6 +42,24 @@ def test_npy_equals_json(client):
     np.testing.assert_allclose(weights.astype(np.float32), as_json, atol=1e-3)
 
 
+def test_npy_meta_of_many_tokens_is_bounded(client):
+    """format=npy of ~440 tokens (one head fits dense_budget): the meta header leaves the per-token lists out,
+    names them in `omitted`, and keeps what describes the array."""
+    from app.transport import META_MAX_BYTES
+
+    text = "abc, " * 88
+    r = client.post("/api/attention", json={"model": "tiny-gpt", "text": text, "layers": [1], "heads": [2],
+                                            "format": "npy"})
+    assert r.status_code == 200, r.text
+    assert len(r.headers["X-Attnlab-Meta"]) <= META_MAX_BYTES
+    meta = meta_of(r)
+    assert meta["omitted"] == ["tokens", "token_ids", "offsets", "special", "segments", "key_tokens",
+                               "key_token_ids", "key_offsets", "key_special", "key_segments"]
+    assert not set(meta["omitted"]) & set(meta)
+    assert meta["shape"] == [1, 1, 440, 440] == list(load_npy(r.content).shape)
+    assert meta["layers"] == [1] and meta["heads"] == [2] and meta["kind"] == "decoder"
+
+
 def test_layer_and_head_selection(client):
     r = client.post("/api/attention", json={"model": "tiny-gpt", "text": TEXT, "layers": [1], "heads": [3, 0]})
     full = np.asarray(client.post("/api/attention", json={"model": "tiny-gpt", "text": TEXT}).json()["attention"])

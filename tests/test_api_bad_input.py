@@ -24,7 +24,6 @@ GEN = {"model": "tiny-gpt", "prompt": "hello"}
 # (name, method, url, kwargs, allowed statuses, words the detail must contain)
 CASES = [
     ("empty text", "POST", "/api/attention", {"json": {**OK, "text": ""}}, {422}, ["text", "at least 1"]),
-    ("whitespace text", "POST", "/api/attention", {"json": {**OK, "text": " \n\t "}}, {422}, ["text", "whitespace"]),
     ("1 MB text", "POST", "/api/attention", {"json": {**OK, "text": "a" * 2**20}}, {422}, ["text", "100000"]),
     ("text past max_positions", "POST", "/api/runs", {"json": {"model": "tiny-bert", "text": "a" * 65}}, {413},
      ["text", "max_positions 64"]),
@@ -33,7 +32,8 @@ CASES = [
     ("missing text", "POST", "/api/attention", {"json": {"model": "tiny-gpt"}}, {422}, ["text", "required"]),
     ("unknown field", "POST", "/api/attention", {"json": {**OK, "txt": "x"}}, {422}, ["txt"]),
     ("unknown model", "POST", "/api/attention", {"json": {**OK, "model": "nope"}}, {404}, ["model", "tiny-gpt"]),
-    ("unavailable model", "POST", "/api/runs", {"json": {**OK, "model": "ghost"}}, {409}, ["ghost package"]),
+    ("unavailable model", "POST", "/api/runs", {"json": {**OK, "model": "ghost"}}, {409},
+     ["model: 'ghost' is not available: ", "ghost package"]),
     ("unknown backend", "POST", "/api/attention", {"json": {**OK, "backend": "warp"}}, {422}, ["backend", "flash"]),
     ("text and pair over max_text_chars", "POST", "/api/runs",
      {"json": {"model": "tiny-bert", "text": "a" * 60_000, "text_pair": "b" * 60_000}}, {413},
@@ -45,7 +45,7 @@ CASES = [
     ("bad format", "POST", "/api/attention", {"json": {**OK, "format": "xml"}}, {422}, ["format"]),
     ("malformed JSON", "POST", "/api/attention",
      {"content": b'{"model": "tiny-gpt", "text": ', "headers": {"content-type": "application/json"}}, {422},
-     ["JSON"]),
+     ["body: invalid JSON at character 30: "]),
     ("invalid UTF-8", "POST", "/api/attention",
      {"content": b'{"model": "tiny-gpt", "text": "\xff\xfe"}', "headers": {"content-type": "application/json"}},
      {422}, ["body", "could not be decoded", "utf-8"]),
@@ -83,7 +83,7 @@ CASES = [
     ("top_p above 1", "POST", "/api/generate", {"json": {**GEN, "top_p": 1.01}}, {422}, ["top_p"]),
     ("negative seed", "POST", "/api/generate", {"json": {**GEN, "seed": -1}}, {422}, ["seed"]),
     ("seed past 2^53", "POST", "/api/generate", {"json": {**GEN, "seed": 2**53}}, {422}, ["seed", "9007199254740991"]),
-    ("empty prompt", "POST", "/api/generate", {"json": {**GEN, "prompt": "  "}}, {422}, ["prompt"]),
+    ("empty prompt", "POST", "/api/generate", {"json": {**GEN, "prompt": ""}}, {422}, ["prompt", "at least 1"]),
     ("prompt past positions", "POST", "/api/generate", {"json": {**GEN, "prompt": "a" * 2048}}, {413},
      ["prompt", "max_positions"]),
     ("generate on unavailable", "POST", "/api/generate", {"json": {**GEN, "model": "ghost"}}, {409, 422}, []),
@@ -111,6 +111,8 @@ def test_bad_input(client, name, method, url, kwargs, statuses, words):
     for word in words:
         assert word in text, (word, text[:500])
     assert len(r.content) < 20_000  # the input is never echoed back
+    if r.status_code in (409, 413, 422):  # our own answers (not the router's 404/405/415)
+        assert re.match(r"^[a-z_][a-z_0-9.]*( and [a-z_]+ together)?: ", text), text  # starts with its field
 
 
 def test_tile_ranges_name_bounds(client):
@@ -200,12 +202,13 @@ def family_cases(f: Family) -> list[tuple]:
         ("unknown backend", "POST", "/api/runs", {"model": m, "text": "hello", "backend": "warp"}, 422,
          r"^backend: Input should be 'math', 'sdpa' or 'flash'"),
     ]
+    article = "an" if f.family[0] in "aeiou" else "a"
     if f.family == "decoder":
         cases.append(("too many tokens, prompt", "POST", "/api/generate", {"model": m, "prompt": f.long_text}, 413,
                       _too_many_tokens("prompt", f, " plus 1 new token")))
     else:
         cases.append(("generate on a non-decoder", "POST", "/api/generate", {"model": m, "prompt": "hello"}, 422,
-                      rf"^model: '{m}' is an? {f.family}; generation needs a decoder$"))
+                      rf"^model: '{m}' is {article} {f.family}; generation needs a decoder$"))
     if f.family == "encoder":
         cases.append(("texts over max_text_chars together", "POST", "/api/runs",
                       {"model": m, "text": "a" * 60_000, "text_pair": "b" * 60_000}, 413,
@@ -213,7 +216,7 @@ def family_cases(f: Family) -> list[tuple]:
                       r"\(max_text_chars\)$"))
     else:
         cases.append(("pair on a non-encoder", "POST", "/api/runs", {"model": m, "text": "a", "text_pair": "b"}, 422,
-                      rf"^text_pair: model '{m}' is an? {f.family}; only encoders take a second segment$"))
+                      rf"^text_pair: model '{m}' is {article} {f.family}; only encoders take a second segment$"))
     return cases
 
 
@@ -254,3 +257,36 @@ def test_profile_over_its_budget_is_refused_before_it_starts(families):
     assert re.fullmatch(r"tokens: profiling 'minilm' \(22,713,216 parameters\) at 512 tokens is about 262 GFLOP, over "
                         r"profile_max_gflop 100; use fewer tokens or a smaller model", r.json()["detail"]), r.text
     assert families.get("/api/figures/profile/minilm", params={"tokens": 117}).status_code == 413  # 116: 99.8 GFLOP
+
+
+# -- benchmark bodies: one form each, errors of that form only ----------------------------------------------
+
+
+@pytest.mark.parametrize("body, detail", [
+    ({"seq_lens": [16385]}, "seq_lens.0: Input should be less than or equal to 2048 (√benchmark_max_cells)"),
+    ({"seq_lens": [8], "model": "tiny-gpt"}, "text: Field required; seq_lens: Extra inputs are not permitted"),
+    ({"model": "tiny-gpt", "text": "ab", "n_heads": 2}, "n_heads: Extra inputs are not permitted"),
+    ({}, "seq_lens: Field required"),
+    ({"seq_lens": "x"}, "seq_lens: Input should be a valid list"),
+])
+def test_benchmark_errors_name_only_the_chosen_form(client, body, detail):
+    """A body with `model` is the model form, any other the synthetic one: the detail names that form's fields,
+    never the other form's, nor the class names of either."""
+    r = client.post("/api/benchmark", json=body)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] == detail
+    assert "BenchmarkRequest" not in r.text
+
+
+def test_benchmark_schema_bound_follows_the_budget(one_thread):
+    """seq_lens' maximum is √benchmark_max_cells (one head of T x T): the schema admits no length the budget
+    always refuses, and states the bound of the serving app's settings."""
+    for cells, bound in ((4 * 2**20, 2048), (64 * 2**20, 8192)):
+        app = create_app(test_settings(benchmark_max_cells=cells), registry=tiny_registry())
+        items = app.openapi()["components"]["schemas"]["SyntheticBenchmarkRequest"]["properties"]["seq_lens"]["items"]
+        assert items["maximum"] == bound
+        with TestClient(app) as c:
+            r = c.post("/api/benchmark", json={"seq_lens": [bound + 1], "n_heads": 1})
+            assert r.status_code == 422 and r.json()["detail"].startswith("seq_lens.0: "), r.text
+            over = c.post("/api/benchmark", json={"seq_lens": [bound], "n_heads": 2})  # the budget's own 413
+            assert over.status_code == 413 and "benchmark_max_cells" in over.json()["detail"], over.text

@@ -99,6 +99,29 @@ def test_binary_formats(client, run, dense):
     assert np.abs(w8 - dense[0, 1, :30, :30]).max() <= scale / 2 + 1e-6
 
 
+def test_meta_header_is_bounded(client):
+    """X-Attnlab-Meta stays under META_MAX_BYTES (Node's parser refuses 16 KiB of headers, proxies 4-8 KiB): a big
+    tile's meta leaves its per-token labels out and says where they are; a small tile's keeps them."""
+    from app.transport import META_MAX_BYTES
+
+    text = "the quick brown fox " * 60  # 1,200 tokens
+    big = client.post("/api/runs", json={"model": "tiny-gpt", "text": text}).json()
+    for fmt in ("f16", "u8"):
+        r = client.get(f"/api/runs/{big['run_id']}/attention", params={"rows": "0:1200", "cols": "0:1200",
+                                                                        "format": fmt})
+        assert r.status_code == 200, r.text
+        assert len(r.headers["X-Attnlab-Meta"]) <= META_MAX_BYTES
+        assert sum(len(k) + len(v) for k, v in r.headers.items()) < META_MAX_BYTES + 1024
+        meta = meta_of(r)
+        assert "row_tokens" not in meta and "col_tokens" not in meta
+        assert meta["omitted"] == ["row_tokens", "col_tokens"] and "format=json" in meta["omitted_from"]
+        assert meta["rows"] == [0, 1200] and meta["shape"] == [1200, 1200] and meta["factor"] == 1
+    small = client.get(f"/api/runs/{big['run_id']}/attention", params={"rows": "5:9", "cols": "0:4", "format": "u8"})
+    meta = meta_of(small)
+    assert meta["row_tokens"] == big["tokens"][5:9] and meta["col_tokens"] == big["tokens"][:4]
+    assert "omitted" not in meta
+
+
 def test_heads_and_rollout(client, run):
     rid = run["run_id"]
     heads = client.get(f"/api/runs/{rid}/heads").json()

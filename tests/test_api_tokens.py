@@ -15,7 +15,9 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from models import Registry, ScratchAdapter, TransformerConfig, build_model
 from models.labels import show_text
-from models.tokenization import train_bpe
+from models.registry import ZOO, scratch_entry
+from models.tokenization import CharTokenizer, train_bpe
+from tests.test_api_support import CORPUS as CHARS
 from tests.test_api_support import adapter_entry, one_thread, parse_sse, test_settings, tiny_adapter  # noqa: F401
 
 CORPUS = ("東京 is the capital of Japan. 猫 is cat and 犬 is dog. I ❤️ 🐈 and 👨‍👩‍👧.\n"
@@ -31,12 +33,40 @@ def bpe_adapter():
     return ScratchAdapter("tiny-bpe", build_model(config), tokenizer)
 
 
+class ScriptedDecoder(ScratchAdapter):
+    """A tiny decoder whose greedy choice follows a script (after id x comes script[x]): generation that reaches
+    control tokens on cue, through the real generation path."""
+
+    script: dict[int, int] = {}
+
+    def _step(self, ids, cache):
+        logits, cache = super()._step(ids, cache)
+        nxt = self.script.get(int(ids[0, -1]))
+        if nxt is not None:
+            logits = logits.clone()
+            logits[0, nxt] += 1e4
+        return logits, cache
+
+
 @pytest.fixture(scope="module")
-def client(one_thread, bpe_adapter):
-    adapters = [bpe_adapter,
+def scripted():
+    torch.manual_seed(0)
+    tokenizer = CharTokenizer.from_corpus(CHARS)
+    config = TransformerConfig(vocab_size=tokenizer.vocab_size, d_model=32, n_layers=2, n_heads=4, family="decoder",
+                               positional="rope", max_positions=64)
+    adapter = ScriptedDecoder("scripted", build_model(config), tokenizer)
+    a, b, x = (tokenizer.encode(c)[0] for c in "abx")
+    adapter.script = {x: a, a: tokenizer.mask_id, tokenizer.mask_id: b, b: tokenizer.eos_id}  # x -> a <mask> b <eos>
+    return adapter
+
+
+@pytest.fixture(scope="module")
+def client(one_thread, bpe_adapter, scripted):
+    adapters = [bpe_adapter, scripted,
                 tiny_adapter("tiny-bert", family="encoder", positional="learned", max_positions=64, type_vocab_size=0),
                 tiny_adapter("tiny-t5", family="encoder-decoder", positional="t5_relative", max_positions=128)]
-    app = create_app(test_settings(), registry=Registry([adapter_entry(a) for a in adapters]))
+    zoo = [scratch_entry(name, ZOO / name, f"zoo {name}") for name in ("seq2seq", "induction")]
+    app = create_app(test_settings(), registry=Registry([adapter_entry(a) for a in adapters] + zoo))
     with TestClient(app) as c:
         yield c
 
@@ -124,6 +154,49 @@ def test_seq2seq_target_tokens_carry_ids_and_offsets_into_the_target_text(client
         run["target_tokens"][1:]
 
 
+def test_seq2seq_control_tokens_are_no_part_of_the_target_text(client):
+    """The trained reverser: "rev:abc" -> "cba", then <eos>. Like [CLS]/[SEP], the start token and the generated
+    <eos> are control tokens: offsets null, and no part of target_text."""
+    run = client.post("/api/runs", json={"model": "seq2seq", "text": "rev:abc"}).json()
+    assert run["target_text"] == "cba"
+    assert run["target_tokens"] == ["<bos>", "c", "b", "a", "<eos>"]
+    assert run["target_offsets"] == [None, [0, 1], [1, 2], [2, 3], None]
+    assert run["target_special"] == [True, False, False, False, True]
+    dense = client.post("/api/attention", json={"model": "seq2seq", "text": "rev:abc"}).json()
+    assert dense["target_text"] == "cba" and dense["decoder"]["offsets"] == run["target_offsets"]
+
+
+def test_unknown_characters_show_what_they_replaced(client):
+    """An unknown token stands for text: not special, and its label shows the character it replaced."""
+    run = client.post("/api/runs", json={"model": "induction", "text": "東京 ab"}).json()
+    assert run["tokens"][:2] == ["<unk>東", "<unk>京"] and run["tokens"][-2:] == ["a", "b"]
+    assert run["special"] == [False] * len(run["tokens"])
+    assert run["offsets"][:2] == [[0, 1], [1, 2]]
+    pair = client.post("/api/runs", json={"model": "tiny-bert", "text": "a東", "text_pair": "😀b"}).json()
+    assert pair["tokens"] == ["a", "<unk>東", "<unk>😀", "b"] and pair["special"] == [False] * 4
+
+
+@pytest.mark.parametrize("model, text", [("tiny-bpe", " \n\t "), ("tiny-bpe", "\u00a0"), ("tiny-bert", "\n\n\n"),
+                                         ("tiny-bert", "\u200b")])
+def test_whitespace_the_tokenizer_keeps_is_text(client, model, text):
+    """One rule for every model: a text is refused only when it gives no token of its own."""
+    r = client.post("/api/runs", json={"model": model, "text": text})
+    assert r.status_code == 200, r.text
+    assert all(o is not None for o in r.json()["offsets"])
+
+
+def test_training_snapshots_default_to_the_probe_s_recorded_kind(client):
+    """mlm recorded its probe on the encoder: no kind asked means that one, not the decoder."""
+    from models.training import load_snapshots
+
+    probe = load_snapshots("models/zoo/mlm")[0]["probes"][0]
+    r = client.get("/api/training/mlm/snapshots", params={"probe": probe["name"]})
+    assert r.status_code == 200, r.text
+    assert r.json()["kind"] == probe["kinds"][0] == "encoder"
+    bad = client.get("/api/training/mlm/snapshots", params={"probe": probe["name"], "kind": "decoder"})
+    assert bad.status_code == 422 and bad.json()["detail"].startswith("kind: ")
+
+
 # ----------------------------------------------------------------------------- generation, tiny model
 
 
@@ -134,6 +207,7 @@ def _trace(client, **req) -> tuple[list[dict], dict]:
 
 
 def _check_generation(steps: list[dict], summary: dict, prompt: str, decode) -> None:
+    """``decode``: the tokenizer's own decoding with special tokens skipped (control tokens are not text)."""
     ids = summary["token_ids"]
     assert ids == [s["token_id"] for s in steps]
     assert summary["generated_text"] == decode(ids) and summary["text"] == prompt + decode(ids)
@@ -146,7 +220,8 @@ def _check_generation(steps: list[dict], summary: dict, prompt: str, decode) -> 
         assert len({t["token_id"] for t in s["top"]}) == len(s["top"])  # top-k entries carry distinct ids
     assert labels == summary["tokens"]
     assert summary["offsets"] == [s["offsets"] for s in steps]
-    for (start, end) in summary["offsets"]:
+    assert [o is None for o in summary["offsets"]] == summary["special"]
+    for (start, end) in filter(None, summary["offsets"]):
         assert 0 <= start <= end <= len(summary["generated_text"])
 
 
@@ -155,7 +230,8 @@ def test_generated_text_is_the_decoding_and_the_stream_concatenates_to_it(client
     for seed in range(12):
         req = {"model": "tiny-bpe", "prompt": "東京 is", "max_new_tokens": 12, "temperature": 1.0, "seed": seed}
         steps, summary = _trace(client, **req)
-        _check_generation(steps, summary, req["prompt"], bpe_adapter.tokenizer.decode)
+        decode = bpe_adapter.tokenizer.decode
+        _check_generation(steps, summary, req["prompt"], lambda ids: decode(ids, skip_special=True))
         as_json = client.post("/api/generate", json=req).json()
         assert {k: v for k, v in as_json["summary"].items() if k != "timings"} == \
             {k: v for k, v in summary.items() if k != "timings"}
@@ -166,6 +242,21 @@ def test_generated_text_is_the_decoding_and_the_stream_concatenates_to_it(client
     # random bytes from a random model: steps stop inside characters, later steps complete them,
     # and some traces end inside one
     assert held and relabelled and tails
+
+
+def test_generated_control_tokens_add_no_text(client, scripted):
+    """Generated control tokens (<mask> midway, <eos> at the end) are no part of the text, as with skip-special
+    decoding: their step's text is empty, offsets null, flagged special; text == prompt + generated_text."""
+    req = {"model": "scripted", "prompt": "x", "max_new_tokens": 8, "temperature": 0}
+    steps, summary = _trace(client, **req)
+    tok = scripted.tokenizer
+    assert summary["token_ids"] == [tok.encode("a")[0], tok.mask_id, tok.encode("b")[0], tok.eos_id]
+    assert summary["tokens"] == ["a", "<mask>", "b", "<eos>"] and summary["stopped"] == "eos"
+    assert summary["special"] == [False, True, False, True]
+    assert summary["offsets"] == [[0, 1], None, [1, 2], None] == [s["offsets"] for s in steps]
+    assert [s["text"] for s in steps] == ["a", "", "b", ""]
+    assert summary["generated_text"] == "ab" and summary["text"] == "xab" and summary["tail_text"] == ""
+    assert client.post("/api/generate", json=req).json()["summary"]["text"] == "xab"
 
 
 def test_top_k_carries_token_ids_and_labels_in_context(client):
@@ -199,6 +290,30 @@ def test_minilm_typed_sep_is_special_and_counted_by_special_sink(minilm):
     dense = np.asarray(minilm.post("/api/attention", json={"model": "minilm", "text": text}).json()["attention"])
     by_id = dense[..., np.asarray(run["special"])].sum(-1).mean(-1)  # (L, H)
     np.testing.assert_allclose(np.asarray(run["head_stats"]["encoder"]["special_sink"]), by_id, atol=1e-4)
+
+
+def test_minilm_unk_shows_its_character_and_is_not_special(minilm):
+    """[UNK] stands for text (😀 is not in BERT's vocabulary): not special, so special_sink does not count it."""
+    text = "a 😀 b"
+    run = minilm.post("/api/runs", json={"model": "minilm", "text": text}).json()
+    assert run["tokens"] == ["[CLS]", "a", "[UNK]😀", "b", "[SEP]"]
+    assert run["token_ids"][2] == 100 and run["special"] == [True, False, False, False, True]
+    assert run["offsets"][2] == [2, 3]
+    dense = np.asarray(minilm.post("/api/attention", json={"model": "minilm", "text": text}).json()["attention"])
+    by_id = dense[..., np.asarray(run["special"])].sum(-1).mean(-1)  # (L, H): [CLS] and [SEP] only
+    np.testing.assert_allclose(np.asarray(run["head_stats"]["encoder"]["special_sink"]), by_id, atol=1e-4)
+
+
+@pytest.mark.parametrize("text", ["\u200b", "\x00", "\ufeff", "\u0301", " \n\t "])
+def test_minilm_refuses_text_with_no_token_of_its_own(minilm, text):
+    """WordPiece drops these characters: BERT would see only [CLS] [SEP]. Refused as every model refuses it."""
+    for path in ("/api/runs", "/api/attention"):
+        r = minilm.post(path, json={"model": "minilm", "text": text})
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"].startswith("text: gives no token of its own: model 'minilm'"), r.text
+    r = minilm.post("/api/runs", json={"model": "minilm", "text": "fine", "text_pair": text})
+    assert r.status_code == 422 and r.json()["detail"].startswith("text_pair: gives no token of its own"), r.text
+    assert minilm.post("/api/runs", json={"model": "minilm", "text": f"a{text}b"}).status_code == 200
 
 
 def test_minilm_pairs_carry_segments_and_offsets_into_each_text(minilm):
@@ -250,6 +365,16 @@ def test_smollm2_whitespace_labels(smollm2):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("text, tokens", [("\n\n\n", ["↵↵↵"]), ("\u00a0", ["⍽"]), ("  ", ["··"])])
+def test_smollm2_whitespace_is_text(smollm2, text, tokens):
+    """A byte-level BPE keeps every character: whitespace-only text is accepted, as real tokens."""
+    client, tokenizer = smollm2
+    r = client.post("/api/runs", json={"model": "smollm2", "text": text})
+    assert r.status_code == 200, r.text
+    assert r.json()["tokens"] == tokens and r.json()["token_ids"] == tokenizer(text)["input_ids"]
+
+
+@pytest.mark.slow
 def test_smollm2_typed_im_end_is_special(smollm2):
     client, _ = smollm2
     run = client.post("/api/runs", json={"model": "smollm2", "text": "before <|im_end|> after"}).json()
@@ -268,9 +393,9 @@ def test_smollm2_generated_text_is_the_decoding(smollm2, prompt, n):
     client, tokenizer = smollm2
     req = {"model": "smollm2", "prompt": prompt, "max_new_tokens": n, "temperature": 0}
     steps, summary = _trace(client, **req)
-    _check_generation(steps, summary, prompt, tokenizer.decode)
+    _check_generation(steps, summary, prompt, lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
     ids = summary["token_ids"]
-    assert summary["text"] == prompt + tokenizer.decode(ids)
+    assert summary["text"] == prompt + tokenizer.decode(ids, skip_special_tokens=True)
     assert summary["prompt_token_ids"] == tokenizer(prompt)["input_ids"]
     for label, (start, end) in zip(summary["prompt_tokens"], summary["prompt_offsets"]):
         assert_label_shows_its_text(label, prompt[start:end])

@@ -470,10 +470,11 @@ def test_unavailable_model_is_disabled_with_reason(watched):
 def test_api_error_is_shown_in_words(watched):
     page = watched.goto("/seq2seq")
     page.wait_for_selector("#model option", state="attached")
-    page.fill("#text", "   ")
+    page.fill("#text", "rev:" + "abc" * 400)  # more tokens than the checkpoint has positions: a 413
     page.click("#run")
     page.wait_for_selector("#error:not([hidden])")
-    assert "text" in page.locator("#error").text_content()
+    error = page.locator("#error").text_content()
+    assert error.startswith("text:") and "max_positions" in error, error
 
 
 def test_api_docs_work_offline(watched):

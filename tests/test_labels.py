@@ -78,6 +78,13 @@ def test_byte_level_pieces(bpe):
     assert char.labels(char.encode("a b<eos>")) == ["a", "·", "b", "<eos>"]
 
 
+def test_unknown_tokens_show_the_text_they_replaced():
+    """The unknown token is text, not a control token: its vocabulary string, then the character it stands for."""
+    pieces, special = ["[CLS]", "[UNK]", "a", "[UNK]", b"\xe6\x9d", "[UNK]"], [True, False, False, False, False, False]
+    unknown = [None, "😀", None, "\u200b", None, None]
+    assert token_labels(pieces, special, unknown) == ["[CLS]", "[UNK]😀", "a", "[UNK]⟨U+200B⟩", "⟨E6 9D⟩", "[UNK]"]
+
+
 def _stream(bpe) -> TextStream:
     return TextStream(bpe.decode, bpe.piece, set(bpe.special_ids.values()).__contains__)
 
@@ -100,7 +107,12 @@ def test_text_stream_releases_exactly_the_decoded_text(bpe, seed):
     text = bpe.decode(ids)
     assert "".join(released) + stream.tail() == text
     assert labels == stream.labels == bpe.labels(ids)
-    for (start, end), piece in zip(stream.offsets, (bpe.piece(i) for i in ids)):
+    specials = set(bpe.special_ids.values())
+    assert [o is None for o in stream.offsets] == [i in specials for i in ids]  # control tokens are no text
+    for span, piece in zip(stream.offsets, (bpe.piece(i) for i in ids)):
+        if span is None:
+            continue
+        start, end = span
         assert 0 <= start <= end <= len(text)
         if isinstance(piece, bytes) and piece:
             try:

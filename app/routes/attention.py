@@ -9,7 +9,7 @@ from starlette.responses import Response
 from ..schemas import TOKENS_DOC, AttentionRequest, AttentionResponse, Seq2SeqAttentionResponse
 from ..services.attention import DenseMaps, DenseResult
 from ..services.errors import Invalid
-from ..transport import OrjsonResponse, npy_response
+from ..transport import META_BOUND_DOC, OrjsonResponse, npy_response
 from . import ERRORS, ServicesDep
 
 router = APIRouter(prefix="/api", tags=["attention"])
@@ -19,7 +19,7 @@ NPY_DOC = """`format=npy`: the body is an NPY file of float16 weights `[L, H, Tq
 `X-Attnlab-Meta`, base64url JSON (no padding) of `{model, backend, kind, tokens, token_ids, offsets, special,
 segments, key_tokens, key_token_ids, key_offsets, key_special, key_segments, shape, layers, heads, timings,
 dtype}` (and `target_text` for encoder-decoder models). Encoder-decoder models need `kind` with
-`format=npy`."""
+`format=npy`. """ + META_BOUND_DOC
 
 
 def _maps_json(m: DenseMaps) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ..schemas import BenchmarkResponse, ModelBenchmarkRequest, SyntheticBenchmarkRequest
+from ..schemas import BenchmarkRequest, BenchmarkResponse, SyntheticBenchmarkRequest
 from ..transport import OrjsonResponse
 from . import ERRORS, ServicesDep
 
@@ -13,10 +13,11 @@ router = APIRouter(prefix="/api", tags=["benchmark"])
 
 @router.post("/benchmark", response_model=BenchmarkResponse, response_class=OrjsonResponse,
              responses={k: ERRORS[k] for k in (404, 409, 413, 422, 429, 503)})
-async def benchmark(req: SyntheticBenchmarkRequest | ModelBenchmarkRequest, services: ServicesDep
+async def benchmark(req: BenchmarkRequest, services: ServicesDep
                     ) -> BenchmarkResponse:
     """Per backend: median ms, GFLOP/s, peak memory, max abs diff vs math. One benchmark at a time (429 while
-    one runs); each bounded by `benchmark_budget_s`."""
+    one runs); each bounded by `benchmark_budget_s`. A body with `model` is the model form (ModelBenchmarkRequest),
+    any other the synthetic one (SyntheticBenchmarkRequest); errors name the fields of that form only."""
     service = services.benchmark
     if isinstance(req, SyntheticBenchmarkRequest):
         results = await service.synthetic(req.seq_lens, req.backends, req.causal, req.n_heads, req.head_dim,

@@ -21,7 +21,7 @@ from starlette.responses import Response
 
 from .. import figures
 from ..architecture import describe_architecture, profile_architecture, profile_cost_gflop
-from ..schemas import Kind, ModelBenchmarkRequest, Scheme, SelfKind, SyntheticBenchmarkRequest
+from ..schemas import BenchmarkRequest, Kind, Scheme, SelfKind, SyntheticBenchmarkRequest
 from ..services.errors import Invalid, NotFound, TooLarge
 from ..services.positional import describe_scheme
 from ..transport import OrjsonResponse
@@ -87,7 +87,7 @@ async def extrapolation_figure(services: ServicesDep) -> Response:
 
 
 @router.post("/api/figures/benchmark", responses={k: ERRORS[k] for k in (404, 409, 413, 422, 429, 503)})
-async def benchmark_figure(req: SyntheticBenchmarkRequest | ModelBenchmarkRequest, services: ServicesDep) -> Response:
+async def benchmark_figure(req: BenchmarkRequest, services: ServicesDep) -> Response:
     """Run POST /api/benchmark's measurement and draw it (time and memory vs T, log-log)."""
     service = services.benchmark
     if isinstance(req, SyntheticBenchmarkRequest):
@@ -194,8 +194,9 @@ async def training(name: ZooName, services: ServicesDep) -> Response:
 
 @router.get("/api/training/{name}/snapshots", responses={k: ERRORS[k] for k in (404, 422)})
 async def training_snapshots(name: ZooName, services: ServicesDep, probe: str = Query(..., max_length=64),
-                             kind: Kind = "decoder",
-                             layer: int = Query(0, ge=0, lt=1024), head: int = Query(0, ge=0, lt=1024)) -> Response:
+                             kind: Kind | None = Query(None, description="default: the probe's first recorded kind"),
+                             layer: int = Query(0, ge=0, lt=1024),
+                             head: int = Query(0, ge=0, lt=1024)) -> Response:
     """One head's attention on a probe at every snapshot step: ``maps[step][query][key]``."""
     directory = _zoo_dir(services, name)
     if not (directory / "snapshots.json").is_file():
@@ -208,11 +209,13 @@ async def training_snapshots(name: ZooName, services: ServicesDep, probe: str = 
         probes = {p["name"]: p for p in meta["probes"]}
         if probe not in probes:
             raise Invalid(f"probe: {probe!r} unknown; probes: {sorted(probes)}")
-        if kind not in probes[probe]["kinds"]:
-            raise Invalid(f"kind: probe {probe!r} recorded {probes[probe]['kinds']}, not {kind!r}")
+        recorded = probes[probe]["kinds"]
+        chosen = kind or recorded[0]
+        if chosen not in recorded:
+            raise Invalid(f"kind: probe {probe!r} recorded {recorded}, not {chosen!r}")
         steps, maps = [], []
         for step in meta["steps"]:
-            t = tensors.get(f"step{step}/{probe}/{kind}")
+            t = tensors.get(f"step{step}/{probe}/{chosen}")
             if t is None:
                 continue
             n_layers, n_heads = t.shape[0], t.shape[1]
@@ -224,9 +227,9 @@ async def training_snapshots(name: ZooName, services: ServicesDep, probe: str = 
         # labels made by load_snapshots with the label rule of every view; the decoder side reads the target
         source = (p["tokens"], p.get("ids"))
         target = (p["target_tokens"], p.get("target_ids")) if p.get("target_tokens") else source
-        rows = target if kind in ("decoder", "cross") else source
-        cols = source if kind in ("encoder", "cross") else target
-        return {"name": name, "probe": probe, "kind": kind, "layer": layer, "head": head, "steps": steps,
+        rows = target if chosen in ("decoder", "cross") else source
+        cols = source if chosen in ("encoder", "cross") else target
+        return {"name": name, "probe": probe, "kind": chosen, "layer": layer, "head": head, "steps": steps,
                 "n_layers": n_layers, "n_heads": n_heads, "row_tokens": rows[0], "col_tokens": cols[0],
                 "row_token_ids": rows[1], "col_token_ids": cols[1],
                 "maps": np.stack(maps) if maps else []}

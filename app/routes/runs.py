@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from ..limits import Limit
 from ..schemas import TOKENS_DOC, HeadsResponse, Kind, RolloutResponse, RunRequest, RunResponse, SelfKind, TileResponse
-from ..transport import OrjsonResponse, block_response
+from ..transport import META_BOUND_DOC, OrjsonResponse, block_response
 from . import ERRORS, ServicesDep
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
@@ -24,7 +24,7 @@ factor x factor block. Computed from the capture (Q, K, LSE); no T x T tensor is
 `format=json`: TileResponse. `format=f16`: raw little-endian float16, C order; `format=u8`: raw uint8 with
 `weight = byte * X-Scale` (error at most X-Scale/2). Binary answers carry `X-Shape` (`rows,cols`),
 `X-Dtype`, and `X-Attnlab-Meta`: base64url JSON (no padding) of the TileResponse fields other than
-`attention` (plus `scale` for u8)."""
+`attention` (plus `scale` for u8). """ + META_BOUND_DOC
 
 
 @router.post("", response_model=RunResponse, response_class=OrjsonResponse,

@@ -20,6 +20,11 @@ counts are checked once, for every family, in ``app.services.inputs.encode_check
 from __future__ import annotations
 
 
+def with_article(noun: str) -> str:
+    """"an encoder-decoder", "a decoder": the indefinite article of a word in a message."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
 class ApiError(Exception):
     status: int = 400
 

@@ -18,7 +18,7 @@ import torch
 from models import GenerationStep
 
 from ..settings import Settings
-from .errors import Invalid
+from .errors import Invalid, with_article
 from .hub import ModelHub, in_thread
 from .inputs import encode_checked
 from .logctx import note
@@ -51,7 +51,8 @@ def new_token_rows(step: GenerationStep) -> np.ndarray:
 
 def step_event(step: GenerationStep) -> dict:
     return {"step": step.step, "token": step.token, "token_id": step.token_id, "text": step.text,
-            "offsets": list(step.offsets), "relabel": [{"step": i, "token": label} for i, label in step.relabel],
+            "offsets": list(step.offsets) if step.offsets is not None else None,
+            "relabel": [{"step": i, "token": label} for i, label in step.relabel],
             "top": [{"token": c.token, "token_id": c.token_id, "prob": c.prob} for c in step.top],
             "context_len": step.context_len, "attention": new_token_rows(step)}
 
@@ -73,7 +74,7 @@ class GenerationService:
                           f"{self.settings.max_new_tokens}")
         info = self.hub.info(p.model)
         if info.family != "decoder":
-            raise Invalid(f"model: {p.model!r} is an {info.family}; generation needs a decoder")
+            raise Invalid(f"model: {p.model!r} is {with_article(info.family)}; generation needs a decoder")
         return self.hub.check_backend(p.model, p.backend)
 
     async def prepare(self, p: GenerateParams) -> None:
@@ -96,7 +97,7 @@ class GenerationService:
                                      n_top=p.n_top)
             tokens: list[str] = []  # labels, completed by later steps' relabel
             token_ids: list[int] = []
-            offsets: list[list[int]] = []
+            offsets: list[list[int] | None] = []
             released: list[str] = []  # the text of each step
             first_ms = None
             stopped = "max_new_tokens"

@@ -56,14 +56,14 @@ class ModelGate:
         async with self._cond:
             if not self._free_for(backend):
                 if self.waiting >= self.queue_limit:
-                    raise Busy(f"model {self.model_id!r} has {self.running} requests running and {self.waiting} "
+                    raise Busy(f"model: {self.model_id!r} has {self.running} requests running and {self.waiting} "
                                f"waiting (queue_limit {self.queue_limit}); retry in {self.retry_after_s} s",
                                self.retry_after_s)
                 self.waiting += 1
                 try:
                     await asyncio.wait_for(self._cond.wait_for(lambda: self._free_for(backend)), self.timeout_s)
                 except asyncio.TimeoutError:
-                    raise Overloaded(f"model {self.model_id!r} stayed busy for {self.timeout_s:g} s "
+                    raise Overloaded(f"model: {self.model_id!r} stayed busy for {self.timeout_s:g} s "
                                      f"(queue_timeout_s); retry in {self.retry_after_s} s", self.retry_after_s) from None
                 finally:
                     self.waiting -= 1
@@ -125,11 +125,15 @@ class ModelHub:
             return self.registry.load(model_id)
         except UnknownModel as err:
             raise NotFound(f"model: {err}") from None
-        except UnavailableModel as err:
-            raise Unavailable(str(err)) from None
+        except UnavailableModel:
+            raise Unavailable(self._unavailable(model_id)) from None
         except (OSError, ValueError, RuntimeError, ImportError) as err:
             log.exception("model %s failed to load", model_id)
-            raise Unavailable(f"model {model_id!r} failed to load: {err}") from None
+            raise Unavailable(f"model: {model_id!r} failed to load: {err} (see the server log)") from None
+
+    def _unavailable(self, model_id: str) -> str:
+        """Why a registered model cannot load; its reason says how to make it available."""
+        return f"model: {model_id!r} is not available: {self.info(model_id).reason}"
 
     async def adapter(self, model_id: str) -> ModelAdapter:
         """Load lazily (once, in a worker thread) and return the adapter."""
@@ -137,7 +141,7 @@ class ModelHub:
             return self._adapters[model_id]
         info = self.info(model_id)
         if not info.available:
-            raise Unavailable(f"model {model_id!r} is not available: {info.reason}")
+            raise Unavailable(self._unavailable(model_id))
         adapter = await in_thread(self._load_sync, model_id)
         self._adapters[model_id] = adapter
         return adapter

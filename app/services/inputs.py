@@ -5,7 +5,7 @@ from __future__ import annotations
 from models import Encoded, ModelAdapter, ModelInfo
 
 from ..settings import Settings
-from .errors import Invalid, TooLarge
+from .errors import Invalid, TooLarge, with_article
 from .logctx import note
 
 
@@ -23,13 +23,14 @@ def encode_checked(adapter: ModelAdapter, text: str, text_pair: str | None, sett
         raise TooLarge(f"{what}: {chars} characters is over the server limit of {settings.max_text_chars} "
                        "(max_text_chars)")
     if text_pair is not None and adapter.info.family != "encoder":
-        raise Invalid(f"text_pair: model {adapter.info.id!r} is a {adapter.info.family}; only encoders take a "
-                      "second segment")
+        raise Invalid(f"text_pair: model {adapter.info.id!r} is {with_article(adapter.info.family)}; only encoders "
+                      "take a second segment")
     try:
         enc = adapter.tokenize(text, text_pair)
     except ValueError as err:
         message = str(err).replace("text: ", "", 1)  # adapters name the field themselves
         raise Invalid(f"{field}: {message}") from None
+    _check_own_tokens(adapter, enc, field, text_pair is not None)
     n = len(enc)
     note(tokens=n)
     limit = adapter.info.max_positions
@@ -40,6 +41,22 @@ def encode_checked(adapter: ModelAdapter, text: str, text_pair: str | None, sett
     if n > settings.max_tokens:
         raise TooLarge(f"{field}: {n} tokens is over the server limit of {settings.max_tokens} tokens (max_tokens)")
     return enc
+
+
+def _check_own_tokens(adapter: ModelAdapter, enc: Encoded, field: str, pair: bool) -> None:
+    """Refuse a text that gives no token of its own: every token of it was added by the tokenizer (offsets null).
+
+    The one rule for every model, decided by the model's own tokenizer: whitespace a byte-level BPE keeps
+    (newlines, a no-break space) is text, while characters a WordPiece normaliser drops (U+200B, NUL, a lone
+    combining mark) leave BERT only [CLS] [SEP], nothing of the text to attend to.
+    """
+    segments = enc.segments or [0] * len(enc)
+    for segment, name in ((0, field), (1, "text_pair"))[:2 if pair else 1]:
+        if not any(o is not None for o, s in zip(enc.offsets, segments) if s == segment):
+            added = " ".join(t for t, s in zip(enc.tokens, segments) if s == segment) or "none"
+            raise Invalid(f"{name}: gives no token of its own: model {adapter.info.id!r}'s tokenizer drops every "
+                          f"character of it (such as whitespace or invisible characters); it would see only the "
+                          f"tokens it adds ({added})")
 
 
 def attention_cells(info: ModelInfo, n_tokens: int) -> int:

@@ -61,14 +61,15 @@ function generatedText() {
 
 /** The raw text of a generated token: its offsets (code points) in the generated text. */
 function stepRaw(text, step) {
-  return text.slice(step.offsets[0], step.offsets[1]);
+  // a control token the model generated (<eos>) adds no text: its offsets are null
+  return step.offsets ? text.slice(step.offsets[0], step.offsets[1]) : "";
 }
 
 /** The bytes of the character the last steps left unfinished, as the chips show them
  *  ("⟨F0 9F⟩"): the hex groups of the labels of the steps that reach into the held-back tail. */
 function tailBytes() {
   const released = new CodePoints(steps.map((s) => s.text).join("")).length;
-  const hex = steps.filter((s) => s.offsets[1] > released)
+  const hex = steps.filter((s) => s.offsets && s.offsets[1] > released)
     .flatMap((s) => [...String(s.token).matchAll(/\u27e8([0-9A-Fa-f ]+)\u27e9/g)].map((m) => m[1].trim()));
   return hex.length ? `\u27e8${hex.join(" ")}\u27e9` : "\u27e8\u2026\u27e9";
 }
