@@ -114,8 +114,7 @@ def bench_profile(model: str = typer.Option("minilm", help="a model id from `att
         adapter = default_registry().load(model)
         net = getattr(adapter, "model")
         vocab = adapter.info.vocab_size or 1000
-        key = "input_ids" if adapter.info.source == "pretrained" else "ids"
-        inputs = {key: torch.randint(0, vocab, (batch, tokens))}
+        inputs = adapter.dummy_inputs(torch.randint(0, vocab, (batch, tokens)))
     with torch.enable_grad():
         result = profile_model(net, inputs, repeats=repeats).to_dict()
     if json:

@@ -205,7 +205,7 @@ def profile_figure(profile: Mapping) -> go.Figure:
 
 
 def architecture_figure(arch: Mapping) -> go.Figure:
-    """Parameters and forward FLOPs per token by component (app.architecture.describe_architecture)."""
+    """Parameters and forward FLOPs per token by component (models.introspection.describe_architecture)."""
     comps = arch["components"]
     names = [c["component"] for c in comps]
     fig = make_subplots(rows=1, cols=2, subplot_titles=("parameters", "forward FLOPs per token"),

@@ -25,13 +25,15 @@ __all__ = [
 ]
 
 from .adapter import (  # noqa: E402
-    Candidate, Encoded, ForwardResult, GenerationStep, ModelAdapter, ModelInfo, ScratchAdapter, TokenSeq,
+    Candidate, Encoded, ForwardResult, GenerationStep, ModelAdapter, ModelInfo, ScratchAdapter, TokenSeq, axis_seqs,
 )
+from .catalogue import Entry, UnavailableModel, UnknownModel  # noqa: E402
 from .labels import TextStream, show_text, token_labels  # noqa: E402
-from .registry import Registry, UnavailableModel, UnknownModel, default_registry, load  # noqa: E402
+from .names import UnknownName  # noqa: E402
+from .registry import Registry, default_registry, load  # noqa: E402
 
 __all__ += [
-    "Candidate", "Encoded", "ForwardResult", "GenerationStep", "ModelAdapter", "ModelInfo", "Registry",
-    "ScratchAdapter", "TextStream", "TokenSeq", "UnavailableModel", "UnknownModel", "default_registry", "load",
-    "show_text", "token_labels",
+    "Candidate", "Encoded", "Entry", "ForwardResult", "GenerationStep", "ModelAdapter", "ModelInfo", "Registry",
+    "ScratchAdapter", "TextStream", "TokenSeq", "UnavailableModel", "UnknownModel", "UnknownName", "axis_seqs",
+    "default_registry", "load", "show_text", "token_labels",
 ]

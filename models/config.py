@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from .names import lookup
 
 Family = Literal["encoder", "decoder", "encoder-decoder"]
 Norm = Literal["layernorm", "rmsnorm"]
@@ -116,8 +117,5 @@ PRESETS: dict[str, TransformerConfig] = {
 
 
 def preset(name: str, **overrides: object) -> TransformerConfig:
-    try:
-        base = PRESETS[name]
-    except KeyError:
-        raise ValueError(f"unknown preset {name!r}; known: {sorted(PRESETS)}") from None
+    base = lookup(PRESETS, name, "preset")
     return base.replace(**overrides)

@@ -16,6 +16,7 @@ from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
+from .names import lookup
 
 
 class PositionalScheme(nn.Module):
@@ -251,8 +252,5 @@ POSITIONAL: dict[str, type[PositionalScheme]] = {
 
 
 def make_positional(name: str, **kwargs: object) -> PositionalScheme:
-    try:
-        cls = POSITIONAL[name]
-    except KeyError:
-        raise ValueError(f"unknown positional scheme {name!r}; known: {sorted(POSITIONAL)}") from None
+    cls = lookup(POSITIONAL, name, "positional scheme")
     return cls(**kwargs)

@@ -181,7 +181,7 @@ def test_top_k_carries_token_ids_and_labels_in_context(client):
 
 @pytest.fixture(scope="module")
 def minilm(one_thread):
-    pretrained = pytest.importorskip("models.pretrained")
+    pretrained = pytest.importorskip("models.hf")
     if pretrained.minilm_dir() is None:
         pytest.skip("MiniLM package not installed")
     app = create_app(test_settings(dense_budget=4_000_000), registry=Registry([pretrained.minilm_entry()]))
@@ -217,7 +217,7 @@ def test_minilm_pairs_carry_segments_and_offsets_into_each_text(minilm):
 @pytest.fixture(scope="module")
 def smollm2(one_thread):
     """(client, tokenizer): the app over SmolLM2, and the model's own tokenizer as the reference."""
-    pretrained = pytest.importorskip("models.pretrained")
+    pretrained = pytest.importorskip("models.hf")
     entry = pretrained.smollm2_entry()
     if not entry.info().available:
         pytest.skip(entry.info().reason)

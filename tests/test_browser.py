@@ -87,7 +87,7 @@ def server(tmp_path_factory):
     from app.assets import ensure_assets
     from app.main import create_app
     from app.settings import Settings
-    from models.pretrained import pretrained_entries
+    from models.hf import pretrained_entries
     from models.registry import Registry, zoo_entries
 
     ensure_assets()

@@ -18,7 +18,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from app import figures
-from app.architecture import describe_architecture
+from models.introspection import describe_architecture
 from app.main import create_app
 from app.pages import VIEWS, plotly_needs, _plotly_source
 from app.settings import Settings

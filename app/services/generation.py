@@ -72,7 +72,7 @@ class GenerationService:
             raise Invalid(f"max_new_tokens: {p.max_new_tokens} is over the server limit of "
                           f"{self.settings.max_new_tokens}")
         info = self.hub.info(p.model)
-        if info.family != "decoder":
+        if not info.can_generate:
             raise Invalid(f"model: {p.model!r} is an {info.family}; generation needs a decoder")
         return self.hub.check_backend(p.model, p.backend)
 

@@ -33,6 +33,7 @@ from torch import Tensor
 
 from ..memory import profiled_here
 from .spec import AttentionSpec
+from ..names import lookup
 
 KERNEL_RANGE = "attnlab::attention_kernel"  # the profiler range around every kernel call
 
@@ -104,10 +105,8 @@ def active_backend(default: str) -> str:
 
 
 def get_backend(name: str) -> Backend:
-    try:
-        return BACKENDS[name]
-    except KeyError:
-        raise KeyError(f"unknown attention backend {name!r}; known: {sorted(BACKENDS)}") from None
+    """The backend registered as ``name``; ``UnknownName`` (a KeyError) lists the known ones."""
+    return lookup(BACKENDS, name, "attention backend")
 
 
 def kv_groups(q: Tensor, k: Tensor, v: Tensor) -> int:

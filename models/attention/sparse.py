@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 
 import torch
 from torch import Tensor
+from ..names import lookup
 
 
 def _cell_edges(seq_len: int, max_cells: int) -> tuple[Tensor, int]:
@@ -258,8 +259,5 @@ PATTERNS: dict[str, type] = {"longformer": LongformerPattern, "bigbird": BigBird
 
 def make_pattern(name: str, **params) -> LongformerPattern | BigBirdPattern:
     """Build a registered pattern by name, e.g. ``make_pattern("longformer", window=64)``."""
-    try:
-        cls = PATTERNS[name]
-    except KeyError:
-        raise KeyError(f"unknown sparse pattern {name!r}; known: {sorted(PATTERNS)}") from None
+    cls = lookup(PATTERNS, name, "sparse pattern")
     return cls(**params)

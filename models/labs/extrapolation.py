@@ -26,6 +26,7 @@ from ..positional import POSITIONAL
 from ..tokenization import CharTokenizer
 from ..training import Trainer, TrainConfig, lm_batches
 from .common import checkpoint_bytes, finite, lines, prepare_dir, set_threads, write_results
+from ..names import UnknownName
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def run(out_dir: str | Path, quick: bool = False, *, steps: int | None = None, t
         schemes = tuple(s for s in schemes.split(",") if s)
     unknown = [s for s in schemes if s not in POSITIONAL]
     if unknown:
-        raise ValueError(f"unknown positional schemes {unknown}; known: {sorted(POSITIONAL)}")
+        raise UnknownName(f"unknown positional schemes {unknown}; known: {sorted(POSITIONAL)}")
     steps = steps or (5 if quick else 600)
     eval_tokens = eval_tokens or (train_len * 8 * (1 if quick else 16))
     text = load_corpus(corpus)
