@@ -119,3 +119,13 @@ PRESETS: dict[str, TransformerConfig] = {
 def preset(name: str, **overrides: object) -> TransformerConfig:
     base = lookup(PRESETS, name, "preset")
     return base.replace(**overrides)
+
+
+def parse_override(raw: str) -> object:
+    """A ``--set key=value`` value from a command line: int, float, true/false/none, else the string."""
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "none": None}.get(raw.lower(), raw)

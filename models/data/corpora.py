@@ -1,4 +1,4 @@
-"""Corpora, synthetic tasks, LM batching and the MLM / T5 corruption of token ids.
+"""Corpora: named texts (Jane Austen, WikiText-2, synthetic pairs) or files, as one string.
 
 Corpora (`load_corpus`):
 
@@ -6,16 +6,15 @@ Corpora (`load_corpus`):
   janeaustenr (Julia Silge; on CRAN, and in Debian as `r-cran-janeaustenr`), whose
   texts come from Project Gutenberg. They are fetched with `apt-get download`, read
   out of the package's R lazy-load database, and cached as plain text under
-  `<cache>/corpora/austen/<book>.txt`, where `<cache>` is `$ATTNLAB_CACHE_DIR`, else
-  `$XDG_CACHE_HOME/attnlab`, else `~/.cache/attnlab`. Placing the six files there by
-  hand works offline.
+  `<cache>/corpora/austen/<book>.txt`, where `<cache>` is `models.paths.cache_dir()`
+  (`$ATTNLAB_CACHE_DIR`, else `$XDG_CACHE_HOME/attnlab`, else `~/.cache/attnlab`).
+  Placing the six files there by hand works offline.
 - `"wikitext-2"`: WikiText-2 (raw) through the `datasets` library, when it is installed
   and the Hugging Face hub is reachable or its local cache is used (`HF_HUB_OFFLINE=1`).
 - `"reversal"`, `"copy"`: small synthetic text corpora, one `source=target` line each.
 - any other string is a path: a text file, or a folder whose `*.txt` files are joined.
 
-Synthetic tasks for the labs return token ids (`repeated_segments`) or string pairs
-(`reversal_pairs`, `copy_pairs`) and are deterministic for a seed.
+`train_val_split` cuts token ids into a leading train and a trailing validation part.
 """
 
 from __future__ import annotations
@@ -30,34 +29,23 @@ import tempfile
 import time
 import warnings
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
-logger = logging.getLogger(__name__)
+from ..paths import cache_dir
+from .synthetic import copy_pairs, pairs_text, reversal_pairs
 
-IGNORE_INDEX = -100  # what torch.nn.functional.cross_entropy skips by default
+logger = logging.getLogger(__name__)
 
 
 class CorpusUnavailable(RuntimeError):
     """A named corpus cannot be obtained here; the message says what to do instead."""
 
 
-# --------------------------------------------------------------------------- cache
-
-
-def cache_dir() -> Path:
-    """Root of attnlab's user cache: $ATTNLAB_CACHE_DIR, else $XDG_CACHE_HOME/attnlab."""
-    override = os.environ.get("ATTNLAB_CACHE_DIR")
-    if override:
-        return Path(override).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(xdg).expanduser() / "attnlab"
-
-
 def corpus_cache_dir(name: str) -> Path:
+    """``<cache>/corpora/<name>``: where a fetched corpus is kept as plain text."""
     return cache_dir() / "corpora" / name
 
 
@@ -232,74 +220,11 @@ def load_wikitext2(split: str = "train") -> str:
     return "".join(ds["text"])
 
 
-# --------------------------------------------------------------------------- synthetic
-
-
-def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def random_tokens(shape: Sequence[int], vocab_size: int, seed: int = 0, low: int = 0) -> Tensor:
-    """Uniform ids in [low, vocab_size); `low` keeps special ids out."""
-    if not 0 <= low < vocab_size:
-        raise ValueError(f"need 0 <= low < vocab_size, got low={low}, vocab_size={vocab_size}")
-    return torch.randint(low, vocab_size, tuple(shape), generator=_generator(seed))
-
-
-def repeated_segments(n_seqs: int, seg_len: int, vocab_size: int, seed: int = 0, low: int = 0) -> Tensor:
-    """(n_seqs, 2 * seg_len): a random segment, then the same segment again.
-
-    In the second half the next token is predictable only by finding the previous
-    occurrence of the current token and copying what followed it: the task induction
-    heads solve (Olsson et al. 2022).
-    """
-    segment = random_tokens((n_seqs, seg_len), vocab_size, seed, low)
-    return torch.cat([segment, segment], dim=1)
-
-
-def _random_strings(n: int, min_len: int, max_len: int, alphabet: str, seed: int) -> list[str]:
-    if not 1 <= min_len <= max_len:
-        raise ValueError(f"need 1 <= min_len <= max_len, got {min_len}, {max_len}")
-    if not alphabet:
-        raise ValueError("alphabet must not be empty")
-    g = _generator(seed)
-    lengths = torch.randint(min_len, max_len + 1, (n,), generator=g).tolist()
-    letters = torch.randint(len(alphabet), (sum(lengths),), generator=g).tolist()
-    out, pos = [], 0
-    for length in lengths:
-        out.append("".join(alphabet[i] for i in letters[pos : pos + length]))
-        pos += length
-    return out
-
-
-LOWERCASE = "abcdefghijklmnopqrstuvwxyz"
-
-
-def reversal_pairs(
-    n: int, min_len: int = 3, max_len: int = 12, alphabet: str = LOWERCASE, seed: int = 0
-) -> list[tuple[str, str]]:
-    """(source, reversed source) pairs: cross-attention learns an anti-diagonal."""
-    return [(s, s[::-1]) for s in _random_strings(n, min_len, max_len, alphabet, seed)]
-
-
-def copy_pairs(
-    n: int, min_len: int = 3, max_len: int = 12, alphabet: str = LOWERCASE, seed: int = 0
-) -> list[tuple[str, str]]:
-    """(source, source) pairs: cross-attention learns a diagonal."""
-    return [(s, s) for s in _random_strings(n, min_len, max_len, alphabet, seed)]
-
-
-def _pairs_text(pairs: list[tuple[str, str]]) -> str:
-    return "".join(f"{src}={tgt}\n" for src, tgt in pairs)
-
-
-# --------------------------------------------------------------------------- corpora
-
 CORPORA: dict[str, Callable[[], str]] = {
     "austen": load_austen,
     "wikitext-2": load_wikitext2,
-    "reversal": lambda: _pairs_text(reversal_pairs(10_000)),
-    "copy": lambda: _pairs_text(copy_pairs(10_000)),
+    "reversal": lambda: pairs_text(reversal_pairs(10_000)),
+    "copy": lambda: pairs_text(copy_pairs(10_000)),
 }
 
 
@@ -326,7 +251,7 @@ def load_corpus(name_or_path: str | Path) -> str:
     raise ValueError(f"unknown corpus {str(name_or_path)!r}: not a file or folder, and not one of {', '.join(CORPORA)}")
 
 
-# --------------------------------------------------------------------------- LM batches
+# --------------------------------------------------------------------------- splits
 
 
 def train_val_split(ids: Tensor, val_fraction: float = 0.1) -> tuple[Tensor, Tensor]:
@@ -338,164 +263,3 @@ def train_val_split(ids: Tensor, val_fraction: float = 0.1) -> tuple[Tensor, Ten
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     n_train = len(ids) - int(round(len(ids) * val_fraction))
     return ids[:n_train], ids[n_train:]
-
-
-class LMBatcher:
-    """Random contiguous windows for causal LM: x = ids[s : s+T], y = ids[s+1 : s+T+1].
-
-    The windows come from this batcher's own torch.Generator, so a seed fixes the
-    whole sequence of batches regardless of other random draws in the program.
-    """
-
-    def __init__(
-        self,
-        ids: Tensor,
-        block_size: int,
-        batch_size: int,
-        seed: int = 0,
-        device: torch.device | str | None = None,
-    ):
-        if ids.dim() != 1:
-            raise ValueError(f"ids must be 1-D, got shape {tuple(ids.shape)}")
-        if len(ids) <= block_size:
-            raise ValueError(f"need more than block_size={block_size} tokens, got {len(ids)}")
-        self.ids = ids.long()
-        self.block_size = block_size
-        self.batch_size = batch_size
-        self.device = device
-        self.generator = _generator(seed)
-        self._offsets = torch.arange(block_size)
-
-    def sample(self) -> tuple[Tensor, Tensor]:
-        """One batch: x and y, each (batch_size, block_size)."""
-        starts = torch.randint(len(self.ids) - self.block_size, (self.batch_size,), generator=self.generator)
-        index = starts[:, None] + self._offsets  # (B, T)
-        x, y = self.ids[index], self.ids[index + 1]
-        if self.device is not None:
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        return x, y
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        while True:
-            yield self.sample()
-
-
-def batches(
-    ids: Tensor, block_size: int, batch_size: int, n_batches: int, seed: int = 0
-) -> Iterator[tuple[Tensor, Tensor]]:
-    """`n_batches` batches from an `LMBatcher` with this seed."""
-    batcher = LMBatcher(ids, block_size, batch_size, seed)
-    for _ in range(n_batches):
-        yield batcher.sample()
-
-
-# --------------------------------------------------------------------------- MLM
-
-
-def mask_tokens(
-    ids: Tensor,
-    mask_id: int,
-    vocab_size: int,
-    special_ids: Iterable[int],
-    prob: float = 0.15,
-    generator: torch.Generator | None = None,
-) -> tuple[Tensor, Tensor]:
-    """BERT's masked-LM corruption (Devlin et al. 2018, section 3.1).
-
-    Each non-special token is selected with probability `prob`; of the selected, 80%
-    become `mask_id`, 10% a random token, 10% stay as they are. `labels` hold the
-    original id where selected and -100 elsewhere. Random replacements are drawn from
-    the non-special ids only, so `<pad>` or `<bos>` never appear mid-text. The
-    generator, if given, must live on `ids.device`.
-    """
-    specials = torch.as_tensor(sorted(set(special_ids)), dtype=torch.long, device=ids.device)
-    selectable = ~torch.isin(ids, specials)
-    draw = torch.rand(ids.shape, generator=generator, device=ids.device)
-    selected = (draw < prob) & selectable
-    labels = torch.where(selected, ids, torch.full_like(ids, IGNORE_INDEX))
-
-    # A second uniform draw splits the selected tokens 80 / 10 / 10.
-    action = torch.rand(ids.shape, generator=generator, device=ids.device)
-    to_mask = selected & (action < 0.8)
-    to_random = selected & (action >= 0.8) & (action < 0.9)
-
-    vocab = torch.arange(vocab_size, device=ids.device)
-    ordinary = vocab[~torch.isin(vocab, specials)]
-    if len(ordinary) == 0:
-        raise ValueError("every id is special; nothing to draw random tokens from")
-    pick = torch.randint(len(ordinary), ids.shape, generator=generator, device=ids.device)
-
-    inputs = ids.clone()
-    inputs[to_mask] = mask_id
-    inputs[to_random] = ordinary[pick][to_random]
-    return inputs, labels
-
-
-# --------------------------------------------------------------------------- T5 spans
-
-
-def _random_partition(total: int, parts: int, generator: torch.Generator | None) -> list[int]:
-    """`total` split into `parts` positive lengths, uniformly over such splits."""
-    cuts = (torch.randperm(total - 1, generator=generator)[: parts - 1] + 1).sort().values.tolist()
-    bounds = [0, *cuts, total]
-    return [b - a for a, b in zip(bounds, bounds[1:])]
-
-
-def span_corrupt(
-    ids: Tensor,
-    sentinel_ids: Sequence[int],
-    noise_density: float = 0.15,
-    mean_span: float = 3.0,
-    generator: torch.Generator | None = None,
-) -> tuple[Tensor, Tensor]:
-    """T5's span corruption of one 1-D sequence (Raffel et al. 2020, section 3.1.4).
-
-    About `noise_density` of the tokens, in spans of mean length `mean_span`, are
-    cut out. `inputs` keep the rest with sentinel i where span i was; `targets` are
-    sentinel i followed by span i, for each span in order. As in T5's
-    `random_spans_noise_mask`, the sequence starts with kept tokens and ends with a
-    noise span. No EOS is appended: that is the caller's choice.
-    """
-    ids = torch.as_tensor(ids, dtype=torch.long)
-    if ids.dim() != 1:
-        raise ValueError(f"span_corrupt takes one 1-D sequence, got shape {tuple(ids.shape)}")
-    length = len(ids)
-    if length < 2:
-        raise ValueError("span_corrupt needs at least 2 tokens")
-    n_noise = min(max(int(round(length * noise_density)), 1), length - 1)
-    n_spans = max(int(round(n_noise / mean_span)), 1)
-    n_spans = min(n_spans, n_noise, length - n_noise)
-    if n_spans > len(sentinel_ids):
-        raise ValueError(f"{n_spans} spans need as many sentinels, only {len(sentinel_ids)} given")
-
-    noise_lengths = _random_partition(n_noise, n_spans, generator)
-    keep_lengths = _random_partition(length - n_noise, n_spans, generator)
-
-    inputs, targets, pos = [], [], 0
-    for i, (keep, noise) in enumerate(zip(keep_lengths, noise_lengths)):
-        sentinel = ids.new_tensor([sentinel_ids[i]])
-        inputs += [ids[pos : pos + keep], sentinel]
-        pos += keep
-        targets += [sentinel, ids[pos : pos + noise]]
-        pos += noise
-    return torch.cat(inputs), torch.cat(targets)
-
-
-def fill_spans(inputs: Tensor, targets: Tensor, sentinel_ids: Sequence[int]) -> Tensor:
-    """Undo `span_corrupt`: put each target span back where its sentinel stands.
-
-    Also shows a model's predicted spans in context when `targets` are predictions;
-    a sentinel with no span in `targets` is left out.
-    """
-    sentinels = set(int(s) for s in sentinel_ids)
-    spans: dict[int, list[int]] = {}
-    current: list[int] | None = None
-    for token in targets.tolist():
-        if token in sentinels:
-            current = spans.setdefault(token, [])
-        elif current is not None:
-            current.append(token)
-    out: list[int] = []
-    for token in inputs.tolist():
-        out += spans.get(token, []) if token in sentinels else [token]
-    return torch.tensor(out, dtype=torch.long)
