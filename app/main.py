@@ -17,6 +17,7 @@ from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddle
 from starlette.responses import Response
 
 from models import Registry, default_registry
+from models.memory import measure_peak
 
 from . import pages
 from .docs import install_openapi, mount_docs
@@ -81,6 +82,9 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         torch.set_num_threads(settings.threads_per_forward())
+        # kineto registers its profiler client on the first profile and complains (an ERROR line) when that
+        # first profile runs on a worker thread; one empty measurement here, on the main thread, costs ~3 ms
+        measure_peak(lambda: None)
         reg = registry if registry is not None else default_registry(
             settings.allowlist, settings.model_dir, settings.zoo_dir)
         services = build_services(settings, reg, metrics)

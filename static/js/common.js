@@ -204,15 +204,32 @@ export function rawLiteral(text) {
   return `"${out}"`;
 }
 
-/** The raw text of each token of an answer: the slice its offsets name of the text it came
- *  from (texts[segment]; segment 0 without a pair); null for tokens the tokenizer added. */
+/** Text indexed as the server indexes it: by Unicode code point (Python's str), where a JS
+ *  string counts UTF-16 units (an emoji is one code point, two units). Every view slices token
+ *  text through this one helper: `new CodePoints(text).slice(start, end)` == Python text[start:end]. */
+export class CodePoints {
+  constructor(text) { this.points = Array.from(String(text ?? "")); }
+
+  get length() { return this.points.length; }
+
+  slice(start, end) { return this.points.slice(start, end).join(""); }
+}
+
+/** The slice [start, end) of text in code points (Python's text[start:end]). */
+export function sliceCodePoints(text, start, end) {
+  return new CodePoints(text).slice(start, end);
+}
+
+/** The raw text of each token of an answer: the slice its offsets name (in code points) of the
+ *  text it came from (texts[segment]; segment 0 without a pair); null for tokens the tokenizer added. */
 export function rawTexts(answer, texts, prefix = "") {
   const offsets = answer[`${prefix}offsets`] || [];
   const segments = answer[`${prefix}segments`];
+  const sources = texts.map((t) => (typeof t === "string" ? new CodePoints(t) : null));
   return offsets.map((o, i) => {
     if (!o) return null;
-    const source = texts[segments ? segments[i] : 0];
-    return typeof source === "string" ? source.slice(o[0], o[1]) : null;
+    const source = sources[segments ? segments[i] : 0];
+    return source ? source.slice(o[0], o[1]) : null;
   });
 }
 

@@ -5,7 +5,7 @@
 // The text box shows the real text (each step's `text`, the bytes of a split character held
 // back by the server until complete); the chips below it show one label per token.
 import {
-  ApiError, baseLayout, downloadJSON, downloadNPY, escapeLabel, fillSelect, heatmapTrace, initChrome, onArrowKeys,
+  ApiError, baseLayout, CodePoints, downloadJSON, downloadNPY, escapeLabel, fillSelect, heatmapTrace, initChrome, onArrowKeys,
   player, plot, rawLiteral, rawTexts, readState, setupModelSelect, showToken, withLoading, writeState,
 } from "./common.js";
 import { Latest } from "./latest.js";
@@ -59,18 +59,32 @@ function generatedText() {
   return steps.map((s) => s.text).join("") + (summary ? summary.tail_text : "");
 }
 
+/** The raw text of a generated token: its offsets (code points) in the generated text. */
+function stepRaw(text, step) {
+  return text.slice(step.offsets[0], step.offsets[1]);
+}
+
+/** The bytes of the character the last steps left unfinished, as the chips show them
+ *  ("⟨F0 9F⟩"): the hex groups of the labels of the steps that reach into the held-back tail. */
+function tailBytes() {
+  const released = new CodePoints(steps.map((s) => s.text).join("")).length;
+  const hex = steps.filter((s) => s.offsets[1] > released)
+    .flatMap((s) => [...String(s.token).matchAll(/\u27e8([0-9A-Fa-f ]+)\u27e9/g)].map((m) => m[1].trim()));
+  return hex.length ? `\u27e8${hex.join(" ")}\u27e9` : "\u27e8\u2026\u27e9";
+}
+
 /** Labels and raw texts of the keys a step attended to: the prompt, then the earlier steps. */
 function contextTokens(stepIndex) {
   const step = steps[stepIndex];
   const nPrompt = step.context_len - stepIndex;
   const promptLabels = summary ? summary.prompt_tokens : Array.from({ length: nPrompt }, (_, i) => `p${i}`);
   const promptRaw = summary ? rawTexts(summary, [promptText], "prompt_") : promptLabels.map(() => null);
-  const text = generatedText();
+  const text = new CodePoints(generatedText());
   const earlier = steps.slice(0, stepIndex);
   const n = step.attention[0][0].length;
   return {
     labels: [...promptLabels, ...earlier.map((s) => s.token)].slice(0, n),
-    raw: [...promptRaw, ...earlier.map((s) => text.slice(s.offsets[0], s.offsets[1]))].slice(0, n),
+    raw: [...promptRaw, ...earlier.map((s) => stepRaw(text, s))].slice(0, n),
   };
 }
 
@@ -94,24 +108,33 @@ function renderText(stepIndex) {
     const span = document.createElement("span");
     span.className = i === stepIndex ? "gen current" : "gen";
     span.textContent = s.text; // "" while a character is unfinished: it shows with the step completing it
+    if (!s.text) {
+      // nothing to highlight: a marker (CSS, not text) says where the step stands
+      span.classList.add("pending");
+      span.title = `step ${i} (${s.token}) completes no text: its bytes start a character a later step finishes`;
+    }
     box.appendChild(span);
   });
   if (summary && summary.tail_text) {
+    // the decoder writes an unfinished character as U+FFFD: show its bytes instead, as the chips do
     const tail = document.createElement("span");
-    tail.className = "gen tail";
-    tail.title = "an unfinished character: generation stopped inside it";
-    tail.textContent = summary.tail_text;
+    const last = steps.length - 1;
+    tail.className = stepIndex === last ? "gen tail incomplete current" : "gen tail incomplete";
+    tail.title = "an unfinished character: generation stopped inside it (its UTF-8 bytes so far)";
+    tail.textContent = tailBytes();
     box.appendChild(tail);
+    const current = box.querySelector(".gen.current.pending");
+    if (current && stepIndex === last) current.classList.remove("current"); // the tail holds its bytes
   }
   const chips = $("chips");
   chips.replaceChildren();
-  const text = generatedText();
+  const text = new CodePoints(generatedText());
   steps.forEach((s, i) => {
     const chip = document.createElement("button");
     chip.type = "button";
     chip.className = i === stepIndex ? "chip current" : "chip";
     chip.textContent = showToken(s.token);
-    chip.title = `step ${i}, id ${s.token_id}: ${rawLiteral(text.slice(s.offsets[0], s.offsets[1]))}`;
+    chip.title = `step ${i}, id ${s.token_id}: ${rawLiteral(stepRaw(text, s))}`;
     chip.dataset.step = String(i);
     chip.setAttribute("aria-pressed", i === stepIndex ? "true" : "false");
     chip.addEventListener("click", () => showStep(i));
@@ -146,17 +169,21 @@ async function drawStep(index) {
   $("trace-info").textContent = `step ${i}, context ${step.context_len} tokens`;
   renderText(i);
   const top = step.top;
+  // the chosen token reads as its chip does: a later step's relabel names the character it began
+  const label = (t) => (t.token_id === step.token_id ? step.token : t.token);
+  const note = (t) => (t.token_id === step.token_id && t.token !== step.token
+    ? `<br>read as ${escapeLabel(showToken(t.token))} at this step, before its character was complete` : "");
   // one bar per rank (candidates with equal labels stay apart); the chosen one is matched by id
   await plot($("probs"), [{
     type: "bar", orientation: "h", x: top.map((t) => t.prob), y: top.map((_, k) => k),
     marker: { color: top.map((t) => (t.token_id === step.token_id ? "#E69F00" : "#0072B2")) },
-    customdata: top.map((t) => [escapeLabel(showToken(t.token)), t.token_id]),
-    hovertemplate: "%{customdata[0]} (id %{customdata[1]})<br>p = %{x:.4f}<extra></extra>",
+    customdata: top.map((t) => [escapeLabel(showToken(label(t))), t.token_id, note(t)]),
+    hovertemplate: "%{customdata[0]} (id %{customdata[1]})%{customdata[2]}<br>p = %{x:.4f}<extra></extra>",
   }], baseLayout({
     title: { text: "Top next-token probabilities" }, height: 380,
     xaxis: { title: { text: "probability" }, range: [0, 1] },
     yaxis: { autorange: "reversed", tickmode: "array", tickvals: top.map((_, k) => k),
-             ticktext: top.map((t) => escapeLabel(showToken(t.token))), automargin: true },
+             ticktext: top.map((t) => escapeLabel(showToken(label(t)))), automargin: true },
   }), `probs-step${i}`);
   const z = stepMatrix(step);
   const context = contextTokens(i);
@@ -165,8 +192,11 @@ async function drawStep(index) {
     colTokens: tokens, colRaw: context.raw, rowName: "layer", colName: "key" })], baseLayout({
     title: { text: `Attention of the new token (${$("head").value === "avg" ? "average over heads" : `head ${$("head").value}`})` },
     height: 380, xaxis: { title: { text: "context token" } },
-    yaxis: { title: { text: "layer" }, autorange: "reversed", dtick: 1 },
-  }), `new-token-attention-step${i}`, { tokenAxes: { xaxis: { tokens } } });
+    yaxis: { title: { text: "layer" }, autorange: "reversed" },
+  }), `new-token-attention-step${i}`, {
+    // layers too: SmolLM2's 30 labels overprint in the chart's height unless fitted
+    tokenAxes: { xaxis: { tokens }, yaxis: { tokens: z.map((_, l) => String(l)) } },
+  });
   saveState();
 }
 
