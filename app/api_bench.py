@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from models import ScratchAdapter, TransformerConfig, build_model, default_registry
-from models.memory import measure_peak
 from models.catalogue import Entry
+from models.memory import measure_peak
 
 from .main import create_app
 from .settings import Settings

@@ -9,7 +9,6 @@ import json as jsonlib
 import logging
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -96,8 +95,8 @@ def bench_profile(model: str = typer.Option("minilm", help="a model id from `att
     """Forward and backward time per component (embedding, attention, feed-forward, norms, head)."""
     import torch
 
-    from models.config import PRESETS
     from models.architectures import build_model
+    from models.config import PRESETS
     from models.profiler import profile_model
 
     _logging("WARNING")
@@ -112,7 +111,7 @@ def bench_profile(model: str = typer.Option("minilm", help="a model id from `att
         from models.registry import default_registry
 
         adapter = default_registry().load(model)
-        net = getattr(adapter, "model")
+        net = adapter.model
         vocab = adapter.info.vocab_size or 1000
         inputs = adapter.dummy_inputs(torch.randint(0, vocab, (batch, tokens)))
     with torch.enable_grad():
@@ -202,7 +201,7 @@ def train(ctx: typer.Context) -> None:
 
 @app.command()
 def lab(name: str = typer.Argument(..., help="induction, extrapolation, seq2seq, lm or mlm"),
-        out: Optional[Path] = typer.Option(None, help="default: models/zoo/NAME"),
+        out: Path | None = typer.Option(None, help="default: models/zoo/NAME"),
         quick: bool = typer.Option(False, help="a seconds-long version (for tests)")) -> None:
     """Run one of the week's labs; writes a checkpoint and results.json."""
     from models.labs import run_lab

@@ -8,8 +8,16 @@
 """
 
 from .architectures import (
-    MODEL_CLASSES, Decoder, Encoder, EncoderDecoder, ModelOutput, TransformerModel, build_model,
-    filter_logits, load_model, sample_next,
+    MODEL_CLASSES,
+    Decoder,
+    Encoder,
+    EncoderDecoder,
+    ModelOutput,
+    TransformerModel,
+    build_model,
+    filter_logits,
+    load_model,
+    sample_next,
 )
 from .attention import BACKENDS, AttentionSpec, get_backend, make_pattern
 from .capture import AttentionRecord, Recorder, capture
@@ -25,7 +33,15 @@ __all__ = [
 ]
 
 from .adapter import (  # noqa: E402
-    Candidate, Encoded, ForwardResult, GenerationStep, ModelAdapter, ModelInfo, ScratchAdapter, TokenSeq, axis_seqs,
+    Candidate,
+    Encoded,
+    ForwardResult,
+    GenerationStep,
+    ModelAdapter,
+    ModelInfo,
+    ScratchAdapter,
+    TokenSeq,
+    axis_seqs,
 )
 from .catalogue import Entry, UnavailableModel, UnknownModel  # noqa: E402
 from .labels import TextStream, show_text, token_labels  # noqa: E402

@@ -6,8 +6,9 @@ builds the pretrained ones), so that neither imports the other for these types.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from .names import UnknownName
 
@@ -28,5 +29,5 @@ class Entry:
     """One model of the catalogue: ``info`` is cheap (never loads weights), ``load`` builds the adapter."""
 
     id: str
-    info: Callable[[], "ModelInfo"]
-    load: Callable[[], "ModelAdapter"]
+    info: Callable[[], ModelInfo]
+    load: Callable[[], ModelAdapter]

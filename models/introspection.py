@@ -13,41 +13,14 @@ from __future__ import annotations
 import copy
 import logging
 import threading
-from dataclasses import asdict, dataclass
-from typing import Mapping
+from collections.abc import Mapping
+from dataclasses import asdict
 
 import torch
 
+from .config import Shape
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Shape:
-    """The handful of numbers that size a Transformer, whatever config format they came from."""
-
-    family: str
-    vocab_size: int
-    d_model: int
-    n_layers: int
-    n_decoder_layers: int
-    n_heads: int
-    n_kv_heads: int
-    head_dim: int
-    d_ff: int
-    max_positions: int
-    positional: str
-    norm: str  # layernorm | rmsnorm
-    norm_position: str  # pre | post
-    activation: str
-    bias: bool
-    tie_embeddings: bool
-    attention_only: bool = False
-    type_vocab_size: int = 0
-    lm_head: bool = True  # a bare HF encoder (BertModel) has none
-    pooler: bool = False  # BertModel's [CLS] pooler: dense d x d + tanh
-    final_norm: bool = True  # pre-norm stacks end with one more norm
-    embedding_norm: bool = False  # BERT normalises the summed embeddings
-    mlm_transform: bool = False  # BERT's MLM head: dense + act + norm, and a bias on the vocabulary projection
 
 
 def normalise_config(family: str, cfg: Mapping) -> Shape:
@@ -125,7 +98,8 @@ def describe_architecture(family: str, cfg: Mapping, context: int = 128) -> dict
          "flops_per_token": attn_mix_flops * (n_blocks + n_cross)},
         {"component": "feed-forward", "params": ffn_params * n_blocks, "flops_per_token": ffn_flops * n_blocks},
         {"component": "norms", "params": norm_params * n_norms, "flops_per_token": 5 * d * n_norms},
-        {"component": "output head", "params": head_params, "flops_per_token": 2 * d * s.vocab_size if s.lm_head else 0},
+        {"component": "output head", "params": head_params,
+         "flops_per_token": 2 * d * s.vocab_size if s.lm_head else 0},
     ]
     if s.pooler:
         components.append({"component": "pooler", "params": d * d + d, "flops_per_token": 0})

@@ -7,7 +7,8 @@ through :func:`lookup`, so an unknown name always fails the same way, with the s
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, TypeVar
+from collections.abc import Iterable, Mapping
+from typing import TypeVar
 
 V = TypeVar("V")
 

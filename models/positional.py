@@ -16,6 +16,7 @@ from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
+
 from .names import lookup
 
 
@@ -38,7 +39,7 @@ class PositionalScheme(nn.Module):
         """Queries or keys (B, H, T, hd) at these positions, after the scheme's rotation."""
         return x
 
-    def bias(self) -> "RelativeBias | None":
+    def bias(self) -> RelativeBias | None:
         """An additive attention bias (a BiasFn), or None."""
         return None
 

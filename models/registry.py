@@ -49,7 +49,8 @@ def zoo_entries(zoo: Path = ZOO) -> list[Entry]:
     for config in sorted(zoo.glob("*/config.json")):
         directory = config.parent
         if (directory / "model.safetensors").exists():
-            entries.append(scratch_entry(directory.name, directory, f"from-scratch checkpoint models/zoo/{directory.name}"))
+            entries.append(scratch_entry(directory.name, directory,
+                                         f"from-scratch checkpoint models/zoo/{directory.name}"))
     return entries
 
 

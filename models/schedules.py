@@ -16,10 +16,11 @@ import functools
 import inspect
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
+
 from .names import lookup
 
 logger = logging.getLogger(__name__)

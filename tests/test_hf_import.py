@@ -103,7 +103,7 @@ def assert_maps_equal(rec, kind: str, attentions, real: torch.Tensor | None = No
                 keep = real[b].bool()
                 ours, theirs = ours[:, keep][:, :, keep], theirs[:, keep][:, :, keep]
             torch.testing.assert_close(ours, theirs.float(), atol=atol, rtol=0,
-                                       msg=lambda m: f"{kind} layer {layer} batch {b}: {m}")
+                                       msg=lambda m, layer=layer, b=b: f"{kind} layer {layer} batch {b}: {m}")
 
 
 # -- tiny random configs --------------------------------------------------------------

@@ -21,13 +21,18 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from models import capture, default_registry, get_backend  # noqa: E402
+from models import Registry, UnavailableModel, capture, default_registry, get_backend  # noqa: E402
 from models.attention import AttentionSpec, use_backend  # noqa: E402
 from models.hf import (  # noqa: E402
-    HFAdapter, SMOLLM2_CONFIG, UnsafeModelPath, info_from_config, load_hf, pretrained_entries, resolve_model_dir,
+    SMOLLM2_CONFIG,
+    HFAdapter,
+    UnsafeModelPath,
+    info_from_config,
+    load_hf,
+    pretrained_entries,
+    resolve_model_dir,
     spec_from_hf,
 )
-from models import Registry, UnavailableModel  # noqa: E402
 from tests.test_hf_import import assert_maps_equal, load_eager, save_tiny  # noqa: E402
 
 BACKENDS = ["math", "sdpa", "flash"]

@@ -19,8 +19,9 @@ import plotly.io as pio
 from fastapi import APIRouter, Path, Query
 from starlette.responses import Response
 
-from .. import figures
 from models.introspection import describe_architecture, profile_architecture, profile_cost_gflop
+
+from .. import figures
 from ..schemas import Kind, ModelBenchmarkRequest, Scheme, SelfKind, SyntheticBenchmarkRequest
 from ..services.errors import Invalid, NotFound, TooLarge
 from ..services.positional import describe_scheme

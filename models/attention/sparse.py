@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 
 import torch
 from torch import Tensor
+
 from ..names import lookup
 
 

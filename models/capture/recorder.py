@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -24,7 +25,7 @@ from ..attention import AttentionSpec, row_lse
 
 Kind = Literal["encoder", "decoder", "cross"]
 
-_current: contextvars.ContextVar["Recorder | None"] = contextvars.ContextVar("attnlab_recorder", default=None)
+_current: contextvars.ContextVar[Recorder | None] = contextvars.ContextVar("attnlab_recorder", default=None)
 
 
 def _as_slice(r: slice | tuple[int, int] | None, n: int, what: str) -> slice:

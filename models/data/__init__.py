@@ -8,8 +8,18 @@ Batching lives with the trainer (``models.training.batches``).
 """
 
 from .corpora import (
-    AUSTEN_BOOKS, CORPORA, CorpusUnavailable, austen_books, corpus_cache_dir, download_austen_deb, load_austen,
-    load_corpus, load_wikitext2, read_austen_deb, read_r_lazyload, train_val_split,
+    AUSTEN_BOOKS,
+    CORPORA,
+    CorpusUnavailable,
+    austen_books,
+    corpus_cache_dir,
+    download_austen_deb,
+    load_austen,
+    load_corpus,
+    load_wikitext2,
+    read_austen_deb,
+    read_r_lazyload,
+    train_val_split,
 )
 from .corruption import IGNORE_INDEX, fill_spans, mask_tokens, span_corrupt
 from .synthetic import LOWERCASE, copy_pairs, pairs_text, repeated_segments, reversal_pairs

@@ -76,7 +76,8 @@ def download_austen_deb(dest: str | Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     apt = shutil.which("apt-get")
     if apt is None:
-        raise CorpusUnavailable(f"apt-get is not available to fetch {AUSTEN_PACKAGE}; {_austen_help(corpus_cache_dir('austen'))}")
+        raise CorpusUnavailable(f"apt-get is not available to fetch {AUSTEN_PACKAGE}; "
+                                f"{_austen_help(corpus_cache_dir('austen'))}")
     logger.info("downloading %s with apt-get", AUSTEN_PACKAGE)
     try:
         proc = subprocess.run(
@@ -85,7 +86,8 @@ def download_austen_deb(dest: str | Path) -> Path:
         )
     except subprocess.TimeoutExpired:
         raise CorpusUnavailable(
-            f"apt-get download {AUSTEN_PACKAGE} took over {_APT_TIMEOUT_S} s; {_austen_help(corpus_cache_dir('austen'))}"
+            f"apt-get download {AUSTEN_PACKAGE} took over {_APT_TIMEOUT_S} s; "
+            f"{_austen_help(corpus_cache_dir('austen'))}"
         ) from None
     debs = sorted(dest.glob(f"{AUSTEN_PACKAGE}_*.deb"))
     if proc.returncode != 0 or not debs:
@@ -135,12 +137,14 @@ def read_austen_deb(deb: str | Path) -> dict[str, str]:
     """Unpack the janeaustenr .deb and return {book: text}, one line per R string."""
     dpkg = shutil.which("dpkg-deb")
     if dpkg is None:
-        raise CorpusUnavailable(f"dpkg-deb is not available to unpack {deb}; {_austen_help(corpus_cache_dir('austen'))}")
+        raise CorpusUnavailable(f"dpkg-deb is not available to unpack {deb}; "
+                                f"{_austen_help(corpus_cache_dir('austen'))}")
     with tempfile.TemporaryDirectory(prefix="attnlab-austen-") as tmp:
         subprocess.run([dpkg, "-x", str(deb), tmp], check=True, capture_output=True, timeout=_APT_TIMEOUT_S)
         found = list(Path(tmp).rglob("janeaustenr/data/Rdata.rdb"))
         if not found:
-            raise CorpusUnavailable(f"{deb} has no janeaustenr/data/Rdata.rdb; {_austen_help(corpus_cache_dir('austen'))}")
+            raise CorpusUnavailable(f"{deb} has no janeaustenr/data/Rdata.rdb; "
+                                    f"{_austen_help(corpus_cache_dir('austen'))}")
         rdb = found[0]
         objects = read_r_lazyload(rdb, rdb.with_suffix(".rdx"))
     missing = [b for b in AUSTEN_BOOKS if b not in objects]

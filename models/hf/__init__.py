@@ -19,8 +19,15 @@ from .config import info_from_config
 from .gguf import convert_gguf, converted_dir
 from .importers import from_hf, from_hf_bert, from_hf_gpt2, from_hf_llama
 from .sources import (
-    DEFAULT_HUB_IDS, SMOLLM2_CONFIG, UnsafeModelPath, minilm_dir, minilm_entry, pretrained_entries,
-    resolve_model_dir, smollm2_entry, smollm2_gguf,
+    DEFAULT_HUB_IDS,
+    SMOLLM2_CONFIG,
+    UnsafeModelPath,
+    minilm_dir,
+    minilm_entry,
+    pretrained_entries,
+    resolve_model_dir,
+    smollm2_entry,
+    smollm2_gguf,
 )
 
 __all__ = [

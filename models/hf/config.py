@@ -4,7 +4,7 @@ Three readers of one config dict (``config.json`` or ``config.to_dict()``), all 
 alias table ``CONFIG_ALIASES``:
 
 - ``info_from_config``: the ``ModelInfo`` the catalogue lists (family, sizes, positional);
-- ``hf_shape``: the ``models.introspection.Shape`` the architecture page counts parameters
+- ``hf_shape``: the ``models.config.Shape`` the architecture page counts parameters
   and FLOPs from;
 - ``gpt2_config`` / ``bert_config`` / ``llama_config``: our exact ``TransformerConfig`` for
   importing weights (``models.hf.importers``); an option our layers do not implement is
@@ -14,15 +14,12 @@ alias table ``CONFIG_ALIASES``:
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
 
 from ..adapter import Family, ModelInfo
-from ..config import TransformerConfig
+from ..config import Shape, TransformerConfig
 from ..names import lookup
-
-if TYPE_CHECKING:
-    from ..introspection import Shape
 
 CONFIG_ALIASES = {
     "n_layers": ("num_hidden_layers", "n_layer", "num_layers"),
@@ -99,8 +96,6 @@ def info_from_config(model_id: str, cfg: Mapping, description: str = "", n_param
 
 def hf_shape(family: str, cfg: Mapping) -> Shape:
     """The sizes of a Hugging Face BERT / GPT-2 / Llama-like config, for counting parameters and FLOPs."""
-    from ..introspection import Shape
-
     d = pick(cfg, "d_model")
     layers = pick(cfg, "n_layers")
     heads = pick(cfg, "n_heads")
@@ -134,7 +129,8 @@ def activation(name: str) -> str:
 
 def gpt2_config(hf_config) -> TransformerConfig:
     """Our config for a ``transformers`` GPT2Config."""
-    if not getattr(hf_config, "scale_attn_weights", True) or getattr(hf_config, "scale_attn_by_inverse_layer_idx", False):
+    if (not getattr(hf_config, "scale_attn_weights", True)
+            or getattr(hf_config, "scale_attn_by_inverse_layer_idx", False)):
         raise NotImplementedError("GPT-2 variants with unscaled or per-layer-scaled attention are not supported")
     return TransformerConfig(
         family="decoder", vocab_size=hf_config.vocab_size, d_model=hf_config.n_embd, n_layers=hf_config.n_layer,

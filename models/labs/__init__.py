@@ -13,8 +13,8 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..paths import ZOO
 from ..names import lookup
+from ..paths import ZOO
 
 
 @dataclass(frozen=True)

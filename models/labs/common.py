@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 import math
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch

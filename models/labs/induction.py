@@ -25,10 +25,10 @@ from ..architectures import build_model
 from ..capture import Recorder, capture
 from ..config import TransformerConfig
 from ..data import repeated_segments
-from ..tokenization import CharTokenizer
-from ..training import Batch, Probe, Trainer, TrainConfig, step_generator
-from .common import checkpoint_bytes, finite, heatmap, lines, loss_curve, prepare_dir, set_threads, write_results
 from ..names import unknown
+from ..tokenization import CharTokenizer
+from ..training import Batch, Probe, TrainConfig, Trainer, step_generator
+from .common import checkpoint_bytes, finite, heatmap, lines, loss_curve, prepare_dir, set_threads, write_results
 
 log = logging.getLogger(__name__)
 

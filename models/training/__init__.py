@@ -34,7 +34,15 @@ of fixed probes at several steps, for watching attention form).
 
 from .batches import batch_tokens, lm_batches, pad_seq2seq, span_batch, step_generator
 from .config import (
-    OBJECTIVE_FAMILY, Batch, BatchFn, Objective, Precision, TrainConfig, TrainingDiverged, lr_curve, make_optimizer,
+    OBJECTIVE_FAMILY,
+    Batch,
+    BatchFn,
+    Objective,
+    Precision,
+    TrainConfig,
+    TrainingDiverged,
+    lr_curve,
+    make_optimizer,
     param_groups,
 )
 from .distributed import DistInfo, init_distributed, shard

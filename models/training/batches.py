@@ -8,14 +8,14 @@ batch; ``batch_tokens`` counts input tokens."""
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-from ..names import lookup
 from ..data import IGNORE_INDEX, mask_tokens, span_corrupt
-from .config import Batch, BatchFn, OBJECTIVE_FAMILY, Objective
+from ..names import lookup
+from .config import OBJECTIVE_FAMILY, Batch, BatchFn, Objective
 
 log = logging.getLogger(__name__)
 

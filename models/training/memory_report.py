@@ -38,7 +38,7 @@ def checkpointing_memory_report(config: TransformerConfig, batch: Batch, device:
             on_device = {k: v.to(device) for k, v in batch.items()}
             model(**on_device).loss.backward()  # warm-up: gradient buffers, lazy inits, first-call caches
             model.zero_grad(set_to_none=False)
-            _, peak = measure_peak(lambda: model(**on_device).loss.backward(), device)
+            _, peak = measure_peak(lambda m=model, b=on_device: m(**b).loss.backward(), device)
             peaks[ckpt], method = peak.bytes, peak.method
             del model, on_device
     finally:

@@ -87,7 +87,6 @@ def train_main(
     torch.manual_seed(seed)
     out_dir = Path(out_dir)
     from ..data import load_corpus, train_val_split
-    from ..tokenization import load_tokenizer
 
     text = load_corpus(corpus)
     tok = load_tokenizer(resume) if resume else build_tokenizer(text, tokenizer, vocab_size, objective)

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -18,7 +18,7 @@ from torch import Tensor
 from ..architectures import TransformerModel
 from ..capture import capture
 from ..tokenization import load_tokenizer
-from .config import Batch, SNAPSHOT_FILE, SNAPSHOT_JSON
+from .config import SNAPSHOT_FILE, SNAPSHOT_JSON, Batch
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class Probe:
 
     @classmethod
     def from_text(cls, name: str, text: str, tokenizer, target: str | None = None,
-                  max_tokens: int | None = None) -> "Probe":
+                  max_tokens: int | None = None) -> Probe:
         ids = tokenizer.encode(text)[:max_tokens]
         if target is None:
             return cls(name, {"ids": torch.tensor([ids])}, tokenizer.labels(ids), ids=ids)

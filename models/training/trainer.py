@@ -14,9 +14,9 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 import torch.distributed as dist
@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from ..architectures import TransformerModel, load_model
 from ..schedules import make_scheduler
 from .batches import batch_tokens
-from .config import Batch, BatchFn, LOG_FILE, STATE_FILE, STATE_JSON, TrainConfig, TrainingDiverged, make_optimizer
+from .config import LOG_FILE, STATE_FILE, STATE_JSON, Batch, BatchFn, TrainConfig, TrainingDiverged, make_optimizer
 from .distributed import init_distributed, shard
 from .snapshots import Probe, Snapshots
 
