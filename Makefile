@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 PIP    := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: install run test test-fast bench screenshots clean
+.PHONY: install run test test-fast lint bench screenshots clean
 
 install: $(STAMP)
 
@@ -32,9 +32,14 @@ test: install
 test-fast: install
 	$(PY) -m pytest -q -m "not slow and not browser"
 
+# also run by the tests (tests/test_lint.py); the rules and contracts are in pyproject.toml
+lint: install
+	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
+
 bench: install
 	$(PY) -m app.cli bench attention
 	$(PY) -m app.cli bench api
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache

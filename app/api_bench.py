@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from models import ScratchAdapter, TransformerConfig, build_model, default_registry
+from models.catalogue import Entry
 from models.memory import measure_peak
-from models.registry import Entry
 
 from .main import create_app
 from .settings import Settings
@@ -86,7 +86,7 @@ async def _measure(runs: int) -> dict:
     import httpx
     from transformers import AutoModel, AutoTokenizer
 
-    from models.pretrained import minilm_dir
+    from models.hf import minilm_dir
 
     directory = minilm_dir()
     if directory is None:

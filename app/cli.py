@@ -9,7 +9,6 @@ import json as jsonlib
 import logging
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -96,8 +95,8 @@ def bench_profile(model: str = typer.Option("minilm", help="a model id from `att
     """Forward and backward time per component (embedding, attention, feed-forward, norms, head)."""
     import torch
 
-    from models.config import PRESETS
     from models.architectures import build_model
+    from models.config import PRESETS
     from models.profiler import profile_model
 
     _logging("WARNING")
@@ -112,10 +111,9 @@ def bench_profile(model: str = typer.Option("minilm", help="a model id from `att
         from models.registry import default_registry
 
         adapter = default_registry().load(model)
-        net = getattr(adapter, "model")
+        net = adapter.model
         vocab = adapter.info.vocab_size or 1000
-        key = "input_ids" if adapter.info.source == "pretrained" else "ids"
-        inputs = {key: torch.randint(0, vocab, (batch, tokens))}
+        inputs = adapter.dummy_inputs(torch.randint(0, vocab, (batch, tokens)))
     with torch.enable_grad():
         result = profile_model(net, inputs, repeats=repeats).to_dict()
     if json:
@@ -139,18 +137,71 @@ def bench_api() -> None:
     run_api_bench()
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def train(ctx: typer.Context) -> None:
-    """Train a from-scratch model; every option of `python -m models.training --help` passes through."""
-    from models.training import main as training_main
+def train_parser():
+    """The options of `attnlab train` (argparse: they pass through typer untouched, and torchrun runs them)."""
+    import argparse
 
+    from models.config import PRESETS
+    from models.training import OBJECTIVE_FAMILY
+
+    p = argparse.ArgumentParser(prog="attnlab train", description="Train a from-scratch model on a corpus.")
+    p.add_argument("--out-dir", default="runs/train")
+    p.add_argument("--corpus", default="austen")
+    p.add_argument("--objective", choices=sorted(OBJECTIVE_FAMILY), default="clm")
+    p.add_argument("--preset", dest="preset_name", choices=sorted(PRESETS), default="tiny")
+    p.add_argument("--tokenizer", choices=["bpe", "char"], default="bpe")
+    p.add_argument("--vocab-size", type=int, default=2048)
+    p.add_argument("--block-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--steps", type=int, default=500)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--schedule", default="warmup_cosine")
+    p.add_argument("--warmup", type=int, default=50)
+    p.add_argument("--weight-decay", type=float, default=0.1)
+    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument("--memory-report", action="store_true")
+    p.add_argument("--backend", default="sdpa")
+    p.add_argument("--snapshot-every", type=int, default=0)
+    p.add_argument("--probe-text")
+    p.add_argument("--resume")
+    p.add_argument("--save-dtype", choices=["float32", "float16", "bfloat16"], default="float32")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--plot-lr", action="store_true", help="print the LR curve as JSON and exit")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="model config overrides")
+    return p
+
+
+def run_training(argv: list[str]) -> dict:
+    """Parse `attnlab train` options, run ``models.training.train_main``, print the summary on rank 0."""
+    import os
+
+    from models.config import parse_override
+    from models.training import train_main
+
+    args = vars(train_parser().parse_args(argv))
+    overrides = dict(item.split("=", 1) for item in args.pop("set"))
+    summary = train_main(**args, **{k: parse_override(v) for k, v in overrides.items()})
+    if int(os.environ.get("RANK", "0")) == 0:
+        sys.stdout.write(jsonlib.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
+                               "help_option_names": []})
+def train(ctx: typer.Context) -> None:
+    """Train a from-scratch model; `attnlab train --help` lists the options (torchrun -m app.cli train ... for DDP)."""
     _logging()
-    training_main(ctx.args)
+    run_training(ctx.args)
 
 
 @app.command()
 def lab(name: str = typer.Argument(..., help="induction, extrapolation, seq2seq, lm or mlm"),
-        out: Optional[Path] = typer.Option(None, help="default: models/zoo/NAME"),
+        out: Path | None = typer.Option(None, help="default: models/zoo/NAME"),
         quick: bool = typer.Option(False, help="a seconds-long version (for tests)")) -> None:
     """Run one of the week's labs; writes a checkpoint and results.json."""
     from models.labs import run_lab

@@ -7,9 +7,9 @@ schemathesis against it): ``install_openapi`` makes it say what this app, with i
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import swagger_ui_bundle
 from fastapi import FastAPI

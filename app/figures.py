@@ -20,7 +20,7 @@ Colour scales are viridis / cividis: perceptually uniform and still ordered in g
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -125,8 +125,9 @@ def t5_buckets(desc: Mapping) -> go.Figure:
     buckets = desc.get("buckets")
     if buckets is None:
         raise ValueError(f"scheme {desc.get('scheme')!r} has no T5 buckets")
-    fig = go.Figure(go.Scatter(x=buckets["offset"], y=buckets["bucket"], mode="lines", line=dict(shape="hv", **_style(0)),
-                               name="bucket", hovertemplate="offset %{x}<br>bucket %{y}<extra></extra>"))
+    fig = go.Figure(go.Scatter(x=buckets["offset"], y=buckets["bucket"], mode="lines",
+                               line=dict(shape="hv", **_style(0)), name="bucket",
+                               hovertemplate="offset %{x}<br>bucket %{y}<extra></extra>"))
     fig.update_xaxes(title="key - query offset")
     fig.update_yaxes(title="bucket")
     return _layout(fig, "T5 relative-position buckets")
@@ -226,7 +227,7 @@ def profile_figure(profile: Mapping) -> go.Figure:
 
 
 def architecture_figure(arch: Mapping) -> go.Figure:
-    """Parameters and forward FLOPs per token by component (app.architecture.describe_architecture)."""
+    """Parameters and forward FLOPs per token by component (models.introspection.describe_architecture)."""
     comps = arch["components"]
     names = [c["component"] for c in comps]
     fig = make_subplots(rows=1, cols=2, subplot_titles=("parameters", "forward FLOPs per token"),
@@ -273,7 +274,8 @@ def training_curves(records: Iterable[Mapping]) -> go.Figure:
 # ----------------------------------------------------------------------------- attention summaries
 
 
-def head_type_grids(scores: Mapping[str, Sequence[Sequence[float]]], detectors: Sequence[str] | None = None) -> go.Figure:
+def head_type_grids(scores: Mapping[str, Sequence[Sequence[float]]],
+                    detectors: Sequence[str] | None = None) -> go.Figure:
     """One layers x heads heatmap per detector (the scores of GET /api/runs/{id}/heads)."""
     names = [d for d in (detectors or list(scores)) if d in scores]
     units = {"entropy": "nats", "mean_offset": "tokens"}  # the others are attention mass in [0, 1]

@@ -10,10 +10,18 @@ checked in the services, with 422 or 413 (app.services.errors).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, StringConstraints,
-                      Tag)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+)
 
 from models.attention import BACKENDS
 from models.positional import POSITIONAL
@@ -379,9 +387,11 @@ def _benchmark_form(body: object) -> str:
 
 # discriminated, so an error names only the fields of the form the body chose (`seq_lens.0: ...`), not both forms'.
 # The tags (class names) appear in pydantic's error locations; app.main leaves them out of the field it names
-BenchmarkRequest = Annotated[Union[Annotated[SyntheticBenchmarkRequest, Tag("SyntheticBenchmarkRequest")],
-                                   Annotated[ModelBenchmarkRequest, Tag("ModelBenchmarkRequest")]],
-                             Discriminator(_benchmark_form)]
+BenchmarkRequest = Annotated[
+    Annotated[SyntheticBenchmarkRequest, Tag("SyntheticBenchmarkRequest")]
+    | Annotated[ModelBenchmarkRequest, Tag("ModelBenchmarkRequest")],
+    Discriminator(_benchmark_form),
+]
 UNION_TAGS = frozenset({"SyntheticBenchmarkRequest", "ModelBenchmarkRequest"})
 
 BenchmarkValue = float | int | str | bool | None

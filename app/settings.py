@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ZOO_DIR = Path(__file__).resolve().parent.parent / "models" / "zoo"
+from models.paths import ZOO as ZOO_DIR
 
 
 class Settings(BaseSettings):
@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     # so a sweep answers within ~10 s: the response-time bound schemathesis checks
     benchmark_budget_s: float = 6.0
     benchmark_max_cells: int = 64 * 2**20  # n_heads * T^2 of the largest synthetic benchmark shape
-    # GET /api/figures/profile: the work of one profile (app.architecture.profile_cost_gflop). 100 GFLOP is ~1.3 s
+    # GET /api/figures/profile: the work of one profile (models.introspection.profile_cost_gflop). 100 GFLOP is ~1.3 s
     # on 2 idle CPU cores and ~10 s on 2 busy ones: MiniLM-L6 up to 116 tokens; SmolLM2-135M (320 GFLOP at 4
     # tokens) only where this is raised
     profile_max_gflop: float = 100.0

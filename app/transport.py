@@ -113,7 +113,8 @@ def _shape_headers(array: np.ndarray, meta: dict) -> dict[str, str]:
 def npy_response(weights: Weights, meta: dict) -> Response:
     """An NPY file of float16 weights (``np.load(io.BytesIO(body))``)."""
     array = to_f16(weights)
-    return Response(npy_bytes(array), media_type=NPY_MEDIA_TYPE, headers=_shape_headers(array, {**meta, "dtype": "float16"}))
+    return Response(npy_bytes(array), media_type=NPY_MEDIA_TYPE,
+                    headers=_shape_headers(array, {**meta, "dtype": "float16"}))
 
 
 def block_response(weights: Weights, fmt: str, meta: dict) -> Response:

@@ -85,7 +85,8 @@ def load_all_thumbs(s: Shooter, timeout_s: float = 180) -> None:
     deadline = time.time() + timeout_s
     while time.time() < deadline:
         done = page.evaluate("() => { const t = document.querySelectorAll('#grid .thumb'); return t.length > 0 && "
-                             "Array.from(t).every(b => b.querySelector('canvas[data-loaded]') || b.classList.contains('failed')); }")
+                             "Array.from(t).every(b => b.querySelector('canvas[data-loaded]')"
+                             " || b.classList.contains('failed')); }")
         if done:
             break
         page.evaluate("() => { const t = Array.from(document.querySelectorAll('#grid .thumb'))"

@@ -8,8 +8,16 @@
 """
 
 from .architectures import (
-    MODEL_CLASSES, Decoder, Encoder, EncoderDecoder, ModelOutput, TransformerModel, build_model,
-    filter_logits, load_model, sample_next,
+    MODEL_CLASSES,
+    Decoder,
+    Encoder,
+    EncoderDecoder,
+    ModelOutput,
+    TransformerModel,
+    build_model,
+    filter_logits,
+    load_model,
+    sample_next,
 )
 from .attention import BACKENDS, AttentionSpec, get_backend, make_pattern
 from .capture import AttentionRecord, Recorder, capture
@@ -25,13 +33,23 @@ __all__ = [
 ]
 
 from .adapter import (  # noqa: E402
-    Candidate, Encoded, ForwardResult, GenerationStep, ModelAdapter, ModelInfo, ScratchAdapter, TokenSeq,
+    Candidate,
+    Encoded,
+    ForwardResult,
+    GenerationStep,
+    ModelAdapter,
+    ModelInfo,
+    ScratchAdapter,
+    TokenSeq,
+    axis_seqs,
 )
+from .catalogue import Entry, UnavailableModel, UnknownModel  # noqa: E402
 from .labels import TextStream, show_text, token_labels  # noqa: E402
-from .registry import Registry, UnavailableModel, UnknownModel, default_registry, load  # noqa: E402
+from .names import UnknownName  # noqa: E402
+from .registry import Registry, default_registry, load  # noqa: E402
 
 __all__ += [
-    "Candidate", "Encoded", "ForwardResult", "GenerationStep", "ModelAdapter", "ModelInfo", "Registry",
-    "ScratchAdapter", "TextStream", "TokenSeq", "UnavailableModel", "UnknownModel", "default_registry", "load",
-    "show_text", "token_labels",
+    "Candidate", "Encoded", "Entry", "ForwardResult", "GenerationStep", "ModelAdapter", "ModelInfo", "Registry",
+    "ScratchAdapter", "TextStream", "TokenSeq", "UnavailableModel", "UnknownModel", "UnknownName", "axis_seqs",
+    "default_registry", "load", "show_text", "token_labels",
 ]

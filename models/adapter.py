@@ -2,17 +2,24 @@
 
 Services talk only to ``ModelAdapter``: tokenize with offsets and special-token flags,
 run a forward under capture, generate step by step with a KV cache, describe the
-config. They never branch on where a model came from.
+config. They never branch on where a model came from: what differs is stated as
+capabilities (``ModelInfo.kinds``, ``ModelInfo.can_generate``, ``axis_seqs`` for the
+tokens that label each axis of each kind, ``ModelAdapter.dummy_inputs``).
+
+Inside: ``ModelInfo``, ``TokenSeq``, ``Encoded``, ``ForwardResult``, ``Candidate``,
+``GenerationStep``, ``ModelAdapter`` and ``ScratchAdapter`` (the Hugging Face one is
+``models.hf.HFAdapter``).
 """
 
 from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Iterator, Literal, Sequence
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -26,6 +33,13 @@ from .tokenization import BPETokenizer
 
 Family = Literal["encoder", "decoder", "encoder-decoder"]
 Source = Literal["scratch", "pretrained"]
+
+# the attention kinds each family records, in the order a forward records them
+FAMILY_KINDS: dict[str, tuple[str, ...]] = {
+    "encoder": ("encoder",),
+    "decoder": ("decoder",),
+    "encoder-decoder": ("encoder", "decoder", "cross"),
+}
 
 
 @dataclass
@@ -50,6 +64,16 @@ class ModelInfo:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The attention kinds a forward records ("encoder", "decoder", "cross")."""
+        return FAMILY_KINDS.get(self.family, ())
+
+    @property
+    def can_generate(self) -> bool:
+        """Whether ``ModelAdapter.generate`` works: decoders only."""
+        return self.family == "decoder"
 
 
 @dataclass
@@ -104,6 +128,17 @@ class Encoded:
         return TokenSeq(self.tokens, self.ids[0].tolist(), self.offsets, self.special, self.segments)
 
 
+def axis_seqs(kind: str, source: TokenSeq, target: TokenSeq | None) -> tuple[TokenSeq, TokenSeq]:
+    """(query tokens, key tokens) of a map of ``kind``: the encoder's input, the decoder's target.
+
+    Cross-attention's queries are the target and its keys the source; without a target
+    (encoder, decoder-only models) both axes are the input.
+    """
+    target = target if target is not None else source
+    return {"encoder": (source, source), "decoder": (target, target), "cross": (target, source)}.get(
+        kind, (source, source))
+
+
 @dataclass
 class ForwardResult:
     """A forward pass under capture."""
@@ -121,6 +156,10 @@ class ForwardResult:
     @property
     def special(self) -> list[bool]:
         return self.input.special
+
+    def axes(self, kind: str) -> tuple[TokenSeq, TokenSeq]:
+        """(query tokens, key tokens) labelling the maps of ``kind`` (see ``axis_seqs``)."""
+        return axis_seqs(kind, self.input, self.target)
 
 
 @dataclass
@@ -208,6 +247,18 @@ class ModelAdapter(ABC):
         """The config of the model, for the architecture page."""
         return self.info.to_dict()
 
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return self.info.kinds
+
+    @property
+    def can_generate(self) -> bool:
+        return self.info.can_generate
+
+    @abstractmethod
+    def dummy_inputs(self, ids: Tensor) -> dict[str, Tensor]:
+        """Keyword arguments of ``self.model``'s forward for token ids (B, T) (profiling, benchmarks)."""
+
     def check_backend(self, backend: str) -> None:
         if backend not in self.info.backends:
             raise ValueError(f"model {self.info.id!r} supports backends {self.info.backends}, not {backend!r}")
@@ -245,7 +296,7 @@ class ModelAdapter(ABC):
         (``decode`` of the generated ids), and labels its top-k candidates as they would read
         after the tokens so far.
         """
-        if self.info.family != "decoder":
+        if not self.can_generate:
             raise ValueError(f"model {self.info.id!r} is an {self.info.family}; generation needs a decoder")
         self.check_backend(backend)
         generator = torch.Generator().manual_seed(seed)
@@ -326,6 +377,11 @@ class ScratchAdapter(ModelAdapter):
     @cached_property
     def special_ids(self) -> frozenset[int]:
         return frozenset((getattr(self.tokenizer, "special_ids", {}) or {}).values()) - {self.unk_id}
+
+    def dummy_inputs(self, ids: Tensor) -> dict[str, Tensor]:
+        if self.info.family == "encoder-decoder":
+            return {"src": ids, "tgt": ids[:, : max(2, ids.shape[1] // 2)]}
+        return {"ids": ids}
 
     def _forward(self, enc: Encoded) -> Tensor | None:
         return self.model(enc.ids, attention_mask=enc.attention_mask).logits

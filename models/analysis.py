@@ -15,7 +15,7 @@ Xiao et al. 2023, arXiv 2309.17453).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor

@@ -151,7 +151,7 @@ class TransformerModel(nn.Module):
         save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt", "family": self.config.family})
 
     @classmethod
-    def load(cls, directory: str | Path, map_location: str = "cpu") -> "TransformerModel":
+    def load(cls, directory: str | Path, map_location: str = "cpu") -> TransformerModel:
         directory = Path(directory)
         config = TransformerConfig.load(directory / "config.json")
         model = MODEL_CLASSES[config.family](config)
@@ -160,7 +160,8 @@ class TransformerModel(nn.Module):
         state = {k: v.to(reference[k].dtype) for k, v in state.items()}
         missing, unexpected = model.load_state_dict(state, strict=False)
         if set(missing) - model.tied_names() or unexpected:
-            raise ValueError(f"checkpoint {directory} does not match its config: missing {missing}, unexpected {unexpected}")
+            raise ValueError(f"checkpoint {directory} does not match its config: missing {missing}, "
+                             f"unexpected {unexpected}")
         return model
 
     def tied_names(self) -> set[str]:

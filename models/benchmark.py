@@ -87,7 +87,8 @@ def _inputs(batch: int, n_heads: int, seq_len: int, head_dim: int, dtype, device
     return tuple(torch.randn(shape, generator=gen).to(device=device, dtype=dtype) for _ in range(4))
 
 
-def _call(backend: str, q: Tensor, k: Tensor, v: Tensor, d_out: Tensor, spec: AttentionSpec, pass_: Pass) -> list[Tensor]:
+def _call(backend: str, q: Tensor, k: Tensor, v: Tensor, d_out: Tensor, spec: AttentionSpec,
+          pass_: Pass) -> list[Tensor]:
     """One call of a backend; returns the tensors to compare (out, then dQ, dK, dV)."""
     fn = get_backend(backend)
     if pass_ == "fwd":
@@ -146,7 +147,8 @@ def benchmark_backends(
     start = time.perf_counter()
     rows: list[dict] = []
     plan = [(p, c, t) for p in pass_list for c in causals for t in seq_lens]
-    bar = tqdm(total=len(plan) * len(backends), desc="attention bench", unit="row", file=sys.stderr, disable=not progress)
+    bar = tqdm(total=len(plan) * len(backends), desc="attention bench", unit="row", file=sys.stderr,
+               disable=not progress)
 
     def over_budget() -> bool:
         return time_budget_s is not None and time.perf_counter() - start > time_budget_s
@@ -177,7 +179,8 @@ def benchmark_backends(
                 row["skipped"] = "time budget"
                 continue
             if backend == "math" and not math_fits:
-                row["skipped"] = f"math needs ~{math_est / 2**30:.1f} GiB > math_max_bytes {math_max_bytes / 2**30:.1f} GiB"
+                row["skipped"] = (f"math needs ~{math_est / 2**30:.1f} GiB > "
+                                  f"math_max_bytes {math_max_bytes / 2**30:.1f} GiB")
                 continue
             _measure_row(row, backend, q, k, v, d_out, spec, pass_, dev, min_runs, max_runs, target_s_per_row,
                          measure_memory)
@@ -263,7 +266,7 @@ def benchmark_model(adapter, text: str, backends: Sequence[str] = ("math", "sdpa
                "runs": len(times), "max_abs_diff_vs_math": diff, "max_abs_logit_diff_vs_math": logit_diff,
                "attention_peak_memory_bytes": None, "forward_peak_memory_bytes": None, "memory_method": None}
         if measure_memory:
-            _, peak = measure_peak(lambda: adapter.forward(text, None, backend), device, ranges=[KERNEL_RANGE])
+            _, peak = measure_peak(lambda b=backend: adapter.forward(text, None, b), device, ranges=[KERNEL_RANGE])
             row.update(attention_peak_memory_bytes=peak.ranges[KERNEL_RANGE], forward_peak_memory_bytes=peak.bytes,
                        memory_method=peak.method)
         rows.append(row)
@@ -312,7 +315,8 @@ def _fmt(value, spec: str) -> str:
 
 def render_table(results: Sequence[dict]) -> str:
     """Plain aligned text, one line per row, for people."""
-    header = ("backend", "T", "H", "causal", "pass", "median ms", "GFLOP/s", "peak MiB", "max|d| vs math", "vs sdpa", "note")
+    header = ("backend", "T", "H", "causal", "pass", "median ms", "GFLOP/s", "peak MiB", "max|d| vs math", "vs sdpa",
+              "note")
     lines = [header]
     for r in results:
         lines.append((
@@ -321,7 +325,8 @@ def render_table(results: Sequence[dict]) -> str:
             _fmt(r["max_abs_diff_vs_math"], ".1e"), _fmt(r["ratio_vs_sdpa"], ".2f"), r["skipped"] or "",
         ))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join("  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths))).rstrip()
+    return "\n".join("  ".join(cell.rjust(w) if i else cell.ljust(w)
+                               for i, (cell, w) in enumerate(zip(line, widths))).rstrip()
                      for line in lines)
 
 
@@ -347,7 +352,8 @@ def run_attention_bench(
     backends = ("math", "sdpa", "flash")
     common = dict(device=device, progress=progress)
     if quick:
-        results = benchmark_backends([summary_seq_len], backends, True, n_heads, head_dim, "fwd", time_budget_s, **common)
+        results = benchmark_backends([summary_seq_len], backends, True, n_heads, head_dim, "fwd", time_budget_s,
+                                     **common)
     else:
         budget = 1800.0 if time_budget_s is None else time_budget_s
         start = time.perf_counter()

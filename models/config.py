@@ -1,4 +1,4 @@
-"""One frozen config for every from-scratch architecture, and named presets."""
+"""One frozen config for every from-scratch architecture, named presets, and the `Shape` that sizes any Transformer."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from .names import lookup
 
 Family = Literal["encoder", "decoder", "encoder-decoder"]
 Norm = Literal["layernorm", "rmsnorm"]
@@ -72,14 +74,14 @@ class TransformerConfig:
     def decoder_layers(self) -> int:
         return self.n_decoder_layers or self.n_layers
 
-    def replace(self, **changes: object) -> "TransformerConfig":
+    def replace(self, **changes: object) -> TransformerConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TransformerConfig":
+    def from_dict(cls, data: dict) -> TransformerConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -90,7 +92,7 @@ class TransformerConfig:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2))
 
     @classmethod
-    def load(cls, path: str | Path) -> "TransformerConfig":
+    def load(cls, path: str | Path) -> TransformerConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
@@ -116,8 +118,44 @@ PRESETS: dict[str, TransformerConfig] = {
 
 
 def preset(name: str, **overrides: object) -> TransformerConfig:
-    try:
-        base = PRESETS[name]
-    except KeyError:
-        raise ValueError(f"unknown preset {name!r}; known: {sorted(PRESETS)}") from None
+    base = lookup(PRESETS, name, "preset")
     return base.replace(**overrides)
+
+
+def parse_override(raw: str) -> object:
+    """A ``--set key=value`` value from a command line: int, float, true/false/none, else the string."""
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "none": None}.get(raw.lower(), raw)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The handful of numbers that size a Transformer, whatever config format they came from."""
+
+    family: str
+    vocab_size: int
+    d_model: int
+    n_layers: int
+    n_decoder_layers: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    d_ff: int
+    max_positions: int
+    positional: str
+    norm: str  # layernorm | rmsnorm
+    norm_position: str  # pre | post
+    activation: str
+    bias: bool
+    tie_embeddings: bool
+    attention_only: bool = False
+    type_vocab_size: int = 0
+    lm_head: bool = True  # a bare HF encoder (BertModel) has none
+    pooler: bool = False  # BertModel's [CLS] pooler: dense d x d + tanh
+    final_norm: bool = True  # pre-norm stacks end with one more norm
+    embedding_norm: bool = False  # BERT normalises the summed embeddings
+    mlm_transform: bool = False  # BERT's MLM head: dense + act + norm, and a bias on the vocabulary projection

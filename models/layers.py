@@ -1,4 +1,8 @@
-"""Building blocks: norms, feed-forward, multi-head attention, one residual Block."""
+"""Building blocks: norms (``NORMS``), feed-forward, KV cache, multi-head attention, one residual Block.
+
+``MultiHeadAttention`` keeps the projections and rotary; the kernel call, the backend choice
+and the capture are ``models.dispatch.attend``.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import AttentionSpec, BiasFn, MaskPattern, active_backend, get_backend
-from .capture import current_recorder
+from .attention import AttentionSpec, BiasFn, MaskPattern
 from .config import TransformerConfig
+from .dispatch import attend
 from .positional import PositionalScheme
 
 
@@ -135,16 +139,8 @@ class MultiHeadAttention(nn.Module):
             pattern=None if self.cross else ctx.pattern,
             q_offset=int(ctx.positions[0]) if len(ctx.positions) else 0,
         )
-        group = self.n_heads // self.n_kv
-        k_full = k.repeat_interleave(group, dim=1) if group > 1 else k  # (B, H, Tk, hd)
-        v_full = v.repeat_interleave(group, dim=1) if group > 1 else v
-        backend = get_backend(active_backend(self.backend))
-        recorder = current_recorder()
-        keep = recorder is not None and recorder.keep_weights and backend.returns_weights
-        result = backend(q, k_full, v_full, spec, need_weights=keep)
-        if recorder is not None:
-            recorder.add(self.kind, self.layer, q, k, spec, result.lse, result.weights)
-        out = result.out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, T, C)
+        out = attend(q, k, v, spec, self.kind, self.layer, self.backend)  # (B, H, T, hd); K/V un-repeated
+        out = out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, T, C)
         return self.dropout(self.o_proj(out))
 
 

@@ -36,7 +36,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import List, TypeVar
+from typing import TypeVar
 
 import torch
 
@@ -115,9 +115,8 @@ def _profile(fn: Callable[[], T], ranges: Sequence[str]):
 
     # libkineto writes two lines to stderr per session at its default level; 6 is silent
     os.environ.setdefault("KINETO_LOG_LEVEL", "6")
-    with _PROFILER_LOCK:
-        with profile(use_cpu=True, profile_memory=True, use_kineto=True) as prof:
-            result = fn()
+    with _PROFILER_LOCK, profile(use_cpu=True, profile_memory=True, use_kineto=True) as prof:
+        result = fn()
     events, spans = [], {name: [] for name in ranges}
     for e in prof.kineto_results.events():
         name = e.name()
@@ -172,7 +171,7 @@ def _run_job(key: int) -> int:
     return 0
 
 
-def _fork_join(keys: List[int]) -> int:
+def _fork_join(keys: list[int]) -> int:
     futures = [torch.jit.fork(_run_job, key) for key in keys]
     done = 0
     for future in futures:

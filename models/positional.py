@@ -17,6 +17,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from .names import lookup
+
 
 class PositionalScheme(nn.Module):
     """Base class: a scheme that does nothing (``none``)."""
@@ -37,7 +39,7 @@ class PositionalScheme(nn.Module):
         """Queries or keys (B, H, T, hd) at these positions, after the scheme's rotation."""
         return x
 
-    def bias(self) -> "RelativeBias | None":
+    def bias(self) -> RelativeBias | None:
         """An additive attention bias (a BiasFn), or None."""
         return None
 
@@ -251,8 +253,5 @@ POSITIONAL: dict[str, type[PositionalScheme]] = {
 
 
 def make_positional(name: str, **kwargs: object) -> PositionalScheme:
-    try:
-        cls = POSITIONAL[name]
-    except KeyError:
-        raise ValueError(f"unknown positional scheme {name!r}; known: {sorted(POSITIONAL)}") from None
+    cls = lookup(POSITIONAL, name, "positional scheme")
     return cls(**kwargs)

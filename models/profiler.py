@@ -123,7 +123,7 @@ def profile_model(model: nn.Module, inputs: dict, repeats: int = 3, backward: bo
         for t in ends:
             t.register_hook(ended)
 
-    for i, (name, component, module) in enumerate(_outermost(model)):
+    for i, (_name, component, module) in enumerate(_outermost(model)):
         handles.append(module.register_forward_pre_hook(pre(component, i), with_kwargs=True))
         handles.append(module.register_forward_hook(post(component, i), with_kwargs=True))
 

@@ -1,5 +1,9 @@
 """The model registry: every model attnlab can show, whether it is available, and why not.
 
+Inside: ``scratch_entry`` / ``zoo_entries`` (from-scratch checkpoints), ``Registry`` (thread-safe,
+lazy loading), ``default_registry`` (bundled pretrained models, allowlist, zoo) and ``load``.
+The entry type and the lookup errors live in ``models.catalogue``.
+
 ``load("minilm")`` is the notebook entry point; services use a ``Registry`` built with
 the server's allowlist and model root.
 """
@@ -8,33 +12,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .adapter import ModelAdapter, ModelInfo, ScratchAdapter
+from .catalogue import Entry, UnavailableModel, UnknownModel
+from .names import lookup
+from .paths import ZOO
 
 log = logging.getLogger(__name__)
-
-ZOO = Path(__file__).resolve().parent / "zoo"
-
-
-class UnknownModel(KeyError):
-    """No model of that id is registered."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-class UnavailableModel(RuntimeError):
-    """The model is registered but cannot load here (its reason says what to do)."""
-
-
-@dataclass
-class Entry:
-    id: str
-    info: Callable[[], ModelInfo]  # cheap: never loads weights
-    load: Callable[[], ModelAdapter]
 
 
 def scratch_entry(model_id: str, directory: Path, description: str = "") -> Entry:
@@ -64,7 +49,8 @@ def zoo_entries(zoo: Path = ZOO) -> list[Entry]:
     for config in sorted(zoo.glob("*/config.json")):
         directory = config.parent
         if (directory / "model.safetensors").exists():
-            entries.append(scratch_entry(directory.name, directory, f"from-scratch checkpoint models/zoo/{directory.name}"))
+            entries.append(scratch_entry(directory.name, directory,
+                                         f"from-scratch checkpoint models/zoo/{directory.name}"))
     return entries
 
 
@@ -86,9 +72,8 @@ class Registry:
         return list(self.entries)
 
     def info(self, model_id: str) -> ModelInfo:
-        if model_id not in self.entries:
-            raise UnknownModel(f"unknown model {model_id!r}; known: {sorted(self.entries)}")
-        return self.entries[model_id].info()
+        """The entry's description (no weights read); ``UnknownModel`` names the known ids."""
+        return lookup(self.entries, model_id, "model", error=UnknownModel).info()
 
     def list(self) -> list[ModelInfo]:
         return [entry.info() for entry in self.entries.values()]
@@ -116,9 +101,9 @@ def default_registry(allowlist: list[str] | None = None, model_root: Path | None
     """Bundled pretrained models, allowlisted hub ids, local directories, the zoo."""
     registry = Registry()
     try:
-        from .pretrained import pretrained_entries
+        from .hf import pretrained_entries
     except ImportError:  # pretrained support not installed
-        log.warning("models.pretrained unavailable; only from-scratch models are listed")
+        log.warning("models.hf unavailable; only from-scratch models are listed")
     else:
         for entry in pretrained_entries(allowlist or [], model_root):
             registry.register(entry)

@@ -16,10 +16,12 @@ import functools
 import inspect
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
+
+from .names import lookup
 
 logger = logging.getLogger(__name__)
 
@@ -114,10 +116,7 @@ SCHEDULES: dict[str, Schedule] = {
 
 
 def get_schedule(name: str) -> Schedule:
-    try:
-        return SCHEDULES[name]
-    except KeyError:
-        raise ValueError(f"unknown schedule {name!r}; known: {', '.join(sorted(SCHEDULES))}") from None
+    return lookup(SCHEDULES, name, "schedule", sep=", ")
 
 
 def _bind(schedule: Schedule, kw: dict[str, float]) -> Callable[[int], float]:

@@ -211,7 +211,7 @@ class BPETokenizer(Tokenizer):
 
     FILENAME = "tokenizer.json"
 
-    def __init__(self, tokenizer: "tokenizers.Tokenizer"):  # noqa: F821  (lazy import)
+    def __init__(self, tokenizer: tokenizers.Tokenizer):  # noqa: F821  (lazy import)
         self._tk = tokenizer
         self._added = {token_id: added.content for token_id, added in tokenizer.get_added_tokens_decoder().items()}
         self._specials = {
@@ -221,7 +221,7 @@ class BPETokenizer(Tokenizer):
         }
 
     @property
-    def backend(self) -> "tokenizers.Tokenizer":  # noqa: F821
+    def backend(self) -> tokenizers.Tokenizer:  # noqa: F821
         """The wrapped Hugging Face tokenizer, for anything this interface leaves out."""
         return self._tk
 

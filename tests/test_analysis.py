@@ -74,7 +74,7 @@ def test_rollout_is_the_product_of_residual_mixed_maps(captured):
     assert out.shape == (3, 30, 30)
     torch.testing.assert_close(out.sum(-1), torch.ones(3, 30))
     eye = torch.eye(30)
-    a = [0.5 * rec.dense("decoder", l).mean(0) + 0.5 * eye for l in range(3)]
+    a = [0.5 * rec.dense("decoder", layer).mean(0) + 0.5 * eye for layer in range(3)]
     torch.testing.assert_close(out[-1], a[2] @ a[1] @ a[0], atol=1e-6, rtol=1e-5)
     # causal: nothing flows from the future
     assert torch.triu(out[-1], diagonal=1).abs().max() < 1e-7
@@ -84,7 +84,7 @@ def test_flow_is_widest_path(captured):
     rec, _ = captured
     out = flow(rec, "decoder", chunk=7)
     torch.testing.assert_close(out.sum(-1), torch.ones(3, 30))
-    a = [0.5 * rec.dense("decoder", l).mean(0) + 0.5 * torch.eye(30) for l in range(2)]
+    a = [0.5 * rec.dense("decoder", layer).mean(0) + 0.5 * torch.eye(30) for layer in range(2)]
     i, j = 17, 4
     best = max(min(a[1][i, k].item(), a[0][k, j].item()) for k in range(30))
     raw = torch.stack([torch.minimum(a[1][i], a[0][:, jj]).max() for jj in range(30)])

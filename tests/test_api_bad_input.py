@@ -165,7 +165,7 @@ class Family:
 
 def _hf_available(model_id: str) -> bool:
     try:
-        from models import pretrained
+        from models import hf as pretrained
     except ImportError:
         return False
     entry = {"minilm": pretrained.minilm_entry, "smollm2": pretrained.smollm2_entry}[model_id]()
@@ -233,7 +233,7 @@ def families(one_thread):
     """The tiny from-scratch models and the bundled Hugging Face ones, in one app."""
     registry = tiny_registry()
     if any(_hf_available(m) for m in HF):
-        from models import pretrained
+        from models import hf as pretrained
 
         for model_id, entry in (("minilm", pretrained.minilm_entry), ("smollm2", pretrained.smollm2_entry)):
             if _hf_available(model_id):

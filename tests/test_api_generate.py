@@ -11,7 +11,11 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.services.generation import GenerateParams
 from tests.test_api_support import (  # noqa: F401  (fixtures)
-    client, one_thread, parse_sse, test_settings, tiny_registry,
+    client,
+    one_thread,
+    parse_sse,
+    test_settings,
+    tiny_registry,
 )
 
 REQ = {"model": "tiny-gpt", "prompt": "once upon a time", "max_new_tokens": 6, "temperature": 0.9, "top_k": 20,

@@ -11,7 +11,7 @@ from app.main import create_app
 from models import Registry
 from tests.test_api_support import load_npy, meta_of, one_thread, test_settings  # noqa: F401  (fixtures)
 
-pretrained = pytest.importorskip("models.pretrained")
+pretrained = pytest.importorskip("models.hf")
 if pretrained.minilm_dir() is None:
     pytest.skip("MiniLM package not installed", allow_module_level=True)
 

@@ -11,7 +11,11 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from models.labels import show_text
 from tests.test_api_support import (  # noqa: F401  (fixtures)
-    client, meta_of, one_thread, test_settings, tiny_registry,
+    client,
+    meta_of,
+    one_thread,
+    test_settings,
+    tiny_registry,
 )
 
 TEXT = "abc abc abc, the quick brown fox jumps over the lazy dog"

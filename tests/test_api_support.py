@@ -18,7 +18,7 @@ from app.main import create_app
 from app.settings import Settings
 from app.transport import decode_meta
 from models import ModelInfo, Registry, ScratchAdapter, TransformerConfig, build_model
-from models.registry import Entry
+from models.catalogue import Entry
 from models.tokenization import CharTokenizer
 
 CORPUS = "abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,;:!?'\"-<>/()="

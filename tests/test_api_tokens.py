@@ -231,7 +231,7 @@ def test_generated_text_is_the_decoding_and_the_stream_concatenates_to_it(client
         req = {"model": "tiny-bpe", "prompt": "東京 is", "max_new_tokens": 12, "temperature": 1.0, "seed": seed}
         steps, summary = _trace(client, **req)
         decode = bpe_adapter.tokenizer.decode
-        _check_generation(steps, summary, req["prompt"], lambda ids: decode(ids, skip_special=True))
+        _check_generation(steps, summary, req["prompt"], lambda ids, decode=decode: decode(ids, skip_special=True))
         as_json = client.post("/api/generate", json=req).json()
         assert {k: v for k, v in as_json["summary"].items() if k != "timings"} == \
             {k: v for k, v in summary.items() if k != "timings"}
@@ -272,7 +272,7 @@ def test_top_k_carries_token_ids_and_labels_in_context(client):
 
 @pytest.fixture(scope="module")
 def minilm(one_thread):
-    pretrained = pytest.importorskip("models.pretrained")
+    pretrained = pytest.importorskip("models.hf")
     if pretrained.minilm_dir() is None:
         pytest.skip("MiniLM package not installed")
     app = create_app(test_settings(dense_budget=4_000_000), registry=Registry([pretrained.minilm_entry()]))
@@ -332,7 +332,7 @@ def test_minilm_pairs_carry_segments_and_offsets_into_each_text(minilm):
 @pytest.fixture(scope="module")
 def smollm2(one_thread):
     """(client, tokenizer): the app over SmolLM2, and the model's own tokenizer as the reference."""
-    pretrained = pytest.importorskip("models.pretrained")
+    pretrained = pytest.importorskip("models.hf")
     entry = pretrained.smollm2_entry()
     if not entry.info().available:
         pytest.skip(entry.info().reason)

@@ -88,7 +88,7 @@ def server(tmp_path_factory):
     from app.assets import ensure_assets
     from app.main import create_app
     from app.settings import Settings
-    from models.pretrained import pretrained_entries
+    from models.hf import pretrained_entries
     from models.registry import Registry, zoo_entries
 
     ensure_assets()
@@ -271,7 +271,8 @@ def test_explorer_long_input_overview_then_exact_tile(watched):
     assert 90 <= trace["x0"] <= 110 and 150 <= trace["y0"] <= 170
     # causal decoder: no weight above the diagonal
     upper = page.evaluate("() => { const t = document.getElementById('heatmap').data[0]; let m = 0;"
-                          " t.z.forEach((row, i) => row.forEach((w, j) => { if (t.x0 + j > t.y0 + i) m = Math.max(m, w); }));"
+                          " t.z.forEach((row, i) => row.forEach((w, j) => {"
+                          " if (t.x0 + j > t.y0 + i) m = Math.max(m, w); }));"
                           " return m; }")
     assert upper == 0
     watched.shot("explorer-long")
@@ -301,7 +302,8 @@ def test_heads_view_grids_rollout_and_click(watched):
 def test_generation_trace_streams_and_round_trips(watched):
     page = watched.goto("/generate", model="tinylm", prompt=f"the cat {XSS[1]}", max_new_tokens=6, seed=3)
     watched.wait_plot("#step-attention")
-    page.wait_for_function("() => document.getElementById('trace-info').textContent.includes('stopped')", timeout=60_000)
+    page.wait_for_function("() => document.getElementById('trace-info').textContent.includes('stopped')",
+                           timeout=60_000)
     assert page.locator("#step").get_attribute("max") == "5"
     z = page.evaluate("() => document.getElementById('step-attention').data[0].z")
     assert len(z) == 2  # layers x context
@@ -315,7 +317,8 @@ def test_generation_trace_streams_and_round_trips(watched):
     assert generated.startswith(f"the cat {XSS[1]}")
     watched.shot("generate")
     page.goto(page.url)
-    page.wait_for_function("() => document.getElementById('trace-info').textContent.includes('stopped')", timeout=60_000)
+    page.wait_for_function("() => document.getElementById('trace-info').textContent.includes('stopped')",
+                           timeout=60_000)
     assert page.locator("#step-out").text_content() == "2" and page.locator("#head").input_value() == "1"
     assert page.locator("#generated").text_content() == generated  # deterministic for the seed
     watched.check_clean()
@@ -380,8 +383,8 @@ def test_whitespace_tokens_are_visible_with_raw_text_on_hover(watched):
     assert hover[nbsp] == f'{nbsp}: ⍽ "\\u00a0"' and hover[left.index("⇥")].endswith('"\\t"')
     ticks = page.eval_on_selector_all("#heatmap .ytick text", "els => els.map(e => e.textContent)")
     assert "⍽" in ticks and "↵···" in ticks
-    cell = page.evaluate("() => document.getElementById('heatmap').data[0].customdata[%d][0].slice(0, 2)"
-                         ".join(' \u2192 ')" % nbsp)
+    cell = page.evaluate(f"() => document.getElementById('heatmap').data[0].customdata[{nbsp}][0].slice(0, 2)"
+                         ".join(' \u2192 ')")
     assert cell.startswith(f"query {nbsp} “⍽” (\"\\u00a0\") → key 0 “x”")
     watched.shot("explorer-whitespace")
     watched.check_clean()
@@ -485,7 +488,8 @@ def test_api_docs_work_offline(watched):
     page.wait_for_selector(".opblock-summary-path", timeout=60_000)
     paths = page.locator(".opblock-summary-path").all_text_contents()
     assert any("/api/attention" in p for p in paths) and any("/api/runs/{run_id}/attention" in p for p in paths)
-    assert all(url.startswith(watched.base) for url in requests), [u for u in requests if not u.startswith(watched.base)]
+    assert all(url.startswith(watched.base) for url in requests), \
+        [u for u in requests if not u.startswith(watched.base)]
     assert not watched.errors, watched.errors
 
 
@@ -704,7 +708,7 @@ def test_head_view_colour_scale_and_special_tokens(watched):
     assert special[0] and special[-1]  # [CLS] ... [SEP]
     sink = run["head_stats"]["encoder"]["special_sink"]
     # the head that puts the most weight on [CLS]/[SEP]
-    layer, head = max(((l, h) for l in range(len(sink)) for h in range(len(sink[0]))),
+    layer, head = max(((ly, h) for ly in range(len(sink)) for h in range(len(sink[0]))),
                       key=lambda lh: sink[lh[0]][lh[1]])
     page = watched.goto("/", model="minilm", text=SENTENCE, layer=layer, head=head)
     watched.wait_plot("#heatmap")

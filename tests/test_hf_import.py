@@ -18,7 +18,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 from models import capture  # noqa: E402
-from models.hf_import import from_hf, from_hf_bert, from_hf_gpt2, from_hf_llama  # noqa: E402
+from models.hf import from_hf, from_hf_bert, from_hf_gpt2, from_hf_llama  # noqa: E402
 
 ATOL = 1e-4
 WORDS = "the cat sat on a mat dog ran far away in rain and sun was warm cold".split()
@@ -103,7 +103,7 @@ def assert_maps_equal(rec, kind: str, attentions, real: torch.Tensor | None = No
                 keep = real[b].bool()
                 ours, theirs = ours[:, keep][:, :, keep], theirs[:, keep][:, :, keep]
             torch.testing.assert_close(ours, theirs.float(), atol=atol, rtol=0,
-                                       msg=lambda m: f"{kind} layer {layer} batch {b}: {m}")
+                                       msg=lambda m, layer=layer, b=b: f"{kind} layer {layer} batch {b}: {m}")
 
 
 # -- tiny random configs --------------------------------------------------------------
@@ -183,7 +183,7 @@ def test_unsupported_variants_are_refused(tiny_dir):
 def minilm_eager():
     from transformers import AutoModel, AutoTokenizer
 
-    from models.pretrained import minilm_dir
+    from models.hf import minilm_dir
 
     directory = minilm_dir()
     if directory is None:
@@ -216,7 +216,7 @@ def smollm2_eager():
     """The real SmolLM2 weights (from the float16 cache, converted once per machine), eager."""
     from transformers import AutoModelForCausalLM
 
-    from models.pretrained import convert_gguf, smollm2_gguf
+    from models.hf import convert_gguf, smollm2_gguf
 
     gguf = smollm2_gguf()
     if gguf is None:

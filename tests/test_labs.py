@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from models.architectures import load_model
 from models.labs import LABS, run_lab
-from models.labs.common import ZOO
+from models.paths import ZOO
 from models.registry import scratch_entry
 from models.tokenization import load_tokenizer
 

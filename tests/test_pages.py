@@ -6,9 +6,8 @@ attention snapshots written by the real Trainer), never the bundled pretrained m
 
 from __future__ import annotations
 
-import math
-
 import json
+import math
 import re
 from html.parser import HTMLParser
 
@@ -18,11 +17,11 @@ import torch
 from fastapi.testclient import TestClient
 
 from app import figures
-from app.architecture import describe_architecture
 from app.main import create_app
-from app.pages import VIEWS, plotly_needs, _plotly_source
+from app.pages import VIEWS, _plotly_source, plotly_needs
 from app.settings import Settings
 from models import PRESETS, build_model, make_positional, preset
+from models.introspection import describe_architecture
 from models.registry import Registry, zoo_entries
 
 TEXT = "the cat sat on the mat. the cat sat on the mat."

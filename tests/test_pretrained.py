@@ -21,13 +21,18 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from models import capture, default_registry, get_backend  # noqa: E402
+from models import Registry, UnavailableModel, capture, default_registry, get_backend  # noqa: E402
 from models.attention import AttentionSpec, use_backend  # noqa: E402
-from models.pretrained import (  # noqa: E402
-    HFAdapter, SMOLLM2_CONFIG, UnsafeModelPath, info_from_config, load_hf, pretrained_entries, resolve_model_dir,
+from models.hf import (  # noqa: E402
+    SMOLLM2_CONFIG,
+    HFAdapter,
+    UnsafeModelPath,
+    info_from_config,
+    load_hf,
+    pretrained_entries,
+    resolve_model_dir,
     spec_from_hf,
 )
-from models.registry import Registry, UnavailableModel  # noqa: E402
 from tests.test_hf_import import assert_maps_equal, load_eager, save_tiny  # noqa: E402
 
 BACKENDS = ["math", "sdpa", "flash"]
@@ -338,7 +343,7 @@ def test_load_minilm_from_the_notebook_entry_point(no_network):
 
 
 def test_listing_is_fast_and_loads_no_weights(monkeypatch):
-    import models.pretrained as pretrained
+    import models.hf.sources as pretrained
 
     def refuse(*args, **kwargs):
         raise AssertionError("listing models must not load weights")
@@ -424,7 +429,7 @@ def test_local_path_without_a_root_is_refused(monkeypatch):
 
 
 def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
-    from models.pretrained import cache_dir
+    from models.paths import cache_dir
 
     monkeypatch.setenv("ATTNLAB_CACHE_DIR", str(tmp_path / "a"))
     assert cache_dir() == tmp_path / "a"

@@ -9,10 +9,18 @@ import torch
 from models import build_model, preset
 from models.tokenization import CharTokenizer
 from models.training import (
-    OBJECTIVE_FAMILY, Probe, Trainer, TrainConfig, TrainingDiverged, checkpointing_memory_report, lm_batches,
-    load_snapshots, lr_curve, param_groups, train_main,
+    OBJECTIVE_FAMILY,
+    Probe,
+    TrainConfig,
+    Trainer,
+    TrainingDiverged,
+    checkpointing_memory_report,
+    lm_batches,
+    load_snapshots,
+    lr_curve,
+    param_groups,
+    train_main,
 )
-
 
 TEXT = "the cat sat on the mat. the dog sat on the log. a bird sang in the tree. " * 60
 

@@ -3,7 +3,7 @@
 ``/api/figures/...`` answers ``{"figure": <plotly figure JSON>, ...data}``: the data the
 figure was drawn from travels with it, so the page can export exactly what it shows.
 Included by app.pages' router; handlers stay thin, the work is in app.figures and
-app.architecture.
+models.introspection.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import plotly.io as pio
 from fastapi import APIRouter, Path, Query
 from starlette.responses import Response
 
+from models.introspection import describe_architecture, profile_architecture, profile_cost_gflop
+
 from .. import figures
-from ..architecture import describe_architecture, profile_architecture, profile_cost_gflop
 from ..schemas import BenchmarkRequest, Kind, Scheme, SelfKind, SyntheticBenchmarkRequest
 from ..services.errors import Invalid, NotFound, TooLarge
 from ..services.positional import describe_scheme

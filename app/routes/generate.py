@@ -26,7 +26,8 @@ fails midway. Without stream: GenerateResponse `{steps, summary}`. Deterministic
 **Text.** `summary.generated_text` is the tokenizer's decoding of all generated ids, control tokens left out (a
 generated `<eos>` or `<|im_end|>` is no part of the text, like BERT's `[CLS]`: its step's `text` is empty and its
 `offsets` null), and `summary.text` is `prompt + generated_text`, exactly. Each step's `text` is the text that
-step completes: the bytes of a character split across tokens (CJK, emoji in byte-level vocabularies) are held back until the step that completes it, so
+step completes: the bytes of a character split across tokens (CJK, emoji in byte-level vocabularies) are held
+back until the step that completes it, so
 `prompt + ''.join(step.text) + summary.tail_text == summary.text` (`tail_text` is a character the last step left
 unfinished, written as the decoder writes it, U+FFFD). A step's `offsets` index `generated_text`; its `token` is
 its label as known at that step, and `relabel` gives the final labels of earlier steps whose character it

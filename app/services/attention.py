@@ -11,14 +11,13 @@ from dataclasses import dataclass
 
 import torch
 
-from models import ModelAdapter, Recorder, TokenSeq
+from models import ModelAdapter, TokenSeq
+from models.capture import stack_maps
 
 from ..settings import Settings
 from .errors import Invalid, TooLarge
 from .hub import ModelHub
 from .inputs import encode_checked
-from .runs import axis_seqs
-from .tiles import dense_heads
 
 
 @dataclass
@@ -60,16 +59,6 @@ def _over_budget(n_weights: int, budget: int) -> TooLarge:
                     "or pooled overviews from GET /api/runs/{run_id}/attention")
 
 
-def stack_maps(rec: Recorder, kind: str, layers: list[int], heads: list[int],
-               dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """(L, H, Tq, Tk) for the selected layers and heads, from the capture, written in place."""
-    t_q, t_k = rec.get(kind, layers[0]).shape
-    out = torch.empty(len(layers), len(heads), t_q, t_k, dtype=dtype)
-    for i, layer in enumerate(layers):
-        dense_heads(rec.get(kind, layer), heads, out[i])
-    return out
-
-
 class AttentionService:
     def __init__(self, hub: ModelHub, settings: Settings):
         self.hub = hub
@@ -102,7 +91,7 @@ class AttentionService:
             t_q, t_k = rec.get(k, 0).shape
             if len(k_layers) * len(k_heads) * t_q * t_k > budget:
                 raise _over_budget(len(k_layers) * len(k_heads) * t_q * t_k, budget)
-            rows, cols = axis_seqs(k, result.input, result.target)
+            rows, cols = result.axes(k)
             maps[k] = DenseMaps(k, stack_maps(rec, k, k_layers, k_heads, dtype), rows, cols, k_layers, k_heads)
         if kind is not None and not maps:
             raise Invalid(f"kind: model {info.id!r} records {rec.kinds}, not {kind!r}")

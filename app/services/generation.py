@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import AsyncIterator, Awaitable, Callable, Iterator
 
 import numpy as np
 import torch
@@ -73,7 +73,7 @@ class GenerationService:
             raise Invalid(f"max_new_tokens: {p.max_new_tokens} is over the server limit of "
                           f"{self.settings.max_new_tokens}")
         info = self.hub.info(p.model)
-        if info.family != "decoder":
+        if not info.can_generate:
             raise Invalid(f"model: {p.model!r} is {with_article(info.family)}; generation needs a decoder")
         return self.hub.check_backend(p.model, p.backend)
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Callable, TypeVar
+from typing import TypeVar
 
 import anyio.to_thread
 import torch
@@ -64,7 +65,8 @@ class ModelGate:
                     await asyncio.wait_for(self._cond.wait_for(lambda: self._free_for(backend)), self.timeout_s)
                 except asyncio.TimeoutError:
                     raise Overloaded(f"model: {self.model_id!r} stayed busy for {self.timeout_s:g} s "
-                                     f"(queue_timeout_s); retry in {self.retry_after_s} s", self.retry_after_s) from None
+                                     f"(queue_timeout_s); retry in {self.retry_after_s} s",
+                                     self.retry_after_s) from None
                 finally:
                     self.waiting -= 1
             self.running += 1

@@ -21,25 +21,18 @@ import numpy as np
 import orjson
 import torch
 
-from models import ModelAdapter, Recorder, TokenSeq
+from models import ModelAdapter, Recorder, TokenSeq, axis_seqs
+from models.capture import pooled_overview
 
 from ..settings import Settings
 from .errors import Invalid, NotFound, TooLarge
 from .hub import ModelHub, in_thread
 from .inputs import encode_checked
 from .logctx import note
-from .tiles import pooled_overview
 
 log = logging.getLogger(__name__)
 
 RUN_FORMAT_VERSION = 2  # bump when what a run contains changes, so old ids do not alias new runs
-
-
-def axis_seqs(kind: str, source: TokenSeq, target: TokenSeq | None) -> tuple[TokenSeq, TokenSeq]:
-    """(query tokens, key tokens) of a map of ``kind``: the encoder's input, the decoder's target."""
-    target = target if target is not None else source
-    return {"encoder": (source, source), "decoder": (target, target), "cross": (target, source)}.get(
-        kind, (source, source))
 
 
 def run_id_for(model: str, text: str, text_pair: str | None, backend: str) -> str:
@@ -179,7 +172,7 @@ class RunService:
         head_dim = info.d_model // info.n_heads
         kv = info.n_kv_heads or info.n_heads
         per_layer = n_tokens * (info.n_heads * head_dim + kv * head_dim + info.n_heads) * 4
-        kinds = 3 if info.family == "encoder-decoder" else 1
+        kinds = len(info.kinds)
         return per_layer * info.n_layers * kinds
 
     def _compute(self, adapter: ModelAdapter, run_id: str, text: str, text_pair: str | None, backend: str) -> Run:

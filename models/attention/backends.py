@@ -24,14 +24,15 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..memory import profiled_here
+from ..names import lookup
 from .spec import AttentionSpec
 
 KERNEL_RANGE = "attnlab::attention_kernel"  # the profiler range around every kernel call
@@ -55,7 +56,8 @@ class Backend:
     returns_lse: bool
     description: str
 
-    def __call__(self, q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, need_weights: bool = False) -> AttentionResult:
+    def __call__(self, q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec,
+                 need_weights: bool = False) -> AttentionResult:
         if need_weights and not self.returns_weights:
             raise ValueError(
                 f"backend {self.name!r} cannot return attention weights; use 'math', "
@@ -104,10 +106,8 @@ def active_backend(default: str) -> str:
 
 
 def get_backend(name: str) -> Backend:
-    try:
-        return BACKENDS[name]
-    except KeyError:
-        raise KeyError(f"unknown attention backend {name!r}; known: {sorted(BACKENDS)}") from None
+    """The backend registered as ``name``; ``UnknownName`` (a KeyError) lists the known ones."""
+    return lookup(BACKENDS, name, "attention backend")
 
 
 def kv_groups(q: Tensor, k: Tensor, v: Tensor) -> int:
@@ -135,7 +135,8 @@ def repeat_kv(x: Tensor, group: int) -> Tensor:
     return x[:, :, None].expand(b, h_kv, group, t, d).reshape(b, h_kv * group, t, d)  # (B, H, T, D)
 
 
-@register_backend("math", returns_weights=True, returns_lse=True, description="explicit softmax(QK^T*scale + bias + mask) V")
+@register_backend("math", returns_weights=True, returns_lse=True,
+                  description="explicit softmax(QK^T*scale + bias + mask) V")
 def math_attention(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, need_weights: bool = False) -> AttentionResult:
     group = kv_groups(q, k, v)
     k, v = repeat_kv(k, group), repeat_kv(v, group)  # (B, H, Tk, D)
@@ -157,7 +158,8 @@ def math_attention(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, need_we
     return AttentionResult(out, weights if need_weights else None, lse)
 
 
-@register_backend("sdpa", returns_weights=False, returns_lse=False, description="torch.nn.functional.scaled_dot_product_attention")
+@register_backend("sdpa", returns_weights=False, returns_lse=False,
+                  description="torch.nn.functional.scaled_dot_product_attention")
 def sdpa_attention(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, need_weights: bool = False) -> AttentionResult:
     group = kv_groups(q, k, v)
     k, v = repeat_kv(k, group), repeat_kv(v, group)  # (B, H, Tk, D)
@@ -193,7 +195,8 @@ def row_lse(q: Tensor, k: Tensor, spec: AttentionSpec, block: int = 1024) -> Ten
             c1 = min(c0 + block, t_k)
             if spec.block_is_empty(r0 + spec.q_offset, r1 + spec.q_offset, c0, c1):
                 continue
-            s = spec.scores_block(q[..., r0:r1, :].float(), k[..., c0:c1, :].float(), q_pos[r0:r1], k_pos[c0:c1], slice(c0, c1))
+            s = spec.scores_block(q[..., r0:r1, :].float(), k[..., c0:c1, :].float(), q_pos[r0:r1], k_pos[c0:c1],
+                                  slice(c0, c1))
             acc = torch.logaddexp(acc, torch.logsumexp(s, dim=-1))
         lse[..., r0:r1] = acc
     return lse

@@ -162,7 +162,8 @@ def _worker_pool(n: int) -> ThreadPoolExecutor | None:
         if "OpenMP" in torch.__config__.parallel_info():
             caller = torch.get_num_threads()
             barrier = threading.Barrier(n)
-            pool = ThreadPoolExecutor(n, thread_name_prefix="flash", initializer=_one_thread_worker, initargs=(barrier,))
+            pool = ThreadPoolExecutor(n, thread_name_prefix="flash", initializer=_one_thread_worker,
+                                      initargs=(barrier,))
             # n tasks make n threads start: each waits in the barrier until all exist
             counts = list(pool.map(lambda _: torch.get_num_threads(), range(n)))
             torch.set_num_threads(caller)
@@ -174,7 +175,7 @@ def _worker_pool(n: int) -> ThreadPoolExecutor | None:
         return pool
 
 
-def _head_groups(tiles: "_Tiles", t: int, block: int) -> list[slice]:
+def _head_groups(tiles: _Tiles, t: int, block: int) -> list[slice]:
     """Split B*H into groups so that there are a few work items per worker thread.
 
     Only the fast path can split heads (a bias or padding needs whole (B, H) blocks).
@@ -187,7 +188,7 @@ def _head_groups(tiles: "_Tiles", t: int, block: int) -> list[slice]:
     return [slice(h0, min(h0 + size, bh)) for h0 in range(0, bh, size)]
 
 
-def _run(fn, items: list, tiles: "_Tiles", serial: bool = False) -> None:
+def _run(fn, items: list, tiles: _Tiles, serial: bool = False) -> None:
     """Run fn over independent work items: on the worker pool (CPU, large calls) or here."""
     workers = torch.get_num_threads()
     scores = tiles.q.shape[0] * tiles.q.shape[1] * tiles.k.shape[1]
@@ -241,7 +242,7 @@ def _forward_rows(tiles: _Tiles, vf: Tensor, out: Tensor, lse: Tensor, heads: sl
     q1 = min(q0 + block_q, t_q)
     bh = len(range(out.shape[0])[heads])
     m = torch.full((bh, q1 - q0), float("-inf"), dtype=torch.float32, device=out.device)
-    l = torch.zeros(bh, q1 - q0, dtype=torch.float32, device=out.device)
+    l = torch.zeros(bh, q1 - q0, dtype=torch.float32, device=out.device)  # noqa: E741  (the paper's m, l)
     # A contiguous accumulator: baddbmm_ into a strided view of `out` would fall
     # back to one addmm per head.
     acc = torch.zeros(bh, q1 - q0, d, dtype=torch.float32, device=out.device)
@@ -300,7 +301,8 @@ def _backward(ctx, d_out: Tensor, d_lse: Tensor | None):
 
     def dq_copy() -> list[Tensor]:
         if not hasattr(per_thread, "dq"):
-            per_thread.dq = [torch.zeros(bh, min(block_q, t_q - q0), d, device=q.device) for q0 in range(0, t_q, block_q)]
+            per_thread.dq = [torch.zeros(bh, min(block_q, t_q - q0), d, device=q.device)
+                             for q0 in range(0, t_q, block_q)]
             with lock:
                 copies.append(per_thread.dq)
         return per_thread.dq

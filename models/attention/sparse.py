@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields
 import torch
 from torch import Tensor
 
+from ..names import lookup
+
 
 def _cell_edges(seq_len: int, max_cells: int) -> tuple[Tensor, int]:
     """Edges [0, c, 2c, ..., T] of the plot cells, and the cell size c."""
@@ -258,8 +260,5 @@ PATTERNS: dict[str, type] = {"longformer": LongformerPattern, "bigbird": BigBird
 
 def make_pattern(name: str, **params) -> LongformerPattern | BigBirdPattern:
     """Build a registered pattern by name, e.g. ``make_pattern("longformer", window=64)``."""
-    try:
-        cls = PATTERNS[name]
-    except KeyError:
-        raise KeyError(f"unknown sparse pattern {name!r}; known: {sorted(PATTERNS)}") from None
+    cls = lookup(PATTERNS, name, "sparse pattern")
     return cls(**params)

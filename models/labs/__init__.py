@@ -13,7 +13,8 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .common import ZOO
+from ..names import lookup
+from ..paths import ZOO
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,7 @@ LABS: dict[str, Lab] = {lab.name: lab for lab in (
 
 
 def get_lab(name: str) -> Lab:
-    try:
-        return LABS[name]
-    except KeyError:
-        raise ValueError(f"unknown lab {name!r}; known: {', '.join(LABS)}") from None
+    return lookup(LABS, name, "lab", sep=", ")
 
 
 def run_lab(name: str, out_dir: str | Path | None = None, quick: bool = False, **options: object) -> dict:

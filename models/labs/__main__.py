@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 
-from ..training import parse_value
+from ..config import parse_override
 from . import LABS, run_lab
 
 
@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--quick", action="store_true", help="a seconds-long run (tests)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="lab options, e.g. steps=500")
     args = p.parse_args(argv)
-    options = {k: parse_value(v) for k, v in (item.split("=", 1) for item in args.set)}
+    options = {k: parse_override(v) for k, v in (item.split("=", 1) for item in args.set)}
     results = run_lab(args.name, args.out_dir, args.quick, **options)
     summary = {k: v for k, v in results.items() if k != "figures"}
     sys.stdout.write(json.dumps(summary, indent=1)[:5000] + "\n")

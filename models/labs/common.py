@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 import math
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 log = logging.getLogger(__name__)
 
-ZOO = Path(__file__).resolve().parent.parent / "zoo"
 RESULTS_FILE = "results.json"
 # files a lab run owns in its directory; stale ones from an earlier run are removed first
 OWNED = ("config.json", "model.safetensors", "tokenizer.json", "char_tokenizer.json", "log.jsonl",

@@ -22,9 +22,10 @@ import torch.nn.functional as F
 from ..architectures import build_model
 from ..config import TransformerConfig
 from ..data import load_corpus, train_val_split
+from ..names import UnknownName
 from ..positional import POSITIONAL
 from ..tokenization import CharTokenizer
-from ..training import Trainer, TrainConfig, lm_batches
+from ..training import TrainConfig, Trainer, lm_batches
 from .common import checkpoint_bytes, finite, lines, prepare_dir, set_threads, write_results
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def run(out_dir: str | Path, quick: bool = False, *, steps: int | None = None, t
         schemes = tuple(s for s in schemes.split(",") if s)
     unknown = [s for s in schemes if s not in POSITIONAL]
     if unknown:
-        raise ValueError(f"unknown positional schemes {unknown}; known: {sorted(POSITIONAL)}")
+        raise UnknownName(f"unknown positional schemes {unknown}; known: {sorted(POSITIONAL)}")
     steps = steps or (5 if quick else 600)
     eval_tokens = eval_tokens or (train_len * 8 * (1 if quick else 16))
     text = load_corpus(corpus)
@@ -127,12 +128,14 @@ def run(out_dir: str | Path, quick: bool = False, *, steps: int | None = None, t
         "train_seconds": round(sum(r["train_seconds"] for r in table.values()), 1),
         "checkpoint_bytes": checkpoint_bytes(out),
         "figures": {
-            "perplexity_vs_length": lines(ppl_series, f"validation perplexity vs evaluation length (trained at {train_len})",
+            "perplexity_vs_length": lines(ppl_series,
+                                          f"validation perplexity vs evaluation length (trained at {train_len})",
                                           "evaluation length (tokens)", "perplexity", log_y=True, log_x=True),
             "loss_by_position": lines({s: (list(range(1, lengths[-1])), v) for s, v in per_position.items()},
                                       f"loss per position at {lengths[-1]} tokens (trained at {train_len})",
                                       "position", "cross-entropy (nats)"),
-            "train_loss": lines({s: ([h["step"] for h in c], [finite(h["loss"]) for h in c]) for s, c in curves.items()},
+            "train_loss": lines({s: ([h["step"] for h in c], [finite(h["loss"]) for h in c])
+                                 for s, c in curves.items()},
                                 "training loss", "step", "loss"),
         },
     }

@@ -25,8 +25,9 @@ from ..architectures import build_model
 from ..capture import Recorder, capture
 from ..config import TransformerConfig
 from ..data import repeated_segments
+from ..names import unknown
 from ..tokenization import CharTokenizer
-from ..training import Batch, Probe, Trainer, TrainConfig, step_generator
+from ..training import Batch, Probe, TrainConfig, Trainer, step_generator
 from .common import checkpoint_bytes, finite, heatmap, lines, loss_curve, prepare_dir, set_threads, write_results
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ def run(out_dir: str | Path, quick: bool = False, *, steps: int | None = None, p
         batches = segment_batches(batch_size, seq_len, low, vocab, half, half, seed)
         described = f"[segment, segment], segment of {half} tokens"
     else:
-        raise ValueError(f"unknown data {data!r}; known: ['periodic', 'halves']")
+        raise unknown("data", data, ["periodic", "halves"])
     probe_ids = repeated_segments(1, 16, vocab, seed=7, low=low)[0].tolist()
     probe = Probe("repeated", {"ids": torch.tensor([probe_ids])}, [tok.id_to_token(i) for i in probe_ids])
     trainer = Trainer(model, train_cfg, batches, out_dir=out, tokenizer=tok, probes=[probe],

@@ -16,12 +16,13 @@ import torch
 
 from ..architectures import build_model
 from ..config import preset as make_preset
-from ..training import Probe, Trainer, TrainConfig, evaluate_loss, lm_batches
+from ..training import Probe, TrainConfig, Trainer, evaluate_loss, lm_batches
 from .common import bpe_corpus, checkpoint_bytes, prepare_dir, set_threads, training_summary, write_results
 
 log = logging.getLogger(__name__)
 
-PROBE = "It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want of a wife."
+PROBE = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, "
+         "must be in want of a wife.")
 PROMPTS = ("It is a truth universally acknowledged", "Mr. Darcy", "\"My dear", "Emma was")
 
 

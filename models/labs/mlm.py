@@ -30,13 +30,14 @@ import torch.nn.functional as F
 from ..architectures import Encoder, ModelOutput
 from ..config import TransformerConfig
 from ..data import IGNORE_INDEX
-from ..training import Probe, Trainer, TrainConfig, evaluate_loss, lm_batches
+from ..training import Probe, TrainConfig, Trainer, evaluate_loss, lm_batches
 from .common import bpe_corpus, checkpoint_bytes, finite, prepare_dir, set_threads, training_summary, write_results
 
 log = logging.getLogger(__name__)
 
 FILL_MASK = (
-    "It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want of a <mask>.",
+    "It is a truth universally acknowledged, that a single man in possession of a good fortune, "
+    "must be in want of a <mask>.",
     "It is a truth universally <mask>, that a single man in possession of a good fortune, must be in want of a wife.",
     "\"My dear Mr. Bennet,\" said his <mask> to him one day.",
     "She was <mask> to see him.",
@@ -146,7 +147,8 @@ def run(out_dir: str | Path, quick: bool = False, *, steps: int | None = None, c
     n_val = 2 if quick else 32
     train = lm_batches(train_ids, block_size, batch_size, "mlm", tokenizer=tok, seed=seed, mlm_prob=mlm_prob)
     probe = mask_slots(FILL_MASK[0])
-    trainer = Trainer(model, train_cfg, train, out_dir=out, tokenizer=tok, probes=[Probe.from_text("austen", probe, tok)],
+    trainer = Trainer(model, train_cfg, train, out_dir=out, tokenizer=tok,
+                      probes=[Probe.from_text("austen", probe, tok)],
                       eval_fn=lambda m: evaluate_loss(m, val, n_val), save_dtype=torch.float16, resumable=False,
                       extra_state={"lab": "mlm", "corpus": corpus})
     result = trainer.train()

@@ -20,7 +20,7 @@ from ..capture import capture
 from ..config import TransformerConfig
 from ..data import LOWERCASE, copy_pairs, reversal_pairs
 from ..tokenization import CharTokenizer
-from ..training import Batch, Probe, Trainer, TrainConfig, pad_seq2seq
+from ..training import Batch, Probe, TrainConfig, Trainer, pad_seq2seq
 from .common import checkpoint_bytes, finite, heatmap, lines, loss_curve, prepare_dir, set_threads, write_results
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,8 @@ def pair_batches(tok: CharTokenizer, batch_size: int, min_len: int, max_len: int
         half = batch_size // 2
         s1, t1 = encode_pairs(tok, reversal_pairs(half, min_len, max_len, seed=seed * 1_000_003 + 2 * step),
                               TASKS["reverse"])
-        s2, t2 = encode_pairs(tok, copy_pairs(batch_size - half, min_len, max_len, seed=seed * 1_000_003 + 2 * step + 1),
+        s2, t2 = encode_pairs(tok,
+                              copy_pairs(batch_size - half, min_len, max_len, seed=seed * 1_000_003 + 2 * step + 1),
                               TASKS["copy"])
         return pad_seq2seq(s1 + s2, t1 + t2, tok.pad_id, tok.bos_id)
 
@@ -69,7 +70,8 @@ def exact_match(model, tok: CharTokenizer, pairs: list[tuple[str, str]], prefix:
 
 
 @torch.no_grad()
-def diagonal_scores(model, tok: CharTokenizer, pairs: list[tuple[str, str]], prefix: str, reverse: bool) -> torch.Tensor:
+def diagonal_scores(model, tok: CharTokenizer, pairs: list[tuple[str, str]], prefix: str,
+                    reverse: bool) -> torch.Tensor:
     """(L, H): mean cross-attention weight, over target tokens, on the source character
     the output reads (teacher-forced). Reverse: the anti-diagonal; copy: the diagonal."""
     p = len(prefix)
@@ -123,7 +125,7 @@ def run(out_dir: str | Path, quick: bool = False, *, steps: int | None = None, d
     # a uniform head would score 1 / (source length): the chance level to compare with
     chance = sum(1 / (len(TASKS["reverse"]) + len(s)) for s, _ in rev_eval[:50]) / len(rev_eval[:50])
     examples = []
-    for task, prefix in TASKS.items():
+    for prefix in TASKS.values():
         for source in ("attention", "transformer", "heads"):
             ids = torch.tensor([tok.encode(prefix + source)])
             row = model.generate(ids, tok.bos_id, tok.eos_id, max_new_tokens=ids.shape[1] + 2)[0, 1:].tolist()
@@ -154,14 +156,16 @@ def run(out_dir: str | Path, quick: bool = False, *, steps: int | None = None, d
         "chance_score": chance,
         "examples": examples,
         "figures": {
-            "anti_diagonal_scores": heatmap(anti.tolist(), heads, layers, "reversal: weight on the mirrored source token",
+            "anti_diagonal_scores": heatmap(anti.tolist(), heads, layers,
+                                            "reversal: weight on the mirrored source token",
                                             "head", "cross-attention layer"),
             "diagonal_scores": heatmap(diag.tolist(), heads, layers, "copy: weight on the same-position source token",
                                        "head", "cross-attention layer"),
             "reverse_probe_cross_attention": heatmap(maps[best_l, best_h].tolist(), probe.tokens, probe.target_tokens,
                                                      f"cross-attention L{best_l}H{best_h}: rev:attention",
                                                      "source token", "decoder input"),
-            "accuracy": lines({t: ([0, result.steps], [0, a]) for t, a in acc.items()}, "exact match", "step", "accuracy"),
+            "accuracy": lines({t: ([0, result.steps], [0, a]) for t, a in acc.items()}, "exact match", "step",
+                              "accuracy"),
             "train_loss": loss_curve(result.history),
         },
     }

@@ -14,20 +14,18 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Literal
+from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from .attention import AttentionSpec, row_lse
+from ..attention import AttentionSpec, row_lse
 
 Kind = Literal["encoder", "decoder", "cross"]
-PoolMode = Literal["max", "mean"]
 
-_current: contextvars.ContextVar["Recorder | None"] = contextvars.ContextVar("attnlab_recorder", default=None)
+_current: contextvars.ContextVar[Recorder | None] = contextvars.ContextVar("attnlab_recorder", default=None)
 
 
 def _as_slice(r: slice | tuple[int, int] | None, n: int, what: str) -> slice:
@@ -160,41 +158,22 @@ class Recorder:
         """(L, H, Tq, Tk) for every layer of a kind."""
         return torch.stack([self.dense(kind, layer, None, batch) for layer in range(self.layers(kind))])
 
-    def pooled(self, kind: str, layer: int, head: int, size: int, mode: PoolMode = "max",
+    def pooled(self, kind: str, layer: int, head: int, size: int, mode: str = "max",
                rows=None, cols=None, batch: int = 0, block_rows: int = 256) -> tuple[Tensor, int]:
-        """Downsample one head's map (or a region of it) to at most size x size.
+        """Downsample one head's map (or a region of it) to at most size x size: (pooled, factor).
 
-        Computed in row bands of ``block_rows`` (rounded to the pool factor), so the
-        largest tensor alive is band x Tk, never Tq x Tk. Returns (pooled, factor).
+        ``models.capture.tiles.pooled_overview`` on the latest record of (kind, layer); ``block_rows``
+        bounds the largest block computed at once. Raises ValueError for a size <= 0 or an unknown
+        mode, IndexError for a range outside the map.
         """
+        from .tiles import pooled_overview
+
         if size <= 0:
             raise ValueError(f"pool size must be positive, got {size}")
         rec = self.get(kind, layer)
         t_q, t_k = rec.shape
-        rows, cols = _as_slice(rows, t_q, "rows"), _as_slice(cols, t_k, "cols")
-        n_r, n_c = rows.stop - rows.start, cols.stop - cols.start
-        factor = max(1, math.ceil(max(n_r, n_c) / size))
-        band = max(factor, block_rows // factor * factor)
-        pieces = []
-        for r0 in range(rows.start, rows.stop, band):
-            r1 = min(r0 + band, rows.stop)
-            w = rec.block(slice(head, head + 1), slice(r0, r1), cols, batch)  # (1, r, c)
-            pieces.append(_pool2d(w, factor, mode)[0])
-        return torch.cat(pieces, dim=0), factor
-
-
-def _pool2d(w: Tensor, factor: int, mode: PoolMode) -> Tensor:
-    if factor == 1:
-        return w
-    x = w[:, None]  # (h, 1, r, c)
-    if mode == "max":
-        return F.max_pool2d(x, factor, ceil_mode=True)[:, 0]
-    if mode == "mean":
-        # average over the cells that exist (ceil_mode pads the ragged edge)
-        total = F.avg_pool2d(x, factor, ceil_mode=True, divisor_override=1)
-        count = F.avg_pool2d(torch.ones_like(x), factor, ceil_mode=True, divisor_override=1)
-        return (total / count)[:, 0]
-    raise ValueError(f"unknown pool mode {mode!r}; known: ['max', 'mean']")
+        r, c = _as_slice(rows, t_q, "rows"), _as_slice(cols, t_k, "cols")
+        return pooled_overview(rec, head, size, mode, (r.start, r.stop), (c.start, c.stop), block_rows, batch)
 
 
 def current_recorder() -> Recorder | None:

@@ -1,10 +1,10 @@
 """Import Hugging Face GPT-2, BERT and Llama weights into our own models, key for key.
 
-Each importer reads the ``transformers`` config, builds the matching
-``TransformerConfig``, and copies every tensor into our parameter names. Nothing is
-guessed: an option our layers do not implement (a RoPE scaling, biased Llama
-projections, GPT-2's per-layer attention scaling) is an error, not a silent mismatch.
-Tests prove logits and every attention map equal the ``transformers`` eager ones.
+Each importer reads the ``transformers`` config through ``models.hf.config`` (``gpt2_config``,
+``bert_config``, ``llama_config``), builds the matching model, and copies every tensor into our
+parameter names. Nothing is guessed: an option our layers do not implement (a RoPE scaling,
+biased Llama projections, GPT-2's per-layer attention scaling) is an error, not a silent
+mismatch. Tests prove logits and every attention map equal the ``transformers`` eager ones.
 
     from transformers import GPT2LMHeadModel
     ours = from_hf_gpt2(GPT2LMHeadModel.from_pretrained(path, local_files_only=True))
@@ -17,25 +17,11 @@ import logging
 import torch
 from torch import Tensor, nn
 
-from .architectures import Decoder, Encoder, TransformerModel
-from .config import TransformerConfig
+from ..architectures import Decoder, Encoder, TransformerModel
+from ..names import lookup
+from .config import bert_config, gpt2_config, llama_config
 
 log = logging.getLogger(__name__)
-
-# Hugging Face activation names -> ours. GPT-2's "gelu_new" is the tanh approximation.
-HF_ACTIVATIONS: dict[str, str] = {
-    "gelu": "gelu",
-    "gelu_new": "gelu_tanh",
-    "gelu_pytorch_tanh": "gelu_tanh",
-    "relu": "relu",
-}
-
-
-def _activation(name: str) -> str:
-    try:
-        return HF_ACTIVATIONS[name]
-    except KeyError:
-        raise NotImplementedError(f"activation {name!r} has no counterpart here; known: {sorted(HF_ACTIVATIONS)}") from None
 
 
 def _load(model: TransformerModel, state: dict[str, Tensor], source: str) -> TransformerModel:
@@ -67,18 +53,6 @@ def _norm(state: dict[str, Tensor], ours: str, layer: nn.Module) -> None:
 
 
 # -- GPT-2 -----------------------------------------------------------------------------
-
-def gpt2_config(hf_config) -> TransformerConfig:
-    """Our config for a ``transformers`` GPT2Config."""
-    if not getattr(hf_config, "scale_attn_weights", True) or getattr(hf_config, "scale_attn_by_inverse_layer_idx", False):
-        raise NotImplementedError("GPT-2 variants with unscaled or per-layer-scaled attention are not supported")
-    return TransformerConfig(
-        family="decoder", vocab_size=hf_config.vocab_size, d_model=hf_config.n_embd, n_layers=hf_config.n_layer,
-        n_heads=hf_config.n_head, d_ff=hf_config.n_inner or 4 * hf_config.n_embd,
-        max_positions=hf_config.n_positions, positional="learned", norm="layernorm", norm_position="pre",
-        norm_eps=hf_config.layer_norm_epsilon, activation=_activation(hf_config.activation_function), bias=True,
-        tie_embeddings=getattr(hf_config, "tie_word_embeddings", True), final_norm=True,
-    )
 
 
 def from_hf_gpt2(hf_model) -> Decoder:
@@ -115,21 +89,6 @@ def from_hf_gpt2(hf_model) -> Decoder:
 
 
 # -- BERT ------------------------------------------------------------------------------
-
-def bert_config(hf_config) -> TransformerConfig:
-    """Our config for a ``transformers`` BertConfig (absolute positions, post-norm)."""
-    position_type = getattr(hf_config, "position_embedding_type", "absolute")
-    if position_type != "absolute":
-        raise NotImplementedError(f"BERT with position_embedding_type={position_type!r} is not supported")
-    return TransformerConfig(
-        family="encoder", vocab_size=hf_config.vocab_size, d_model=hf_config.hidden_size,
-        n_layers=hf_config.num_hidden_layers, n_heads=hf_config.num_attention_heads,
-        d_ff=hf_config.intermediate_size, max_positions=hf_config.max_position_embeddings, positional="learned",
-        norm="layernorm", norm_position="post", norm_eps=hf_config.layer_norm_eps,
-        activation=_activation(hf_config.hidden_act), bias=True, type_vocab_size=hf_config.type_vocab_size,
-        embedding_norm=True, mlm_transform=True, final_norm=False, tie_embeddings=True,
-        pad_token_id=hf_config.pad_token_id or 0,
-    )
 
 
 def from_hf_bert(hf_model) -> Encoder:
@@ -172,37 +131,6 @@ def from_hf_bert(hf_model) -> Encoder:
     return _load(model, state, "BERT")
 
 
-# -- Llama (SmolLM2) -------------------------------------------------------------------
-
-def _rope_theta(hf_config) -> float:
-    # transformers 5 keeps RoPE settings in rope_parameters (rope_scaling is an alias of it)
-    params = getattr(hf_config, "rope_parameters", None) or getattr(hf_config, "rope_scaling", None) or {}
-    rope_type = params.get("rope_type", params.get("type", "default"))
-    if rope_type != "default":
-        raise NotImplementedError(f"RoPE scaling {rope_type!r} is not supported; only plain RoPE")
-    theta = params.get("rope_theta", getattr(hf_config, "rope_theta", None))
-    if theta is None:
-        raise ValueError("Llama config has no rope_theta")
-    return float(theta)
-
-
-def llama_config(hf_config) -> TransformerConfig:
-    """Our config for a ``transformers`` LlamaConfig: RoPE, RMSNorm, SwiGLU, GQA, no biases."""
-    if getattr(hf_config, "attention_bias", False) or getattr(hf_config, "mlp_bias", False):
-        raise NotImplementedError("Llama variants with biased projections are not supported")
-    if hf_config.hidden_act != "silu":
-        raise NotImplementedError(f"Llama with hidden_act={hf_config.hidden_act!r}; only silu (SwiGLU)")
-    head_dim = getattr(hf_config, "head_dim", None) or hf_config.hidden_size // hf_config.num_attention_heads
-    if head_dim * hf_config.num_attention_heads != hf_config.hidden_size:
-        raise NotImplementedError("Llama with head_dim * n_heads != hidden_size is not supported")
-    return TransformerConfig(
-        family="decoder", vocab_size=hf_config.vocab_size, d_model=hf_config.hidden_size,
-        n_layers=hf_config.num_hidden_layers, n_heads=hf_config.num_attention_heads,
-        n_kv_heads=hf_config.num_key_value_heads, d_ff=hf_config.intermediate_size,
-        max_positions=hf_config.max_position_embeddings, positional="rope", rope_base=_rope_theta(hf_config),
-        norm="rmsnorm", norm_position="pre", norm_eps=hf_config.rms_norm_eps, activation="swiglu", bias=False,
-        tie_embeddings=bool(getattr(hf_config, "tie_word_embeddings", False)), final_norm=True,
-    )
 
 
 def from_hf_llama(hf_model) -> Decoder:
@@ -238,10 +166,5 @@ IMPORTERS = {
 
 
 def from_hf(hf_model) -> TransformerModel:
-    """Import by the Hugging Face ``model_type`` (gpt2, bert, llama)."""
-    model_type = hf_model.config.model_type
-    try:
-        importer = IMPORTERS[model_type]
-    except KeyError:
-        raise NotImplementedError(f"no importer for model_type {model_type!r}; known: {sorted(IMPORTERS)}") from None
-    return importer(hf_model)
+    """Import by the Hugging Face ``model_type`` (gpt2, bert, llama); ``UnknownName`` for any other."""
+    return lookup(IMPORTERS, hf_model.config.model_type, "model_type to import")(hf_model)

@@ -1,4 +1,4 @@
-"""The architecture page's data: a model's structure from its config, and a timed profile.
+"""Architecture introspection: a model's structure, parameters and FLOPs per component, and a timed profile.
 
 ``describe_architecture`` reads a config dict only (from-scratch ``TransformerConfig`` or
 a Hugging Face BERT / GPT-2 / Llama config) and derives blocks, tensor shapes at each
@@ -13,45 +13,18 @@ from __future__ import annotations
 import copy
 import logging
 import threading
-from dataclasses import asdict, dataclass
-from typing import Mapping
+from collections.abc import Mapping
+from dataclasses import asdict
 
 import torch
+
+from .config import Shape
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Shape:
-    """The handful of numbers that size a Transformer, whatever config format they came from."""
-
-    family: str
-    vocab_size: int
-    d_model: int
-    n_layers: int
-    n_decoder_layers: int
-    n_heads: int
-    n_kv_heads: int
-    head_dim: int
-    d_ff: int
-    max_positions: int
-    positional: str
-    norm: str  # layernorm | rmsnorm
-    norm_position: str  # pre | post
-    activation: str
-    bias: bool
-    tie_embeddings: bool
-    attention_only: bool = False
-    type_vocab_size: int = 0
-    lm_head: bool = True  # a bare HF encoder (BertModel) has none
-    pooler: bool = False  # BertModel's [CLS] pooler: dense d x d + tanh
-    final_norm: bool = True  # pre-norm stacks end with one more norm
-    embedding_norm: bool = False  # BERT normalises the summed embeddings
-    mlm_transform: bool = False  # BERT's MLM head: dense + act + norm, and a bias on the vocabulary projection
-
-
 def normalise_config(family: str, cfg: Mapping) -> Shape:
-    """A ``Shape`` from a from-scratch config or a Hugging Face one (BERT, GPT-2, Llama)."""
+    """A ``Shape`` from a from-scratch config or a Hugging Face one (BERT, GPT-2, Llama: ``models.hf.config``)."""
     if "n_layers" in cfg and "d_model" in cfg:  # models.config.TransformerConfig
         n_heads = cfg["n_heads"]
         return Shape(cfg["family"], cfg["vocab_size"], cfg["d_model"], cfg["n_layers"],
@@ -61,31 +34,9 @@ def normalise_config(family: str, cfg: Mapping) -> Shape:
                      cfg["tie_embeddings"], cfg.get("attention_only", False), cfg.get("type_vocab_size", 0),
                      final_norm=cfg.get("final_norm", True), embedding_norm=cfg.get("embedding_norm", False),
                      mlm_transform=cfg.get("mlm_transform", False))
-    d = cfg.get("hidden_size") or cfg.get("n_embd") or cfg.get("d_model")
-    layers = cfg.get("num_hidden_layers") or cfg.get("n_layer")
-    heads = cfg.get("num_attention_heads") or cfg.get("n_head")
-    kv = cfg.get("num_key_value_heads") or heads
-    model_type = cfg.get("model_type", "")
-    archs = list(cfg.get("architectures") or [])
-    llama_like = "rope_theta" in cfg or model_type in ("llama", "mistral", "qwen2") or "rope_parameters" in cfg
-    gpt2_like = model_type == "gpt2" or "n_embd" in cfg
-    return Shape(
-        family=family, vocab_size=cfg.get("vocab_size", 0), d_model=d, n_layers=layers, n_decoder_layers=layers,
-        n_heads=heads, n_kv_heads=kv, head_dim=cfg.get("head_dim") or d // heads,
-        d_ff=cfg.get("intermediate_size") or cfg.get("n_inner") or 4 * d,
-        max_positions=cfg.get("max_position_embeddings") or cfg.get("n_positions") or 0,
-        positional="rope" if llama_like else "learned",
-        norm="rmsnorm" if llama_like else "layernorm",
-        norm_position="pre" if (llama_like or gpt2_like) else "post",
-        activation="swiglu" if llama_like else str(cfg.get("hidden_act") or cfg.get("activation_function") or "gelu"),
-        bias=not llama_like, tie_embeddings=bool(cfg.get("tie_word_embeddings", True)),
-        type_vocab_size=cfg.get("type_vocab_size", 0) or 0,
-        lm_head=any(a.endswith(("LM", "LMHeadModel", "ForCausalLM", "ForMaskedLM", "ForPreTraining"))
-                    for a in archs) if archs else True,
-        pooler="BertModel" in archs,
-        final_norm=llama_like or gpt2_like, embedding_norm=not (llama_like or gpt2_like),
-        mlm_transform=any(a.endswith(("ForMaskedLM", "ForPreTraining")) for a in archs),
-    )
+    from .hf.config import hf_shape
+
+    return hf_shape(family, cfg)
 
 
 POSITION_ENTRY = {
@@ -147,7 +98,8 @@ def describe_architecture(family: str, cfg: Mapping, context: int = 128) -> dict
          "flops_per_token": attn_mix_flops * (n_blocks + n_cross)},
         {"component": "feed-forward", "params": ffn_params * n_blocks, "flops_per_token": ffn_flops * n_blocks},
         {"component": "norms", "params": norm_params * n_norms, "flops_per_token": 5 * d * n_norms},
-        {"component": "output head", "params": head_params, "flops_per_token": 2 * d * s.vocab_size if s.lm_head else 0},
+        {"component": "output head", "params": head_params,
+         "flops_per_token": 2 * d * s.vocab_size if s.lm_head else 0},
     ]
     if s.pooler:
         components.append({"component": "pooler", "params": d * d + d, "flops_per_token": 0})
@@ -217,7 +169,7 @@ def _fresh_copy(model: torch.nn.Module) -> torch.nn.Module:
 
 def profile_architecture(adapter, tokens: int = 64, backward: bool = True) -> dict:
     """Forward/backward ms per component on a ``tokens``-long random input; cached per model."""
-    from models.profiler import profile_model
+    from .profiler import profile_model
 
     key = (adapter.info.id, tokens, backward)
     with _profile_lock:
@@ -226,12 +178,7 @@ def profile_architecture(adapter, tokens: int = 64, backward: bool = True) -> di
         model = _fresh_copy(adapter.model)
         vocab = adapter.info.vocab_size or 100
         ids = torch.randint(0, min(vocab, 1000), (1, tokens), generator=torch.Generator().manual_seed(0))
-        if adapter.info.source == "pretrained":
-            inputs = {"input_ids": ids}
-        elif adapter.info.family == "encoder-decoder":
-            inputs = {"src": ids, "tgt": ids[:, : max(2, tokens // 2)]}
-        else:
-            inputs = {"ids": ids}
+        inputs = adapter.dummy_inputs(ids)
         threads = torch.get_num_threads()
         result = profile_model(model, inputs, repeats=2, backward=backward).to_dict()
         result.update({"model": adapter.info.id, "threads": threads, "device": "cpu",

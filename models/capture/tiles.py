@@ -1,20 +1,27 @@
-"""Pooled overviews of one head's map, block by block, skipping blocks the mask empties.
+"""Reading a capture as maps: pooled overviews of one head, dense maps of many heads.
 
-Same values as ``Recorder.pooled`` (max, or the mean over the cells that exist), but a
-causal or sparse map costs only its unmasked blocks, and pooling is a reshape instead
-of ``max_pool2d`` with ragged edges (several times faster on CPU). The largest tensor
-alive is ``block x block``.
+- ``pooled_overview``: one head's map pooled (max, or the mean over the cells that exist)
+  block by block, skipping blocks the mask empties: a causal or sparse map costs only its
+  unmasked blocks, and pooling is a reshape instead of ``max_pool2d`` with ragged edges
+  (several times faster on CPU). The largest tensor alive is ``block x block``.
+- ``dense_heads`` / ``stack_maps``: full maps of selected heads / layers, written in place.
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from models import AttentionRecord
+from ..names import lookup
+
+if TYPE_CHECKING:
+    from .recorder import AttentionRecord, Recorder
+
+POOL_MODES = ("max", "mean")
 
 
 def _pool(w: Tensor, factor: int, mode: str) -> Tensor:
@@ -38,8 +45,14 @@ def _pool(w: Tensor, factor: int, mode: str) -> Tensor:
 
 
 def pooled_overview(record: AttentionRecord, head: int, size: int, mode: str, rows: tuple[int, int],
-                    cols: tuple[int, int], block: int = 1024) -> tuple[Tensor, int]:
-    """One head's map over rows x cols pooled to at most size x size: (pooled, factor)."""
+                    cols: tuple[int, int], block: int = 1024, batch: int = 0) -> tuple[Tensor, int]:
+    """One head's map over rows [a, b) x cols [c, d) pooled to at most size x size.
+
+    Returns (pooled, factor): pooled is (ceil((b-a)/factor), ceil((d-c)/factor)) float32, each
+    cell the max or mean of a factor x factor block of weights. ``mode`` is "max" or "mean"
+    (else ``UnknownName``); ranges are taken as given (callers check them).
+    """
+    lookup(dict.fromkeys(POOL_MODES), mode, "pool mode")
     (a, b), (c, d) = rows, cols
     factor = max(1, math.ceil(max(b - a, d - c) / size))
     step = max(factor, block // factor * factor)  # block edges fall on pooled-cell edges
@@ -52,7 +65,7 @@ def pooled_overview(record: AttentionRecord, head: int, size: int, mode: str, ro
             c1 = min(c0 + step, d)
             if spec.block_is_empty(r0 + spec.q_offset, r1 + spec.q_offset, c0, c1):
                 continue  # all masked: its pooled cells stay 0, as the weights are
-            logw = record.log_block(heads, slice(r0, r1), slice(c0, c1))[0]
+            logw = record.log_block(heads, slice(r0, r1), slice(c0, c1), batch)[0]
             if mode == "max":
                 pooled = _pool_log_max(logw, factor).exp_()
             else:
@@ -78,3 +91,13 @@ def dense_heads(record: AttentionRecord, heads: list[int], out: Tensor, batch: i
         out.copy_(record.weights[batch, heads])
         return
     out.copy_(record.log_block(torch.tensor(heads), slice(0, t_q), slice(0, t_k), batch).exp_())
+
+
+def stack_maps(rec: Recorder, kind: str, layers: list[int], heads: list[int],
+               dtype: torch.dtype = torch.float32) -> Tensor:
+    """(L, H, Tq, Tk) for the selected layers and heads of ``kind``, from the capture, written in place."""
+    t_q, t_k = rec.get(kind, layers[0]).shape
+    out = torch.empty(len(layers), len(heads), t_q, t_k, dtype=dtype)
+    for i, layer in enumerate(layers):
+        dense_heads(rec.get(kind, layer), heads, out[i])
+    return out

@@ -1,0 +1,35 @@
+"""The one attention call every model makes: backend choice, the kernel, the capture.
+
+Both the from-scratch layers (``models.layers.MultiHeadAttention``) and the Hugging Face bridge
+(``models.hf.bridge.attnlab_attention``) project and rotate Q/K/V themselves, then call
+:func:`attend`. It picks the backend (a ``use_backend`` block wins over the module's own),
+runs it on un-repeated grouped-query K/V (the backends' contract), and records
+(Q, K, spec, LSE) into the current capture, if any.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from .attention import AttentionSpec, active_backend, get_backend
+from .capture import current_recorder
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, kind: str, layer: int | None,
+           default_backend: str) -> Tensor:
+    """Attention of q (B, H, Tq, D) over k, v (B, Hkv, Tk, D), Hkv dividing H; returns (B, H, Tq, D).
+
+    ``kind`` ("encoder", "decoder", "cross") and ``layer`` name the record in the capture; a
+    ``layer`` of None numbers the calls of that kind in order within the capture (modules that
+    do not know their index). ``default_backend`` runs unless a ``use_backend`` block is active.
+    Raises ``UnknownName`` for an unknown backend, ValueError for shapes outside the contract.
+    """
+    backend = get_backend(active_backend(default_backend))
+    recorder = current_recorder()
+    keep = recorder is not None and recorder.keep_weights and backend.returns_weights
+    result = backend(q, k, v, spec, need_weights=keep)
+    if recorder is not None:
+        if layer is None:
+            layer = sum(1 for r in recorder.records if r.kind == kind)
+        recorder.add(kind, layer, q, k, spec, result.lse, result.weights)
+    return result.out

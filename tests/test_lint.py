@@ -1,0 +1,28 @@
+"""`make lint` as part of the test run: ruff's rules and the import contracts, both configured in pyproject.toml."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_ruff_check_passes():
+    r = _run([sys.executable, "-m", "ruff", "check", "--no-cache", "."])
+    assert r.returncode == 0, f"ruff check found problems (fix them, or `ruff check --fix`):\n{r.stdout}{r.stderr}"
+
+
+def test_import_contracts_hold():
+    entry = Path(sys.executable).parent / "lint-imports"
+    exe = str(entry) if entry.exists() else shutil.which("lint-imports")
+    assert exe, "lint-imports not found: install the test extras (pip install -e '.[test]')"
+    r = _run([exe, "--no-cache"])
+    assert r.returncode == 0, \
+        f"an import contract is broken (see [tool.importlinter] in pyproject.toml):\n{r.stdout}{r.stderr}"
