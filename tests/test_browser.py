@@ -390,6 +390,68 @@ def test_whitespace_tokens_are_visible_with_raw_text_on_hover(watched):
     watched.check_clean()
 
 
+def _evict_first(page, pattern: str, refused: list[str], wanted=lambda url: True) -> None:
+    """The first request to `pattern` (that `wanted` picks) answers as the server does for a run it
+    no longer holds (evicted from the run cache, or asked of another worker); the rest pass."""
+    def route(r):
+        if not refused and wanted(r.request.url):
+            refused.append(r.request.url)
+            r.fulfill(status=404, content_type="application/json",
+                      body=json.dumps({"detail": "run_id: run is not cached on this server (evicted, or computed "
+                                                 "by another worker); POST /api/runs again"}))
+        else:
+            r.continue_()
+
+    page.route(pattern, route)
+
+
+def _check_clean_but_404s(watched, n: int) -> None:
+    """Clean, but for the browser's own console line for each of the n refused requests."""
+    refused = [e for e in watched.errors if "status of 404" in e]
+    assert len(refused) == n, watched.errors
+    watched.errors[:] = [e for e in watched.errors if e not in refused]
+    watched.check_clean()
+
+
+def _run_posts(page) -> list[str]:
+    posts: list[str] = []
+    page.on("request", lambda r: r.method == "POST" and urlparse(r.url).path == "/api/runs" and posts.append(r.url))
+    return posts
+
+
+def test_heads_view_recreates_an_evicted_run(watched):
+    """Head types asks for the run's scores and rollout through runs.js: each 404 recreates the run
+    (POST /api/runs again, same request) and the page still draws both, with no error shown."""
+    page = watched.page
+    posts = _run_posts(page)
+    heads_refused: list[str] = []
+    rollout_refused: list[str] = []
+    _evict_first(page, "**/api/figures/heads/*", heads_refused)
+    _evict_first(page, "**/api/runs/*/rollout*", rollout_refused)
+    watched.goto("/heads", model="minilm", text="Alice met Bob. Alice met Bob again.")
+    watched.wait_plot("#head-types")
+    watched.wait_plot("#rollout")
+    assert heads_refused and rollout_refused
+    assert len(posts) == 3  # the run, then once per 404
+    z = page.evaluate("() => document.getElementById('head-types').data[0].z")
+    assert (len(z), len(z[0])) == (6, 12)
+    _check_clean_but_404s(watched, 2)
+
+
+def test_explorer_recreates_an_evicted_run(watched):
+    """The head view's tile answers 404 once: the run is recreated and the head is drawn."""
+    page = watched.page
+    posts = _run_posts(page)
+    refused: list[str] = []
+    _evict_first(page, "**/api/runs/*/attention?*", refused, lambda url: "pool=" not in url)
+    watched.goto("/", model="minilm", text="The cat sat on the mat.", layer=1, head=3)
+    watched.wait_plot("#heatmap")
+    assert refused and len(posts) == 2
+    assert page.locator("#head-title").text_content().endswith("layer 1, head 3")
+    page.wait_for_function("() => document.querySelectorAll('#grid canvas[data-loaded]').length >= 12", timeout=30_000)
+    _check_clean_but_404s(watched, 1)
+
+
 def test_seq2seq_three_maps(watched):
     page = watched.goto("/seq2seq", model="seq2seq", text="the cat sat", layer=1, head=2)
     for sel in ("#enc", "#dec", "#cross"):

@@ -1,22 +1,22 @@
 // Architecture: the selected model's structure from its config (blocks, shapes, parameters
 // and FLOPs per token by component, norm placement, where positions enter) and a
 // forward/backward time-per-component profile. Only the latest model's answers are drawn.
-import {
-  api, downloadJSON, initChrome, plotFigure, readState, setupModelSelect, withLoading, writeState,
-} from "./common.js";
+import { api } from "./api.js";
+import { initChrome } from "./chrome.js";
+import { downloadJSON } from "./export.js";
+import { setupModelSelect } from "./forms.js";
 import { Latest } from "./latest.js";
+import { plotFigure } from "./plots.js";
+import { bindState } from "./state.js";
+import { withLoading } from "./status.js";
 
 const $ = (id) => document.getElementById(id);
-const state = readState({ model: "minilm", context: 128, tokens: 32, profile: false });
+const view = bindState({ model: "minilm", context: 128, tokens: 32, profile: { value: false, get: () => Boolean(profile) } });
+const { state } = view;
 let arch = null;
 let profile = null;
 const described = new Latest(); // the latest model's structure
 const profiled = new Latest(); // the latest profile
-
-function saveState() {
-  writeState({ model: $("model").value, context: Number($("context").value), tokens: Number($("tokens").value),
-               profile: Boolean(profile) });
-}
 
 function human(n) {
   if (n >= 1e9) return `${(n / 1e9).toFixed(2)} G`;
@@ -38,7 +38,7 @@ async function describe() {
   profile = null;
   $("profile-chart").replaceChildren();
   $("profile-note").textContent = "";
-  saveState();
+  view.save();
   const url = `/api/figures/architecture/${encodeURIComponent($("model").value)}?context=${Number($("context").value)}`;
   const answer = await described.run((signal) => api(url, { signal }));
   arch = answer.architecture;
@@ -83,13 +83,12 @@ async function runProfile() {
   $("profile-note").textContent = `${profile.tokens} tokens, forward ${profile.total_forward_ms.toFixed(1)} ms, backward `
     + `${profile.total_backward_ms.toFixed(1)} ms on ${profile.threads} CPU threads (${profile.note}).`;
   await plotFigure($("profile-chart"), answer.figure, `${profile.model}-profile`);
-  saveState();
+  view.save();
 }
 
 async function main() {
   initChrome();
-  $("context").value = String(state.context);
-  $("tokens").value = String(state.tokens);
+  view.restore();
   const info = await withLoading("Loading models", () => setupModelSelect($("model"), $("backend"), state.model, ""));
   if (!info) return;
   $("controls").addEventListener("submit", (ev) => { ev.preventDefault(); withLoading("Loading the model's config", describe); });

@@ -1,25 +1,28 @@
 // Backends: math vs sdpa vs flash on a synthetic size sweep or on one model's input; the
 // server runs the measurement and draws time and memory against T, log-log. Only the latest
 // submit's answer is drawn.
-import {
-  api, downloadJSON, initChrome, plotFigure, readState, setupModelSelect, withLoading, writeState,
-} from "./common.js";
+import { api } from "./api.js";
+import { initChrome } from "./chrome.js";
+import { downloadJSON } from "./export.js";
+import { setupModelSelect } from "./forms.js";
 import { Latest } from "./latest.js";
+import { plotFigure } from "./plots.js";
+import { bindState } from "./state.js";
+import { withLoading } from "./status.js";
 
 const $ = (id) => document.getElementById(id);
-const state = readState({ form: "synthetic", backends: "math,sdpa,flash", seq_lens: "64,128,256,512", n_heads: 4,
-                          head_dim: 64, passes: "fwd", causal: true, model: "minilm", text: "", backend: "" });
-let result = null;
-const submits = new Latest();
-
 function form() { return document.querySelector("input[name=form]:checked").value; }
 function backends() { return Array.from(document.querySelectorAll("input[name=backends]:checked")).map((b) => b.value); }
 
-function saveState() {
-  writeState({ form: form(), backends: backends().join(","), seq_lens: $("seq_lens").value, n_heads: Number($("n_heads").value),
-               head_dim: Number($("head_dim").value), passes: $("passes").value, causal: $("causal").checked,
-               model: $("model").value, text: form() === "model" ? $("text").value : "" });
-}
+const view = bindState({
+  form: { value: "synthetic", get: form }, backends: { value: "math,sdpa,flash", get: () => backends().join(",") },
+  seq_lens: "64,128,256,512", n_heads: 4, head_dim: 64, passes: "fwd", causal: true, model: "minilm",
+  text: { value: "", get: () => (form() === "model" ? $("text").value : "") }, // the sweep's URL carries no text
+  backend: "",
+});
+const { state } = view;
+let result = null;
+const submits = new Latest();
 
 function cell(row, text, numeric = false) {
   const td = document.createElement("td");
@@ -29,7 +32,7 @@ function cell(row, text, numeric = false) {
 }
 
 async function run() {
-  saveState();
+  view.save();
   let body;
   if (form() === "synthetic") {
     const lens = $("seq_lens").value.split(/[ ,]+/).filter(Boolean).map(Number);
@@ -77,11 +80,7 @@ async function main() {
   document.querySelector(`input[name=form][value=${state.form === "model" ? "model" : "synthetic"}]`).checked = true;
   const wanted = state.backends.split(",");
   for (const b of document.querySelectorAll("input[name=backends]")) b.checked = wanted.includes(b.value);
-  $("seq_lens").value = state.seq_lens;
-  $("n_heads").value = String(state.n_heads);
-  $("head_dim").value = String(state.head_dim);
-  $("passes").value = state.passes === "fwd_bwd" ? "fwd_bwd" : "fwd";
-  $("causal").checked = state.causal;
+  view.restore();
   if (state.text) $("text").value = state.text;
   await withLoading("Loading models", () => setupModelSelect($("model"), $("backend"), state.model, state.backend));
   $("controls").addEventListener("submit", (ev) => { ev.preventDefault(); withLoading("Measuring (up to the server's time budget)", run); });

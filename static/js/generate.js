@@ -4,27 +4,29 @@
 // head or the average over heads). A step slider and a play button replay the trace.
 // The text box shows the real text (each step's `text`, the bytes of a split character held
 // back by the server until complete); the chips below it show one label per token.
-import {
-  ApiError, baseLayout, CodePoints, downloadJSON, downloadNPY, escapeLabel, fillSelect, heatmapTrace, initChrome, onArrowKeys,
-  player, plot, rawLiteral, rawTexts, readState, setupModelSelect, showToken, withLoading, writeState,
-} from "./common.js";
+import { ApiError, apiStream } from "./api.js";
+import { initChrome, onArrowKeys } from "./chrome.js";
+import { downloadJSON, downloadNPY } from "./export.js";
+import { fillSelect, player, setupModelSelect } from "./forms.js";
+import { CodePoints, escapeLabel, rawLiteral, rawTexts, showToken } from "./labels.js";
 import { Latest } from "./latest.js";
+import { baseLayout, heatmapTrace, plot } from "./plots.js";
+import { bindState } from "./state.js";
+import { withLoading } from "./status.js";
 
 const $ = (id) => document.getElementById(id);
-const state = readState({ model: "smollm2", prompt: "", max_new_tokens: 16, temperature: 0, top_k: 0, seed: 0,
-                          backend: "", step: -1, head: "avg" });
+const view = bindState({
+  model: "smollm2", prompt: "", max_new_tokens: 16, temperature: 0,
+  top_k: { value: 0, get: () => Number($("top_k").value) || "" }, // 0: all tokens, left out of the URL
+  seed: 0, backend: "",
+  step: { value: -1, get: () => (steps.length ? Number($("step").value) : state.step) }, // -1: follow the stream
+  head: "avg",
+});
+const { state } = view;
 let steps = [];
 let summary = null;
 const streams = new Latest(); // the latest Generate: a new one (or Stop) ends the stream before it
 let promptText = ""; // the prompt of the trace shown (the field may change afterwards)
-
-function saveState() {
-  writeState({
-    model: $("model").value, prompt: $("prompt").value, max_new_tokens: Number($("max_new_tokens").value),
-    temperature: Number($("temperature").value), top_k: Number($("top_k").value) || "", seed: Number($("seed").value),
-    backend: $("backend").value, step: steps.length ? Number($("step").value) : state.step, head: $("head").value,
-  });
-}
 
 /** Parse an SSE byte stream: calls onEvent(name, data) per event; ignores comments (pings). */
 async function readSSE(response, onEvent) {
@@ -198,7 +200,7 @@ async function drawStep(index) {
     // layers too: SmolLM2's 30 labels overprint in the chart's height unless fitted
     tokenAxes: { xaxis: { tokens }, yaxis: { tokens: z.map((_, l) => String(l)) } },
   });
-  saveState();
+  view.save();
 }
 
 function setupTrace() {
@@ -210,7 +212,7 @@ function setupTrace() {
 }
 
 async function generate() {
-  saveState();
+  view.save();
   const body = {
     model: $("model").value, prompt: $("prompt").value, max_new_tokens: Number($("max_new_tokens").value),
     temperature: Number($("temperature").value), seed: Number($("seed").value), backend: $("backend").value || null,
@@ -237,14 +239,7 @@ async function generate() {
 
 /** POST /api/generate and read its events into steps and summary, while the signal allows. */
 async function stream(body, signal) {
-  const response = await fetch("/api/generate", {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), signal,
-  });
-  if (!response.ok) {
-    let detail = response.statusText;
-    try { detail = (await response.json()).detail || detail; } catch (_) { /* not JSON */ }
-    throw new ApiError(response.status, detail);
-  }
+  const response = await apiStream("/api/generate", { body, signal }); // a refusal throws the server's error
   await readSSE(response, (name, data) => {
     signal.throwIfAborted(); // a newer Generate started: this stream's events are not shown
     if (name === "token") {
@@ -265,11 +260,8 @@ async function stream(body, signal) {
 
 async function main() {
   initChrome();
-  $("prompt").value = state.prompt || $("prompt").value;
-  $("max_new_tokens").value = String(state.max_new_tokens);
-  $("temperature").value = String(state.temperature);
+  view.restore();
   if (state.top_k) $("top_k").value = String(state.top_k);
-  $("seed").value = String(state.seed);
   const info = await withLoading("Loading models", () => setupModelSelect($("model"), $("backend"), state.model, state.backend));
   if (!info) return;
   $("controls").addEventListener("submit", (ev) => {

@@ -1,24 +1,28 @@
 // Head types: a layers x heads heatmap per detector (server-built figure) and the
 // attention rollout / flow across layers. A click on a head opens it in the Explorer.
 // A run and its kind are one selection: a newer one refuses the older's replies.
-import {
-  api, baseLayout, downloadJSON, downloadNPY, fillSelect, heatmapTrace, initChrome, onArrowKeys, plot, plotFigure,
-  rawTexts, readState, setupModelSelect, withLoading, writeState,
-} from "./common.js";
+import { api } from "./api.js";
+import { initChrome, onArrowKeys } from "./chrome.js";
+import { downloadJSON, downloadNPY } from "./export.js";
+import { fillSelect, setupModelSelect } from "./forms.js";
+import { rawTexts } from "./labels.js";
 import { Latest } from "./latest.js";
+import { baseLayout, heatmapTrace, plot, plotFigure } from "./plots.js";
+import { createRun, withRun } from "./runs.js";
+import { bindState } from "./state.js";
+import { withLoading } from "./status.js";
 
 const $ = (id) => document.getElementById(id);
-const state = readState({ model: "minilm", text: "", backend: "", kind: "", method: "rollout", layer: -1 });
+const view = bindState({
+  model: "minilm", text: "", backend: "", kind: "", method: "rollout",
+  // the rollout's layer: the slider's once a rollout is shown, else the URL's (-1: the last)
+  layer: { value: -1, get: () => (rollout ? Number($("layer").value) : state.layer) },
+});
+const { state } = view;
 let run = null;
 let heads = null;
 let rollout = null;
 const selection = new Latest(); // the latest run and kind
-
-function saveState() {
-  writeState({ model: $("model").value, text: $("text").value, backend: $("backend").value,
-               kind: run ? $("kind").value : state.kind, method: $("method").value,
-               layer: rollout ? Number($("layer").value) : state.layer });
-}
 
 function explorerLink(layer, head) {
   const params = new URLSearchParams({ model: $("model").value, text: $("text").value, backend: $("backend").value,
@@ -32,7 +36,8 @@ function showKind(signal) {
 }
 
 async function showHeads(signal) {
-  const answer = await api(`/api/figures/heads/${run.run_id}?kind=${encodeURIComponent($("kind").value)}`, { signal });
+  const kind = encodeURIComponent($("kind").value);
+  const answer = await withRun(run, (id) => api(`/api/figures/heads/${id}?kind=${kind}`, { signal }), signal);
   heads = { ...answer, model: run.model, run_id: run.run_id }; // the export names the run it came from
   const el = $("head-types");
   await plotFigure(el, heads.figure, "head-types");
@@ -50,7 +55,8 @@ async function showHeads(signal) {
 async function showRollout(signal) {
   const kind = $("kind").value;
   if (kind === "cross") { rollout = null; $("rollout-panel").hidden = true; return; }
-  const answer = await api(`/api/runs/${run.run_id}/rollout?kind=${encodeURIComponent(kind)}`, { signal });
+  const answer = await withRun(run, (id) => api(`/api/runs/${id}/rollout?kind=${encodeURIComponent(kind)}`, { signal }),
+                               signal);
   rollout = answer;
   const nLayers = rollout.shape[0];
   $("layer").max = String(nLayers - 1);
@@ -74,28 +80,25 @@ async function drawRollout() {
              baseLayout({ height: 600, xaxis: { title: { text: "input token" } },
                           yaxis: { title: { text: "position" }, autorange: "reversed" } }),
              `${$("method").value}-L${layer}`, { tokenAxes: { xaxis: { tokens }, yaxis: { tokens } } });
-  saveState();
+  view.save();
 }
 
 async function go() {
-  saveState();
-  const body = { model: $("model").value, text: $("text").value, backend: $("backend").value || null };
+  view.save();
+  const request = { model: $("model").value, text: $("text").value, backend: $("backend").value };
   await selection.run(async (signal) => {
-    const answer = await api("/api/runs", { method: "POST", body, signal });
-    run = answer;
-    run.texts = [body.text]; // what the offsets index, kept with the answer
+    run = await createRun(request, signal);
     const kinds = run.kinds.filter((k) => k !== "cross");
     fillSelect($("kind"), kinds, null, kinds.includes(state.kind) ? state.kind : kinds[0]);
     $("heads-panel").hidden = false;
     await showKind(signal);
   });
-  saveState();
+  view.save();
 }
 
 async function main() {
   initChrome();
-  $("text").value = state.text || $("text").value;
-  $("method").value = state.method === "flow" ? "flow" : "rollout";
+  view.restore();
   const info = await withLoading("Loading models", () => setupModelSelect($("model"), $("backend"), state.model, state.backend));
   if (!info) return;
   $("controls").addEventListener("submit", (ev) => { ev.preventDefault(); state.layer = -1; withLoading("Running the model", go); });

@@ -2,11 +2,16 @@
 // T5 buckets), similarity vs offset for every scheme, and the extrapolation curve when the
 // lab has produced it. All figures are built by the server (app/figures.py). Only the latest
 // scheme's figures are drawn: a newer choice refuses the older's replies.
-import { api, downloadJSON, initChrome, plotFigure, readState, withLoading, writeState } from "./common.js";
+import { api } from "./api.js";
+import { initChrome } from "./chrome.js";
+import { downloadJSON } from "./export.js";
 import { Latest } from "./latest.js";
+import { plotFigure } from "./plots.js";
+import { bindState } from "./state.js";
+import { withLoading } from "./status.js";
 
 const $ = (id) => document.getElementById(id);
-const state = readState({ scheme: "sinusoidal", d_model: 64, max_len: 128, n_heads: 8 });
+const view = bindState({ scheme: "sinusoidal", d_model: 64, max_len: 128, n_heads: 8 });
 let shown = null;
 const selection = new Latest(); // the latest scheme and sizes
 
@@ -28,8 +33,7 @@ function show() {
 }
 
 async function showScheme(signal) {
-  writeState({ scheme: $("scheme").value, d_model: Number($("d_model").value), max_len: Number($("max_len").value),
-               n_heads: Number($("n_heads").value) });
+  view.save();
   $("scheme-note").textContent = NOTES[$("scheme").value] || "";
   shown = await api(`/api/figures/positional/${encodeURIComponent($("scheme").value)}?${params()}`, { signal });
   const box = $("scheme-figures");
@@ -67,7 +71,7 @@ async function extrapolation() {
 
 async function main() {
   initChrome();
-  for (const key of ["scheme", "d_model", "max_len", "n_heads"]) $(key).value = String(state[key]);
+  view.restore();
   $("controls").addEventListener("submit", (ev) => { ev.preventDefault(); withLoading("Computing", show); });
   $("scheme").addEventListener("change", () => withLoading("Computing", show));
   $("export-scheme-json").addEventListener("click", () => shown && downloadJSON(`${shown.scheme}.json`, shown.data));

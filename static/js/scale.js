@@ -3,7 +3,8 @@
 // A scale maps each weight to the value the colour (and the line view's opacity) is drawn
 // from: linear, square root, log, or linear clipped at a percentile; the colour bar keeps its
 // ticks in weights and its title says which scale is shown. Excluding the special tokens
-// drops their columns and renormalises each row over the other keys.
+// drops their columns and renormalises each row over the other keys. Viridis, the colours
+// every map is drawn in, is here too (canvas thumbnails and score tints use viridis(t)).
 
 export const SCALES = {
   linear: "linear",
@@ -90,4 +91,21 @@ export function withoutSpecialKeys(weights, keySpecial) {
     row.forEach((w, j) => { if (!keySpecial[j]) sum += w; });
     return row.map((w, j) => (keySpecial[j] ? null : sum > 0 ? w / sum : 0));
   });
+}
+
+/** Plotly's name of the colour scale every map is drawn in. */
+export const VIRIDIS = "Viridis";
+
+/** Viridis colour for t in [0, 1] (for the canvas thumbnails and score tints). */
+const VIRIDIS_STOPS = [
+  [68, 1, 84], [72, 40, 120], [62, 74, 137], [49, 104, 142], [38, 130, 142],
+  [31, 158, 137], [53, 183, 121], [109, 205, 89], [180, 222, 44], [253, 231, 37],
+];
+export function viridis(t) {
+  const x = Math.min(1, Math.max(0, Number.isFinite(t) ? t : 0)) * (VIRIDIS_STOPS.length - 1);
+  const i = Math.min(VIRIDIS_STOPS.length - 2, Math.floor(x));
+  const f = x - i;
+  const a = VIRIDIS_STOPS[i];
+  const b = VIRIDIS_STOPS[i + 1];
+  return [0, 1, 2].map((k) => Math.round(a[k] + (b[k] - a[k]) * f));
 }

@@ -1,23 +1,23 @@
 // Encoder-decoder: encoder self-, decoder self- and cross-attention of one layer and head,
 // side by side, from POST /api/attention (dense: seq2seq inputs here are short). Only the
 // latest submit's answer is drawn; layer and head are picked from that answer, no fetch.
-import {
-  api, baseLayout, downloadJSON, downloadNPY, fillSelect, fontSize, heatmapTrace, initChrome, onArrowKeys, plot, rawTexts,
-  readState, setupModelSelect, withLoading, writeState,
-} from "./common.js";
+import { api } from "./api.js";
+import { initChrome, onArrowKeys } from "./chrome.js";
+import { downloadJSON, downloadNPY } from "./export.js";
+import { fillSelect, setupModelSelect } from "./forms.js";
+import { rawTexts } from "./labels.js";
 import { Latest } from "./latest.js";
+import { baseLayout, fontSize, heatmapTrace, plot } from "./plots.js";
+import { bindState } from "./state.js";
+import { withLoading } from "./status.js";
 
 const $ = (id) => document.getElementById(id);
-const state = readState({ model: "seq2seq", text: "", backend: "", layer: 0, head: 0 });
+const view = bindState({ model: "seq2seq", text: "", backend: "", layer: 0, head: 0 });
+const { state } = view;
 let result = null;
 const submits = new Latest();
 const PANELS = [["encoder", "enc", "Encoder self-attention"], ["decoder", "dec", "Decoder self-attention (causal)"],
                 ["cross", "cross", "Cross-attention (decoder \u2192 encoder)"]];
-
-function saveState() {
-  writeState({ model: $("model").value, text: $("text").value, backend: $("backend").value,
-               layer: Number($("layer").value || state.layer), head: Number($("head").value || state.head) });
-}
 
 async function draw() {
   const layer = Number($("layer").value);
@@ -42,11 +42,11 @@ async function draw() {
       yaxis: { title: { text: rowName }, autorange: "reversed" },
     }), `${kind}-L${l}H${head}`, { tokenAxes: { xaxis: { tokens: maps.key_tokens }, yaxis: { tokens: maps.tokens } } });
   }
-  saveState();
+  view.save();
 }
 
 async function go() {
-  saveState();
+  view.save();
   const text = $("text").value;
   const body = { model: $("model").value, text, backend: $("backend").value || null };
   result = await submits.run((signal) => api("/api/attention", { method: "POST", body, signal }));
@@ -62,7 +62,7 @@ async function go() {
 
 async function main() {
   initChrome();
-  $("text").value = state.text || $("text").value;
+  view.restore();
   const info = await withLoading("Loading models", () => setupModelSelect($("model"), $("backend"), state.model, state.backend));
   if (!info) return;
   $("controls").addEventListener("submit", (ev) => { ev.preventDefault(); withLoading("Running the model", go); });

@@ -2,23 +2,24 @@
 // attention snapshots on fixed probes, one head at a time, with a slider over steps. The
 // checkpoint and the (probe, kind, layer, head) chosen are one selection: a newer one refuses
 // the older's replies, and the slider steps through the snapshots of one reply.
-import {
-  api, baseLayout, downloadJSON, downloadNPY, fillSelect, heatmapTrace, initChrome, onArrowKeys, player, plot,
-  plotFigure, readState, withLoading, writeState,
-} from "./common.js";
+import { api } from "./api.js";
+import { initChrome, onArrowKeys } from "./chrome.js";
+import { downloadJSON, downloadNPY } from "./export.js";
+import { fillSelect, player } from "./forms.js";
 import { Latest } from "./latest.js";
+import { baseLayout, heatmapTrace, plot, plotFigure } from "./plots.js";
+import { bindState } from "./state.js";
+import { withLoading } from "./status.js";
 
 const $ = (id) => document.getElementById(id);
-const state = readState({ model: "", probe: "", kind: "", layer: 0, head: 0, step: -1 });
+const view = bindState({
+  model: { value: "", el: "checkpoint" }, probe: "", kind: "", layer: 0, head: 0,
+  step: { value: -1, get: () => (snaps ? snaps.steps[Number($("step").value)] : state.step) }, // a training step, not an index
+});
+const { state } = view;
 let info = null;
 let snaps = null;
 const selection = new Latest(); // the latest checkpoint or snapshot selection
-
-function saveState() {
-  writeState({ model: $("checkpoint").value, probe: $("probe").value || state.probe, kind: $("kind").value || state.kind,
-               layer: Number($("layer").value || state.layer), head: Number($("head").value || state.head),
-               step: snaps ? snaps.steps[Number($("step").value)] : state.step });
-}
 
 async function loadSnapshots(signal) {
   const query = new URLSearchParams({ probe: $("probe").value, kind: $("kind").value, layer: $("layer").value,
@@ -39,7 +40,7 @@ async function drawSnapshot() {
     baseLayout({ title: { text: `${snaps.kind} layer ${snaps.layer}, head ${snaps.head} at step ${step}` }, height: 620,
                  xaxis: { title: { text: "key" } }, yaxis: { title: { text: "query" }, autorange: "reversed" } }),
     `snapshot-step${step}`, { tokenAxes: { xaxis: { tokens: snaps.col_tokens }, yaxis: { tokens: snaps.row_tokens } } });
-  saveState();
+  view.save();
 }
 
 async function show(signal) {
@@ -53,7 +54,7 @@ async function show(signal) {
   if (!meta || !meta.probes || !meta.probes.length) {
     $("snap-panel").hidden = true;
     snaps = null;
-    saveState();
+    view.save();
     return;
   }
   $("snap-panel").hidden = false;

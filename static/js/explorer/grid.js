@@ -1,0 +1,133 @@
+// The Explorer's model view: a layers x heads grid of pooled thumbnails, each fetched when it
+// scrolls into view (six at a time) and drawn on a canvas; tinted by a head-type score on demand.
+import { isAbort } from "../latest.js";
+import { viridis } from "../scale.js";
+
+export const THUMB = 48; // pooled thumbnail side, in cells and canvas pixels
+const PARALLEL = 6; // thumbnail requests in flight at once
+
+function drawThumb(canvas, t) {
+  const [rows, cols] = t.shape;
+  canvas.width = cols;
+  canvas.height = rows;
+  const ctx = canvas.getContext("2d");
+  const image = ctx.createImageData(cols, rows);
+  let max = 0;
+  for (const v of t.data) if (v > max) max = v;
+  for (let i = 0; i < t.data.length; i++) {
+    // square root: a sink or the diagonal (weight ~1) would otherwise leave the rest black
+    const [r, g, b] = viridis(max > 0 ? Math.sqrt(t.data[i] / max) : 0);
+    image.data.set([r, g, b, 255], i * 4);
+  }
+  ctx.putImageData(image, 0, 0);
+  canvas.dataset.loaded = "1";
+}
+
+function axisLabel(text) {
+  const label = document.createElement("span");
+  label.className = "axis";
+  label.textContent = text;
+  return label;
+}
+
+export class HeadGrid {
+  #observer = null;
+  #thumbs = new AbortController(); // the thumbnails of the grid shown
+  #queue = [];
+  #active = 0;
+
+  /** `fetchThumb(layer, head, signal)` resolves with a pooled tile; `onOpen(layer, head)` on a click. */
+  constructor(el, { fetchThumb, onOpen }) {
+    this.el = el;
+    this.fetchThumb = fetchThumb;
+    this.onOpen = onOpen;
+  }
+
+  /** A fresh grid of nLayers x nHeads buttons; the thumbnails of an earlier grid are not fetched or drawn any more. */
+  build(nLayers, nHeads) {
+    const grid = this.el;
+    grid.replaceChildren();
+    if (this.#observer) this.#observer.disconnect();
+    this.#thumbs.abort();
+    this.#thumbs = new AbortController();
+    this.#queue.length = 0;
+    grid.style.setProperty("--heads", String(nHeads));
+    grid.appendChild(axisLabel(""));
+    for (let h = 0; h < nHeads; h++) grid.appendChild(axisLabel(`H${h}`));
+    this.#observer = new IntersectionObserver((entries) => {
+      for (const entry of entries) {
+        if (!entry.isIntersecting) continue;
+        this.#observer.unobserve(entry.target);
+        this.#queue.push(entry.target);
+        this.#pump();
+      }
+    }, { rootMargin: "200px" });
+    for (let l = 0; l < nLayers; l++) {
+      grid.appendChild(axisLabel(`L${l}`));
+      for (let h = 0; h < nHeads; h++) {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "thumb";
+        button.dataset.layer = String(l);
+        button.dataset.head = String(h);
+        button.setAttribute("aria-label", `layer ${l} head ${h}`);
+        button.title = `layer ${l}, head ${h}`;
+        const canvas = document.createElement("canvas");
+        canvas.width = THUMB;
+        canvas.height = THUMB;
+        button.appendChild(canvas);
+        const score = document.createElement("span");
+        score.className = "score";
+        button.appendChild(score);
+        button.addEventListener("click", () => this.onOpen(l, h));
+        grid.appendChild(button);
+        this.#observer.observe(button);
+      }
+    }
+  }
+
+  #pump() {
+    while (this.#active < PARALLEL && this.#queue.length) {
+      const button = this.#queue.shift();
+      this.#active += 1;
+      const { layer, head } = button.dataset;
+      const { signal } = this.#thumbs;
+      this.fetchThumb(layer, head, signal)
+        .then((t) => { if (!signal.aborted) drawThumb(button.querySelector("canvas"), t); })
+        .catch((err) => { if (!isAbort(err)) { button.classList.add("failed"); button.title = err.message; } })
+        .finally(() => { this.#active -= 1; this.#pump(); });
+    }
+  }
+
+  /** Tint every head by table[layer][head] (a detector's scores), or clear the tints (no table). */
+  colour(table, detector) {
+    let lo = Infinity;
+    let hi = -Infinity;
+    if (table) for (const row of table) for (const v of row) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+    for (const button of this.el.querySelectorAll(".thumb")) {
+      const label = button.querySelector(".score");
+      if (!table) {
+        button.style.removeProperty("--tint");
+        button.classList.remove("tinted");
+        label.textContent = "";
+        continue;
+      }
+      const v = table[Number(button.dataset.layer)][Number(button.dataset.head)];
+      const [r, g, b] = viridis(hi > lo ? (v - lo) / (hi - lo) : 0);
+      button.style.setProperty("--tint", `rgb(${r}, ${g}, ${b})`);
+      button.classList.add("tinted");
+      label.textContent = v.toFixed(2);
+      button.title = `layer ${button.dataset.layer}, head ${button.dataset.head}: ${detector} ${v.toFixed(3)}`;
+    }
+  }
+
+  /** Mark the open head (keyboard focus follows it when it was on the grid). */
+  select(layer, head) {
+    for (const b of this.el.querySelectorAll(".thumb")) {
+      const on = Number(b.dataset.layer) === layer && Number(b.dataset.head) === head;
+      b.classList.toggle("selected", on);
+      b.setAttribute("aria-selected", on ? "true" : "false");
+      if (on && document.activeElement && document.activeElement.classList.contains("thumb")) b.focus();
+    }
+  }
+}

@@ -1,0 +1,85 @@
+// Form controls shared by the views: the model and backend selects (from GET /api/models),
+// option lists, and a play button that steps a range input. Option text is set as text.
+import { api } from "./api.js";
+
+let modelsCache = null;
+
+export async function listModels() {
+  if (!modelsCache) modelsCache = await api("/api/models");
+  return modelsCache;
+}
+
+/**
+ * Fill the model <select> with the models of the given families; unavailable ones stay
+ * listed, disabled, with the reason. Returns a lookup of a model's info (the chosen one by default).
+ */
+export async function setupModelSelect(select, backendSelect, wanted, wantedBackend) {
+  const families = (select.dataset.families || "").split(",").filter(Boolean);
+  const models = (await listModels()).filter((m) => !families.length || families.includes(m.family));
+  select.replaceChildren();
+  for (const m of models) {
+    const option = document.createElement("option");
+    option.value = m.id;
+    option.textContent = m.available
+      ? `${m.id} (${m.family}, ${m.n_layers}\u00d7${m.n_heads})`
+      : `${m.id} \u2014 unavailable: ${m.reason || "unknown reason"}`;
+    option.disabled = !m.available;
+    if (!m.available) option.title = m.reason || "";
+    select.appendChild(option);
+  }
+  const available = models.filter((m) => m.available);
+  const pick = available.find((m) => m.id === wanted) || available[0];
+  if (pick) select.value = pick.id;
+  const note = document.getElementById("model-note");
+  if (!pick && note) note.textContent = `No available ${families.join(" / ")} model on this server.`;
+  const fillBackends = () => {
+    const info = models.find((m) => m.id === select.value);
+    if (!backendSelect || !info) return;
+    const previous = backendSelect.value || wantedBackend;
+    backendSelect.replaceChildren();
+    for (const b of info.backends) {
+      const option = document.createElement("option");
+      option.value = b;
+      option.textContent = b;
+      backendSelect.appendChild(option);
+    }
+    if (info.backends.includes(previous)) backendSelect.value = previous;
+  };
+  fillBackends();
+  select.addEventListener("change", fillBackends);
+  return (id) => models.find((m) => m.id === (id || select.value));
+}
+
+export function fillSelect(select, values, labels = null, selected = null) {
+  select.replaceChildren();
+  values.forEach((v, i) => {
+    const option = document.createElement("option");
+    option.value = String(v);
+    option.textContent = labels ? labels[i] : String(v);
+    select.appendChild(option);
+  });
+  if (selected !== null && values.map(String).includes(String(selected))) select.value = String(selected);
+}
+
+/** Play/pause a range input through its values. */
+export function player(button, range, onStep, intervalMs = 600) {
+  let timer = null;
+  const stop = () => {
+    clearInterval(timer);
+    timer = null;
+    button.textContent = "Play";
+    button.setAttribute("aria-pressed", "false");
+  };
+  button.addEventListener("click", () => {
+    if (timer) { stop(); return; }
+    if (Number(range.value) >= Number(range.max)) range.value = range.min;
+    button.textContent = "Pause";
+    button.setAttribute("aria-pressed", "true");
+    timer = setInterval(() => {
+      if (Number(range.value) >= Number(range.max)) { stop(); return; }
+      range.value = String(Number(range.value) + 1);
+      onStep(Number(range.value));
+    }, intervalMs);
+  });
+  return stop;
+}

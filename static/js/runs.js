@@ -1,0 +1,50 @@
+// Runs: POST /api/runs captures a forward pass once; later requests name it by run_id. A run
+// lives in one server worker's cache: evicted (the cache is full) or asked of another worker,
+// it answers 404. Every page asks for a run's data through withRun, which then recreates the
+// run from the request that made it (the id is a hash of that request: it comes back the same)
+// and asks once more.
+import { api, ApiError } from "./api.js";
+
+const requests = new WeakMap(); // run answer -> the body that created it (kept out of the answer: pages export it)
+const recreating = new WeakMap(); // run answer -> the POST under way (concurrent 404s share one)
+
+/**
+ * POST /api/runs for {model, text, text_pair?, backend}; the answer, with `texts` (what its
+ * offsets index: [text, text_pair or null]) added.
+ */
+export async function createRun({ model, text, text_pair: pair = "", backend = "" }, signal) {
+  const body = { model, text, backend: backend || null };
+  if (pair && pair.trim()) body.text_pair = pair;
+  const answer = await api("/api/runs", { method: "POST", body, signal });
+  answer.texts = [body.text, body.text_pair ?? null];
+  requests.set(answer, body);
+  return answer;
+}
+
+/** Recreate an evicted run in place (same object, fresh fields), once for concurrent callers.
+ *  The POST takes no caller's signal: one caller giving up must not fail the others waiting on it. */
+function recreate(run) {
+  if (!recreating.has(run)) {
+    const body = requests.get(run);
+    const post = api("/api/runs", { method: "POST", body })
+      .then((answer) => { Object.assign(run, answer); })
+      .finally(() => recreating.delete(run));
+    recreating.set(run, post);
+  }
+  return recreating.get(run);
+}
+
+/**
+ * call(runId) for a run made by createRun; a 404 (the run evicted, or another worker) recreates
+ * the run and calls once more. Every other error, and a second 404, goes to the caller.
+ */
+export async function withRun(run, call, signal) {
+  try {
+    return await call(run.run_id);
+  } catch (err) {
+    if (!(err instanceof ApiError) || err.status !== 404 || !requests.has(run)) throw err;
+    await recreate(run);
+    signal?.throwIfAborted();
+    return call(run.run_id);
+  }
+}
