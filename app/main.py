@@ -1,42 +1,37 @@
-"""create_app(): the FastAPI application, its lifespan, middleware, error handlers and routers."""
+"""create_app(): the FastAPI application, its lifespan, middleware, error handlers and routers.
+
+The composition root: it wires app.core (settings, middleware, metrics), app.services, app.api (routers,
+errors, the OpenAPI document) and app.web (pages, /docs, static files); nothing imports it but the CLI."""
 
 from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import torch
-from fastapi import FastAPI, Request
-from fastapi.exception_handlers import http_exception_handler
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
-from starlette.responses import Response
 
 from models import Registry, default_registry
 from models.memory import measure_peak
 
-from . import pages
-from .docs import install_openapi, mount_docs
-from .limits import SettingsContext
-from .middleware import BodyLimitMiddleware, RequestLogMiddleware, SecurityHeadersMiddleware
-from .routes import attention, benchmark, generate, health, positional, runs
-from .routes import models as models_routes
-from .schemas import UNION_TAGS
+from .api.errors import HANDLERS
+from .api.limits import SettingsContext
+from .api.openapi import install_openapi
+from .api.routes import ROUTERS
+from .api.transport import BINARY_MEDIA_TYPE, EXPOSED_HEADERS, OrjsonResponse
+from .core.metrics import Metrics
+from .core.middleware import BodyLimitMiddleware, RequestLogMiddleware, SecurityHeadersMiddleware
+from .core.settings import Settings, get_settings
 from .services import build_services
-from .services.errors import ApiError
-from .services.metrics import Metrics
-from .settings import Settings, get_settings
-from .transport import BINARY_MEDIA_TYPE, EXPOSED_HEADERS, OrjsonResponse
+from .services.errors import ServiceError
+from .web import pages
+from .web.assets import STATIC
+from .web.docs import mount_docs
 
 log = logging.getLogger(__name__)
-
-STATIC = Path(__file__).resolve().parent.parent / "static"
-API_ROUTERS = (health.router, models_routes.router, attention.router, runs.router, generate.router,
-               positional.router, benchmark.router)
 
 DESCRIPTION = """Per-layer, per-head attention of from-scratch and pretrained Transformers.
 
@@ -46,46 +41,6 @@ Errors are `{"detail": "<field>: <what is wrong and the limit>", "errors": [...]
 invalid (outside the bounds stated here, or a layer, head or kind the model or run does not have), 413 for an
 input larger than a limit (more tokens than the model's positions or the server's `max_tokens`, over a budget),
 the same for every model family. Bounds marked `x-setting` are this server's settings."""
-
-
-def _field(loc: tuple) -> str:
-    """The field an error location names: ``("body", "seq_lens", 0)`` -> ``seq_lens.0``. A discriminated body
-    (app.schemas.BenchmarkRequest) puts the chosen form's tag after "body": the field is the form's own."""
-    if len(loc) > 1 and loc[0] == "body" and loc[1] in UNION_TAGS:
-        loc = loc[:1] + loc[2:]
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
-    return ".".join(parts) or "body"
-
-
-def _error_line(error: dict) -> dict:
-    """One error as ``{field, msg, type}``. A body that is not JSON is located at a character, not a field."""
-    if error.get("type") == "json_invalid":
-        loc = tuple(error.get("loc", ()))
-        at = f" at character {loc[-1]}" if len(loc) > 1 and isinstance(loc[-1], int) else ""
-        reason = (error.get("ctx") or {}).get("error", "not JSON")
-        return {"field": "body", "msg": f"invalid JSON{at}: {reason}", "type": "json_invalid"}
-    return {"field": _field(tuple(error.get("loc", ()))), "msg": error.get("msg", ""), "type": error.get("type", "")}
-
-
-async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
-    """422 with one readable line per error, each naming its field; the input is never echoed back."""
-    errors = [_error_line(e) for e in exc.errors()]
-    detail = "; ".join(f"{e['field']}: {e['msg']}" for e in errors) or "invalid request"
-    return OrjsonResponse({"detail": detail, "errors": errors}, status_code=422)
-
-
-async def _api_error(request: Request, exc: ApiError) -> Response:
-    return OrjsonResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
-
-
-async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-    """FastAPI answers 400 to a body it cannot decode (not UTF-8): for us that is an invalid request like any
-    other, 422 in the same shape. Other HTTP errors (404 and 405 of unknown routes) keep FastAPI's answer."""
-    if exc.status_code != 400:
-        return await http_exception_handler(request, exc)
-    reason = str(exc.__cause__) if exc.__cause__ is not None else "not JSON"
-    error = {"field": "body", "msg": f"could not be decoded: {reason}", "type": "json_invalid"}
-    return OrjsonResponse({"detail": f"body: {error['msg']}", "errors": [error]}, status_code=422)
 
 
 def create_app(settings: Settings | None = None, registry: Registry | None = None) -> FastAPI:
@@ -108,7 +63,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
             for model_id in settings.default_models:
                 try:
                     await services.hub.adapter(model_id)
-                except ApiError as err:
+                except ServiceError as err:
                     log.warning("preload of %s skipped: %s", model_id, err.detail)
         yield
         app.state.services = None
@@ -123,17 +78,15 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     app.dependency_overrides[get_settings] = lambda: settings
 
     install_openapi(app, settings)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(ApiError, _api_error)
+    for exc_class, handler in HANDLERS:
+        app.add_exception_handler(exc_class, handler)
 
-    for router in API_ROUTERS:
+    for router in (*ROUTERS, pages.router):
         app.include_router(router)
-    app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
 
     # the last added runs first: log (times everything) -> security headers -> CORS -> body limit -> gzip ->
-    # this app's settings bound for validation (app.limits)
+    # this app's settings bound for validation (app.api.limits)
     app.add_middleware(SettingsContext, settings=settings)
     app.add_middleware(GZipMiddleware, minimum_size=settings.gzip_min_bytes, compresslevel=settings.gzip_level,
                        exclude_content_types=DEFAULT_EXCLUDED_CONTENT_TYPES + (BINARY_MEDIA_TYPE,))

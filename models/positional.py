@@ -24,6 +24,12 @@ class PositionalScheme(nn.Module):
     """Base class: a scheme that does nothing (``none``)."""
 
     name: ClassVar[str] = "none"
+    # what the pages and GET /api/positional show of each scheme: the one place these are written
+    label: ClassVar[str] = "none"
+    summary: ClassVar[str] = "No positional information: attention alone is permutation-invariant."
+    paper: ClassVar[str | None] = None
+    # drawn in the similarity-vs-offset comparison (a vector or a rotation to compare, or ALiBi's fixed bias)
+    in_similarity: ClassVar[bool] = False
     extrapolates: ClassVar[bool] = True  # can it be evaluated past max_positions?
 
     def __init__(self, d_model: int, n_heads: int, max_positions: int, head_dim: int | None = None, **_: object):
@@ -65,6 +71,10 @@ class Sinusoidal(PositionalScheme):
     """Fixed sinusoids (Vaswani et al. 2017, arXiv 1706.03762, section 3.5)."""
 
     name = "sinusoidal"
+    label = "sinusoidal"
+    summary = "Fixed sines and cosines added to the token embeddings (Vaswani et al. 2017)."
+    paper = "Vaswani et al. 2017, Attention Is All You Need, arXiv 1706.03762"
+    in_similarity = True
 
     def __init__(self, d_model: int, n_heads: int, max_positions: int, base: float = 10000.0, **kw: object):
         super().__init__(d_model, n_heads, max_positions, **kw)
@@ -84,6 +94,9 @@ class Learned(PositionalScheme):
     """A learned table of absolute positions (BERT, GPT-2). Cannot extrapolate past it."""
 
     name = "learned"
+    label = "learned (random init)"
+    summary = "A learned table added to the embeddings; shown here at its random initialisation."
+    in_similarity = True
     extrapolates = False
 
     def __init__(self, d_model: int, n_heads: int, max_positions: int, **kw: object):
@@ -108,6 +121,10 @@ class Rotary(PositionalScheme):
     """
 
     name = "rope"
+    label = "RoPE"
+    summary = "Queries and keys rotated by position, so q\u00b7k depends on the offset only (Su et al. 2021)."
+    paper = "Su et al. 2021, RoFormer, arXiv 2104.09864"
+    in_similarity = True
 
     def __init__(self, d_model: int, n_heads: int, max_positions: int, base: float = 10000.0, **kw: object):
         super().__init__(d_model, n_heads, max_positions, **kw)
@@ -176,6 +193,10 @@ class ALiBi(PositionalScheme):
     """Attention with Linear Biases (Press et al., arXiv 2108.12409)."""
 
     name = "alibi"
+    label = "ALiBi"
+    summary = "A linear penalty on the scores, one slope per head (Press et al. 2021)."
+    paper = "Press et al. 2021, Train Short, Test Long, arXiv 2108.12409"
+    in_similarity = True
 
     def __init__(self, d_model: int, n_heads: int, max_positions: int, causal: bool = True, **kw: object):
         super().__init__(d_model, n_heads, max_positions, **kw)
@@ -227,6 +248,9 @@ class T5Relative(PositionalScheme):
     """Bucketed relative position bias (T5), bidirectional for encoders, causal for decoders."""
 
     name = "t5_relative"
+    label = "T5 relative"
+    summary = "A learned bias per head and relative-offset bucket (Raffel et al. 2019)."
+    paper = "Raffel et al. 2019, T5, arXiv 1910.10683"
 
     def __init__(self, d_model: int, n_heads: int, max_positions: int, causal: bool = False,
                  num_buckets: int = 32, max_distance: int = 128, **kw: object):
@@ -248,7 +272,7 @@ class T5Relative(PositionalScheme):
 
 
 POSITIONAL: dict[str, type[PositionalScheme]] = {
-    cls.name: cls for cls in (PositionalScheme, Sinusoidal, Learned, Rotary, ALiBi, T5Relative)
+    cls.name: cls for cls in (Sinusoidal, Learned, Rotary, ALiBi, T5Relative, PositionalScheme)  # the pages' order
 }
 
 

@@ -89,7 +89,7 @@ CASES = [
     ("generate on unavailable", "POST", "/api/generate", {"json": {**GEN, "model": "ghost"}}, {409, 422}, []),
     ("positional d_model 0", "GET", "/api/positional/rope?d_model=0", {}, {422}, ["d_model"]),
     ("positional unknown", "GET", "/api/positional/wavelet", {}, {422}, ["scheme"]),
-    ("positional figures unknown", "GET", "/api/figures/positional/wavelet", {}, {422}, ["scheme", "alibi"]),
+    ("positional figures unknown", "GET", "/api/positional/wavelet?format=figure", {}, {422}, ["scheme", "alibi"]),
     ("profile past positions", "GET", "/api/figures/profile/tiny-bert?tokens=65", {}, {413},
      ["tokens: 65 tokens is more than model 'tiny-bert' accepts (max_positions 64)"]),
     ("benchmark empty seq_lens", "POST", "/api/benchmark", {"json": {"seq_lens": []}}, {422}, ["seq_lens"]),

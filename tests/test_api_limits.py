@@ -17,9 +17,9 @@ import httpx
 import pytest
 import uvicorn
 
+from app.api.schemas import MAX_HEADS, MAX_LAYERS
+from app.core.settings import Settings
 from app.main import create_app
-from app.schemas import MAX_HEADS, MAX_LAYERS
-from app.settings import Settings
 from tests.test_api_support import one_thread, test_settings, tiny_registry  # noqa: F401  (fixtures)
 
 TEXT_CHARS = 300  # max_text_chars of the test server: its body limit is 300 * 12 + 64 KiB = 69,136 bytes

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from app.api.errors import status_of
 from app.main import create_app
 from app.services.errors import Busy, Overloaded
 from app.services.hub import ModelGate
@@ -154,10 +155,10 @@ def test_gate_limits_queue_with_retry_after():
             assert gate.waiting == 1
             with pytest.raises(Busy) as busy:
                 await _enter(gate, "math")
-            assert busy.value.status == 429 and busy.value.headers["Retry-After"] == "3"
+            assert status_of(busy.value) == 429 and busy.value.headers["Retry-After"] == "3"
             with pytest.raises(Overloaded) as slow:
                 await waiter
-            assert slow.value.status == 503
+            assert status_of(slow.value) == 503
         await _enter(gate, "sdpa")  # free again, any backend
 
     asyncio.run(scenario())
@@ -275,8 +276,8 @@ def test_closed_sets_are_enums_from_their_registries(client):
     backend = schemas["AttentionRequest"]["properties"]["backend"]["anyOf"][0]
     assert backend["enum"] == list(BACKENDS)
     assert schemas["SyntheticBenchmarkRequest"]["properties"]["backends"]["items"]["enum"] == list(BACKENDS)
-    for path in ["/api/positional/{scheme}", "/api/figures/positional/{scheme}"]:
-        assert _param(spec, path, "scheme")["schema"]["enum"] == list(POSITIONAL)
+    assert _param(spec, "/api/positional/{scheme}", "scheme")["schema"]["enum"] == list(POSITIONAL)
+    assert _param(spec, "/api/positional/{scheme}", "format")["schema"]["enum"] == ["json", "figure"]
     tile = "/api/runs/{run_id}/attention"
     assert _param(spec, tile, "pool_mode")["schema"]["enum"] == ["max", "mean"]
     assert _param(spec, tile, "format")["schema"]["enum"] == ["json", "f16", "u8"]
@@ -292,7 +293,7 @@ def test_every_status_the_app_sends_is_documented(client):
             documented = set(op["responses"])
             if op.get("parameters") or "requestBody" in op:
                 assert "422" in documented, (method, path)
-            if "requestBody" in op:  # the body limit (app.middleware.BodyLimitMiddleware)
+            if "requestBody" in op:  # the body limit (app.core.middleware.BodyLimitMiddleware)
                 assert "max_body_bytes" in op["responses"]["413"]["description"], (method, path)
             if not path.startswith("/api/positional"):  # every other operation needs the started services
                 assert "the server is starting" in op["responses"]["503"]["description"], (method, path)

@@ -106,7 +106,7 @@ def test_binary_formats(client, run, dense):
 def test_meta_header_is_bounded(client):
     """X-Attnlab-Meta stays under META_MAX_BYTES (Node's parser refuses 16 KiB of headers, proxies 4-8 KiB): a big
     tile's meta leaves its per-token labels out and says where they are; a small tile's keeps them."""
-    from app.transport import META_MAX_BYTES
+    from app.api.transport import META_MAX_BYTES
 
     text = "the quick brown fox " * 60  # 1,200 tokens
     big = client.post("/api/runs", json={"model": "tiny-gpt", "text": text}).json()

@@ -14,9 +14,9 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from app.api.transport import decode_meta
+from app.core.settings import Settings
 from app.main import create_app
-from app.settings import Settings
-from app.transport import decode_meta
 from models import ModelInfo, Registry, ScratchAdapter, TransformerConfig, build_model
 from models.catalogue import Entry
 from models.tokenization import CharTokenizer

@@ -85,9 +85,9 @@ def _free_port() -> int:
 def server(tmp_path_factory):
     import uvicorn
 
-    from app.assets import ensure_assets
+    from app.core.settings import Settings
     from app.main import create_app
-    from app.settings import Settings
+    from app.web.assets import ensure_assets
     from models.hf import pretrained_entries
     from models.registry import Registry, zoo_entries
 

@@ -57,12 +57,12 @@ def ops(*labels: str) -> frozenset[str]:
     return frozenset(labels)
 
 
-POSITIONAL = ops("GET /api/positional/{scheme}", "GET /api/figures/positional/{scheme}", "GET /api/figures/similarity")
-TEXT_IN = ops("POST /api/attention", "POST /api/runs", "POST /api/benchmark", "POST /api/figures/benchmark")
+POSITIONAL = ops("GET /api/positional/{scheme}", "GET /api/figures/similarity")
+TEXT_IN = ops("POST /api/attention", "POST /api/runs", "POST /api/benchmark")
 PROMPT_IN = ops("POST /api/generate")
 ON_A_RUN = ops("GET /api/runs/{run_id}/attention", "GET /api/runs/{run_id}/rollout", "GET /api/runs/{run_id}/heads",
                "GET /api/figures/heads/{run_id}")
-BENCHMARKS = ops("POST /api/benchmark", "POST /api/figures/benchmark")
+BENCHMARKS = ops("POST /api/benchmark")
 SNAPSHOTS = ops("GET /api/training/{name}/snapshots")
 
 EXPECTED = [

@@ -16,10 +16,10 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from app import figures
+from app.core.settings import Settings
 from app.main import create_app
-from app.pages import VIEWS, _plotly_source, plotly_needs
-from app.settings import Settings
+from app.web import figures
+from app.web.pages import VIEWS, _plotly_source, plotly_needs
 from models import PRESETS, build_model, make_positional, preset
 from models.introspection import describe_architecture
 from models.registry import Registry, zoo_entries
@@ -190,10 +190,12 @@ def test_every_view_has_its_module_and_plotly_needs_are_found(client):
 
 
 def test_figure_endpoints(client):
-    r = client.get("/api/figures/positional/rope", params={"d_model": 32, "max_len": 32, "n_heads": 4})
+    figure = {"format": "figure"}
+    r = client.get("/api/positional/rope", params={"d_model": 32, "max_len": 32, "n_heads": 4, **figure})
     assert r.status_code == 200 and set(r.json()["figures"]) == {"rotations"}
-    assert client.get("/api/figures/positional/nope").status_code == 422
-    assert client.get("/api/figures/positional/rope", params={"d_model": 30, "n_heads": 4}).status_code == 422
+    assert r.json()["rotations"] is not None  # the data the figures were drawn from travels with them
+    assert client.get("/api/positional/nope", params=figure).status_code == 422
+    assert client.get("/api/positional/rope", params={"d_model": 30, "n_heads": 4, **figure}).status_code == 422
     sim = client.get("/api/figures/similarity", params={"d_model": 32, "max_len": 32, "n_heads": 4}).json()
     assert len(sim["figure"]["data"]) == 4
     assert client.get("/api/figures/extrapolation").json()["available"] is False

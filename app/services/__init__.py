@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 
 from models import Registry
 
-from ..settings import Settings
+from ..core.metrics import Metrics
+from ..core.settings import Settings
 from .attention import AttentionService
 from .benchmark import BenchmarkService
 from .generation import GenerationService
 from .hub import ModelHub
-from .metrics import Metrics
 from .runs import RunService
 
 

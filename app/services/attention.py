@@ -14,7 +14,7 @@ import torch
 from models import ModelAdapter, TokenSeq
 from models.capture import stack_maps
 
-from ..settings import Settings
+from ..core.settings import Settings
 from .errors import Invalid, TooLarge
 from .hub import ModelHub
 from .inputs import encode_checked

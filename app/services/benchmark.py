@@ -10,7 +10,7 @@ import asyncio
 
 from models import ModelAdapter
 
-from ..settings import Settings
+from ..core.settings import Settings
 from .errors import Busy, Invalid, TooLarge, Unavailable
 from .hub import ModelHub, in_thread
 from .inputs import attention_cells, encode_checked

@@ -1,9 +1,10 @@
-"""Errors the services raise; app.main maps each class to its HTTP status once.
+"""Errors the services raise; app.api.errors maps each class to its HTTP status, once (``STATUSES``).
 
 Every message says what was wrong and the limit or the way out, because it is shown
 as is to a student in the page and to a script in its traceback: ``"<field>: <what> ... (<limit>)"``.
 
-One kind of error, one status, for every model family:
+One kind of error, one status, for every model family (the services know no HTTP; the statuses are
+app.api.errors'):
 
 - 422 ``Invalid``: a value the API does not accept. Outside the bounds the OpenAPI document states
   (pydantic answers those before a service runs), or one this model or run does not have: a layer,
@@ -25,8 +26,8 @@ def with_article(noun: str) -> str:
     return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
 
-class ApiError(Exception):
-    status: int = 400
+class ServiceError(Exception):
+    """What went wrong, for a person (``detail``), and headers the answer carries (Retry-After)."""
 
     def __init__(self, detail: str, headers: dict[str, str] | None = None):
         super().__init__(detail)
@@ -34,32 +35,24 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-class NotFound(ApiError):
-    status = 404
+class NotFound(ServiceError):
+    """An unknown model, run, checkpoint or result; the detail lists the known ones or the way to make it."""
 
 
-class Unavailable(ApiError):
+class Unavailable(ServiceError):
     """A registered model that cannot load here; the detail carries its reason."""
 
-    status = 409
 
-
-class TooLarge(ApiError):
+class TooLarge(ServiceError):
     """Larger than a limit: tokens past the model or server, over a size or work budget."""
 
-    status = 413
 
-
-class Invalid(ApiError):
+class Invalid(ServiceError):
     """A value this model or run does not have (layer, head, kind, tile range, a pair for a decoder)."""
 
-    status = 422
 
-
-class Busy(ApiError):
+class Busy(ServiceError):
     """Too many requests queued for one model: retry later."""
-
-    status = 429
 
     def __init__(self, detail: str, retry_after_s: int):
         super().__init__(detail, {"Retry-After": str(retry_after_s)})
@@ -67,5 +60,3 @@ class Busy(ApiError):
 
 class Overloaded(Busy):
     """Waited in the queue past the configured timeout."""
-
-    status = 503

@@ -17,12 +17,12 @@ import torch
 
 from models import GenerationStep
 
-from ..settings import Settings
+from ..core.logctx import note
+from ..core.metrics import Metrics
+from ..core.settings import Settings
 from .errors import Invalid, with_article
 from .hub import ModelHub, in_thread
 from .inputs import encode_checked
-from .logctx import note
-from .metrics import Metrics
 
 
 @dataclass

@@ -20,9 +20,9 @@ import torch
 
 from models import ModelAdapter, ModelInfo, Registry, UnavailableModel, UnknownModel
 
-from ..settings import Settings
+from ..core.logctx import note
+from ..core.settings import Settings
 from .errors import Busy, NotFound, Overloaded, Unavailable
-from .logctx import note
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from models import Encoded, ModelAdapter, ModelInfo
 
-from ..settings import Settings
+from ..core.logctx import note
+from ..core.settings import Settings
 from .errors import Invalid, TooLarge, with_article
-from .logctx import note
 
 
 def encode_checked(adapter: ModelAdapter, text: str, text_pair: str | None, settings: Settings,

@@ -7,12 +7,15 @@ from pathlib import Path
 import orjson
 
 from models import make_positional
+from models.positional import POSITIONAL
 
-from ..settings import Settings
+from ..core.settings import Settings
 from .errors import Invalid, NotFound, TooLarge
 
 
 def describe_scheme(scheme: str, d_model: int, max_len: int, n_heads: int, settings: Settings) -> dict:
+    """models.positional describe() of ``scheme`` at these sizes: Invalid (422) for sizes the scheme cannot take,
+    TooLarge (413) for more than ``dense_budget`` values (max_len x d_model, or n_heads x max_len^2 biases)."""
     if d_model % n_heads:
         raise Invalid(f"d_model: {d_model} must be divisible by n_heads {n_heads}")
     if scheme == "rope" and (d_model // n_heads) % 2:
@@ -26,7 +29,20 @@ def describe_scheme(scheme: str, d_model: int, max_len: int, n_heads: int, setti
     return module.describe(max_len)
 
 
+def schemes() -> list[dict]:
+    """Every positional scheme with its label, one-line summary and paper (the classes in models.positional)."""
+    return [{"name": name, "label": cls.label, "summary": cls.summary, "paper": cls.paper,
+             "in_similarity": cls.in_similarity} for name, cls in POSITIONAL.items()]
+
+
+def describe_similarity(d_model: int, max_len: int, n_heads: int, settings: Settings) -> dict[str, dict]:
+    """describe_scheme of every scheme drawn in the similarity-vs-offset comparison."""
+    return {name: describe_scheme(name, d_model, max_len, n_heads, settings)
+            for name, cls in POSITIONAL.items() if cls.in_similarity}
+
+
 def extrapolation_results(settings: Settings) -> dict:
+    """The extrapolation lab's stored results; NotFound (404) until `attnlab lab extrapolation` has run."""
     path = Path(settings.zoo_dir) / "extrapolation" / "results.json"
     if not path.is_file():
         raise NotFound("no extrapolation results on this server: run `attnlab lab extrapolation` to train the "

@@ -24,11 +24,11 @@ import torch
 from models import ModelAdapter, Recorder, TokenSeq, axis_seqs
 from models.capture import pooled_overview
 
-from ..settings import Settings
+from ..core.logctx import note
+from ..core.settings import Settings
 from .errors import Invalid, NotFound, TooLarge
 from .hub import ModelHub, in_thread
 from .inputs import encode_checked
-from .logctx import note
 
 log = logging.getLogger(__name__)
 

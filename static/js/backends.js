@@ -44,7 +44,7 @@ async function run() {
   } else {
     body = { model: $("model").value, text: $("text").value, backends: backends() };
   }
-  result = await submits.run((signal) => api("/api/figures/benchmark", { method: "POST", body, signal }));
+  result = await submits.run((signal) => api("/api/benchmark?format=figure", { method: "POST", body, signal }));
   $("bench-panel").hidden = false;
   await plotFigure($("bench"), result.figure, "benchmark");
   const synthetic = result.form === "synthetic";

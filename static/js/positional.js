@@ -1,6 +1,7 @@
 // Positional encodings: the chosen scheme's figures (matrix, RoPE rotations, ALiBi biases,
 // T5 buckets), similarity vs offset for every scheme, and the extrapolation curve when the
-// lab has produced it. All figures are built by the server (app/figures.py). Only the latest
+// lab has produced it. All figures are built by the server (app/web/figures.py); the schemes, their
+// labels and summaries come from GET /api/positional (models/positional.py). Only the latest
 // scheme's figures are drawn: a newer choice refuses the older's replies.
 import { api } from "./api.js";
 import { initChrome } from "./chrome.js";
@@ -15,14 +16,7 @@ const view = bindState({ scheme: "sinusoidal", d_model: 64, max_len: 128, n_head
 let shown = null;
 const selection = new Latest(); // the latest scheme and sizes
 
-const NOTES = {
-  none: "No positional information: attention alone is permutation-invariant.",
-  sinusoidal: "Fixed sines and cosines added to the token embeddings (Vaswani et al. 2017).",
-  learned: "A learned table added to the embeddings; shown here at its random initialisation.",
-  rope: "Queries and keys rotated by position, so q\u00b7k depends on the offset only (Su et al. 2021).",
-  alibi: "A linear penalty on the scores, one slope per head (Press et al. 2021).",
-  t5_relative: "A learned bias per head and relative-offset bucket (Raffel et al. 2019).",
-};
+let schemes = {}; // name -> {label, summary, paper}, from GET /api/positional
 
 function params() {
   return new URLSearchParams({ d_model: $("d_model").value, max_len: $("max_len").value, n_heads: $("n_heads").value });
@@ -34,8 +28,10 @@ function show() {
 
 async function showScheme(signal) {
   view.save();
-  $("scheme-note").textContent = NOTES[$("scheme").value] || "";
-  shown = await api(`/api/figures/positional/${encodeURIComponent($("scheme").value)}?${params()}`, { signal });
+  $("scheme-note").textContent = schemes[$("scheme").value]?.summary || "";
+  const query = params();
+  query.set("format", "figure");
+  shown = await api(`/api/positional/${encodeURIComponent($("scheme").value)}?${query}`, { signal });
   const box = $("scheme-figures");
   box.replaceChildren();
   const names = Object.keys(shown.figures);
@@ -69,12 +65,33 @@ async function extrapolation() {
   await plotFigure($("extrapolation"), answer.figure, "extrapolation");
 }
 
+// the data the figures were drawn from: the answer without its figures
+function withoutFigures(answer) {
+  const { figures, ...data } = answer;
+  return data;
+}
+
+async function loadSchemes() {
+  const list = await api("/api/positional");
+  const select = $("scheme");
+  select.replaceChildren();
+  for (const scheme of list) {
+    schemes[scheme.name] = scheme;
+    const option = document.createElement("option");
+    option.value = scheme.name;
+    option.textContent = scheme.label;
+    if (scheme.paper) option.title = scheme.paper;
+    select.appendChild(option);
+  }
+}
+
 async function main() {
   initChrome();
+  await loadSchemes(); // the select's options first, so restoring the scheme finds its option
   view.restore();
   $("controls").addEventListener("submit", (ev) => { ev.preventDefault(); withLoading("Computing", show); });
   $("scheme").addEventListener("change", () => withLoading("Computing", show));
-  $("export-scheme-json").addEventListener("click", () => shown && downloadJSON(`${shown.scheme}.json`, shown.data));
+  $("export-scheme-json").addEventListener("click", () => shown && downloadJSON(`${shown.scheme}.json`, withoutFigures(shown)));
   await withLoading("Computing", show);
   await withLoading("Loading extrapolation results", extrapolation);
 }

@@ -29,14 +29,13 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from starlette.responses import Response
 
+from ..core.security import content_security_policy
 from .assets import VENDOR, plotly_js_source
-from .routes import figures
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 templates = Jinja2Templates(directory=ROOT / "templates")
 
 router = APIRouter(tags=["pages"])
-router.include_router(figures.router)
 
 
 @dataclass(frozen=True)
@@ -103,10 +102,8 @@ def plotly_needs(source: Path) -> PlotlyNeeds:
 
 
 def page_csp(needs: PlotlyNeeds) -> str:
-    hashes = " ".join(f"'{h}'" for h in needs.style_attr_hashes)
-    return ("default-src 'self'; script-src 'self'; style-src 'self'; "
-            f"style-src-attr 'unsafe-hashes' {hashes}; img-src 'self' data: blob:; connect-src 'self'; "
-            "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+    """The strict policy plus the hashes of Plotly's fixed style attribute values."""
+    return content_security_policy(style_attr_hashes=needs.style_attr_hashes)
 
 
 def _page(view: View):
@@ -114,7 +111,8 @@ def _page(view: View):
         needs = plotly_needs(_plotly_source())
         return templates.TemplateResponse(
             request, f"{view.name}.html",
-            {"view": view, "views": VIEWS, "title": view.title, "plotly_guards": sorted(needs.extra_css)},
+            {"view": view, "views": VIEWS, "title": view.title, "plotly_guards": sorted(needs.extra_css),
+             "settings": request.app.state.settings},
             headers={"Cache-Control": "no-cache", "Content-Security-Policy": page_csp(needs)})
 
     page.__name__ = f"page_{view.name}"

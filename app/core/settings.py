@@ -30,7 +30,11 @@ class Settings(BaseSettings):
     # request bodies past this are refused (413) before they are read; None: body_limit_bytes()
     max_body_bytes: int | None = None
     max_tokens: int = 8192
-    dense_budget: int = 4_000_000  # L*H*T^2 weights in one /api/attention answer
+    dense_budget: int = 4_000_000  # L*H*T^2 weights in one /api/attention answer; values of one positional answer
+    # GET /api/positional/{scheme} (data or figures) and /api/figures/similarity: the largest sizes asked for;
+    # dense_budget bounds the values they give together (max_len x d_model, n_heads x max_len^2)
+    positional_max_d_model: int = 2048
+    positional_max_len: int = 4096
     max_tile_cells: int = 2048 * 2048  # rows*cols of one exact tile from /api/runs/{id}/attention
     max_pool: int = 2048  # largest side of a pooled overview
     head_stats_max_tokens: int = 1024  # POST /api/runs computes head scores inline up to this length

@@ -2,7 +2,7 @@
 
 Requests say exactly what the server accepts, so the OpenAPI document is the contract: every closed
 set is a Literal taken from its registry (backends, positional schemes), every fixed bound a Field
-bound, and every bound the server's settings set a ``Limit`` (app.limits), validated against the
+bound, and every bound the server's settings set a ``Limit`` (app.api.limits), validated against the
 serving app's settings and written into its document. What JSON Schema cannot say (a layer the
 model does not have, text longer than the model's positions, a budget of layers x heads x T^2) is
 checked in the services, with 422 or 413 (app.services.errors).
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from fastapi import Query
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -334,6 +335,12 @@ class GenerateResponse(BaseModel):
 # -- positional and benchmark --------------------------------------------------------------------------
 
 
+# GET /api/positional/{scheme} and /api/figures/similarity: one set of bounds, from the settings
+PositionalDModel = Annotated[int, Query(ge=2), Limit("positional_max_d_model")]
+PositionalLen = Annotated[int, Query(ge=1), Limit("positional_max_len")]
+PositionalHeads = Annotated[int, Query(ge=1, le=64)]
+
+
 class PositionalResponse(BaseModel):
     scheme: str
     d_model: int
@@ -346,6 +353,19 @@ class PositionalResponse(BaseModel):
     rotations: Floats2 | None = None
     slopes: Floats1 | None = None
     buckets: dict[str, list[int]] | None = None
+    figures: dict[str, dict[str, object]] | None = Field(None, description=(
+        "with `format=figure`: Plotly figure JSON by name (matrix, rotations, slopes, buckets: those the scheme "
+        "has), drawn by app.web.figures from the fields above"))
+
+
+class SchemeOut(BaseModel):
+    """A positional scheme as the pages show it (models.positional holds these, once)."""
+
+    name: str
+    label: str
+    summary: str
+    paper: str | None
+    in_similarity: bool
 
 
 def _distinct(values: list[str]) -> list[str]:
@@ -406,6 +426,8 @@ class BenchmarkResponse(BaseModel):
         "`attention_peak_memory_bytes` is the same for the forward's largest attention kernel call (projections "
         "and capture outside it) and `forward_peak_memory_bytes` for the whole forward. `memory_method` says how "
         "(CPU: torch.profiler allocation events; CUDA: max_memory_allocated). See models.benchmark for every field."))
+    figure: dict[str, object] | None = Field(None, description=(
+        "with `format=figure`: Plotly figure JSON of the results (time and memory vs T, log-log; app.web.figures)"))
 
 
 class ErrorOut(BaseModel):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Path
 
+from ..deps import ServicesDep
+from ..errors import ERRORS
 from ..schemas import ModelDetail, ModelInfoOut
-from . import ERRORS, ServicesDep
 
 router = APIRouter(prefix="/api/models", tags=["models"])
 

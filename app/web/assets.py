@@ -10,7 +10,7 @@ import plotly
 
 log = logging.getLogger(__name__)
 
-STATIC = Path(__file__).resolve().parent.parent / "static"
+STATIC = Path(__file__).resolve().parents[2] / "static"
 VENDOR = STATIC / "vendor"
 
 

@@ -1,54 +1,23 @@
-"""The OpenAPI document and its page.
+"""The OpenAPI document: FastAPI's, made to say exactly what this app, with its settings, does.
 
-/docs works offline: Swagger UI 5 from the `swagger-ui-bundle-v2` package, started by our own script
-file, so the page needs no CDN and no inline script. /openapi.json is the contract (tests run
-schemathesis against it): ``install_openapi`` makes it say what this app, with its settings, does.
+/openapi.json is the contract (tests run schemathesis against it); its page, /docs, is app.web.docs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
-import swagger_ui_bundle
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute, iter_route_contexts
-from fastapi.staticfiles import StaticFiles
 
+from ..core.settings import Settings
+from .deps import get_services
+from .errors import STATUSES, NotStarted
 from .limits import apply_limits
-from .routes import get_services
 from .schemas import ErrorOut
-from .settings import Settings
 
 REF_TEMPLATE = "#/components/schemas/{model}"
-
-SWAGGER_DIR = Path(swagger_ui_bundle.swagger_ui_path)
-
-PAGE = """<!doctype html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <title>attnlab API</title>
-  <link rel="icon" href="/docs-assets/favicon-32x32.png">
-  <link rel="stylesheet" href="/docs-assets/swagger-ui.css">
-</head>
-<body>
-  <div id="swagger-ui" data-openapi-url="{openapi_url}"></div>
-  <script src="/docs-assets/swagger-ui-bundle.js"></script>
-  <script src="/static/js/swagger-init.js"></script>
-</body>
-</html>
-"""
-
-def mount_docs(app: FastAPI) -> None:
-    """Serve /docs (create the app with docs_url=None, redoc_url=None)."""
-    app.mount("/docs-assets", StaticFiles(directory=SWAGGER_DIR), name="docs-assets")
-
-    @app.get("/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return HTMLResponse(PAGE.format(openapi_url=app.openapi_url))
 
 
 # -- the OpenAPI document: FastAPI's, made to say exactly what this app does ---------------------------------
@@ -82,7 +51,7 @@ def extra_responses(settings: Settings) -> list[ExtraResponse]:
     return [
         ExtraResponse(413, f"a body over {settings.body_limit_bytes()} bytes is refused before it is read "
                            "(max_body_bytes)", _takes_a_body),
-        ExtraResponse(503, "the server is starting (its lifespan has not run yet); see Retry-After", _uses_services),
+        ExtraResponse(503, STATUSES[NotStarted].description, _uses_services),
     ]
 
 
@@ -97,14 +66,14 @@ def add_response(operation: dict, status: int, description: str) -> None:
 
 def install_openapi(app: FastAPI, settings: Settings) -> None:
     """``app.openapi()``: FastAPI's document, then (once per app) the errors as the app sends them, the bounds
-    this app's settings set (app.limits) and the statuses no route declares (``extra_responses``)."""
+    this app's settings set (app.api.limits) and the statuses no route declares (``extra_responses``)."""
     build = app.openapi
 
     def openapi() -> dict:
         if app.openapi_schema is None:
             document = build()
             schemas = document.get("components", {}).get("schemas", {})
-            # FastAPI documents 422 as its own HTTPValidationError (detail: a list); app.main sends ErrorOut
+            # FastAPI documents 422 as its own HTTPValidationError (detail: a list); app.api.errors sends ErrorOut
             if "HTTPValidationError" in schemas:
                 schemas["HTTPValidationError"] = ErrorOut.model_json_schema(ref_template=REF_TEMPLATE)
             apply_limits(document, settings)

@@ -13,21 +13,17 @@ from starlette.datastructures import MutableHeaders
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .services import logctx
-from .services.metrics import Metrics
+from . import logctx
+from .metrics import Metrics
+from .security import DOCS_CSP, DOCS_PATHS, SECURITY_HEADERS, STRICT_CSP
 
 log = logging.getLogger("attnlab.access")
 
-STRICT_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-              "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
-# Pages link Plotly.js's global rules instead of letting it inject a <style> (see app/pages.py),
-# and send their own policy: the strict one plus hashes of Plotly's two fixed style attributes.
-# Swagger UI on /docs is served from our own files, but it sets many inline styles
-DOCS_CSP = STRICT_CSP.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
-DOCS_PATHS = ("/docs",)
 
 
 class SecurityHeadersMiddleware:
+    """The headers of app.core.security on every response; a page's own CSP (app.web.pages) wins."""
+
     def __init__(self, app: ASGIApp):
         self.app = app
 
@@ -41,10 +37,8 @@ class SecurityHeadersMiddleware:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 headers.setdefault("Content-Security-Policy", csp)
-                headers.setdefault("X-Content-Type-Options", "nosniff")
-                headers.setdefault("Referrer-Policy", "no-referrer")
-                headers.setdefault("X-Frame-Options", "DENY")
-                headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+                for name, value in SECURITY_HEADERS:
+                    headers.setdefault(name, value)
                 if scope["path"].startswith("/static/"):
                     # plotly.min.js is 4.6 MB: let the browser keep it between page loads
                     headers.setdefault("Cache-Control", "public, max-age=3600")

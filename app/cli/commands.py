@@ -31,7 +31,7 @@ def server_log_config(level: str) -> dict:
     """uvicorn's logging config, which it applies in every worker process (basicConfig here would reach
     only this one): one format for every logger, and uvicorn's access log off. Its request line carries
     the query string, where the pages keep the user's text; attnlab.access logs one line per request
-    instead, with the path, sizes, time and request id (app/middleware.py)."""
+    instead, with the path, sizes, time and request id (app/core/middleware.py)."""
     return {"version": 1, "disable_existing_loggers": False,
             "formatters": {"plain": {"format": LOG_FORMAT}},
             "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain",
@@ -48,7 +48,7 @@ def serve(host: str = typer.Option(None, help="default: ATTNLAB_HOST or 127.0.0.
     """Start the web server (pages at /, API at /api, OpenAPI at /docs)."""
     import uvicorn
 
-    from .settings import get_settings
+    from ..core.settings import get_settings
 
     settings = get_settings()
     uvicorn.run("app.main:create_app", factory=True, host=host or settings.host, port=port or settings.port,
@@ -61,7 +61,7 @@ def list_models(as_json: bool = typer.Option(False, "--json", help="machine-read
     """List every model attnlab knows, whether it is available here, and why not."""
     from models.registry import default_registry
 
-    from .settings import get_settings
+    from ..core.settings import get_settings
 
     _logging("WARNING")
     settings = get_settings()
@@ -213,6 +213,3 @@ def lab(name: str = typer.Argument(..., help="induction, extrapolation, seq2seq,
                if k not in ("figures", "config", "train_config") and len(jsonlib.dumps(v)) < 400}
     console.print_json(data=summary)
 
-
-if __name__ == "__main__":
-    app()

@@ -7,8 +7,8 @@ import time
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from ..deps import ServicesDep
 from ..schemas import Health
-from . import ServicesDep
 
 router = APIRouter(prefix="/api", tags=["meta"])
 

@@ -21,7 +21,7 @@ from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic_core import PydanticCustomError, core_schema
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .settings import Settings
+from ..core.settings import Settings
 
 _current: ContextVar[Settings | None] = ContextVar("attnlab_settings", default=None)
 

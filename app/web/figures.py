@@ -9,7 +9,7 @@ returns a ``plotly.graph_objects.Figure``, so a notebook can use them directly::
                                                     max_positions=128).describe(128))
     fig.show()            # or fig.write_html("sinusoidal.html")
 
-The pages fetch them as figure JSON from ``/api/figures/...`` (app/routes/figures.py).
+The pages fetch them as figure JSON from ``/api/figures/...`` (app/api/routes).
 Attention heatmaps that stream tiles are drawn by the pages' own JS instead.
 
 Colour scales are viridis / cividis: perceptually uniform and still ordered in greyscale
@@ -19,10 +19,12 @@ Colour scales are viridis / cividis: perceptually uniform and still ordered in g
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.subplots import make_subplots
 
 SEQUENTIAL = "Viridis"
@@ -348,3 +350,18 @@ def probability_bars(top: Sequence[Mapping], chosen_id: int | None = None,
     fig.update_yaxes(autorange="reversed", **_token_ticks([t["token"] for t in top]))
     fig.update_xaxes(title="probability", range=[0, 1])
     return _layout(fig, title)
+
+
+def fig_json(fig: go.Figure) -> dict:
+    """A figure as plain JSON (plotly's encoder handles numpy and the layout template), as the pages draw it."""
+    return json.loads(pio.to_json(fig, validate=False))
+
+
+# the figures of one scheme's describe(), by the field each is drawn from
+SCHEME_FIGURES = {"matrix": positional_matrix, "rotations": rope_rotations, "slopes": alibi_biases,
+                  "buckets": t5_buckets}
+
+
+def scheme_figures(desc: Mapping) -> dict[str, dict]:
+    """Every figure a scheme's describe() has data for, as figure JSON by name."""
+    return {key: fig_json(build(desc)) for key, build in SCHEME_FIGURES.items() if key in desc}

@@ -29,8 +29,8 @@ from models import ScratchAdapter, TransformerConfig, build_model, default_regis
 from models.catalogue import Entry
 from models.memory import measure_peak
 
-from .main import create_app
-from .settings import Settings
+from ..core.settings import Settings
+from ..main import create_app
 
 log = logging.getLogger(__name__)
 

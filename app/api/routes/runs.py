@@ -8,10 +8,11 @@ from fastapi import APIRouter, Path, Query
 from pydantic import Field
 from starlette.responses import Response
 
+from ..deps import ServicesDep
+from ..errors import ERRORS
 from ..limits import Limit
 from ..schemas import TOKENS_DOC, HeadsResponse, Kind, RolloutResponse, RunRequest, RunResponse, SelfKind, TileResponse
 from ..transport import META_BOUND_DOC, OrjsonResponse, block_response
-from . import ERRORS, ServicesDep
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 

@@ -8,11 +8,12 @@ from fastapi import APIRouter, Request
 from sse_starlette import EventSourceResponse
 from starlette.responses import Response
 
+from ...services.errors import ServiceError
+from ...services.generation import GenerateParams
+from ..deps import ServicesDep
+from ..errors import ERRORS, status_of
 from ..schemas import TOKENS_DOC, GenerateRequest, GenerateResponse
-from ..services.errors import ApiError
-from ..services.generation import GenerateParams
 from ..transport import OrjsonResponse, dumps
-from . import ERRORS, ServicesDep
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["generation"])
@@ -61,8 +62,8 @@ async def generate(req: GenerateRequest, request: Request, services: ServicesDep
         try:
             async for name, event in service.events(params, request.is_disconnected):
                 yield {"event": name, "data": dumps(event)}
-        except ApiError as err:  # e.g. the model's queue filled up while this stream waited
-            yield {"event": "error", "data": dumps({"detail": err.detail, "status": err.status})}
+        except ServiceError as err:  # e.g. the model's queue filled up while this stream waited
+            yield {"event": "error", "data": dumps({"detail": err.detail, "status": status_of(err)})}
         except Exception:  # a bug: the 200 is already sent, so say it in the stream, and log it
             log.exception("generation stream failed")
             yield {"event": "error", "data": dumps({"detail": "internal error while generating; see the server log",

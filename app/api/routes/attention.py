@@ -6,11 +6,12 @@ import torch
 from fastapi import APIRouter
 from starlette.responses import Response
 
+from ...services.attention import DenseMaps, DenseResult
+from ...services.errors import Invalid
+from ..deps import ServicesDep
+from ..errors import ERRORS
 from ..schemas import TOKENS_DOC, AttentionRequest, AttentionResponse, Seq2SeqAttentionResponse
-from ..services.attention import DenseMaps, DenseResult
-from ..services.errors import Invalid
 from ..transport import META_BOUND_DOC, OrjsonResponse, npy_response
-from . import ERRORS, ServicesDep
 
 router = APIRouter(prefix="/api", tags=["attention"])
 

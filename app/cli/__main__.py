@@ -1,0 +1,5 @@
+"""``python -m app.cli``: the `attnlab` command."""
+
+from .commands import app
+
+app()
