@@ -32,7 +32,7 @@ test: install
 test-fast: install
 	$(PY) -m pytest -q -m "not slow and not browser"
 
-# also run by the tests (tests/test_lint.py); the rules and contracts are in pyproject.toml
+# also run by the tests (tests/project/test_lint.py); the rules and contracts are in pyproject.toml
 lint: install
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports

@@ -1,4 +1,11 @@
-"""Shared fixtures: deterministic seeds and tiny real models."""
+"""Fixtures for every layer: deterministic seeds and one intra-op thread.
+
+Layers (each folder has its own conftest.py for its own fixtures):
+unit/ the models package, api/ the HTTP API over tiny models, hf/ the bundled Hugging Face models
+and comparisons with transformers, browser/ the pages in chromium, cli/ the command line,
+server/ a served process, project/ the repository's own files (lint, contracts, Dockerfile).
+Helpers that are not fixtures (tiny models, test settings, response readers) are in tests/support.py.
+"""
 
 import pytest
 import torch
@@ -10,9 +17,10 @@ def _seed():
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _one_thread():
+def one_thread():
     """Tiny models on a shared 2-core machine: one intra-op thread avoids OpenMP spin-waits
-    (measured: 2 threads under load ran tiny models ~20x slower)."""
+    (measured: 2 threads under load ran tiny models ~20x slower). Autouse; fixtures that build
+    models also name it, to say they rely on it."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -1,6 +1,6 @@
 """Attention kernels behind one signature, looked up by name.
 
-The contract every backend keeps (checked by ``kv_groups``; tests/test_kernel_matrix.py
+The contract every backend keeps (checked by ``kv_groups``; tests/unit/test_kernel_matrix.py
 holds each backend to it against a float64 reference):
 
 - inputs: Q (B, H, Tq, D); K and V of one shape (B, Hkv, Tk, D), where Hkv divides H.

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from tests.test_api_support import client, one_thread, test_settings, tiny_registry  # noqa: F401  (fixtures)
+from tests.support import make_settings, tiny_registry
 
 RUN_ID = "0123456789abcdef0123456789abcdef"
 OK = {"model": "tiny-gpt", "text": "hello"}
@@ -238,7 +238,7 @@ def families(one_thread):
         for model_id, entry in (("minilm", pretrained.minilm_entry), ("smollm2", pretrained.smollm2_entry)):
             if _hf_available(model_id):
                 registry.register(entry())
-    with TestClient(create_app(test_settings(), registry=registry)) as c:
+    with TestClient(create_app(make_settings(), registry=registry)) as c:
         yield c
 
 
@@ -282,7 +282,7 @@ def test_benchmark_schema_bound_follows_the_budget(one_thread):
     """seq_lens' maximum is √benchmark_max_cells (one head of T x T): the schema admits no length the budget
     always refuses, and states the bound of the serving app's settings."""
     for cells, bound in ((4 * 2**20, 2048), (64 * 2**20, 8192)):
-        app = create_app(test_settings(benchmark_max_cells=cells), registry=tiny_registry())
+        app = create_app(make_settings(benchmark_max_cells=cells), registry=tiny_registry())
         items = app.openapi()["components"]["schemas"]["SyntheticBenchmarkRequest"]["properties"]["seq_lens"]["items"]
         assert items["maximum"] == bound
         with TestClient(app) as c:

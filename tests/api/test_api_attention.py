@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from models.labels import show_text
-from tests.test_api_support import client, load_npy, meta_of, one_thread  # noqa: F401  (fixtures)
+from tests.support import load_npy, meta_of
 
 TEXT = "the cat sat on the mat"
 LABELS = [show_text(c) for c in TEXT]  # char tokenizer: one label per character, spaces as ·

@@ -10,13 +10,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from models.labels import show_text
-from tests.test_api_support import (  # noqa: F401  (fixtures)
-    client,
-    meta_of,
-    one_thread,
-    test_settings,
-    tiny_registry,
-)
+from tests.support import make_settings, meta_of, tiny_registry
 
 TEXT = "abc abc abc, the quick brown fox jumps over the lazy dog"
 LABELS = [show_text(c) for c in TEXT]  # char tokenizer: one label per character, spaces as ·
@@ -139,7 +133,7 @@ def test_heads_and_rollout(client, run):
 
 
 def test_head_scores_of_long_runs_are_bounded(one_thread):
-    app = create_app(test_settings(head_stats_max_tokens=4, head_stats_max_cells=1000), registry=tiny_registry())
+    app = create_app(make_settings(head_stats_max_tokens=4, head_stats_max_cells=1000), registry=tiny_registry())
     with TestClient(app) as c:
         run = c.post("/api/runs", json={"model": "tiny-gpt", "text": "abcdefghijklmnop"}).json()
         assert run["head_stats"] is None  # over head_stats_max_tokens: not computed inline
@@ -163,7 +157,7 @@ def test_unknown_run_says_post_again(client):
 
 def test_cache_evicts_by_bytes(one_thread):
     # one run of ~60 tokens holds 2 layers x (q, k, lse) = 2 * 60 * (32 + 32 + 4) * 4 bytes ~ 33 KB
-    app = create_app(test_settings(run_cache_bytes=80_000), registry=tiny_registry())
+    app = create_app(make_settings(run_cache_bytes=80_000), registry=tiny_registry())
     with TestClient(app) as c:
         ids = [c.post("/api/runs", json={"model": "tiny-gpt", "text": f"{i} " + "x" * 60}).json()["run_id"]
                for i in range(4)]

@@ -10,13 +10,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.services.generation import GenerateParams
-from tests.test_api_support import (  # noqa: F401  (fixtures)
-    client,
-    one_thread,
-    parse_sse,
-    test_settings,
-    tiny_registry,
-)
+from tests.support import make_settings, parse_sse, tiny_registry
 
 REQ = {"model": "tiny-gpt", "prompt": "once upon a time", "max_new_tokens": 6, "temperature": 0.9, "top_k": 20,
        "seed": 7}
@@ -84,7 +78,7 @@ def test_disconnect_stops_generation(client):
 
 
 def test_wall_clock_limit(one_thread):
-    app = create_app(test_settings(generate_timeout_s=0.0), registry=tiny_registry())
+    app = create_app(make_settings(generate_timeout_s=0.0), registry=tiny_registry())
     with TestClient(app) as c:
         body = c.post("/api/generate", json={**REQ, "max_new_tokens": 20}).json()
     assert body["summary"]["stopped"] == "timeout" and len(body["steps"]) < 20

@@ -17,8 +17,8 @@ from models import Registry, ScratchAdapter, TransformerConfig, build_model
 from models.labels import show_text
 from models.registry import ZOO, scratch_entry
 from models.tokenization import CharTokenizer, train_bpe
-from tests.test_api_support import CORPUS as CHARS
-from tests.test_api_support import adapter_entry, one_thread, parse_sse, test_settings, tiny_adapter  # noqa: F401
+from tests.support import CORPUS as CHARS
+from tests.support import adapter_entry, make_settings, parse_sse, tiny_adapter
 
 CORPUS = ("東京 is the capital of Japan. 猫 is cat and 犬 is dog. I ❤️ 🐈 and 👨‍👩‍👧.\n"
           "x = 1\r\n\tif x:\n    return\u00a0x\n") * 20
@@ -66,7 +66,7 @@ def client(one_thread, bpe_adapter, scripted):
                 tiny_adapter("tiny-bert", family="encoder", positional="learned", max_positions=64, type_vocab_size=0),
                 tiny_adapter("tiny-t5", family="encoder-decoder", positional="t5_relative", max_positions=128)]
     zoo = [scratch_entry(name, ZOO / name, f"zoo {name}") for name in ("seq2seq", "induction")]
-    app = create_app(test_settings(), registry=Registry([adapter_entry(a) for a in adapters] + zoo))
+    app = create_app(make_settings(), registry=Registry([adapter_entry(a) for a in adapters] + zoo))
     with TestClient(app) as c:
         yield c
 
@@ -275,7 +275,7 @@ def minilm(one_thread):
     pretrained = pytest.importorskip("models.hf")
     if pretrained.minilm_dir() is None:
         pytest.skip("MiniLM package not installed")
-    app = create_app(test_settings(dense_budget=4_000_000), registry=Registry([pretrained.minilm_entry()]))
+    app = create_app(make_settings(dense_budget=4_000_000), registry=Registry([pretrained.minilm_entry()]))
     with TestClient(app) as c:
         yield c
 
@@ -338,7 +338,7 @@ def smollm2(one_thread):
         pytest.skip(entry.info().reason)
     from transformers import AutoTokenizer
 
-    app = create_app(test_settings(max_new_tokens=16), registry=Registry([entry]))
+    app = create_app(make_settings(max_new_tokens=16), registry=Registry([entry]))
     with TestClient(app) as c:
         c.post("/api/runs", json={"model": "smollm2", "text": "warm up"})  # loads (converts once per machine)
         tokenizer = AutoTokenizer.from_pretrained(str(pretrained.converted_dir(pretrained.smollm2_gguf())))

@@ -29,7 +29,7 @@ import pytest
 pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the checkout
 XSS = ['<script>alert(1)</script>', '"><img src=x onerror=alert(1)>']
 CORPUS = ("the cat sat on the mat. the dog sat on the log. <script>alert(1)</script> "
           '"><img src=x onerror=alert(1)> a cat and a dog met on the mat. ') * 40

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from models import Registry
-from tests.test_api_support import load_npy, meta_of, one_thread, test_settings  # noqa: F401  (fixtures)
+from tests.support import load_npy, make_settings, meta_of
 
 pretrained = pytest.importorskip("models.hf")
 if pretrained.minilm_dir() is None:
@@ -20,7 +20,7 @@ TEXT, PAIR = "The cat sat on the mat.", "Where did the cat sit?"
 
 @pytest.fixture(scope="module")
 def minilm(one_thread):
-    app = create_app(test_settings(dense_budget=4_000_000), registry=Registry([pretrained.minilm_entry()]))
+    app = create_app(make_settings(dense_budget=4_000_000), registry=Registry([pretrained.minilm_entry()]))
     with TestClient(app) as c:
         yield c
 

@@ -1,6 +1,7 @@
-"""Fixtures for the API tests: the real app over a registry of tiny real models.
+"""Helpers shared by the test layers (not a test module, and no fixtures: those live in conftest.py).
 
-Imported by the tests/test_api_*.py modules (``from tests.test_api_support import ...``).
+Tiny real models and their registry, test settings, and readers for API responses; used by
+tests/api (whose conftest builds the ``client`` fixture from them) and tests/hf.
 The models are random-initialised but real: the same code paths as trained ones.
 """
 
@@ -10,13 +11,10 @@ import io
 import json
 
 import numpy as np
-import pytest
 import torch
-from fastapi.testclient import TestClient
 
 from app.api.transport import decode_meta
 from app.core.settings import Settings
-from app.main import create_app
 from models import ModelInfo, Registry, ScratchAdapter, TransformerConfig, build_model
 from models.catalogue import Entry
 from models.tokenization import CharTokenizer
@@ -55,31 +53,12 @@ def tiny_registry() -> Registry:
     return Registry([adapter_entry(a) for a in adapters] + [unavailable_entry()])
 
 
-def test_settings(**overrides: object) -> Settings:
+def make_settings(**overrides: object) -> Settings:
     base = dict(dense_budget=200_000, max_tokens=4096, run_cache_bytes=8 * 2**20, max_new_tokens=64,
                 generate_timeout_s=20.0, benchmark_budget_s=3.0, benchmark_max_cells=4 * 2**20,
                 head_stats_max_tokens=256, per_model_concurrency=2, queue_limit=4, preload=False)
     base.update(overrides)
     return Settings(_env_file=None, **base)
-
-
-test_settings.__test__ = False  # a factory, not a test
-
-
-@pytest.fixture(scope="session")
-def one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread is ~20x faster than oversubscribing."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="session")
-def client(one_thread):
-    app = create_app(test_settings(), registry=tiny_registry())
-    with TestClient(app, raise_server_exceptions=False) as c:
-        yield c
 
 
 def load_npy(content: bytes) -> np.ndarray:

@@ -13,7 +13,7 @@ from app.api.errors import status_of
 from app.main import create_app
 from app.services.errors import Busy, Overloaded
 from app.services.hub import ModelGate
-from tests.test_api_support import client, one_thread, test_settings, tiny_registry  # noqa: F401  (fixtures)
+from tests.support import make_settings, tiny_registry
 
 
 def test_health(client):
@@ -66,7 +66,7 @@ def test_positional_bounds(client):
 
 
 def test_extrapolation_results(one_thread, tmp_path):
-    app = create_app(test_settings(zoo_dir=tmp_path), registry=tiny_registry())
+    app = create_app(make_settings(zoo_dir=tmp_path), registry=tiny_registry())
     with TestClient(app) as c:
         r = c.get("/api/positional/extrapolation")
         assert r.status_code == 404 and "attnlab lab extrapolation" in r.json()["detail"]
@@ -115,7 +115,7 @@ def test_security_headers_and_request_id(client):
 
 
 def test_cors_only_when_configured(one_thread):
-    app = create_app(test_settings(cors_origins=["http://school.example"]), registry=tiny_registry())
+    app = create_app(make_settings(cors_origins=["http://school.example"]), registry=tiny_registry())
     with TestClient(app) as c:
         r = c.get("/api/health", headers={"Origin": "http://school.example"})
         assert r.headers["access-control-allow-origin"] == "http://school.example"
@@ -228,7 +228,7 @@ def test_health_stays_fast_while_models_work(client):
 @pytest.fixture(scope="module")
 def narrow(one_thread):
     """An app whose settings narrow the bounds: its document and its validation must both follow them."""
-    app = create_app(test_settings(max_pool=64, max_new_tokens=8, max_text_chars=50), registry=tiny_registry())
+    app = create_app(make_settings(max_pool=64, max_new_tokens=8, max_text_chars=50), registry=tiny_registry())
     with TestClient(app) as c:
         yield c
 

@@ -20,7 +20,7 @@ import uvicorn
 from app.api.schemas import MAX_HEADS, MAX_LAYERS
 from app.core.settings import Settings
 from app.main import create_app
-from tests.test_api_support import one_thread, test_settings, tiny_registry  # noqa: F401  (fixtures)
+from tests.support import make_settings, tiny_registry
 
 TEXT_CHARS = 300  # max_text_chars of the test server: its body limit is 300 * 12 + 64 KiB = 69,136 bytes
 WAIT_S = 60  # generous: these only say "does not hang"
@@ -50,7 +50,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(one_thread):
-    settings = test_settings(max_text_chars=TEXT_CHARS)
+    settings = make_settings(max_text_chars=TEXT_CHARS)
     port = _free_port()
     config = uvicorn.Config(create_app(settings, registry=tiny_registry()), host="127.0.0.1", port=port,
                             log_level="warning", access_log=False, lifespan="on")

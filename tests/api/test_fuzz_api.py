@@ -29,7 +29,7 @@ from schemathesis.python import asgi
 
 from app.main import create_app
 from models import hf as pretrained
-from tests.test_api_support import one_thread, test_settings, tiny_registry  # noqa: F401  (fixture)
+from tests.support import make_settings, tiny_registry
 
 pytestmark = pytest.mark.slow  # ~1-2 minutes on 2 cores
 
@@ -136,7 +136,7 @@ def _zoo_probes(zoo: Path) -> tuple[list[str], list[str]]:
 @pytest.fixture(scope="module")
 def contract(one_thread):
     """The app (tiny models and the bundled Hugging Face ones), a run per model, and the schema loaded from it."""
-    settings = test_settings(**SETTINGS)
+    settings = make_settings(**SETTINGS)
     registry = tiny_registry()
     for model_id in HF:
         registry.register({"minilm": pretrained.minilm_entry, "smollm2": pretrained.smollm2_entry}[model_id]())

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the checkout
 spec = importlib.util.spec_from_file_location("attnlab_load", ROOT / "bench" / "load.py")
 load = importlib.util.module_from_spec(spec)
 sys.modules["attnlab_load"] = load  # dataclasses look their module up while the class is built

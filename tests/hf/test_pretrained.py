@@ -33,7 +33,7 @@ from models.hf import (  # noqa: E402
     resolve_model_dir,
     spec_from_hf,
 )
-from tests.test_hf_import import assert_maps_equal, load_eager, save_tiny  # noqa: E402
+from tests.hf.tiny_hf import assert_maps_equal, load_eager  # noqa: E402
 
 BACKENDS = ["math", "sdpa", "flash"]
 
@@ -59,12 +59,6 @@ def empty_hf_cache(tmp_path, monkeypatch):
     cache.mkdir()
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
     return cache
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny_pretrained")
-    return {kind: save_tiny(kind, root / kind) for kind in ("gpt2", "bert", "llama")}
 
 
 @pytest.fixture(scope="module")
@@ -149,9 +143,9 @@ def test_other_masks_fall_back_to_an_exact_dense_bias():
 # -- capture tiles equal eager attentions, every backend ----------------------------------------
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_tiny_bert_capture_equals_eager_with_padding_and_pairs(tiny, backend):
-    adapter = load_hf("tiny-bert", tiny["bert"])
-    eager = load_eager(tiny["bert"])
+def test_tiny_bert_capture_equals_eager_with_padding_and_pairs(tiny_dir, backend):
+    adapter = load_hf("tiny-bert", tiny_dir["bert"])
+    eager = load_eager(tiny_dir["bert"])
     enc = adapter.tokenizer(["the cat sat on a mat", "dog ran"], ["a dog ran far", "sun"], padding=True,
                             return_token_type_ids=True, return_tensors="pt")
     assert enc["attention_mask"][1].eq(0).any() and enc["token_type_ids"].eq(1).any()
@@ -165,9 +159,9 @@ def test_tiny_bert_capture_equals_eager_with_padding_and_pairs(tiny, backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
-def test_tiny_decoder_capture_equals_eager_with_padding(tiny, kind, backend):
-    adapter = load_hf(f"tiny-{kind}", tiny[kind])
-    eager = load_eager(tiny[kind])
+def test_tiny_decoder_capture_equals_eager_with_padding(tiny_dir, kind, backend):
+    adapter = load_hf(f"tiny-{kind}", tiny_dir[kind])
+    eager = load_eager(tiny_dir[kind])
     ids = torch.randint(5, 20, (2, 8))
     mask = torch.ones(2, 8, dtype=torch.long)
     mask[1, 5:] = 0  # right padding on the second row
@@ -227,13 +221,13 @@ def test_smollm2_capture_equals_eager_with_gqa(smollm2, smollm2_reference, backe
     assert_maps_equal(result.recorder, "decoder", ref.attentions, atol=1e-5)
 
 
-def test_outputs_agree_across_backends(minilm, tiny):
+def test_outputs_agree_across_backends(minilm, tiny_dir):
     text = "Transformers attend to every token in the sentence at once."
     results = {b: minilm.forward(text, "and here is a second segment", backend=b) for b in BACKENDS}
     maps = {b: r.recorder.all_dense("encoder") for b, r in results.items()}
     for b in ("sdpa", "flash"):
         torch.testing.assert_close(maps[b], maps["math"], atol=1e-5, rtol=0)
-    gpt = load_hf("tiny-gpt2", tiny["gpt2"])
+    gpt = load_hf("tiny-gpt2", tiny_dir["gpt2"])
     logits = {b: gpt.forward("the cat sat on a mat", backend=b).logits for b in BACKENDS}
     for b in ("sdpa", "flash"):
         torch.testing.assert_close(logits[b], logits["math"], atol=1e-5, rtol=0)
@@ -241,8 +235,8 @@ def test_outputs_agree_across_backends(minilm, tiny):
 
 # -- the adapter ------------------------------------------------------------------------------------
 
-def test_tokenize_offsets_specials_and_segments(tiny):
-    adapter = load_hf("tiny-bert", tiny["bert"])
+def test_tokenize_offsets_specials_and_segments(tiny_dir):
+    adapter = load_hf("tiny-bert", tiny_dir["bert"])
     enc = adapter.tokenize("the cat sat", "a dog")
     assert enc.tokens == ["[CLS]", "the", "cat", "sat", "[SEP]", "a", "dog", "[SEP]"]
     assert enc.special == [True, False, False, False, True, False, False, True]
@@ -255,8 +249,8 @@ def test_tokenize_offsets_specials_and_segments(tiny):
     assert len(adapter.tokenize(" ".join(["cat"] * 100))) > adapter.info.max_positions
 
 
-def test_describe_is_json_and_info_comes_from_the_config(tiny):
-    adapter = load_hf("tiny-llama", tiny["llama"])
+def test_describe_is_json_and_info_comes_from_the_config(tiny_dir):
+    adapter = load_hf("tiny-llama", tiny_dir["llama"])
     described = adapter.describe()
     json.dumps(described)
     info = adapter.info
@@ -266,8 +260,8 @@ def test_describe_is_json_and_info_comes_from_the_config(tiny):
     assert info.source == "pretrained" and info.n_params == adapter.model.num_parameters()
 
 
-def test_kv_cached_step_matches_uncached_forward_tiny(tiny):
-    adapter = load_hf("tiny-gpt2", tiny["gpt2"])
+def test_kv_cached_step_matches_uncached_forward_tiny(tiny_dir):
+    adapter = load_hf("tiny-gpt2", tiny_dir["gpt2"])
     ids = adapter.tokenize("the cat sat on").ids
     logits, cache = adapter._step(ids, None)
     next_id = logits.argmax(-1, keepdim=True)
@@ -280,8 +274,8 @@ def test_kv_cached_step_matches_uncached_forward_tiny(tiny):
     assert torch.allclose(rec.dense("decoder", 1).sum(-1), torch.ones(4, 1))
 
 
-def test_generate_yields_steps_with_capture(tiny):
-    adapter = load_hf("tiny-llama", tiny["llama"])
+def test_generate_yields_steps_with_capture(tiny_dir):
+    adapter = load_hf("tiny-llama", tiny_dir["llama"])
     steps = list(adapter.generate("the cat", 3, temperature=0, backend="flash", stop_at_eos=False))
     assert len(steps) == 3
     assert [s.context_len for s in steps] == [2, 3, 4]
@@ -356,12 +350,12 @@ def test_listing_is_fast_and_loads_no_weights(monkeypatch):
     assert {"minilm", "smollm2", "gpt2"} <= {i.id for i in infos}
 
 
-def test_hub_id_in_the_local_cache_is_available(tiny, empty_hf_cache, no_network):
+def test_hub_id_in_the_local_cache_is_available(tiny_dir, empty_hf_cache, no_network):
     # lay the tiny GPT-2 out exactly as huggingface_hub caches a download
     repo = empty_hf_cache / "models--gpt2"
     snapshot = repo / "snapshots" / ("0" * 40)
     snapshot.mkdir(parents=True)
-    for f in Path(tiny["gpt2"]).iterdir():
+    for f in Path(tiny_dir["gpt2"]).iterdir():
         (snapshot / f.name).write_bytes(f.read_bytes())
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("0" * 40)
@@ -375,13 +369,13 @@ def test_hub_id_in_the_local_cache_is_available(tiny, empty_hf_cache, no_network
 # -- local directories and path security ---------------------------------------------------------
 
 @pytest.fixture
-def model_root(tmp_path, tiny):
+def model_root(tmp_path, tiny_dir):
     root = tmp_path / "models"
     root.mkdir()
-    (root / "my-bert").symlink_to(tiny["bert"], target_is_directory=True)  # points outside: must be refused
+    (root / "my-bert").symlink_to(tiny_dir["bert"], target_is_directory=True)  # points outside: must be refused
     target = root / "inside-bert"
     target.mkdir()
-    for f in Path(tiny["bert"]).iterdir():
+    for f in Path(tiny_dir["bert"]).iterdir():
         (target / f.name).write_bytes(f.read_bytes())
     (root / "alias").symlink_to(target, target_is_directory=True)  # a symlink that stays inside is fine
     return root
@@ -440,9 +434,9 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     assert cache_dir() == Path(os.path.expanduser("~")) / ".cache" / "attnlab"
 
 
-def test_spec_is_shared_by_the_recorder_tiles(tiny):
+def test_spec_is_shared_by_the_recorder_tiles(tiny_dir):
     # rec.tile (an exact block) equals the same rows/cols of rec.dense
-    adapter = load_hf("tiny-bert", tiny["bert"])
+    adapter = load_hf("tiny-bert", tiny_dir["bert"])
     result = adapter.forward("the cat sat on a mat and the dog ran far away", backend="flash")
     rec = result.recorder
     full = rec.dense("encoder", 1, head=2)

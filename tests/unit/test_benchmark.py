@@ -1,4 +1,4 @@
-"""The attention benchmark: row fields, error vs math, budgets, CLI output (memory: tests/test_memory.py)."""
+"""The attention benchmark: row fields, error vs math, budgets, CLI output (memory: tests/unit/test_memory.py)."""
 
 import json
 import re

@@ -19,9 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.test_api_support import client, one_thread  # noqa: F401  (fixtures)
-
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the checkout
 MARKER = "QzxMarker7731"  # in every text sent; never in a log
 
 

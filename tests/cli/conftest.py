@@ -1,0 +1,1 @@
+"""The command-line layer: ``attnlab`` run in process with typer's runner."""

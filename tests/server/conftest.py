@@ -1,0 +1,1 @@
+"""The served-process layer: ``attnlab serve`` as a separate process on loopback, as ``make run`` starts it."""
