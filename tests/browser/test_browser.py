@@ -883,7 +883,8 @@ def test_generation_stopping_inside_a_character_shows_its_bytes(watched):
     assert re.fullmatch(r"⟨[0-9A-F]{2}( [0-9A-F]{2})*⟩", tail.text_content())
     assert "incomplete" in tail.get_attribute("class") and "current" in tail.get_attribute("class")
     # a step that completes no text still shows where it stands (a marker, not text)
-    empty = next((i for i, s in enumerate(answer["steps"]) if not s["text"] and s["offsets"] and s["offsets"][1] <= len(released)), None)
+    empty = next((i for i, s in enumerate(answer["steps"])
+                  if not s["text"] and s["offsets"] and s["offsets"][1] <= len(released)), None)
     if empty is not None:
         page.fill("#step", str(empty))
         page.dispatch_event("#step", "input")
