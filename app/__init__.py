@@ -1,1 +1,59 @@
-"""attnlab's web layer: FastAPI app, services, CLI. Depends on models/, never the reverse."""
+"""attnlab: see what Transformer attention does.
+
+The library face, for notebooks and scripts::
+
+    import attnlab
+    model = attnlab.load("minilm")              # a registry model: bundled, zoo or allowlisted
+    result = model.forward("The cat sat on the mat.", backend="flash")
+    result.tokens                               # display labels of the input tokens
+    result.recorder                             # per (kind, layer): the captured Q, K and row LSE
+
+The server and CLI live in the subpackages: ``attnlab.main`` (the FastAPI app), ``attnlab.cli``
+(the ``attnlab`` command), ``attnlab.api``, ``attnlab.services``, ``attnlab.web`` and ``attnlab.core``;
+the from-scratch Transformer library is ``attnlab.models``. The folders of a checkout map onto these
+names (pyproject.toml): ``app/`` is ``attnlab``, ``models/`` is ``attnlab.models``.
+
+Names are loaded on first use, so ``import attnlab`` stays cheap (no torch until a model is needed).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> the module that defines it
+_EXPORTS = {
+    "load": "attnlab.models.registry",
+    "default_registry": "attnlab.models.registry",
+    "Registry": "attnlab.models.registry",
+    "ModelAdapter": "attnlab.models.adapter",
+    "UnknownModel": "attnlab.models.catalogue",
+    "UnavailableModel": "attnlab.models.catalogue",
+    "capture": "attnlab.models.capture",
+    "token_labels": "attnlab.models.labels",
+}
+
+__all__ = ["ModelAdapter", "Registry", "UnavailableModel", "UnknownModel", "__version__", "capture",
+           "default_registry", "load", "token_labels"]
+
+if TYPE_CHECKING:
+    from .models.adapter import ModelAdapter
+    from .models.capture import capture
+    from .models.catalogue import UnavailableModel, UnknownModel
+    from .models.labels import token_labels
+    from .models.registry import Registry, default_registry, load
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'attnlab' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -14,8 +14,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 
-from models import Registry, default_registry
-from models.memory import measure_peak
+from attnlab.models import Registry, default_registry
+from attnlab.models.memory import measure_peak
 
 from .api.errors import HANDLERS
 from .api.limits import SettingsContext

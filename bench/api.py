@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.cli.api_bench import run_api_bench  # noqa: E402
+from attnlab.cli.api_bench import run_api_bench  # noqa: E402
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)

@@ -167,7 +167,8 @@ def start_server(port: int, cache_mb: int | None = None) -> subprocess.Popen:
     env = {"MALLOC_ARENA_MAX": "2", **os.environ, "HF_HUB_OFFLINE": "1", "ATTNLAB_LOG_LEVEL": "WARNING"}
     if cache_mb is not None:
         env["ATTNLAB_RUN_CACHE_BYTES"] = str(cache_mb * 2**20)
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--host", "127.0.0.1",
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "attnlab.main:create_app", "--factory",
+                             "--host", "127.0.0.1",
                              "--port", str(port), "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env)
     deadline = time.time() + 120
     while time.time() < deadline:

@@ -40,7 +40,7 @@ def main() -> None:
         results_file = ROOT / "models" / "zoo" / lab / "results.json"
         if not args.record_only:
             log.info("lab %s ...", lab)
-            subprocess.run([sys.executable, "-m", "models.labs", lab, "--set", f"threads={args.threads}"],
+            subprocess.run([sys.executable, "-m", "attnlab.models.labs", lab, "--set", f"threads={args.threads}"],
                            cwd=ROOT, check=True)
         elif not results_file.exists():
             continue

@@ -1,6 +1,6 @@
 """attnlab's from-scratch Transformer library: pure PyTorch, usable alone from a notebook.
 
-    from models import preset, build_model, capture
+    from attnlab.models import preset, build_model, capture
     model = build_model(preset("tiny"))
     with capture(model) as rec:
         model(ids)

@@ -8,7 +8,7 @@ tokens that label each axis of each kind, ``ModelAdapter.dummy_inputs``).
 
 Inside: ``ModelInfo``, ``TokenSeq``, ``Encoded``, ``ForwardResult``, ``Candidate``,
 ``GenerationStep``, ``ModelAdapter`` and ``ScratchAdapter`` (the Hugging Face one is
-``models.hf.HFAdapter``).
+``attnlab.models.hf.HFAdapter``).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ class ModelInfo:
 class TokenSeq:
     """A token sequence as every answer carries it.
 
-    ``tokens`` are display labels (:func:`models.labels.token_labels`), ``ids`` what the model
+    ``tokens`` are display labels (:func:`attnlab.models.labels.token_labels`), ``ids`` what the model
     sees, ``offsets`` the [start, end) characters of the text each token came from (None for a
     token the tokenizer added itself, such as BERT's [CLS]), ``special`` whether the id is a
     control id, ``segments`` 0/1 per token for a sentence pair (offsets then index each

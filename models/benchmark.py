@@ -13,7 +13,7 @@ scalars:
   (the backward does five matmuls of the same size to the forward's two).
   Softmax exponentials are not counted. ``flops`` holds the count itself.
 - ``peak_mem_mb`` / ``peak_memory_bytes``: the most extra memory torch held at any moment
-  of one call, above what was allocated before it (``models.memory.measure_peak``: on CPU
+  of one call, above what was allocated before it (``attnlab.models.memory.measure_peak``: on CPU
   the peak of the running sum of torch's allocation and free events, counting the flash
   backend's worker threads; on CUDA ``max_memory_allocated``). ``memory_method`` says which.
 - ``max_abs_diff_vs_math``: largest |difference| from the ``math`` backend on the

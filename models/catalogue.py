@@ -1,6 +1,6 @@
 """The catalogue's vocabulary: a registry entry and the errors of looking a model up.
 
-Kept apart from ``models.registry`` (which holds and loads entries) and ``models.hf`` (which
+Kept apart from ``attnlab.models.registry`` (which holds and loads entries) and ``attnlab.models.hf`` (which
 builds the pretrained ones), so that neither imports the other for these types.
 """
 

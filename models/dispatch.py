@@ -1,7 +1,7 @@
 """The one attention call every model makes: backend choice, the kernel, the capture.
 
-Both the from-scratch layers (``models.layers.MultiHeadAttention``) and the Hugging Face bridge
-(``models.hf.bridge.attnlab_attention``) project and rotate Q/K/V themselves, then call
+Both the from-scratch layers (``attnlab.models.layers.MultiHeadAttention``) and the Hugging Face bridge
+(``attnlab.models.hf.bridge.attnlab_attention``) project and rotate Q/K/V themselves, then call
 :func:`attend`. It picks the backend (a ``use_backend`` block wins over the module's own),
 runs it on un-repeated grouped-query K/V (the backends' contract), and records
 (Q, K, spec, LSE) into the current capture, if any.

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 def normalise_config(family: str, cfg: Mapping) -> Shape:
-    """A ``Shape`` from a from-scratch config or a Hugging Face one (BERT, GPT-2, Llama: ``models.hf.config``)."""
+    """A ``Shape`` from a from-scratch config or a Hugging Face one (BERT, GPT-2, Llama: ``hf.config``)."""
     if "n_layers" in cfg and "d_model" in cfg:  # models.config.TransformerConfig
         n_heads = cfg["n_heads"]
         return Shape(cfg["family"], cfg["vocab_size"], cfg["d_model"], cfg["n_layers"],

@@ -1,7 +1,7 @@
 """Building blocks: norms (``NORMS``), feed-forward, KV cache, multi-head attention, one residual Block.
 
 ``MultiHeadAttention`` keeps the projections and rotary; the kernel call, the backend choice
-and the capture are ``models.dispatch.attend``.
+and the capture are ``attnlab.models.dispatch.attend``.
 """
 
 from __future__ import annotations

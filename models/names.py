@@ -30,7 +30,7 @@ def unknown(what: str, name: object, known: Iterable[str], sep: str | None = Non
     """The error for ``name`` missing from ``known``: ``"unknown <what> <name!r>; known: [...]"``.
 
     ``sep`` joins the names instead of printing the sorted list (``"a, b"`` for ``sep=", "``);
-    ``error`` is an :class:`UnknownName` subclass (``models.catalogue.UnknownModel``).
+    ``error`` is an :class:`UnknownName` subclass (``attnlab.models.catalogue.UnknownModel``).
     """
     names = sorted(known)
     listed = sep.join(names) if sep is not None else str(names)

@@ -2,7 +2,7 @@
 
 Inside: ``scratch_entry`` / ``zoo_entries`` (from-scratch checkpoints), ``Registry`` (thread-safe,
 lazy loading), ``default_registry`` (bundled pretrained models, allowlist, zoo) and ``load``.
-The entry type and the lookup errors live in ``models.catalogue``.
+The entry type and the lookup errors live in ``attnlab.models.catalogue``.
 
 ``load("minilm")`` is the notebook entry point; services use a ``Registry`` built with
 the server's allowlist and model root.
@@ -103,7 +103,7 @@ def default_registry(allowlist: list[str] | None = None, model_root: Path | None
     try:
         from .hf import pretrained_entries
     except ImportError:  # pretrained support not installed
-        log.warning("models.hf unavailable; only from-scratch models are listed")
+        log.warning("attnlab.models.hf unavailable; only from-scratch models are listed")
     else:
         for entry in pretrained_entries(allowlist or [], model_root):
             registry.register(entry)
@@ -116,7 +116,7 @@ _default: Registry | None = None
 
 
 def load(model_id: str) -> ModelAdapter:
-    """Notebook entry point: ``from models import load; m = load("minilm")``."""
+    """Notebook entry point: ``from attnlab.models import load; m = load("minilm")``."""
     global _default
     if _default is None:
         _default = default_registry()

@@ -13,11 +13,11 @@ import json
 import numpy as np
 import torch
 
-from app.api.transport import decode_meta
-from app.core.settings import Settings
-from models import ModelInfo, Registry, ScratchAdapter, TransformerConfig, build_model
-from models.catalogue import Entry
-from models.tokenization import CharTokenizer
+from attnlab.api.transport import decode_meta
+from attnlab.core.settings import Settings
+from attnlab.models import ModelInfo, Registry, ScratchAdapter, TransformerConfig, build_model
+from attnlab.models.catalogue import Entry
+from attnlab.models.tokenization import CharTokenizer
 
 CORPUS = "abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,;:!?'\"-<>/()="
 

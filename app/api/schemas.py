@@ -24,8 +24,8 @@ from pydantic import (
     Tag,
 )
 
-from models.attention import BACKENDS
-from models.positional import POSITIONAL
+from attnlab.models.attention import BACKENDS
+from attnlab.models.positional import POSITIONAL
 
 from .limits import Limit, setting_value
 

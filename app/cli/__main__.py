@@ -1,4 +1,4 @@
-"""``python -m app.cli``: the `attnlab` command."""
+"""``python -m attnlab.cli``: the `attnlab` command."""
 
 from .commands import app
 

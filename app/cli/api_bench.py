@@ -25,9 +25,9 @@ import time
 import numpy as np
 import torch
 
-from models import ScratchAdapter, TransformerConfig, build_model, default_registry
-from models.catalogue import Entry
-from models.memory import measure_peak
+from attnlab.models import ScratchAdapter, TransformerConfig, build_model, default_registry
+from attnlab.models.catalogue import Entry
+from attnlab.models.memory import measure_peak
 
 from ..core.settings import Settings
 from ..main import create_app
@@ -63,7 +63,7 @@ def text_of_tokens(tokenizer, n_tokens: int) -> str:
 
 def long_decoder() -> Entry:
     """A random-init decoder that accepts 8,192 positions (the shapes of the `tiny` preset)."""
-    from models.tokenization import CharTokenizer
+    from attnlab.models.tokenization import CharTokenizer
 
     def load() -> ScratchAdapter:
         torch.manual_seed(0)
@@ -86,7 +86,7 @@ async def _measure(runs: int) -> dict:
     import httpx
     from transformers import AutoModel, AutoTokenizer
 
-    from models.hf import minilm_dir
+    from attnlab.models.hf import minilm_dir
 
     directory = minilm_dir()
     if directory is None:

@@ -51,7 +51,7 @@ def serve(host: str = typer.Option(None, help="default: ATTNLAB_HOST or 127.0.0.
     from ..core.settings import get_settings
 
     settings = get_settings()
-    uvicorn.run("app.main:create_app", factory=True, host=host or settings.host, port=port or settings.port,
+    uvicorn.run("attnlab.main:create_app", factory=True, host=host or settings.host, port=port or settings.port,
                 workers=workers or settings.workers, reload=reload, timeout_graceful_shutdown=10,
                 access_log=False, log_config=server_log_config(settings.log_level))
 
@@ -59,7 +59,7 @@ def serve(host: str = typer.Option(None, help="default: ATTNLAB_HOST or 127.0.0.
 @app.command("models")
 def list_models(as_json: bool = typer.Option(False, "--json", help="machine-readable")) -> None:
     """List every model attnlab knows, whether it is available here, and why not."""
-    from models.registry import default_registry
+    from attnlab.models.registry import default_registry
 
     from ..core.settings import get_settings
 
@@ -82,7 +82,7 @@ def list_models(as_json: bool = typer.Option(False, "--json", help="machine-read
 def bench_attention(quick: bool = typer.Option(False, help="only T=4096 causal forward"),
                     json: bool = typer.Option(False, "--json", help="machine-readable results")) -> None:
     """math vs sdpa vs our flash: time, GFLOP/s, memory, error."""
-    from models.benchmark import run_attention_bench
+    from attnlab.models.benchmark import run_attention_bench
 
     _logging("WARNING")
     run_attention_bench(quick=quick, as_json=json)
@@ -95,9 +95,9 @@ def bench_profile(model: str = typer.Option("minilm", help="a model id from `att
     """Forward and backward time per component (embedding, attention, feed-forward, norms, head)."""
     import torch
 
-    from models.architectures import build_model
-    from models.config import PRESETS
-    from models.profiler import profile_model
+    from attnlab.models.architectures import build_model
+    from attnlab.models.config import PRESETS
+    from attnlab.models.profiler import profile_model
 
     _logging("WARNING")
     torch.manual_seed(0)
@@ -108,7 +108,7 @@ def bench_profile(model: str = typer.Option("minilm", help="a model id from `att
         if net.config.family == "encoder-decoder":
             inputs = {"src": inputs["ids"], "tgt": inputs["ids"]}
     else:
-        from models.registry import default_registry
+        from attnlab.models.registry import default_registry
 
         adapter = default_registry().load(model)
         net = adapter.model
@@ -141,8 +141,8 @@ def train_parser():
     """The options of `attnlab train` (argparse: they pass through typer untouched, and torchrun runs them)."""
     import argparse
 
-    from models.config import PRESETS
-    from models.training import OBJECTIVE_FAMILY
+    from attnlab.models.config import PRESETS
+    from attnlab.models.training import OBJECTIVE_FAMILY
 
     p = argparse.ArgumentParser(prog="attnlab train", description="Train a from-scratch model on a corpus.")
     p.add_argument("--out-dir", default="runs/train")
@@ -177,11 +177,11 @@ def train_parser():
 
 
 def run_training(argv: list[str]) -> dict:
-    """Parse `attnlab train` options, run ``models.training.train_main``, print the summary on rank 0."""
+    """Parse `attnlab train` options, run ``attnlab.models.training.train_main``, print the summary on rank 0."""
     import os
 
-    from models.config import parse_override
-    from models.training import train_main
+    from attnlab.models.config import parse_override
+    from attnlab.models.training import train_main
 
     args = vars(train_parser().parse_args(argv))
     overrides = dict(item.split("=", 1) for item in args.pop("set"))
@@ -194,7 +194,7 @@ def run_training(argv: list[str]) -> dict:
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
                                "help_option_names": []})
 def train(ctx: typer.Context) -> None:
-    """Train a from-scratch model; `attnlab train --help` lists the options (torchrun -m app.cli train ... for DDP)."""
+    """Train a from-scratch model; `attnlab train --help` lists the options (DDP: torchrun -m attnlab.cli train ...)."""
     _logging()
     run_training(ctx.args)
 
@@ -204,7 +204,7 @@ def lab(name: str = typer.Argument(..., help="induction, extrapolation, seq2seq,
         out: Path | None = typer.Option(None, help="default: models/zoo/NAME"),
         quick: bool = typer.Option(False, help="a seconds-long version (for tests)")) -> None:
     """Run one of the week's labs; writes a checkpoint and results.json."""
-    from models.labs import run_lab
+    from attnlab.models.labs import run_lab
 
     _logging()
     results = run_lab(name, out_dir=out, quick=quick)

@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from models.paths import ZOO as ZOO_DIR
+from attnlab.models.paths import ZOO as ZOO_DIR
 
 
 class Settings(BaseSettings):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from models import Registry
+from attnlab.models import Registry
 
 from ..core.metrics import Metrics
 from ..core.settings import Settings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import anyio.to_thread
 
-from models.introspection import describe_architecture, profile_architecture, profile_cost_gflop
+from attnlab.models.introspection import describe_architecture, profile_architecture, profile_cost_gflop
 
 from ..core.settings import Settings
 from .errors import Invalid, TooLarge
@@ -14,7 +14,7 @@ MODEL_FIELDS = ("id", "family", "source", "n_params", "positional", "description
 
 
 async def architecture(hub: ModelHub, model_id: str, context: int) -> dict:
-    """models.introspection.describe_architecture of a model's config at ``context`` tokens, with the model's
+    """attnlab.models.introspection.describe_architecture of a model's config at ``context`` tokens, with the model's
     catalogue fields under ``model``. NotFound/Unavailable from the hub; Invalid for a model without a config."""
     detail = await hub.describe(model_id)
     config = detail.get("config") or {}

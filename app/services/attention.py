@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from models import ModelAdapter, TokenSeq
-from models.capture import stack_maps
+from attnlab.models import ModelAdapter, TokenSeq
+from attnlab.models.capture import stack_maps
 
 from ..core.settings import Settings
 from .errors import Invalid, TooLarge

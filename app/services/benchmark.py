@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from models import ModelAdapter
+from attnlab.models import ModelAdapter
 
 from ..core.settings import Settings
 from .errors import Busy, Invalid, TooLarge, Unavailable
@@ -31,7 +31,7 @@ class BenchmarkService:
 
     async def synthetic(self, seq_lens: list[int], backends: list[str], causal: bool, n_heads: int, head_dim: int,
                         passes: str) -> list[dict]:
-        from models.attention import BACKENDS
+        from attnlab.models.attention import BACKENDS
 
         unknown = [b for b in backends if b not in BACKENDS]
         if unknown:
@@ -41,7 +41,7 @@ class BenchmarkService:
             raise TooLarge(f"seq_lens: n_heads x T^2 = {cells:,} is over benchmark_max_cells "
                            f"{self.settings.benchmark_max_cells:,}; use shorter sequences or fewer heads")
         try:
-            from models.benchmark import benchmark_backends
+            from attnlab.models.benchmark import benchmark_backends
         except ImportError as err:
             raise Unavailable(f"seq_lens: the synthetic benchmark is not installed here ({err})") from None
 
@@ -61,7 +61,7 @@ class BenchmarkService:
         return await self._exclusive(run)
 
     def _measure(self, adapter: ModelAdapter, text: str, backends: list[str]) -> list[dict]:
-        from models.benchmark import benchmark_model
+        from attnlab.models.benchmark import benchmark_model
 
         enc = encode_checked(adapter, text, None, self.settings)
         cells, limit = attention_cells(adapter.info, len(enc)), self.settings.benchmark_max_cells

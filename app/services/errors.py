@@ -15,7 +15,7 @@ app.api.errors'):
   ``head_stats_max_cells``, ``benchmark_max_cells``, ``profile_max_gflop``). Refused before the work.
 
 Adapters report only what they alone know (text with no tokens, as ``ValueError``: 422); token
-counts are checked once, for every family, in ``app.services.inputs.encode_checked``.
+counts are checked once, for every family, in ``attnlab.services.inputs.encode_checked``.
 """
 
 from __future__ import annotations

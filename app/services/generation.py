@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from models import GenerationStep
+from attnlab.models import GenerationStep
 
 from ..core.logctx import note
 from ..core.metrics import Metrics

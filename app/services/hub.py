@@ -18,7 +18,7 @@ from typing import TypeVar
 import anyio.to_thread
 import torch
 
-from models import ModelAdapter, ModelInfo, Registry, UnavailableModel, UnknownModel
+from attnlab.models import ModelAdapter, ModelInfo, Registry, UnavailableModel, UnknownModel
 
 from ..core.logctx import note
 from ..core.settings import Settings

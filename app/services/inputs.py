@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models import Encoded, ModelAdapter, ModelInfo
+from attnlab.models import Encoded, ModelAdapter, ModelInfo
 
 from ..core.logctx import note
 from ..core.settings import Settings

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import orjson
 
-from models import make_positional
-from models.positional import POSITIONAL
+from attnlab.models import make_positional
+from attnlab.models.positional import POSITIONAL
 
 from ..core.settings import Settings
 from .errors import Invalid, NotFound, TooLarge

@@ -21,8 +21,8 @@ import numpy as np
 import orjson
 import torch
 
-from models import ModelAdapter, Recorder, TokenSeq, axis_seqs
-from models.capture import pooled_overview
+from attnlab.models import ModelAdapter, Recorder, TokenSeq, axis_seqs
+from attnlab.models.capture import pooled_overview
 
 from ..core.logctx import note
 from ..core.settings import Settings
@@ -264,7 +264,7 @@ class RunService:
         return run.head_stats
 
     def _rollout(self, run: Run, kind: str, add_residual: bool) -> dict[str, np.ndarray]:
-        from models import analysis
+        from attnlab.models import analysis
 
         n_layers = run.recorder.layers(kind)
         t_q, t_k = run.recorder.get(kind, 0).shape
@@ -285,7 +285,7 @@ class RunService:
 
 def compute_head_stats(run: Run) -> dict[str, dict[str, list[list[float]]]]:
     """Head-type scores (models.analysis) for every self-attention kind of a run."""
-    from models import analysis
+    from attnlab.models import analysis
 
     out = {}
     with torch.no_grad():

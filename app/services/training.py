@@ -58,7 +58,7 @@ def training_record(zoo_dir: Path, name: str) -> dict:
 def snapshot_maps(zoo_dir: Path, name: str, probe: str, kind: str | None, layer: int, head: int) -> dict:
     """One head's attention on a probe at every snapshot step: ``maps`` (steps, T_query, T_key), with the tokens
     labelling each axis. NotFound without snapshots; Invalid for a probe, kind, layer or head not recorded."""
-    from models.training import load_snapshots
+    from attnlab.models.training import load_snapshots
 
     directory = checkpoint_dir(zoo_dir, name)
     if not (directory / "snapshots.json").is_file():

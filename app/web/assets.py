@@ -1,34 +1,31 @@
-"""Copy plotly.min.js from the installed `plotly` package into static/vendor (no CDN)."""
+"""Where the pages' files are: package data read with importlib.resources, never written at run time.
+
+- :data:`STATIC`: the ``attnlab.static`` package (``static/`` in a checkout): JavaScript modules and CSS,
+  served under ``/static``.
+- :data:`TEMPLATES`: the ``attnlab.templates`` package (``templates/``): one Jinja2 template per page.
+- :func:`plotly_js_source`: plotly.js as the installed ``plotly`` Python package ships it, served as
+  ``/static/vendor/plotly.min.js`` straight from there (no CDN, no copy inside attnlab's own folders).
+
+Both resolve to real directories: attnlab is installed as files (a wheel or an editable checkout),
+never zipped, so ``importlib.resources.files`` gives a :class:`pathlib.Path`.
+"""
 
 from __future__ import annotations
 
-import logging
-import shutil
+from importlib.resources import files
 from pathlib import Path
 
 import plotly
 
-log = logging.getLogger(__name__)
 
-STATIC = Path(__file__).resolve().parents[2] / "static"
-VENDOR = STATIC / "vendor"
+def _package_dir(package: str) -> Path:
+    return Path(str(files(package)))
+
+
+STATIC = _package_dir("attnlab.static")
+TEMPLATES = _package_dir("attnlab.templates")
 
 
 def plotly_js_source() -> Path:
+    """plotly.min.js of the installed plotly package (the version the figures are built with)."""
     return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
-
-
-def ensure_assets() -> Path:
-    """Idempotent: copy plotly.min.js if missing or from another plotly version."""
-    VENDOR.mkdir(parents=True, exist_ok=True)
-    target = VENDOR / "plotly.min.js"
-    source = plotly_js_source()
-    if not target.exists() or target.stat().st_size != source.stat().st_size:
-        shutil.copyfile(source, target)
-        log.info("copied %s -> %s", source, target)
-    return target
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO)
-    ensure_assets()

@@ -3,8 +3,8 @@
 Each function takes plain data, the same dicts and lists the REST API answers, and
 returns a ``plotly.graph_objects.Figure``, so a notebook can use them directly::
 
-    from app import figures
-    from models import make_positional
+    from attnlab import figures
+    from attnlab.models import make_positional
     fig = figures.positional_matrix(make_positional("sinusoidal", d_model=64, n_heads=4,
                                                     max_positions=128).describe(128))
     fig.show()            # or fig.write_html("sinusoidal.html")

@@ -25,15 +25,14 @@ from functools import lru_cache
 from pathlib import Path
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.templating import Jinja2Templates
 from starlette.responses import Response
 
 from ..core.security import content_security_policy
-from .assets import VENDOR, plotly_js_source
+from .assets import TEMPLATES, plotly_js_source
 
-ROOT = Path(__file__).resolve().parents[2]
-templates = Jinja2Templates(directory=ROOT / "templates")
+templates = Jinja2Templates(directory=TEMPLATES)
 
 router = APIRouter(tags=["pages"])
 
@@ -59,8 +58,7 @@ VIEWS = (
 
 
 def _plotly_source() -> Path:
-    vendored = VENDOR / "plotly.min.js"
-    return vendored if vendored.exists() else plotly_js_source()
+    return plotly_js_source()
 
 
 @dataclass(frozen=True)
@@ -123,6 +121,12 @@ def _page(view: View):
 for _view in VIEWS:
     router.add_api_route(_view.path, _page(_view), methods=["GET"], response_class=HTMLResponse,
                          include_in_schema=False, name=f"page_{_view.name}")
+
+
+@router.get("/static/vendor/plotly.min.js", include_in_schema=False)
+async def plotly_script() -> FileResponse:
+    """plotly.js from the installed plotly package (registered before the /static mount, so it wins)."""
+    return FileResponse(plotly_js_source(), media_type="text/javascript", headers={"Cache-Control": "max-age=3600"})
 
 
 @router.get("/assets/plotly.css", include_in_schema=False)

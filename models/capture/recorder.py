@@ -162,7 +162,7 @@ class Recorder:
                rows=None, cols=None, batch: int = 0, block_rows: int = 256) -> tuple[Tensor, int]:
         """Downsample one head's map (or a region of it) to at most size x size: (pooled, factor).
 
-        ``models.capture.tiles.pooled_overview`` on the latest record of (kind, layer); ``block_rows``
+        ``attnlab.models.capture.tiles.pooled_overview`` on the latest record of (kind, layer); ``block_rows``
         bounds the largest block computed at once. Raises ValueError for a size <= 0 or an unknown
         mode, IndexError for a range outside the map.
         """

@@ -4,7 +4,7 @@
 - ``synthetic``: ``repeated_segments`` (induction), ``reversal_pairs`` / ``copy_pairs`` (seq2seq);
 - ``corruption``: ``mask_tokens`` (BERT MLM), ``span_corrupt`` / ``fill_spans`` (T5), ``IGNORE_INDEX``.
 
-Batching lives with the trainer (``models.training.batches``).
+Batching lives with the trainer (``attnlab.models.training.batches``).
 """
 
 from .corpora import (

@@ -6,7 +6,7 @@ Corpora (`load_corpus`):
   janeaustenr (Julia Silge; on CRAN, and in Debian as `r-cran-janeaustenr`), whose
   texts come from Project Gutenberg. They are fetched with `apt-get download`, read
   out of the package's R lazy-load database, and cached as plain text under
-  `<cache>/corpora/austen/<book>.txt`, where `<cache>` is `models.paths.cache_dir()`
+  `<cache>/corpora/austen/<book>.txt`, where `<cache>` is `attnlab.models.paths.cache_dir()`
   (`$ATTNLAB_CACHE_DIR`, else `$XDG_CACHE_HOME/attnlab`, else `~/.cache/attnlab`).
   Placing the six files there by hand works offline.
 - `"wikitext-2"`: WikiText-2 (raw) through the `datasets` library, when it is installed

@@ -1,7 +1,7 @@
 """Pretrained Hugging Face models behind the same adapter, capture and backend toggle.
 
 - ``bridge``: ``attnlab_attention``, registered with ``transformers.AttentionInterface`` as
-  ``"attnlab"``: HF mask -> our lazy spec, then ``models.dispatch.attend`` (backend + capture);
+  ``"attnlab"``: HF mask -> our lazy spec, then ``attnlab.models.dispatch.attend`` (backend + capture);
 - ``adapter``: ``HFAdapter`` (a model and tokenizer behind ``ModelAdapter``) and ``load_hf``;
 - ``config``: every reading of an HF config (``info_from_config``, ``hf_shape``, the exact
   ``gpt2_config`` / ``bert_config`` / ``llama_config`` for importing);

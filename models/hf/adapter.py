@@ -1,6 +1,6 @@
 """A ``transformers`` model and tokenizer behind ``ModelAdapter``, and loading one from disk.
 
-``HFAdapter`` runs its model under ``attn_implementation="attnlab"`` (``models.hf.bridge``),
+``HFAdapter`` runs its model under ``attn_implementation="attnlab"`` (``attnlab.models.hf.bridge``),
 so every forward records into the current capture and runs on the chosen backend.
 ``load_hf`` loads from a local directory only: never the network, never remote code.
 ``transformers`` is imported inside functions: importing this module stays cheap.

@@ -2,7 +2,7 @@
 
 Hugging Face attention modules call ``attnlab_attention`` with post-rotary Q and K; it turns
 the HF mask into our lazy ``AttentionSpec`` (``spec_from_hf``) and hands the call to
-``models.dispatch.attend``: the chosen backend (math / sdpa / flash) and the capture, the
+``attnlab.models.dispatch.attend``: the chosen backend (math / sdpa / flash) and the capture, the
 same path the from-scratch layers take. ``register_attention`` installs it (idempotent).
 """
 

@@ -4,10 +4,10 @@ Three readers of one config dict (``config.json`` or ``config.to_dict()``), all 
 alias table ``CONFIG_ALIASES``:
 
 - ``info_from_config``: the ``ModelInfo`` the catalogue lists (family, sizes, positional);
-- ``hf_shape``: the ``models.config.Shape`` the architecture page counts parameters
+- ``hf_shape``: the ``attnlab.models.config.Shape`` the architecture page counts parameters
   and FLOPs from;
 - ``gpt2_config`` / ``bert_config`` / ``llama_config``: our exact ``TransformerConfig`` for
-  importing weights (``models.hf.importers``); an option our layers do not implement is
+  importing weights (``attnlab.models.hf.importers``); an option our layers do not implement is
   ``NotImplementedError``, never a silent mismatch.
 """
 

@@ -2,7 +2,7 @@
 
 ``transformers`` reads GGUF with ``gguf_file=...`` (needs ``gguf`` and ``accelerate``),
 dequantizing in ~20 s; the converted copy is cached under ``<cache>/pretrained`` (see
-``models.paths.cache_dir``) and later loads read it instead.
+``attnlab.models.paths.cache_dir``) and later loads read it instead.
 """
 
 from __future__ import annotations

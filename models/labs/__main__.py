@@ -1,4 +1,4 @@
-"""``python -m models.labs NAME [--out-dir DIR] [--quick] [--set key=value ...]``."""
+"""``python -m attnlab.models.labs NAME [--out-dir DIR] [--quick] [--set key=value ...]``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from . import LABS, run_lab
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m models.labs", description="run one attnlab lab")
+    p = argparse.ArgumentParser(prog="python -m attnlab.models.labs", description="run one attnlab lab")
     p.add_argument("name", choices=list(LABS))
     p.add_argument("--out-dir", help="default: models/zoo/NAME")
     p.add_argument("--quick", action="store_true", help="a seconds-long run (tests)")

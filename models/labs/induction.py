@@ -120,7 +120,7 @@ def run(out_dir: str | Path, quick: bool = False, *, steps: int | None = None, p
 
     ``data="periodic"`` (default): a random segment of random length ``min_seg..max_seg``
     repeated to fill the sequence. ``data="halves"``: ``[segment, segment]`` with a segment
-    of ``seq_len // 2`` (the layout of ``models.data.repeated_segments``): it trains fast but
+    of ``seq_len // 2`` (the layout of ``attnlab.models.data.repeated_segments``): it trains fast but
     lets layer 1 solve the task by attending a fixed offset back, without any induction.
     Whether heads match content rather than an offset is checked by also scoring them on
     segments of another length (``generalization``).
@@ -173,7 +173,7 @@ def run(out_dir: str | Path, quick: bool = False, *, steps: int | None = None, p
         maps = trainer.snapshots.tensors[f"step{step}/repeated/decoder"].float()  # (L, H, T, T)
         rows = torch.arange(16, 32)
         over_training.append(maps[:, :, rows, rows - 15].mean(-1).max().item())
-    shared = ("models.labs.induction.induction_scores: mean attention from each token of a repeat to the "
+    shared = ("attnlab.models.labs.induction.induction_scores: mean attention from each token of a repeat to the "
               "token after its earlier copy, over a batch (the definition models.analysis.head_scores uses)")
     heads = [f"H{h}" for h in range(ind.shape[1])]
     layers = [f"L{layer}" for layer in range(ind.shape[0])]

@@ -5,7 +5,7 @@
 - ``distributed``: ``init_distributed`` and ``shard`` under torchrun;
 - ``snapshots``: ``Probe``, ``Snapshots``, ``load_snapshots``;
 - ``trainer``: ``Trainer``, ``TrainResult``, ``evaluate_loss``;
-- ``memory_report``: ``checkpointing_memory_report`` (peaks from ``models.memory.measure_peak``);
+- ``memory_report``: ``checkpointing_memory_report`` (peaks from ``attnlab.models.memory.measure_peak``);
 - ``run``: ``train_main``, the library behind ``attnlab train`` (the CLI parses the arguments).
 
 

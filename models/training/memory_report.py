@@ -1,4 +1,4 @@
-"""Peak training memory with and without gradient checkpointing, on one batch (``models.memory.measure_peak``)."""
+"""Peak training memory with and without gradient checkpointing, on one batch (``memory.measure_peak``)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def checkpointing_memory_report(config: TransformerConfig, batch: Batch, device:
                                 threads: int = 2) -> dict:
     """Peak memory of one forward+backward on the same batch, with and without checkpointing.
 
-    Measured by ``models.memory.measure_peak`` (the one place attnlab measures memory): the
+    Measured by ``attnlab.models.memory.measure_peak`` (the one place attnlab measures memory): the
     peak of what torch allocates during the step above what it held before it, from the
     allocator (torch's profiler events on CPU, ``max_memory_allocated`` on CUDA), never
     process RSS. Each model does one warm-up step first, so lazy initialisation and the

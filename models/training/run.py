@@ -71,7 +71,7 @@ def train_main(
 ) -> dict:
     """Train a model on a corpus; the library behind ``attnlab train``.
 
-    ``preset_name`` picks a ``models.config.PRESETS`` entry, ``model_overrides`` replace
+    ``preset_name`` picks a ``attnlab.models.config.PRESETS`` entry, ``model_overrides`` replace
     its fields (``d_model=128, n_layers=4, positional="rope"``); the family follows the
     objective (clm: decoder, mlm: encoder, span: encoder-decoder) and the vocabulary
     size follows the tokenizer. ``plot_lr`` returns only the LR curve, training nothing.

@@ -3,7 +3,7 @@
 Files a checkpoint directory holds: ``config.json`` + ``model.safetensors`` (the model's
 own ``save``), the tokenizer, ``trainer_state.pt`` (optimizer, scheduler, step, RNG; only in
 resumable checkpoints), ``trainer_state.json`` (a readable summary), ``log.jsonl`` (one record
-per logged step) and the snapshots (``models.training.snapshots``). ``evaluate_loss`` is the
+per logged step) and the snapshots (``attnlab.models.training.snapshots``). ``evaluate_loss`` is the
 mean loss over a few batches."""
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from app.main import create_app
+from attnlab.main import create_app
 from tests.support import make_settings, tiny_registry
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.labels import show_text
+from attnlab.models.labels import show_text
 from tests.support import load_npy, meta_of
 
 TEXT = "the cat sat on the mat"
@@ -45,7 +45,7 @@ def test_npy_equals_json(client):
 def test_npy_meta_of_many_tokens_is_bounded(client):
     """format=npy of ~440 tokens (one head fits dense_budget): the meta header leaves the per-token lists out,
     names them in `omitted`, and keeps what describes the array."""
-    from app.api.transport import META_MAX_BYTES
+    from attnlab.api.transport import META_MAX_BYTES
 
     text = "abc, " * 88
     r = client.post("/api/attention", json={"model": "tiny-gpt", "text": text, "layers": [1], "heads": [2],

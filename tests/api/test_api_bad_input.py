@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 from fastapi.testclient import TestClient
 
-from app.main import create_app
+from attnlab.main import create_app
 from tests.support import make_settings, tiny_registry
 
 RUN_ID = "0123456789abcdef0123456789abcdef"
@@ -165,7 +165,7 @@ class Family:
 
 def _hf_available(model_id: str) -> bool:
     try:
-        from models import hf as pretrained
+        from attnlab.models import hf as pretrained
     except ImportError:
         return False
     entry = {"minilm": pretrained.minilm_entry, "smollm2": pretrained.smollm2_entry}[model_id]()
@@ -233,7 +233,7 @@ def families(one_thread):
     """The tiny from-scratch models and the bundled Hugging Face ones, in one app."""
     registry = tiny_registry()
     if any(_hf_available(m) for m in HF):
-        from models import hf as pretrained
+        from attnlab.models import hf as pretrained
 
         for model_id, entry in (("minilm", pretrained.minilm_entry), ("smollm2", pretrained.smollm2_entry)):
             if _hf_available(model_id):

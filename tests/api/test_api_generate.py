@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app.main import create_app
-from app.services.generation import GenerateParams
+from attnlab.main import create_app
+from attnlab.services.generation import GenerateParams
 from tests.support import make_settings, parse_sse, tiny_registry
 
 REQ = {"model": "tiny-gpt", "prompt": "once upon a time", "max_new_tokens": 6, "temperature": 0.9, "top_k": 20,

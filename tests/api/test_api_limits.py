@@ -17,9 +17,9 @@ import httpx
 import pytest
 import uvicorn
 
-from app.api.schemas import MAX_HEADS, MAX_LAYERS
-from app.core.settings import Settings
-from app.main import create_app
+from attnlab.api.schemas import MAX_HEADS, MAX_LAYERS
+from attnlab.core.settings import Settings
+from attnlab.main import create_app
 from tests.support import make_settings, tiny_registry
 
 TEXT_CHARS = 300  # max_text_chars of the test server: its body limit is 300 * 12 + 64 KiB = 69,136 bytes

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app.api.errors import status_of
-from app.main import create_app
-from app.services.errors import Busy, Overloaded
-from app.services.hub import ModelGate
+from attnlab.api.errors import status_of
+from attnlab.main import create_app
+from attnlab.services.errors import Busy, Overloaded
+from attnlab.services.hub import ModelGate
 from tests.support import make_settings, tiny_registry
 
 
@@ -268,8 +268,8 @@ def test_settings_bounds_are_what_the_app_enforces(narrow):
 
 
 def test_closed_sets_are_enums_from_their_registries(client):
-    from models.attention import BACKENDS
-    from models.positional import POSITIONAL
+    from attnlab.models.attention import BACKENDS
+    from attnlab.models.positional import POSITIONAL
 
     spec = client.get("/openapi.json").json()
     schemas = spec["components"]["schemas"]

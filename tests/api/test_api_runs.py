@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from fastapi.testclient import TestClient
 
-from app.main import create_app
-from models.labels import show_text
+from attnlab.main import create_app
+from attnlab.models.labels import show_text
 from tests.support import make_settings, meta_of, tiny_registry
 
 TEXT = "abc abc abc, the quick brown fox jumps over the lazy dog"
@@ -100,7 +100,7 @@ def test_binary_formats(client, run, dense):
 def test_meta_header_is_bounded(client):
     """X-Attnlab-Meta stays under META_MAX_BYTES (Node's parser refuses 16 KiB of headers, proxies 4-8 KiB): a big
     tile's meta leaves its per-token labels out and says where they are; a small tile's keeps them."""
-    from app.api.transport import META_MAX_BYTES
+    from attnlab.api.transport import META_MAX_BYTES
 
     text = "the quick brown fox " * 60  # 1,200 tokens
     big = client.post("/api/runs", json={"model": "tiny-gpt", "text": text}).json()

@@ -12,11 +12,11 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from app.main import create_app
-from models import Registry, ScratchAdapter, TransformerConfig, build_model
-from models.labels import show_text
-from models.registry import ZOO, scratch_entry
-from models.tokenization import CharTokenizer, train_bpe
+from attnlab.main import create_app
+from attnlab.models import Registry, ScratchAdapter, TransformerConfig, build_model
+from attnlab.models.labels import show_text
+from attnlab.models.registry import ZOO, scratch_entry
+from attnlab.models.tokenization import CharTokenizer, train_bpe
 from tests.support import CORPUS as CHARS
 from tests.support import adapter_entry, make_settings, parse_sse, tiny_adapter
 
@@ -187,7 +187,7 @@ def test_whitespace_the_tokenizer_keeps_is_text(client, model, text):
 
 def test_training_snapshots_default_to_the_probe_s_recorded_kind(client):
     """mlm recorded its probe on the encoder: no kind asked means that one, not the decoder."""
-    from models.training import load_snapshots
+    from attnlab.models.training import load_snapshots
 
     probe = load_snapshots("models/zoo/mlm")[0]["probes"][0]
     r = client.get("/api/training/mlm/snapshots", params={"probe": probe["name"]})
@@ -272,7 +272,7 @@ def test_top_k_carries_token_ids_and_labels_in_context(client):
 
 @pytest.fixture(scope="module")
 def minilm(one_thread):
-    pretrained = pytest.importorskip("models.hf")
+    pretrained = pytest.importorskip("attnlab.models.hf")
     if pretrained.minilm_dir() is None:
         pytest.skip("MiniLM package not installed")
     app = create_app(make_settings(dense_budget=4_000_000), registry=Registry([pretrained.minilm_entry()]))
@@ -332,7 +332,7 @@ def test_minilm_pairs_carry_segments_and_offsets_into_each_text(minilm):
 @pytest.fixture(scope="module")
 def smollm2(one_thread):
     """(client, tokenizer): the app over SmolLM2, and the model's own tokenizer as the reference."""
-    pretrained = pytest.importorskip("models.hf")
+    pretrained = pytest.importorskip("attnlab.models.hf")
     entry = pretrained.smollm2_entry()
     if not entry.info().available:
         pytest.skip(entry.info().reason)
@@ -415,8 +415,8 @@ def test_smollm2_generated_text_is_the_decoding(smollm2, prompt, n):
 def test_training_snapshots_use_the_same_labels(client):
     """The zoo's lm checkpoint (byte-level BPE) was saved with vocabulary strings ("Ġis"): the
     page gets labels from the checkpoint's tokenizer, by id, like every other view."""
-    from models.tokenization import load_tokenizer
-    from models.training import load_snapshots
+    from attnlab.models.tokenization import load_tokenizer
+    from attnlab.models.training import load_snapshots
 
     meta, _ = load_snapshots("models/zoo/lm")
     probe = meta["probes"][0]

@@ -27,8 +27,8 @@ from schemathesis.engine import StopReason, events, from_schema
 from schemathesis.openapi.checks import RejectedPositiveData
 from schemathesis.python import asgi
 
-from app.main import create_app
-from models import hf as pretrained
+from attnlab.main import create_app
+from attnlab.models import hf as pretrained
 from tests.support import make_settings, tiny_registry
 
 pytestmark = pytest.mark.slow  # ~1-2 minutes on 2 cores

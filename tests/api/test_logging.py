@@ -72,7 +72,8 @@ def test_a_served_request_leaves_its_path_in_the_log_and_none_of_its_text(tmp_pa
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "ATTNLAB_LOG_LEVEL": "INFO", "ATTNLAB_PRELOAD": "false",
            "MALLOC_ARENA_MAX": "2"}
     with log_file.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        proc = subprocess.Popen([sys.executable, "-m", "attnlab.cli", "serve",
+                                 "--host", "127.0.0.1", "--port", str(port)],
                                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:

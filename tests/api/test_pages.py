@@ -16,13 +16,13 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from app.core.settings import Settings
-from app.main import create_app
-from app.web import figures
-from app.web.pages import VIEWS, _plotly_source, plotly_needs
-from models import PRESETS, build_model, make_positional, preset
-from models.introspection import describe_architecture
-from models.registry import Registry, zoo_entries
+from attnlab.core.settings import Settings
+from attnlab.main import create_app
+from attnlab.models import PRESETS, build_model, make_positional, preset
+from attnlab.models.introspection import describe_architecture
+from attnlab.models.registry import Registry, zoo_entries
+from attnlab.web import figures
+from attnlab.web.pages import VIEWS, _plotly_source, plotly_needs
 
 TEXT = "the cat sat on the mat. the cat sat on the mat."
 
@@ -107,8 +107,8 @@ def test_architecture_parameter_count_is_exact(name):
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    from models.tokenization import CharTokenizer
-    from models.training import Probe, TrainConfig, Trainer, lm_batches
+    from attnlab.models.tokenization import CharTokenizer
+    from attnlab.models.training import Probe, TrainConfig, Trainer, lm_batches
 
     zoo = tmp_path_factory.mktemp("zoo")
     tok = CharTokenizer.from_corpus(TEXT + "<>\"'&")

@@ -47,9 +47,9 @@ def build_tiny_zoo(root: Path) -> Path:
     """A decoder ("tinylm": log.jsonl + snapshots) and an encoder-decoder ("seq2seq"), trained briefly."""
     import torch
 
-    from models import build_model, preset
-    from models.tokenization import CharTokenizer
-    from models.training import Probe, TrainConfig, Trainer, lm_batches
+    from attnlab.models import build_model, preset
+    from attnlab.models.tokenization import CharTokenizer
+    from attnlab.models.training import Probe, TrainConfig, Trainer, lm_batches
 
     torch.manual_seed(0)
     tok = CharTokenizer.from_corpus(CORPUS, n_sentinels=8)
@@ -85,13 +85,11 @@ def _free_port() -> int:
 def server(tmp_path_factory):
     import uvicorn
 
-    from app.core.settings import Settings
-    from app.main import create_app
-    from app.web.assets import ensure_assets
-    from models.hf import pretrained_entries
-    from models.registry import Registry, zoo_entries
+    from attnlab.core.settings import Settings
+    from attnlab.main import create_app
+    from attnlab.models.hf import pretrained_entries
+    from attnlab.models.registry import Registry, zoo_entries
 
-    ensure_assets()
     zoo = build_tiny_zoo(tmp_path_factory.mktemp("zoo"))
     registry = Registry()
     for entry in pretrained_entries([], None):

@@ -6,7 +6,7 @@ import json
 
 from typer.testing import CliRunner
 
-from app.cli import app
+from attnlab.cli import app
 
 runner = CliRunner()
 

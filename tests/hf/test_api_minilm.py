@@ -7,11 +7,11 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from app.main import create_app
-from models import Registry
+from attnlab.main import create_app
+from attnlab.models import Registry
 from tests.support import load_npy, make_settings, meta_of
 
-pretrained = pytest.importorskip("models.hf")
+pretrained = pytest.importorskip("attnlab.models.hf")
 if pretrained.minilm_dir() is None:
     pytest.skip("MiniLM package not installed", allow_module_level=True)
 

@@ -15,8 +15,8 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from models import capture  # noqa: E402
-from models.hf import from_hf, from_hf_bert, from_hf_gpt2, from_hf_llama  # noqa: E402
+from attnlab.models import capture  # noqa: E402
+from attnlab.models.hf import from_hf, from_hf_bert, from_hf_gpt2, from_hf_llama  # noqa: E402
 from tests.hf.tiny_hf import ATOL, VOCAB, assert_maps_equal, load_eager  # noqa: E402
 
 # -- tiny random configs --------------------------------------------------------------
@@ -96,7 +96,7 @@ def test_unsupported_variants_are_refused(tiny_dir):
 def minilm_eager():
     from transformers import AutoModel, AutoTokenizer
 
-    from models.hf import minilm_dir
+    from attnlab.models.hf import minilm_dir
 
     directory = minilm_dir()
     if directory is None:
@@ -129,7 +129,7 @@ def smollm2_eager():
     """The real SmolLM2 weights (from the float16 cache, converted once per machine), eager."""
     from transformers import AutoModelForCausalLM
 
-    from models.hf import convert_gguf, smollm2_gguf
+    from attnlab.models.hf import convert_gguf, smollm2_gguf
 
     gguf = smollm2_gguf()
     if gguf is None:

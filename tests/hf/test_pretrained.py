@@ -21,9 +21,9 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from models import Registry, UnavailableModel, capture, default_registry, get_backend  # noqa: E402
-from models.attention import AttentionSpec, use_backend  # noqa: E402
-from models.hf import (  # noqa: E402
+from attnlab.models import Registry, UnavailableModel, capture, default_registry, get_backend  # noqa: E402
+from attnlab.models.attention import AttentionSpec, use_backend  # noqa: E402
+from attnlab.models.hf import (  # noqa: E402
     SMOLLM2_CONFIG,
     HFAdapter,
     UnsafeModelPath,
@@ -324,7 +324,7 @@ def test_bundled_models_available_offline_and_gpt2_unavailable_with_reason(no_ne
 
 
 def test_load_minilm_from_the_notebook_entry_point(no_network):
-    from models import load
+    from attnlab.models import load
 
     m = load("minilm")
     result = m.forward("hello world")
@@ -337,7 +337,7 @@ def test_load_minilm_from_the_notebook_entry_point(no_network):
 
 
 def test_listing_is_fast_and_loads_no_weights(monkeypatch):
-    import models.hf.sources as pretrained
+    import attnlab.models.hf.sources as pretrained
 
     def refuse(*args, **kwargs):
         raise AssertionError("listing models must not load weights")
@@ -423,7 +423,7 @@ def test_local_path_without_a_root_is_refused(monkeypatch):
 
 
 def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
-    from models.paths import cache_dir
+    from attnlab.models.paths import cache_dir
 
     monkeypatch.setenv("ATTNLAB_CACHE_DIR", str(tmp_path / "a"))
     assert cache_dir() == tmp_path / "a"

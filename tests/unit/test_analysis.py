@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models import TransformerConfig, build_model, capture
-from models.analysis import flow, head_scores, rollout
-from models.profiler import profile_model
+from attnlab.models import TransformerConfig, build_model, capture
+from attnlab.models.analysis import flow, head_scores, rollout
+from attnlab.models.profiler import profile_model
 
 
 @pytest.fixture(scope="module")

@@ -6,15 +6,15 @@ import re
 import pytest
 import torch
 
-from models.attention import AttentionSpec
-from models.attention.flash import flash_attention
-from models.benchmark import (
+from attnlab.models.attention import AttentionSpec
+from attnlab.models.attention.flash import flash_attention
+from attnlab.models.benchmark import (
     attention_flops,
     benchmark_backends,
     format_summary_line,
     run_attention_bench,
 )
-from models.memory import CPU_METHOD, measure_peak
+from attnlab.models.memory import CPU_METHOD, measure_peak
 
 FIELDS = {"backend", "seq_len", "causal", "pass", "median_ms", "gflops", "peak_mem_mb", "peak_memory_bytes",
           "memory_method", "max_abs_diff_vs_math", "ratio_vs_sdpa", "skipped", "n_heads", "head_dim", "runs", "flops"}

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models import (
+from attnlab.models import (
     BACKENDS,
     POSITIONAL,
     PRESETS,
@@ -16,9 +16,9 @@ from models import (
     load_model,
     preset,
 )
-from models.architectures import filter_logits
-from models.attention import AttentionResult, register_backend
-from models.layers import KVCache
+from attnlab.models.architectures import filter_logits
+from attnlab.models.attention import AttentionResult, register_backend
+from attnlab.models.layers import KVCache
 
 FAMILIES = ["encoder", "decoder", "encoder-decoder"]
 
@@ -247,7 +247,7 @@ def test_config_errors_are_clear():
 
 def test_backends_declare_weights_and_refuse_otherwise():
     q = k = v = torch.randn(1, 2, 4, 8)
-    from models.attention import AttentionSpec
+    from attnlab.models.attention import AttentionSpec
 
     spec = AttentionSpec(scale=8 ** -0.5)
     assert BACKENDS["math"](q, k, v, spec, need_weights=True).weights.shape == (1, 2, 4, 4)
@@ -258,8 +258,8 @@ def test_backends_declare_weights_and_refuse_otherwise():
 
 
 def test_sdpa_equals_math_with_bias_and_offset():
-    from models.attention import AttentionSpec
-    from models.positional import ALiBiBias
+    from attnlab.models.attention import AttentionSpec
+    from attnlab.models.positional import ALiBiBias
 
     q = torch.randn(2, 4, 3, 16)
     k = torch.randn(2, 4, 9, 16)

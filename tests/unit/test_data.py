@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.data import (
+from attnlab.models.data import (
     AUSTEN_BOOKS,
     IGNORE_INDEX,
     CorpusUnavailable,

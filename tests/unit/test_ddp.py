@@ -8,8 +8,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from models import build_model, preset
-from models.training import TrainConfig, Trainer, lm_batches
+from attnlab.models import build_model, preset
+from attnlab.models.training import TrainConfig, Trainer, lm_batches
 
 VOCAB, BLOCK, GLOBAL_BATCH = 40, 16, 8
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from models.attention import AttentionSpec, BigBirdPattern, LongformerPattern, get_backend
-from models.attention import flash as flash_module
-from models.attention.flash import flash_attention
+from attnlab.models.attention import AttentionSpec, BigBirdPattern, LongformerPattern, get_backend
+from attnlab.models.attention import flash as flash_module
+from attnlab.models.attention.flash import flash_attention
 
 B, H, D = 2, 3, 8
 ATOL = 1e-5

@@ -23,9 +23,9 @@ import pytest
 import torch
 from torch import Tensor
 
-from models.attention import BACKENDS, AttentionSpec, BigBirdPattern, LongformerPattern, get_backend
-from models.capture import Recorder
-from models.positional import ALiBiBias, T5Bias
+from attnlab.models.attention import BACKENDS, AttentionSpec, BigBirdPattern, LongformerPattern, get_backend
+from attnlab.models.capture import Recorder
+from attnlab.models.positional import ALiBiBias, T5Bias
 
 H = 4  # query heads
 KV_HEADS = {"mha": 4, "gqa": 2, "mqa": 1}

@@ -13,8 +13,8 @@ import random
 
 import pytest
 
-from models.labels import TextStream, byte_level_piece, bytes_to_unicode, show_text, token_labels, utf8_units
-from models.tokenization import CharTokenizer, train_bpe
+from attnlab.models.labels import TextStream, byte_level_piece, bytes_to_unicode, show_text, token_labels, utf8_units
+from attnlab.models.tokenization import CharTokenizer, train_bpe
 
 CORPUS = ("東京 is the capital of Japan. 猫 is cat and 犬 is dog. I ❤️ 🐈 and 👨‍👩‍👧.\n"
           "x = 1\r\n\tif x:\n    return\u00a0x\n") * 20

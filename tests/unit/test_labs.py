@@ -7,11 +7,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from models.architectures import load_model
-from models.labs import LABS, run_lab
-from models.paths import ZOO
-from models.registry import scratch_entry
-from models.tokenization import load_tokenizer
+from attnlab.models.architectures import load_model
+from attnlab.models.labs import LABS, run_lab
+from attnlab.models.paths import ZOO
+from attnlab.models.registry import scratch_entry
+from attnlab.models.tokenization import load_tokenizer
 
 TEXT = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, "
         "must be in want of a wife. However little known the feelings or views of such a man may be. ") * 40
@@ -95,7 +95,7 @@ def test_shipped_checkpoint_loads_and_runs(name):
 
 @pytest.mark.skipif(not (ZOO / "induction" / "results.json").exists(), reason="no shipped induction checkpoint")
 def test_shipped_induction_head_stands_out():
-    from models.labs.induction import evaluate, tokenizer
+    from attnlab.models.labs.induction import evaluate, tokenizer
 
     model = load_model(ZOO / "induction").float().eval()
     tok = tokenizer()
@@ -120,8 +120,8 @@ HELD_OUT = (
 
 @pytest.mark.skipif(not (ZOO / "mlm" / "results.json").exists(), reason="no shipped mlm checkpoint")
 def test_shipped_mlm_beats_unigram_on_held_out_text():
-    from models.data import mask_tokens
-    from models.labs.mlm import fill_mask
+    from attnlab.models.data import mask_tokens
+    from attnlab.models.labs.mlm import fill_mask
 
     model = load_model(ZOO / "mlm").float().eval()
     tok = load_tokenizer(ZOO / "mlm")

@@ -10,12 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from models import ScratchAdapter, TransformerConfig, build_model
-from models.attention import AttentionSpec, get_backend
-from models.attention.backends import KERNEL_RANGE
-from models.benchmark import benchmark_backends, benchmark_model
-from models.memory import CPU_METHOD, map_on_torch_threads, measure_peak
-from models.tokenization import CharTokenizer
+from attnlab.models import ScratchAdapter, TransformerConfig, build_model
+from attnlab.models.attention import AttentionSpec, get_backend
+from attnlab.models.attention.backends import KERNEL_RANGE
+from attnlab.models.benchmark import benchmark_backends, benchmark_model
+from attnlab.models.memory import CPU_METHOD, map_on_torch_threads, measure_peak
+from attnlab.models.tokenization import CharTokenizer
 
 MIB = 2**20
 ONE_CALL = dict(min_runs=1, max_runs=1)

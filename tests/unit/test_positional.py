@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from models.positional import POSITIONAL, alibi_slopes, make_positional, t5_bucket
+from attnlab.models.positional import POSITIONAL, alibi_slopes, make_positional, t5_bucket
 
 
 @pytest.mark.parametrize("name", sorted(POSITIONAL))

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from models.schedules import (
+from attnlab.models.schedules import (
     SCHEDULES,
     constant,
     get_schedule,

@@ -5,8 +5,15 @@ import random
 import pytest
 import torch
 
-from models.attention import PATTERNS, AttentionSpec, BigBirdPattern, LongformerPattern, get_backend, make_pattern
-from models.attention.flash import flash_attention
+from attnlab.models.attention import (
+    PATTERNS,
+    AttentionSpec,
+    BigBirdPattern,
+    LongformerPattern,
+    get_backend,
+    make_pattern,
+)
+from attnlab.models.attention.flash import flash_attention
 
 LONGFORMERS = [
     LongformerPattern(window=0),

@@ -2,7 +2,7 @@
 
 import pytest
 
-from models.tokenization import (
+from attnlab.models.tokenization import (
     SPECIAL_TOKENS,
     BPETokenizer,
     CharTokenizer,

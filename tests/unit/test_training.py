@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-from models import build_model, preset
-from models.tokenization import CharTokenizer
-from models.training import (
+from attnlab.models import build_model, preset
+from attnlab.models.tokenization import CharTokenizer
+from attnlab.models.training import (
     OBJECTIVE_FAMILY,
     Probe,
     TrainConfig,
