@@ -9,10 +9,11 @@
 from __future__ import annotations
 
 import os
+from importlib.resources import files
 from pathlib import Path
 
 CACHE_DIR_ENV = "ATTNLAB_CACHE_DIR"
-ZOO = Path(__file__).resolve().parent / "zoo"
+ZOO = Path(str(files(__package__) / "zoo"))  # package data of attnlab.models: read-only once installed
 
 
 def cache_dir() -> Path:
