@@ -54,7 +54,13 @@ if TYPE_CHECKING:
     from .models.registry import Registry, default_registry, load
 
 
+# subpackages reachable as attributes without an import of their own: ``attnlab.notebook.trace(...)``
+_SUBMODULES = ("notebook",)
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return import_module(f"attnlab.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'attnlab' has no attribute {name!r}")
