@@ -44,12 +44,29 @@ def server_log_config(level: str) -> dict:
 def serve(host: str = typer.Option(None, help="default: ATTNLAB_HOST or 127.0.0.1"),
           port: int = typer.Option(None, help="default: ATTNLAB_PORT or 8000"),
           workers: int = typer.Option(None, help="uvicorn worker processes (default: ATTNLAB_WORKERS or 1)"),
-          reload: bool = False) -> None:
+          reload: bool = False,
+          model: list[Path] = typer.Option(None, "--model", metavar="PATH",
+                                           help="also serve this model directory (a save_pretrained directory or an "
+                                                "attnlab checkpoint) under its directory's name; repeatable")) -> None:
     """Start the web server (pages at /, API at /api, OpenAPI at /docs)."""
+    import os
+
     import uvicorn
+
+    from attnlab.models.registry import ModelPathError, path_entries
 
     from ..core.settings import get_settings
 
+    if model:
+        try:  # checked here, before the server starts: a bad path is the operator's error, exit 2
+            entries = path_entries(model)
+        except ModelPathError as exc:
+            console.print(str(exc), style="red", markup=False)
+            raise typer.Exit(2) from None
+        # the workers read it from the environment (ATTNLAB_MODEL_PATHS), as every setting
+        os.environ["ATTNLAB_MODEL_PATHS"] = jsonlib.dumps([str(p.expanduser().resolve()) for p in model])
+        get_settings.cache_clear()
+        console.print("serving " + ", ".join(e.id for e in entries) + " besides the registry's models", markup=False)
     settings = get_settings()
     uvicorn.run("attnlab.main:create_app", factory=True, host=host or settings.host, port=port or settings.port,
                 workers=workers or settings.workers, reload=reload, timeout_graceful_shutdown=10,
@@ -65,7 +82,7 @@ def list_models(as_json: bool = typer.Option(False, "--json", help="machine-read
 
     _logging("WARNING")
     settings = get_settings()
-    infos = default_registry(settings.allowlist, settings.model_dir, settings.zoo_dir).list()
+    infos = default_registry(settings.allowlist, settings.model_dir, settings.zoo_dir, settings.model_paths).list()
     if as_json:
         typer.echo(jsonlib.dumps([i.to_dict() for i in infos], indent=2))
         return

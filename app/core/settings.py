@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     # models: hub ids allowed besides the bundled ones, and the root of local model directories
     allowlist: list[str] = Field(default_factory=lambda: ["gpt2", "distilgpt2", "bert-base-uncased"])
     model_dir: Path | None = None
+    # model directories the operator named at start (`attnlab serve --model PATH`): served by their directory's
+    # name, wherever they lie; requests never name a path
+    model_paths: list[Path] = Field(default_factory=list)
     zoo_dir: Path = ZOO_DIR  # trained demo checkpoints and lab results (extrapolation/results.json)
     default_models: list[str] = Field(default_factory=lambda: ["minilm", "smollm2"])
     preload: bool = False  # load default models at start-up instead of on first use
