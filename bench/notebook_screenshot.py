@@ -45,8 +45,9 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    import attnlab
     from playwright.sync_api import sync_playwright
+
+    import attnlab
 
     run = attnlab.load(args.model).forward(args.text)
     options = {} if args.view == "model" else {"layer": args.layer, "head": args.head}

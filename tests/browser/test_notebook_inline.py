@@ -20,7 +20,8 @@ transformers = pytest.importorskip("transformers")
 import attnlab  # noqa: E402
 from tests.hf.tiny_hf import VOCAB, word_tokenizer  # noqa: E402
 
-DRAWN = "() => { const el = document.querySelector('.attnlab-figure'); return el && el.data && el.querySelector('.main-svg'); }"
+DRAWN = ("() => { const el = document.querySelector('.attnlab-figure'); "
+         "return el && el.data && el.querySelector('.main-svg'); }")
 
 
 @pytest.fixture(scope="module")
