@@ -108,17 +108,19 @@ class Trace:
         return self.generated.text
 
     def rows(self, layer: int = -1, head: int | None = None) -> list[np.ndarray]:
-        """Step s's new query row over the keys it saw: one head's, or the mean over heads (head None)."""
+        """Step s's new query row over the len(prompt) + s keys it saw: one head's, or the mean over heads
+        (head None). A sliding-window cache (Mistral) keeps only the last keys: the ones it dropped get 0."""
         out = []
-        for step in self.steps:
+        for s, step in enumerate(self.steps):
             rec = step.recorder
             (lay,) = _pick(rec.layers("decoder"), [layer], "layer")
-            weights = rec.dense("decoder", lay)[:, -1]  # (H, context)
+            weights = rec.dense("decoder", lay)[:, -1]  # (H, keys in the cache)
             if head is not None:
                 (h,) = _pick(weights.shape[0], [head], "head")
-                out.append(weights[h].numpy())
+                row = weights[h].numpy()
             else:
-                out.append(weights.mean(0).numpy())
+                row = weights.mean(0).numpy()
+            out.append(np.pad(row, (len(self.prompt) + s - row.shape[0], 0)))
         return out
 
     def show(self, layer: int = -1, head: int | None = None) -> InlineFigure:

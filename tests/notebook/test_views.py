@@ -108,3 +108,29 @@ def test_bad_view_layer_head_and_kind(tiny_gpt2):
         run.show("model", layers=[2])
     with pytest.raises(KeyError, match="kind 'encoder' was not recorded"):
         run.show("model", kind="encoder")
+
+
+def test_trace_of_a_sliding_window_model_aligns_the_kept_keys(one_thread):
+    """Mistral's cache keeps the last `window` keys: the trace puts them under their own tokens."""
+    import torch
+    import transformers
+
+    import attnlab
+    from tests.hf.tiny_hf import VOCAB, word_tokenizer
+
+    torch.manual_seed(0)
+    mistral = transformers.MistralForCausalLM(transformers.MistralConfig(
+        vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=64, sliding_window=4)).eval()
+    prompt = "the cat sat on a mat"
+    with attnlab.attach(mistral, word_tokenizer(bert_style=False)) as mine:
+        tr = trace(mine, prompt, max_new_tokens=3, temperature=0, stop_at_eos=False)
+    ids = torch.tensor([tr.prompt.ids + tr.generated.ids])
+    mistral.set_attn_implementation("eager")
+    with torch.no_grad():
+        ref = mistral(input_ids=ids, output_attentions=True).attentions[1][0, 2]  # layer 1, head 2: (T, T)
+    rows = tr.show(layer=1, head=2).data["rows"]
+    for s in range(3):
+        q = len(tr.prompt) - 1 + s  # the query of step s
+        np.testing.assert_allclose(rows[s, :q + 1], ref[q, :q + 1].numpy(), atol=1e-6)
+        assert (rows[s, :q + 1 - 4] == 0).all()  # outside the window
