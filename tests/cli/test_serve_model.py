@@ -71,3 +71,33 @@ def test_serve_refuses_a_bad_path_before_starting(tmp_path):
 def test_serve_help_documents_model():
     result = runner.invoke(cli, ["serve", "--help"])
     assert result.exit_code == 0 and "--model" in result.output and "repeatable" in result.output
+
+
+def test_generation_of_a_sliding_window_model_spans_the_whole_context(tmp_path, one_thread):
+    """A served Mistral (window 4): each step's rows cover every key, those behind the window at 0, as eager."""
+    import transformers
+
+    from tests.hf.tiny_hf import VOCAB, word_tokenizer
+
+    torch.manual_seed(0)
+    mistral = transformers.MistralForCausalLM(transformers.MistralConfig(
+        vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=64, sliding_window=4, eos_token_id=3)).eval()
+    mistral.save_pretrained(tmp_path / "my-mistral")
+    word_tokenizer(bert_style=False).save_pretrained(tmp_path / "my-mistral")
+    with TestClient(create_app(make_settings(model_paths=[tmp_path / "my-mistral"])),
+                    raise_server_exceptions=False) as client:
+        r = client.post("/api/generate", json={"model": "my-mistral", "prompt": TEXT, "max_new_tokens": 3,
+                                               "temperature": 0})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    prompt_ids = body["summary"]["prompt_token_ids"]
+    ids = prompt_ids + [s["token_id"] for s in body["steps"]]
+    mistral.set_attn_implementation("eager")
+    with torch.no_grad():
+        ref = mistral(input_ids=torch.tensor([ids]), output_attentions=True).attentions
+    for s, step in enumerate(body["steps"]):
+        q = len(prompt_ids) - 1 + s
+        rows = np.asarray(step["attention"])  # (L, H, context_len)
+        assert rows.shape == (2, 4, q + 1) == (2, 4, step["context_len"])
+        np.testing.assert_allclose(rows, torch.stack(ref)[:, 0, :, q, :q + 1].numpy(), atol=1e-5)
