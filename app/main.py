@@ -39,7 +39,7 @@ Small inputs: `POST /api/attention` (JSON or NPY). Long inputs: `POST /api/runs`
 pooled overviews from `GET /api/runs/{run_id}/attention`, computed from the captured (Q, K, LSE).
 Errors are `{"detail": "<field>: <what is wrong and the limit>", "errors": [...]}`: 422 for a value that is
 invalid (outside the bounds stated here, or a layer, head or kind the model or run does not have), 413 for an
-input larger than a limit (more tokens than the model's positions or the server's `max_tokens`, over a budget),
+input larger than a limit (more tokens than the model's own `max_positions`, over a budget),
 the same for every model family. Bounds marked `x-setting` are this server's settings."""
 
 
@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
                 except ServiceError as err:
                     log.warning("preload of %s skipped: %s", model_id, err.detail)
         yield
+        services.runs.close()
         app.state.services = None
         log.info("attnlab stopped")
 

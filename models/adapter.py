@@ -27,6 +27,7 @@ from torch import Tensor
 from .architectures import Decoder, EncoderDecoder, TransformerModel, filter_logits, sample_next
 from .attention import BACKENDS, use_backend
 from .capture import Recorder, capture, stack_maps
+from .config import TransformerConfig
 from .labels import Piece, TextStream, token_labels
 from .layers import KVCache
 from .tokenization import BPETokenizer
@@ -53,7 +54,7 @@ class ModelInfo:
     n_layers: int
     n_heads: int
     d_model: int
-    max_positions: int
+    max_positions: int  # the longest input it may be run at (413 past it)
     positional: str
     backends: list[str] = field(default_factory=lambda: list(BACKENDS))
     available: bool = True
@@ -62,6 +63,9 @@ class ModelInfo:
     vocab_size: int | None = None
     n_params: int | None = None
     description: str = ""
+    # the length a from-scratch model was trained at, where it is shorter than max_positions: a position
+    # scheme without a table runs past it (extrapolation); None: max_positions
+    trained_positions: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -353,6 +357,11 @@ class ModelAdapter(ABC):
     eos_token_id: int | None = None
 
 
+def trained_positions(cfg: TransformerConfig) -> int | None:
+    """The training length of a from-scratch config that may run past it, else None."""
+    return cfg.max_positions if cfg.run_positions > cfg.max_positions else None
+
+
 class ScratchAdapter(ModelAdapter):
     """A from-scratch model with one of our tokenizers."""
 
@@ -364,9 +373,9 @@ class ScratchAdapter(ModelAdapter):
         cfg = model.config
         self.info = ModelInfo(
             id=model_id, family=cfg.family, source="scratch", n_layers=cfg.n_layers, n_heads=cfg.n_heads,
-            d_model=cfg.d_model, max_positions=cfg.max_positions, positional=cfg.positional,
+            d_model=cfg.d_model, max_positions=cfg.run_positions, positional=cfg.positional,
             n_kv_heads=cfg.kv_heads, vocab_size=cfg.vocab_size, n_params=model.num_parameters(),
-            description=description,
+            description=description, trained_positions=trained_positions(cfg),
         )
         specials = getattr(tokenizer, "special_ids", {}) or {}
         self.eos_token_id = specials.get("<eos>")

@@ -9,6 +9,7 @@ runs it on un-repeated grouped-query K/V (the backends' contract), and records
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from .attention import AttentionSpec, active_backend, get_backend
@@ -26,6 +27,11 @@ def attend(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, kind: str, laye
     """
     backend = get_backend(active_backend(default_backend))
     recorder = current_recorder()
+    if recorder is not None and recorder.store_dtype != q.dtype and q.dtype == torch.float32:
+        # round Q and K to the capture's dtype before attending: the backend's LSE is then the LSE of what
+        # the capture keeps, so tiles rebuilt from it are the weights used and rows sum to 1
+        q = q.to(recorder.store_dtype).to(q.dtype)
+        k = k.to(recorder.store_dtype).to(k.dtype)
     keep = recorder is not None and recorder.keep_weights and backend.returns_weights
     result = backend(q, k, v, spec, need_weights=keep)
     if recorder is not None:

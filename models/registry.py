@@ -15,7 +15,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from .adapter import ModelAdapter, ModelInfo, ScratchAdapter
+from .adapter import ModelAdapter, ModelInfo, ScratchAdapter, trained_positions
 from .catalogue import Entry, UnavailableModel, UnknownModel
 from .names import lookup
 from .paths import ZOO
@@ -31,9 +31,9 @@ def scratch_entry(model_id: str, directory: Path, description: str = "") -> Entr
 
         cfg = TransformerConfig.load(directory / "config.json")
         return ModelInfo(id=model_id, family=cfg.family, source="scratch", n_layers=cfg.n_layers,
-                         n_heads=cfg.n_heads, d_model=cfg.d_model, max_positions=cfg.max_positions,
+                         n_heads=cfg.n_heads, d_model=cfg.d_model, max_positions=cfg.run_positions,
                          positional=cfg.positional, n_kv_heads=cfg.kv_heads, vocab_size=cfg.vocab_size,
-                         description=description)
+                         description=description, trained_positions=trained_positions(cfg))
 
     def load() -> ModelAdapter:
         from .architectures import load_model
@@ -45,13 +45,16 @@ def scratch_entry(model_id: str, directory: Path, description: str = "") -> Entr
 
 
 def zoo_entries(zoo: Path = ZOO) -> list[Entry]:
-    """Every trained checkpoint under models/zoo/<name>/ (written by `attnlab lab`)."""
+    """Every trained checkpoint under models/zoo/<name>/ (written by `attnlab lab`), and each variant a lab
+    keeps in a sub-directory, as ``<name>-<variant>`` (the extrapolation lab's ``extrapolation-sinusoidal``, ...)."""
     entries = []
-    for config in sorted(zoo.glob("*/config.json")):
+    for config in sorted([*zoo.glob("*/config.json"), *zoo.glob("*/*/config.json")]):
         directory = config.parent
-        if (directory / "model.safetensors").exists():
-            entries.append(scratch_entry(directory.name, directory,
-                                         f"from-scratch checkpoint models/zoo/{directory.name}"))
+        if not (directory / "model.safetensors").exists():
+            continue
+        relative = directory.relative_to(zoo)
+        model_id = "-".join(relative.parts)
+        entries.append(scratch_entry(model_id, directory, f"from-scratch checkpoint models/zoo/{relative.as_posix()}"))
     return entries
 
 

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,7 +23,7 @@ import orjson
 import torch
 
 from attnlab.models import ModelAdapter, Recorder, TokenSeq, axis_seqs
-from attnlab.models.capture import pooled_overview
+from attnlab.models.capture import capture_dtype, pooled_overview
 
 from ..core.logctx import note
 from ..core.settings import Settings
@@ -52,6 +53,9 @@ class Run:
     timings: dict[str, float]
     head_stats: dict[str, dict[str, list[list[float]]]] | None = None
     created: float = field(default_factory=time.time)
+    # whole-map pooled overviews, (kind, layer, head, pool, mode) -> Future of (pooled, factor): long runs
+    # pool them in the background as soon as they exist (RunService.prepool), requests share the result
+    overviews: dict[tuple, Future] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def kinds(self) -> list[str]:
@@ -164,14 +168,21 @@ class RunService:
         self.settings = settings
         self.cache = RunCache(settings.run_cache_bytes)
         self._pending: dict[str, asyncio.Future] = {}
+        self._prepool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attnlab-prepool")
 
     # -- creating -----------------------------------------------------------------------------
+    def capture_half(self, n_tokens: int) -> bool:
+        """Whether a run of ``n_tokens`` keeps Q and K in float16 (past ``capture_float32_max_tokens``)."""
+        return n_tokens > self.settings.capture_float32_max_tokens
+
     def estimate_bytes(self, adapter: ModelAdapter, n_tokens: int) -> int:
-        """Bytes of the capture before running it: q, k (float32) and lse per layer and kind."""
+        """Bytes of the capture before running it: q and k (float32, or float16 for long runs; K per KV head
+        under grouped-query attention) and the float32 LSE, per layer and kind."""
         info = adapter.info
         head_dim = info.d_model // info.n_heads
         kv = info.n_kv_heads or info.n_heads
-        per_layer = n_tokens * (info.n_heads * head_dim + kv * head_dim + info.n_heads) * 4
+        qk_bytes = 2 if self.capture_half(n_tokens) else 4
+        per_layer = n_tokens * ((info.n_heads * head_dim + kv * head_dim) * qk_bytes + info.n_heads * 4)
         kinds = len(info.kinds)
         return per_layer * info.n_layers * kinds
 
@@ -181,7 +192,8 @@ class RunService:
         if estimate > self.cache.budget:
             raise TooLarge(f"text: a run of {len(enc)} tokens needs about {estimate / 2**20:.0f} MiB of capture, over "
                            f"the run cache budget of {self.cache.budget / 2**20:.0f} MiB (run_cache_bytes)")
-        result = adapter.forward_encoded(enc, backend)
+        with capture_dtype(torch.float16 if self.capture_half(len(enc)) else torch.float32):
+            result = adapter.forward_encoded(enc, backend)
         run = Run(run_id, adapter.info.id, backend, result.input, result.target, result.recorder,
                   dict(result.timings))
         if len(enc) <= self.settings.head_stats_max_tokens:
@@ -205,6 +217,8 @@ class RunService:
         try:
             run = await self.hub.call(model, backend, lambda a: self._compute(a, run_id, text, text_pair, backend))
             self.cache.put(run)
+            if len(run.tokens) >= self.settings.prepool_min_tokens:
+                self.prepool(run)
             future.set_result(run)
             return run, False
         except BaseException as err:
@@ -223,6 +237,44 @@ class RunService:
         note(model=run.model, run_id=run_id, tokens=len(run.tokens))
         return run
 
+    # -- pooled overviews of long runs ------------------------------------------------------------
+    def prepool(self, run: Run) -> None:
+        """Pool every head's whole map of a long run in the background, at the sizes the pages ask first
+        (``prepool_sizes``: the Explorer's thumbnails, then its head view), in that order. A request for
+        one of them waits for it, or computes it at once if it has not started."""
+        for pool in self.settings.prepool_sizes:
+            for kind in run.kinds:
+                rec0 = run.recorder.get(kind, 0)
+                for layer in range(run.recorder.layers(kind)):
+                    for head in range(rec0.n_heads):
+                        key = (kind, layer, head, pool, "max")
+                        if key not in run.overviews:
+                            run.overviews[key] = self._prepool.submit(self._pool_whole, run, key)
+
+    def close(self) -> None:
+        """Drop the background pooling not yet started (at shutdown: never wait for it)."""
+        self._prepool.shutdown(wait=False, cancel_futures=True)
+
+    @staticmethod
+    def _pool_whole(run: Run, key: tuple) -> tuple:
+        kind, layer, head, pool, mode = key
+        record = run.recorder.get(kind, layer)
+        t_q, t_k = record.shape
+        return pooled_overview(record, head, pool, mode, (0, t_q), (0, t_k))
+
+    def _overview(self, run: Run, key: tuple) -> tuple:
+        """A whole-map overview: the background one if it is done or running, else computed here."""
+        future = run.overviews.get(key)
+        if future is not None and (future.done() or future.running()):
+            return future.result()
+        result = self._pool_whole(run, key)  # not started yet (or never queued): do not wait behind others
+        done: Future = Future()
+        done.set_result(result)
+        run.overviews[key] = done
+        if future is not None:
+            future.cancel()
+        return result
+
     # -- reading --------------------------------------------------------------------------------
     def _tile(self, run: Run, kind: str, layer: int, head: int, rows: str | None, cols: str | None,
               pool: int | None, pool_mode: str) -> Tile:
@@ -240,7 +292,10 @@ class RunService:
             return Tile(data.numpy(), r, c, 1, q_tokens[r[0]:r[1]], k_tokens[c[0]:c[1]])
         if pool > self.settings.max_pool:
             raise Invalid(f"pool: {pool} is over max_pool {self.settings.max_pool}")
-        data, factor = pooled_overview(run.recorder.get(kind, layer), head, pool, pool_mode, r, c)
+        if r == (0, t_q) and c == (0, t_k):
+            data, factor = self._overview(run, (kind, layer, head, pool, pool_mode))
+        else:
+            data, factor = pooled_overview(run.recorder.get(kind, layer), head, pool, pool_mode, r, c)
         labels = factor == 1
         return Tile(data.numpy(), r, c, factor, q_tokens[r[0]:r[1]] if labels else None,
                     k_tokens[c[0]:c[1]] if labels else None)

@@ -97,10 +97,9 @@ EXPECTED = [
              "per checkpoint: more layers or heads than the checkpoint has"),
     # -- 413: larger than a limit of the model or of the server (app.services.errors)
     Expected(413, r"(text|prompt|tokens): \d+ tokens( plus \d+ new tokens?)? is more than model '.*' accepts "
-                  r"\(max_positions \d+\)$", TEXT_IN | PROMPT_IN | ops("GET /api/figures/profile/{model_id}"),
+                  r"\(max_positions \d+(: its learned position table has \d+ rows|; trained at \d+ tokens, .*)?\)$",
+             TEXT_IN | PROMPT_IN | ops("GET /api/figures/profile/{model_id}"),
              "per model: more tokens than the model's positions"),
-    Expected(413, r"(text|prompt): \d+ tokens is over the server limit of \d+ tokens \(max_tokens\)$",
-             TEXT_IN | PROMPT_IN, "per server: more tokens than max_tokens"),
     Expected(413, r"text and text_pair together: \d+ characters is over .*\(max_text_chars\)$", TEXT_IN,
              "cross-field: each text is bounded in the schema; their sum is not expressible"),
     Expected(413, r"text: the maps asked for hold .* over dense_budget", ops("POST /api/attention"),
