@@ -67,6 +67,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
                     log.warning("preload of %s skipped: %s", model_id, err.detail)
         yield
         app.state.services = None
+        await services.runs.store.close()
+        metrics.close()
         log.info("attnlab stopped")
 
     app = FastAPI(title="attnlab", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,

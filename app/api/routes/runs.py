@@ -61,7 +61,7 @@ async def run_attention(
     pool_mode: Literal["max", "mean"] = "max",
     format: Literal["json", "f16", "u8"] = "json",
 ) -> Response:
-    run = services.runs.get(run_id)
+    run = await services.runs.get(run_id)
     kind, tile = await services.runs.tile(run, kind, layer, head, rows, cols, pool, pool_mode)
     meta = {"run_id": run_id, "kind": kind, "layer": layer, "head": head, "rows": list(tile.rows),
             "cols": list(tile.cols), "pool": pool, "pool_mode": pool_mode, "factor": tile.factor,
@@ -76,7 +76,7 @@ async def run_attention(
 async def run_heads(run_id: RunIdPath, services: ServicesDep) -> HeadsResponse:
     """Head-type scores per kind, [layer][head] each: previous_token, induction, duplicate_token,
     first_token_sink, special_sink ([CLS]/[SEP]), mean_offset, diagonality, entropy."""
-    run = services.runs.get(run_id)
+    run = await services.runs.get(run_id)
     return HeadsResponse(run_id=run_id, model=run.model, scores=await services.runs.heads(run))
 
 
@@ -86,7 +86,7 @@ async def run_rollout(run_id: RunIdPath, services: ServicesDep,
                       kind: SelfKind | None = Query(None, description="default: the run's first kind"),
                       add_residual: bool = True) -> Response:
     """Attention rollout (Abnar & Zuidema 2020, arXiv 2005.00928) and flow across layers, [L][T][T]."""
-    run = services.runs.get(run_id)
+    run = await services.runs.get(run_id)
     kind, maps = await services.runs.rollout(run, kind, add_residual)
     tokens = run.axis(kind)[0].fields()
     return OrjsonResponse({"run_id": run_id, "kind": kind, **tokens, "shape": list(maps["rollout"].shape),
