@@ -165,6 +165,11 @@ async def run_load(base: str, clients: int, duration: float, warmup: float, pid:
         "health_p50_ms": round(percentile(stats.health_ms, 50), 1),
         "health_max_ms": round(max(stats.health_ms), 1) if stats.health_ms else None,
     }
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        text = (await client.get("/api/metrics")).text
+    # runs a worker recomputed from the shared store because another worker had created them (all workers)
+    summary["runs_restored"] = sum(float(line.split()[-1]) for line in text.splitlines()
+                                   if line.startswith("attnlab_runs_restored"))
     if rss_start:
         summary.update(rss_start_mb=round(rss_start / 2**20, 1), rss_end_mb=round(rss_end / 2**20, 1),
                        rss_growth_pct=round(100 * (rss_end - rss_start) / rss_start, 1))
