@@ -79,7 +79,10 @@ async def one_request(client: httpx.AsyncClient, rng: random.Random, decoder: st
             r = await client.post("/api/attention", json={"model": "minilm", "text": sentence(rng, rng.randint(5, 30)),
                                                           "format": "npy"})
         elif kind == "tile":
-            r = await client.post("/api/runs", json={"model": "minilm", "text": sentence(rng, rng.randint(5, 60))})
+            # the connection closes after the POST, so the GET may reach another worker (as from a script without
+            # a session): with several workers, some GETs meet a run that another worker made
+            r = await client.post("/api/runs", json={"model": "minilm", "text": sentence(rng, rng.randint(5, 60))},
+                                  headers={"Connection": "close"})
             if r.status_code == 200:
                 run = r.json()
                 t = run["n_tokens"]

@@ -7,6 +7,7 @@ that did not compute the run recomputes it from the request in the shared store.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import re
@@ -129,6 +130,12 @@ def test_two_workers_serve_every_run_request_with_identical_bytes(two_workers):
     n_tiles = sum(1 for path, _ in requests if path.endswith("/attention"))
     route = {"route": "/api/runs/{run_id}/attention", "method": "GET", "status": "200"}
     assert wait_for(lambda: metric_sum(base, "attnlab_requests", **route) == rounds * n_tiles)
+
+
+def test_a_short_load_run_on_two_workers_has_no_errors(two_workers):
+    summary = asyncio.run(load.run_load(two_workers, clients=4, duration=6, warmup=1, pid=None))
+    assert summary["errors"] == 0, summary["error_kinds"]
+    assert summary["requests"] > 0 and set(summary["by_kind"]) >= {"attention", "tile"}
 
 
 def test_a_run_created_on_one_replica_is_served_by_the_other_through_redis(replicas):
