@@ -47,7 +47,7 @@ async def create_run(req: RunRequest, services: ServicesDep) -> RunResponse:
             description=TILE_DOC,
             responses={200: {"content": {"application/octet-stream": {"schema": {"type": "string",
                                                                                  "format": "binary"}}}},
-                       **{k: ERRORS[k] for k in (404, 413, 422)}})
+                       **{k: ERRORS[k] for k in (404, 409, 413, 422, 429, 503)}})
 async def run_attention(
     run_id: RunIdPath,
     services: ServicesDep,
@@ -72,7 +72,7 @@ async def run_attention(
 
 
 @router.get("/{run_id}/heads", response_model=HeadsResponse, response_class=OrjsonResponse,
-            responses={k: ERRORS[k] for k in (404, 413, 422)})
+            responses={k: ERRORS[k] for k in (404, 409, 413, 422, 429, 503)})
 async def run_heads(run_id: RunIdPath, services: ServicesDep) -> HeadsResponse:
     """Head-type scores per kind, [layer][head] each: previous_token, induction, duplicate_token,
     first_token_sink, special_sink ([CLS]/[SEP]), mean_offset, diagonality, entropy."""
@@ -81,7 +81,7 @@ async def run_heads(run_id: RunIdPath, services: ServicesDep) -> HeadsResponse:
 
 
 @router.get("/{run_id}/rollout", response_model=RolloutResponse, response_class=OrjsonResponse,
-            responses={k: ERRORS[k] for k in (404, 413, 422)})
+            responses={k: ERRORS[k] for k in (404, 409, 413, 422, 429, 503)})
 async def run_rollout(run_id: RunIdPath, services: ServicesDep,
                       kind: SelfKind | None = Query(None, description="default: the run's first kind"),
                       add_residual: bool = True) -> Response:
