@@ -193,3 +193,15 @@ def test_sse_stream_headers_stop_proxy_buffering(client):
     assert r.headers["x-accel-buffering"] == "no" and r.headers["cache-control"] == "no-store"
     assert "content-encoding" not in r.headers  # gzip would hold events back too
     assert [name for name, _ in parse_sse(r.text)] == ["token"] * 3 + ["summary"]
+
+
+def test_long_streams_carry_keep_alive_comments_every_sse_ping_s(one_thread):
+    # a ping every millisecond: a stream of up to 64 tokens lasts far longer than that, so comments must appear
+    app = create_app(make_settings(sse_ping_s=0.001), registry=tiny_registry())
+    with TestClient(app) as c:
+        r = c.post("/api/generate", json={"model": "tiny-gpt", "prompt": "ab", "max_new_tokens": 64, "stream": True,
+                                          "seed": 1})
+    lines = r.text.replace("\r\n", "\n").split("\n")
+    assert any(line.startswith(": ping") for line in lines)
+    names = [name for name, _ in parse_sse(r.text)]  # the comments are no events: the trace is intact
+    assert names[-1] == "summary" and set(names[:-1]) == {"token"}
