@@ -68,6 +68,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         yield
         services.runs.close()
         app.state.services = None
+        await services.runs.store.close()
+        metrics.close()
         log.info("attnlab stopped")
 
     app = FastAPI(title="attnlab", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,

@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import json as jsonlib
 import logging
+import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -68,9 +73,30 @@ def serve(host: str = typer.Option(None, help="default: ATTNLAB_HOST or 127.0.0.
         get_settings.cache_clear()
         console.print("serving " + ", ".join(e.id for e in entries) + " besides the registry's models", markup=False)
     settings = get_settings()
-    uvicorn.run("attnlab.main:create_app", factory=True, host=host or settings.host, port=port or settings.port,
-                workers=workers or settings.workers, reload=reload, timeout_graceful_shutdown=10,
-                access_log=False, log_config=server_log_config(settings.log_level))
+    workers = workers or settings.workers
+    with _metrics_dir(workers):
+        uvicorn.run("attnlab.main:create_app", factory=True, host=host or settings.host, port=port or settings.port,
+                    workers=workers, reload=reload, timeout_graceful_shutdown=10,
+                    access_log=False, log_config=server_log_config(settings.log_level))
+
+
+@contextmanager
+def _metrics_dir(workers: int) -> Iterator[None]:
+    """Several workers: a fresh folder for prometheus_client's multiprocess mode (each worker writes its values
+    there, /api/metrics sums them), named in PROMETHEUS_MULTIPROC_DIR before the workers start, removed after.
+    A folder already named there is used as is (and must be emptied between runs by whoever made it)."""
+    from ..core.metrics import MULTIPROC_ENV
+
+    if workers <= 1 or os.environ.get(MULTIPROC_ENV):
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="attnlab-metrics-")
+    os.environ[MULTIPROC_ENV] = folder
+    try:
+        yield
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @app.command("models")

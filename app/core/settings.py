@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     # at these sizes (the Explorer's 48-cell thumbnails, then its 512-cell head view), so a page finds them ready
     prepool_min_tokens: int = 8192
     prepool_sizes: list[int] = Field(default_factory=lambda: [48, 512])
+    # where every worker finds a run's request (app.services.run_store): 'sqlite' (<cache_dir>/runs.sqlite3, the
+    # workers of one machine), 'sqlite:////abs/path.sqlite3', 'redis://host:6379/0' (replicas), 'memory' (one worker)
+    run_store: str = "sqlite"
+    run_ttl_s: float = Field(24 * 3600.0, gt=0)  # a stored run expires this long after its last POST /api/runs
     max_new_tokens: int = 256
     generate_timeout_s: float = 60.0
     # rows stop once this is spent; the row running then finishes (one row is bounded by benchmark_max_cells),
@@ -69,6 +73,8 @@ class Settings(BaseSettings):
     gzip_min_bytes: int = 16 * 1024
     gzip_level: int = 5  # level 9 costs ~3x the CPU for a few percent on JSON
     cors_origins: list[str] = Field(default_factory=list)
+    # SSE keep-alive comments on long streams, so proxies (nginx proxy_read_timeout: 60 s) keep them open
+    sse_ping_s: float = Field(15.0, gt=0)
     log_level: str = "INFO"
     # intra-op threads per forward. None: cores / per_model_concurrency, so concurrent requests do
     # not oversubscribe the CPU (measured on 2 busy cores: 2 threads per forward ran ~20x slower)

@@ -38,6 +38,7 @@ def build_services(settings: Settings, registry: Registry, metrics: Metrics) -> 
         metrics.cache_bytes.set(runs.cache.nbytes)
         metrics.cache_runs.set(len(runs.cache))
         metrics.cache_evictions.set(runs.cache.evictions)
+        metrics.runs_restored.set(runs.restored)
         metrics.loaded_models.set(len(hub.loaded()))
         for model_id, gate in hub.gates().items():
             metrics.model_running.labels(model_id).set(gate.running)
