@@ -26,7 +26,6 @@ import torch
 
 from attnlab.models import ModelAdapter, Recorder, TokenSeq, axis_seqs
 from attnlab.models.capture import capture_dtype, pooled_overview
-from attnlab.models.capture import pooled_overview
 from attnlab.models.fingerprint import module_fingerprint
 
 from ..core.logctx import note
