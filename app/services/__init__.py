@@ -13,6 +13,7 @@ from .attention import AttentionService
 from .benchmark import BenchmarkService
 from .generation import GenerationService
 from .hub import ModelHub
+from .interventions import InterventionService
 from .runs import RunService
 
 
@@ -25,6 +26,7 @@ class Services:
     generation: GenerationService
     benchmark: BenchmarkService
     metrics: Metrics
+    interventions: InterventionService | None = None
     started: float = field(default_factory=time.time)
 
 
@@ -33,6 +35,12 @@ def build_services(settings: Settings, registry: Registry, metrics: Metrics) -> 
     runs = RunService(hub, settings)
     services = Services(settings, hub, runs, AttentionService(hub, settings), GenerationService(hub, settings, metrics),
                         BenchmarkService(hub, settings), metrics)
+
+    def find_run(run_id: str):
+        run = runs.get(run_id)
+        return run.model, run.backend, run.input
+
+    services.interventions = InterventionService(hub, settings, find_run)
 
     def refresh() -> None:
         metrics.cache_bytes.set(runs.cache.nbytes)

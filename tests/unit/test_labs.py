@@ -33,7 +33,7 @@ def read(returned: dict, out: Path) -> dict:
 
 
 def test_registry_lists_every_lab():
-    assert set(LABS) == {"induction", "extrapolation", "seq2seq", "lm", "mlm"}
+    assert set(LABS) == {"induction", "extrapolation", "seq2seq", "lm", "mlm", "heads"}
     with pytest.raises(ValueError, match="known"):
         run_lab("nope", "/tmp/nope")
 

@@ -1,0 +1,85 @@
+"""The logit lens (nostalgebraist 2020, "interpreting GPT: the logit lens") and the residual stream.
+
+The residual stream after every block, decoded through the model's own final norm and unembedding,
+says what the model would predict if it stopped there. The last block's lens is the model's output
+(tested equal to its logits). For every model, also the norms of what each block's attention and
+feed-forward add to the stream (the residual connection's terms).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..adapter import Encoded, ModelAdapter
+from .anatomy import anatomy
+
+
+@dataclass
+class LensResult:
+    layers: list[int]  # the decoded layers (0-based: the stream after block l)
+    top_ids: list[list[list[int]]] | None  # [layer][position][k]; None without a head
+    top_probs: list[list[list[float]]] | None
+    final_prob: list[list[float]] | None  # [layer][position]: prob of the model's final top-1 token
+    final_ids: list[int] | None  # (T,) the model's final top-1 token per position
+    residual_norm: list[list[float]]  # [L + 1][T]: the stream entering block 0, then after each block
+    attention_norm: list[list[float]]  # [L][T]
+    ffn_norm: list[list[float]] | None  # [L][T]; None for an attention-only model
+    logits: torch.Tensor | None = None  # (T, V) the model's own output (tests compare the last lens with it)
+    lens_logits: torch.Tensor | None = None  # (T, V) the last decoded layer's logits
+
+
+@torch.no_grad()
+def logit_lens(adapter: ModelAdapter, enc: Encoded, k: int = 5, layers: list[int] | None = None,
+               backend: str = "math") -> LensResult:
+    """Decode the residual stream after each of ``layers`` (default all) into its top ``k`` tokens.
+
+    Raises ValueError for a layer the model lacks, ``Unsupported`` for an encoder-decoder.
+    """
+    anat = anatomy(adapter)
+    L = anat.n_layers
+    layers = list(range(L)) if layers is None else layers
+    bad = [x for x in layers if not 0 <= x < L]
+    if bad:
+        raise ValueError(f"layers: {bad} outside 0..{L - 1} (the model has {L} layers)")
+    with anat.record_streams() as streams:
+        out = anat.run(enc.ids, enc.token_type_ids, backend)
+
+    def norms(ts: list[torch.Tensor]) -> list[list[float]]:
+        return [t[0].float().norm(dim=-1).tolist() for t in ts]
+
+    result = LensResult(layers, None, None, None, None, norms(streams.residual), norms(streams.attention),
+                        norms(streams.ffn) if streams.ffn else None)
+    if not anat.has_head:
+        return result
+    final = out.logits[0]
+    final_ids = final.argmax(-1)
+    k = min(k, final.shape[-1])
+    top_ids, top_probs, final_prob = [], [], []
+    lens_logits = None
+    for layer in layers:
+        lens_logits = anat.unembed(streams.residual[layer + 1][0])  # (T, V)
+        probs = lens_logits.float().softmax(-1)
+        top = probs.topk(k, dim=-1)
+        top_ids.append(top.indices.tolist())
+        top_probs.append(top.values.tolist())
+        final_prob.append(probs.gather(-1, final_ids[:, None])[:, 0].tolist())
+    result.top_ids, result.top_probs, result.final_prob = top_ids, top_probs, final_prob
+    result.final_ids = final_ids.tolist()
+    result.logits, result.lens_logits = final, lens_logits
+    return result
+
+
+def naive_logit_lens(adapter: ModelAdapter, enc: Encoded, k: int = 5, backend: str = "math") -> list[list[int]]:
+    """The lens the slow way, for the benchmark: one truncated forward per layer isn't possible for every
+    model, so this re-runs the whole model per layer and decodes that layer's stream (L forwards)."""
+    anat = anatomy(adapter)
+    tops = []
+    with torch.no_grad():
+        for layer in range(anat.n_layers):
+            with anat.record_streams() as streams:
+                anat.run(enc.ids, enc.token_type_ids, backend)
+            probs = anat.unembed(streams.residual[layer + 1][0]).float().softmax(-1)
+            tops.append(probs.topk(k, dim=-1).indices.tolist())
+    return tops
