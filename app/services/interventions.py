@@ -18,6 +18,7 @@ import torch
 
 from attnlab.models import Encoded, ModelAdapter, TokenSeq
 from attnlab.models.interventions import Unsupported, ablate, importance, logit_lens, patch_heads
+from attnlab.models.paths import ZOO as SHIPPED_ZOO
 
 from ..core.settings import Settings
 from .errors import Invalid, NotFound, TooLarge, with_article
@@ -168,7 +169,10 @@ class InterventionService:
 
     # -- the heads lab ---------------------------------------------------------------------------
     def lab_results(self) -> dict:
-        path = Path(self.settings.zoo_dir) / "heads" / "results.json"
-        if not path.is_file():
-            raise NotFound(f"lab: no results at {path}; run `attnlab lab heads` to make them")
-        return json.loads(path.read_text())
+        """results.json of `attnlab lab heads`: in the server's zoo_dir, else the one shipped with attnlab (the lab
+        measures the shipped checkpoints)."""
+        for zoo in (Path(self.settings.zoo_dir), SHIPPED_ZOO):
+            path = zoo / "heads" / "results.json"
+            if path.is_file():
+                return json.loads(path.read_text())
+        raise NotFound(f"lab: no results at {path}; run `attnlab lab heads` to make them")
