@@ -111,7 +111,8 @@ class PatchResponse(_Answer):
     position: int = Field(description="the read-out position: the last one that is not a control token")
     clean_logit: float
     corrupted_logit: float
-    layers: list[float] = Field(description="[layer]: the fraction restored by patching every head of the layer")
+    layers: list[float | None] = Field(description="[layer]: the fraction restored by patching every head of the "
+                                                   "layer; null where patch_budget_s ran out")
     heads: list[list[float | None]] = Field(description=(
         "[layer][head]: (patched - corrupted) / (clean - corrupted) of the target's logit; null where "
         "patch_budget_s ran out (layers are visited in order of their own restored fraction)"))

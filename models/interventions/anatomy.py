@@ -95,7 +95,7 @@ def _get(module: nn.Module, path: str) -> nn.Module | None:
 
 def _scratch(adapter: ModelAdapter, model: TransformerModel) -> Anatomy:
     if not isinstance(model, (Decoder, Encoder)):
-        raise Unsupported(f"model {adapter.info.id!r} is an encoder-decoder; interventions take encoders and decoders")
+        raise Unsupported(f"{adapter.info.id!r} is an encoder-decoder; interventions take encoders and decoders")
     stack = model.decoder if isinstance(model, Decoder) else model.encoder
 
     def unembed(h: Tensor) -> Tensor:
@@ -122,10 +122,10 @@ _HF_FINAL_NORMS = ("model.norm", "transformer.ln_f")
 def _hf(adapter: ModelAdapter, model: nn.Module) -> Anatomy:
     info = adapter.info
     if info.family == "encoder-decoder":
-        raise Unsupported(f"model {info.id!r} is an encoder-decoder; interventions take encoders and decoders")
+        raise Unsupported(f"{info.id!r} is an encoder-decoder; interventions take encoders and decoders")
     layout = next((lay for lay in _HF_LAYOUTS if _get(model, lay[0]) is not None), None)
     if layout is None:
-        raise Unsupported(f"model {info.id!r}: no known layout of blocks ({type(model).__name__})")
+        raise Unsupported(f"{info.id!r}: no known layout of blocks ({type(model).__name__})")
     blocks_path, attn_path, ffn_path = layout
     blocks = list(_get(model, blocks_path))
     attention = [_get(b, attn_path) for b in blocks]

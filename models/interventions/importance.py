@@ -23,6 +23,9 @@ from ..gates import HeadGates, gate_heads
 from .anatomy import Anatomy, anatomy
 from .effects import mean_loss, position_losses
 
+NO_TARGET = ("text: no position has a target (a decoder needs at least 2 tokens, an encoder a token that is not a "
+             "control token), so there is no loss to take the gradient of")
+
 
 @dataclass
 class ImportanceResult:
@@ -46,6 +49,8 @@ def gradient_importance(adapter: ModelAdapter, enc: Encoded, backend: str = "mat
             scale = torch.ones(1, anat.n_layers, anat.n_heads, requires_grad=True)
             with gate_heads(HeadGates(scale)):
                 loss = _objective(anat, enc, anat.run(enc.ids, enc.token_type_ids, backend))[0]
+            if torch.isnan(loss):
+                raise ValueError(NO_TARGET)
             (grad,) = torch.autograd.grad(loss, scale)
             return ImportanceResult(grad[0].abs().tolist(), "loss", float(loss.detach()))
         scale = torch.ones(probes, anat.n_layers, anat.n_heads, requires_grad=True)

@@ -60,11 +60,13 @@ def logit_lens(adapter: ModelAdapter, enc: Encoded, k: int = 5, layers: list[int
     lens_logits = None
     for layer in layers:
         lens_logits = anat.unembed(streams.residual[layer + 1][0])  # (T, V)
-        probs = lens_logits.float().softmax(-1)
-        top = probs.topk(k, dim=-1)
+        # top-k of the logits and one log-sum-exp: the (T, V) probabilities are never built
+        logits = lens_logits.float()
+        lse = logits.logsumexp(-1, keepdim=True)  # (T, 1)
+        top = logits.topk(k, dim=-1)
         top_ids.append(top.indices.tolist())
-        top_probs.append(top.values.tolist())
-        final_prob.append(probs.gather(-1, final_ids[:, None])[:, 0].tolist())
+        top_probs.append((top.values - lse).exp().tolist())
+        final_prob.append((logits.gather(-1, final_ids[:, None]) - lse)[:, 0].exp().tolist())
     result.top_ids, result.top_probs, result.final_prob = top_ids, top_probs, final_prob
     result.final_ids = final_ids.tolist()
     result.logits, result.lens_logits = final, lens_logits

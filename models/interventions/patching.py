@@ -8,8 +8,9 @@ the read-out position it restores:
     restored_h = (logit_patched_h[target] - logit_corrupted[target]) / (logit_clean[target] - logit_corrupted[target])
 
 1 means the head alone carries the difference, 0 nothing. Whole layers are patched first (one batched
-forward, a row per layer); then the heads, layer by layer in order of how much their layer restored,
-each layer one batched forward, until ``budget_s`` is spent: heads not reached stay None.
+forward, a row per layer); then the heads, layer by layer in order of how much their layer restored, in
+batched forwards of at most ``chunk_tokens`` tokens, until ``budget_s`` is spent: cells not reached stay None
+(the chunk running when the budget ends finishes).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class PatchResult:
     position: int  # the read-out position (the last one that is not a control token)
     clean_logit: float
     corrupted_logit: float
-    layers: list[float]  # (L,) restored fraction, every head of the layer patched
+    layers: list[float | None]  # (L,) restored fraction, every head of the layer patched; None: budget spent
     heads: list[list[float | None]]  # (L, H) restored fraction; None: not reached within the budget
     complete: bool
 
@@ -42,7 +43,7 @@ def readout_position(enc: Encoded) -> int:
 
 @torch.no_grad()
 def patch_heads(adapter: ModelAdapter, clean: Encoded, corrupted: Encoded, target: int | None = None,
-                backend: str = "math", budget_s: float = 10.0, chunk_tokens: int = 4096) -> PatchResult:
+                backend: str = "math", budget_s: float = 10.0, chunk_tokens: int = 1024) -> PatchResult:
     """The restored fraction per layer and per head (see the module). ``target`` defaults to the clean
     run's top-1 token at the read-out position.
 
@@ -72,17 +73,27 @@ def patch_heads(adapter: ModelAdapter, clean: Encoded, corrupted: Encoded, targe
                          "restore (choose texts that differ where it matters, or another target)")
     source = {layer: out for layer, out in rec.outputs.items()}
     L, H = anat.n_layers, anat.n_heads
-    rows = max(1, chunk_tokens // T)
+    rows = max(1, chunk_tokens // T)  # batch rows per forward: one patched head (or layer) each
 
     def restored(gates: HeadGates) -> list[float]:
         with gate_heads(gates):
             out = anat.run(corrupted.ids.expand(gates.scale.shape[0], -1), corrupted.token_type_ids, backend)
         return ((out.logits[:, pos, target].float() - lx) / denominator).tolist()
 
-    def run_rows(cells: list[tuple[int, ...]]) -> list[float]:
-        values = []
+    deadline = time.perf_counter() + budget_s
+    complete = True
+
+    def run_rows(cells: list[tuple[int, ...]]) -> list[float | None]:
+        """The restored fraction of each cell (a layer, or a layer and head), in batched chunks; None for the
+        cells of chunks the budget did not reach."""
+        nonlocal complete
+        values: list[float | None] = []
         for start in range(0, len(cells), rows):
             chunk = cells[start:start + rows]
+            if time.perf_counter() > deadline:
+                complete = False
+                values += [None] * len(chunk)
+                continue
             gates = HeadGates.ones(L, H, len(chunk), replacement="patch", source=source)
             for r, cell in enumerate(chunk):
                 if len(cell) == 1:
@@ -92,14 +103,10 @@ def patch_heads(adapter: ModelAdapter, clean: Encoded, corrupted: Encoded, targe
             values += restored(gates)
         return values
 
-    started = time.perf_counter()
     layers = run_rows([(layer,) for layer in range(L)])
     heads: list[list[float | None]] = [[None] * H for _ in range(L)]
-    order = sorted(range(L), key=lambda layer: -abs(layers[layer]))
-    complete = True
+    # the layers that restore most first; layers the budget did not reach, last
+    order = sorted(range(L), key=lambda layer: -abs(layers[layer]) if layers[layer] is not None else 1.0)
     for layer in order:
-        if time.perf_counter() - started > budget_s:
-            complete = False
-            break
         heads[layer] = run_rows([(layer, h) for h in range(H)])
     return PatchResult(target, pos, lc, lx, layers, heads, complete)

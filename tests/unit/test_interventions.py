@@ -248,3 +248,10 @@ def test_heads_lab_results_reproduce_on_the_shipped_induction_model():
     assert again["layer1_ablated_loss"] == pytest.approx(shipped["layer1_ablated_loss"], abs=1e-3)
     assert again["best_head_ablated_loss"] == pytest.approx(shipped["best_head_ablated_loss"], abs=1e-3)
     assert again["layer1_ablated_loss"] > 10 * again["repeated_half_loss"]
+
+
+def test_patching_stops_at_its_budget_and_says_so():
+    adapter = tiny("decoder")
+    result = patch_heads(adapter, adapter.tokenize("the cat sat"), adapter.tokenize("the dog sat"), budget_s=0.0)
+    assert not result.complete
+    assert result.layers == [None, None] and all(v is None for row in result.heads for v in row)
