@@ -26,21 +26,21 @@ class Services:
     generation: GenerationService
     benchmark: BenchmarkService
     metrics: Metrics
-    interventions: InterventionService | None = None
+    interventions: InterventionService
     started: float = field(default_factory=time.time)
 
 
 def build_services(settings: Settings, registry: Registry, metrics: Metrics) -> Services:
     hub = ModelHub(registry, settings)
     runs = RunService(hub, settings)
-    services = Services(settings, hub, runs, AttentionService(hub, settings), GenerationService(hub, settings, metrics),
-                        BenchmarkService(hub, settings), metrics)
 
     def find_run(run_id: str):
         run = runs.get(run_id)
         return run.model, run.backend, run.input
 
-    services.interventions = InterventionService(hub, settings, find_run)
+    services = Services(settings, hub, runs, AttentionService(hub, settings), GenerationService(hub, settings, metrics),
+                        BenchmarkService(hub, settings), metrics,
+                        interventions=InterventionService(hub, settings, find_run))
 
     def refresh() -> None:
         metrics.cache_bytes.set(runs.cache.nbytes)

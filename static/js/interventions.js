@@ -171,17 +171,21 @@ async function patch() {
   const body = { model: $("model").value, backend: $("backend").value, clean: $("clean").value,
                  corrupted: $("corrupted").value };
   const answer = await api("/api/interventions/patch", { method: "POST", body });
-  const z = answer.heads;
+  // the first column is the whole layer patched (every head at once), then each head alone
+  const z = answer.heads.map((row, l) => [answer.layers[l], ...row]);
+  const columns = ["all", ...headLabels(answer.heads[0].length, "H")];
   $("patch-note").textContent = `target \u201c${showToken(answer.target.token)}\u201d at position ${answer.position}: `
     + `logit ${answer.clean_logit.toFixed(2)} clean, ${answer.corrupted_logit.toFixed(2)} corrupted`
-    + (answer.complete ? "" : ` (stopped after ${answer.budget_s} s: empty cells were not reached)`);
+    + (answer.complete ? "" : ` (stopped after ${answer.budget_s} s: empty cells were not reached; layers that `
+      + "restore most go first)");
   await plot($("patch"), [{
     type: "heatmap", z, zmid: 0, colorscale: "RdBu", reversescale: true, hoverongaps: false,
-    customdata: z.map((row, l) => row.map((v, h) => [l, h, v === null ? "not reached" : v.toFixed(3)])),
-    hovertemplate: "layer %{customdata[0]}, head %{customdata[1]}: restores %{customdata[2]}<extra></extra>",
+    customdata: z.map((row, l) => row.map((v, c) => [l, columns[c], v === null ? "not reached" : v.toFixed(3)])),
+    hovertemplate: "layer %{customdata[0]}, %{customdata[1]}: restores %{customdata[2]}<extra></extra>",
     colorbar: { title: { text: "fraction restored", side: "right" } },
   }], baseLayout({ height: Math.max(360, 80 + 22 * z.length + 100),
-                   xaxis: { title: { text: "head" }, tickvals: z[0].map((_, i) => i), ticktext: headLabels(z[0].length, "H") },
+                   xaxis: { title: { text: "head (all: the whole layer)" }, tickvals: columns.map((_, i) => i),
+                            ticktext: columns },
                    yaxis: { title: { text: "layer" }, autorange: "reversed", tickvals: z.map((_, i) => i),
                             ticktext: headLabels(z.length, "L") } }), "patching");
 }

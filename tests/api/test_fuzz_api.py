@@ -36,7 +36,7 @@ pytestmark = pytest.mark.slow  # ~1-2 minutes on 2 cores
 EXAMPLES = int(os.environ.get("ATTNLAB_FUZZ_EXAMPLES", "15"))  # per operation and phase; raise it for a deeper run
 SEED = int(os.environ.get("ATTNLAB_FUZZ_SEED", "7"))  # another seed explores other cases
 MAX_RESPONSE_S = 10.0
-SETTINGS = dict(benchmark_budget_s=1.0, generate_timeout_s=5.0, max_new_tokens=16, max_pool=512)
+SETTINGS = dict(benchmark_budget_s=1.0, generate_timeout_s=5.0, max_new_tokens=16, max_pool=512, patch_budget_s=2.0)
 
 TINY = ["tiny-gpt", "tiny-bert", "tiny-t5"]
 HF = [m for m, entry in (("minilm", pretrained.minilm_entry), ("smollm2", pretrained.smollm2_entry))

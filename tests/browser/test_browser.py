@@ -1016,7 +1016,7 @@ def test_interventions_importance_ablation_patching_and_lens(watched):
     page.click("#patch-run")
     watched.wait_plot("#patch")
     grid = page.evaluate("() => document.getElementById('patch').data[0].z")
-    assert (len(grid), len(grid[0])) == (2, 4)
+    assert (len(grid), len(grid[0])) == (2, 5)  # the whole layer, then each head
     assert page.locator("#patch-note").text_content().startswith("target ")
     watched.shot("interventions")
     watched.check_clean()

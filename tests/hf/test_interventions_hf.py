@@ -103,3 +103,52 @@ def test_smollm2_lens_last_layer_equals_its_logits():
     with torch.no_grad():
         logits = adapter.model(input_ids=enc.ids, use_cache=False).logits[0]
     torch.testing.assert_close(lens.logits, logits, atol=1e-4, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def pretrained_client(one_thread):
+    from fastapi.testclient import TestClient
+
+    from attnlab.main import create_app
+    from attnlab.models import Registry
+    from tests.support import make_settings
+
+    entries = [e() for e, found in ((pretrained.minilm_entry, pretrained.minilm_dir()),
+                                    (pretrained.smollm2_entry, pretrained.smollm2_gguf())) if found is not None]
+    if not entries:
+        pytest.skip("neither MiniLM nor SmolLM2 is installed")
+    app = create_app(make_settings(patch_budget_s=15.0), registry=Registry(entries))
+    with TestClient(app) as c:
+        yield c
+
+
+@pytest.mark.slow
+def test_minilm_over_http_has_hidden_changes_not_losses(pretrained_client):
+    if pretrained.minilm_dir() is None:
+        pytest.skip("MiniLM package not installed")
+    body = {"model": "minilm", "text": "The cat sat on the mat."}
+    r = pretrained_client.post("/api/interventions/ablate", json={**body, "heads": [[2, 5]]}).json()
+    assert r["loss_change"] is None and r["loss_before"] is None and len(r["hidden_change"]) == len(r["tokens"])
+    assert r["tokens"][0] == "[CLS]" and all(0 < c["relative_norm"] < 1 for c in r["hidden_change"])
+    imp = pretrained_client.post("/api/interventions/importance", json=body).json()
+    assert imp["objective"] == "hidden" and imp["ablation_loss_change"] is None  # 72 heads > ablation_grid_max_heads
+    patch = pretrained_client.post("/api/interventions/patch", json={"model": "minilm", "clean": "a cat",
+                                                                     "corrupted": "a dog"})
+    assert patch.status_code == 422 and patch.json()["detail"].startswith("model: 'minilm' has no LM head")
+
+
+@pytest.mark.slow
+def test_smollm2_name_swap_finds_a_head_that_moves_the_name(pretrained_client):
+    """The page's default pair: layer 23 alone restores the whole logit difference, and one of its heads most of it
+    (SmolLM2's name mover for this sentence)."""
+    if pretrained.smollm2_gguf() is None:
+        pytest.skip("SmolLM2 package not installed")
+    r = pretrained_client.post("/api/interventions/patch", json={
+        "model": "smollm2", "clean": "When Mary and John went to the store, John gave a drink to",
+        "corrupted": "When Mary and John went to the store, Mary gave a drink to"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["target"]["token"] == "·Mary" and body["clean_logit"] > body["corrupted_logit"] + 3
+    best_layer = max(range(30), key=lambda layer: body["layers"][layer])
+    assert best_layer == 23 and body["layers"][23] > 0.8
+    assert max(body["heads"][23]) > 0.8
