@@ -243,7 +243,7 @@ def train(ctx: typer.Context) -> None:
 
 
 @app.command()
-def lab(name: str = typer.Argument(..., help="induction, extrapolation, seq2seq, lm or mlm"),
+def lab(name: str = typer.Argument(..., help="induction, extrapolation, seq2seq, lm, mlm or heads"),
         out: Path | None = typer.Option(None, help="default: models/zoo/NAME"),
         quick: bool = typer.Option(False, help="a seconds-long version (for tests)")) -> None:
     """Run one of the week's labs; writes a checkpoint and results.json."""

@@ -64,6 +64,15 @@ class Settings(BaseSettings):
     # on 2 idle CPU cores and ~10 s on 2 busy ones: MiniLM-L6 up to 116 tokens; SmolLM2-135M (320 GFLOP at 4
     # tokens) only where this is raised
     profile_max_gflop: float = 100.0
+    # /api/interventions/* and /api/lens (app.services.interventions). 128 tokens keeps the slowest of them on
+    # SmolLM2 (the lens: 30 unembeddings of 49152 logits per token) within a few seconds on 2 CPU cores
+    intervention_max_tokens: int = 128
+    ablation_grid_max_heads: int = 64  # importance adds the exact single-head ablation grid up to this many heads
+    # activation patching stops once this is spent (cells left null). SmolLM2 on a 14-token name swap, 1 thread: the
+    # 30 whole layers take ~6 s, then ~2 s per layer of heads; the full 270-head grid ~60 s
+    patch_budget_s: float = 8.0
+    importance_max_probes: int = 16  # random projections for encoders without a head (one batch row each)
+    lens_max_k: int = 20  # top tokens per layer and position in the logit lens
     # concurrency: requests running per model, and how many may wait behind them
     per_model_concurrency: int = 2
     queue_limit: int = 16

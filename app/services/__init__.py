@@ -13,6 +13,7 @@ from .attention import AttentionService
 from .benchmark import BenchmarkService
 from .generation import GenerationService
 from .hub import ModelHub
+from .interventions import InterventionService
 from .runs import RunService
 
 
@@ -25,14 +26,21 @@ class Services:
     generation: GenerationService
     benchmark: BenchmarkService
     metrics: Metrics
+    interventions: InterventionService
     started: float = field(default_factory=time.time)
 
 
 def build_services(settings: Settings, registry: Registry, metrics: Metrics) -> Services:
     hub = ModelHub(registry, settings)
     runs = RunService(hub, settings)
+
+    async def find_run(run_id: str):
+        run = await runs.get(run_id)
+        return run.model, run.backend, run.input
+
     services = Services(settings, hub, runs, AttentionService(hub, settings), GenerationService(hub, settings, metrics),
-                        BenchmarkService(hub, settings), metrics)
+                        BenchmarkService(hub, settings), metrics,
+                        interventions=InterventionService(hub, settings, find_run))
 
     def refresh() -> None:
         metrics.cache_bytes.set(runs.cache.nbytes)
