@@ -13,6 +13,7 @@ from .attention import AttentionService
 from .benchmark import BenchmarkService
 from .generation import GenerationService
 from .hub import ModelHub
+from .longrun import LongRunService, Preparer
 from .runs import RunService
 
 
@@ -25,6 +26,8 @@ class Services:
     generation: GenerationService
     benchmark: BenchmarkService
     metrics: Metrics
+    longrun: LongRunService
+    preparer: Preparer
     started: float = field(default_factory=time.time)
 
 
@@ -32,7 +35,7 @@ def build_services(settings: Settings, registry: Registry, metrics: Metrics) -> 
     hub = ModelHub(registry, settings)
     runs = RunService(hub, settings)
     services = Services(settings, hub, runs, AttentionService(hub, settings), GenerationService(hub, settings, metrics),
-                        BenchmarkService(hub, settings), metrics)
+                        BenchmarkService(hub, settings), metrics, LongRunService(hub, runs, settings), Preparer(hub))
 
     def refresh() -> None:
         metrics.cache_bytes.set(runs.cache.nbytes)
