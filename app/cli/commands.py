@@ -44,12 +44,25 @@ def server_log_config(level: str) -> dict:
 def serve(host: str = typer.Option(None, help="default: ATTNLAB_HOST or 127.0.0.1"),
           port: int = typer.Option(None, help="default: ATTNLAB_PORT or 8000"),
           workers: int = typer.Option(None, help="uvicorn worker processes (default: ATTNLAB_WORKERS or 1)"),
-          reload: bool = False) -> None:
+          reload: bool = False,
+          prepare: bool | None = typer.Option(None, help="load the default models in the background at start-up "
+                                                         "(SmolLM2's first load converts its GGUF, ~60 s); /api/health "
+                                                         "says preparing meanwhile (default: on, or "
+                                                         "ATTNLAB_PREPARE_ON_START)")
+          ) -> None:
     """Start the web server (pages at /, API at /api, OpenAPI at /docs)."""
+    import os
+
     import uvicorn
 
     from ..core.settings import get_settings
 
+    # every worker process reads its settings from the environment: the option, else the variable, else on
+    if prepare is None:
+        os.environ.setdefault("ATTNLAB_PREPARE_ON_START", "1")
+    else:
+        os.environ["ATTNLAB_PREPARE_ON_START"] = "1" if prepare else "0"
+    get_settings.cache_clear()
     settings = get_settings()
     uvicorn.run("attnlab.main:create_app", factory=True, host=host or settings.host, port=port or settings.port,
                 workers=workers or settings.workers, reload=reload, timeout_graceful_shutdown=10,

@@ -65,15 +65,10 @@ def _registry():
     return reg
 
 
-@pytest.fixture(scope="module")
-def served():
+def start(app):
+    """uvicorn serving ``app`` in a thread on a free port: (server, thread, base url)."""
     import uvicorn
 
-    from attnlab.core.settings import Settings
-    from attnlab.main import create_app
-
-    settings = Settings(_env_file=None, preload=False, log_level="WARNING", auto_flash_min_tokens=256)
-    app = create_app(settings, registry=_registry())
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -83,7 +78,18 @@ def served():
         if time.time() > deadline or not thread.is_alive():
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.05)
-    yield app, f"http://127.0.0.1:{port}"
+    return srv, thread, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def served():
+    from attnlab.core.settings import Settings
+    from attnlab.main import create_app
+
+    settings = Settings(_env_file=None, preload=False, log_level="WARNING", auto_flash_min_tokens=256)
+    app = create_app(settings, registry=_registry())
+    srv, thread, base = start(app)
+    yield app, base
     srv.should_exit = True
     thread.join(timeout=10)
 
@@ -243,4 +249,57 @@ def test_png_and_svg_exports_are_named_and_titled(page, served):
     with page.expect_download() as info:
         page.click("#export-head-npy")
     assert info.value.suggested_filename == "attnlab-tall-head-decoder-L3H2.npy"
+    assert not page.errors, page.errors
+
+
+# -- start-up ---------------------------------------------------------------------------------------------------
+def test_pages_say_while_a_model_is_prepared_then_the_note_goes(page):
+    """prepare_on_start: a model still loading in the background is named on every page, with what is
+    happening; the page works meanwhile, and the note goes once /api/health says ok."""
+    from attnlab.core.settings import Settings
+    from attnlab.main import create_app
+    from attnlab.models import Registry
+    from attnlab.models.catalogue import Entry
+
+    reg = _registry()
+    tall = reg.info("tall")
+    release = threading.Event()
+
+    def slow_load():
+        release.wait(30)
+        return reg.load("tall")
+
+    slow = Registry([Entry("tall", lambda: tall, slow_load)])
+    settings = Settings(_env_file=None, preload=False, log_level="WARNING", prepare_on_start=True,
+                        default_models=["tall"])
+    srv, thread, base = start(create_app(settings, registry=slow))
+    try:
+        page.goto(base + "/positional")
+        page.wait_for_selector("#preparing-note", timeout=30_000)
+        assert page.locator("#preparing-note").text_content() == (
+            "Preparing tall: loading its weights. Other models work meanwhile.")
+        release.set()
+        page.wait_for_selector("#preparing-note", state="detached", timeout=30_000)
+        assert not page.errors, page.errors
+    finally:
+        release.set()
+        srv.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_seq2seq_npy_exports_the_kind_and_head_on_screen(page, served):
+    import numpy as np
+
+    _, base = served
+    page.goto(f"{base}/seq2seq?{urlencode({'model': 'tiny-t5', 'text': 'abc de', 'layer': 1, 'head': 2})}")
+    page.wait_for_function("() => document.querySelector('#cross').data", timeout=60_000)
+    for kind, chart in (("encoder", "#enc"), ("cross", "#cross")):
+        page.select_option("#export-s2s-kind", kind)
+        with page.expect_download() as info:
+            page.click("#export-s2s-npy")
+        assert info.value.suggested_filename == f"attnlab-tiny-t5-seq2seq-{kind}-L1H2.npy"
+        saved = np.load(info.value.path())
+        shown = np.array(page.eval_on_selector(chart, "el => el.data[0].z"), dtype=np.float32)
+        assert saved.shape == shown.shape
+        np.testing.assert_allclose(saved, shown, atol=1e-6)
     assert not page.errors, page.errors
