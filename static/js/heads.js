@@ -3,7 +3,7 @@
 // A run and its kind are one selection: a newer one refuses the older's replies.
 import { api } from "./api.js";
 import { initChrome, onArrowKeys } from "./chrome.js";
-import { downloadJSON, downloadNPY } from "./export.js";
+import { downloadJSON, downloadNPY, fileName } from "./export.js";
 import { fillSelect, setupModelSelect } from "./forms.js";
 import { rawTexts } from "./labels.js";
 import { Latest } from "./latest.js";
@@ -108,11 +108,11 @@ async function main() {
   });
   $("layer").addEventListener("input", () => { state.layer = Number($("layer").value); drawRollout(); });
   $("method").addEventListener("change", () => rollout && drawRollout());
-  $("export-heads-json").addEventListener("click", () => heads && downloadJSON("head-types.json",
+  $("export-heads-json").addEventListener("click", () => heads && downloadJSON(fileName({ model: heads.model, view: "head-types" }, "json"),
     { model: heads.model, run_id: heads.run_id, kind: heads.kind, scores: heads.scores }));
-  $("export-rollout-json").addEventListener("click", () => rollout && downloadJSON("rollout.json", rollout));
+  $("export-rollout-json").addEventListener("click", () => rollout && downloadJSON(fileName({ model: $("model").value, view: "rollout" }, "json"), rollout));
   $("export-rollout-npy").addEventListener("click", () => rollout && downloadNPY(
-    `${$("method").value}.npy`, rollout[$("method").value]));
+    fileName({ model: $("model").value, view: $("method").value }, "npy"), rollout[$("method").value]));
   onArrowKeys((dLayer) => {
     if (!rollout || dLayer === 0) return false;
     const next = Math.max(0, Math.min(Number($("layer").max), Number($("layer").value) + dLayer));

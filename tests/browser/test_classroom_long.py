@@ -130,6 +130,9 @@ def test_no_page_scrolls_sideways_on_a_projector(browser, served, size):
     _, base = served
     ctx = browser.new_context(viewport={"width": size[0], "height": size[1]})
     pg = ctx.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+    pg.on("console", lambda m: m.type == "error" and errors.append(m.text))
     try:
         for large in (False, True):
             pg.goto(base + "/")
@@ -141,6 +144,7 @@ def test_no_page_scrolls_sideways_on_a_projector(browser, served, size):
                 assert pg.evaluate("document.body.classList.contains('large')") is large
                 widths = pg.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
                 assert widths[0] <= widths[1], f"{view} at {size} (A+ {large}): {widths[0]} px wide"
+                assert not errors, (view, errors)
     finally:
         ctx.close()
 

@@ -18,21 +18,23 @@ def run_main(capsys, *argv: str) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize(("argv", "says"), [
-    (["train", "--plot-lr", "--steps", "20"],
+    (["train", "--steps", "20", "--out-dir", "{tmp}"],
      "warmup_cosine needs steps (20) > warmup (50); pass a --warmup below --steps (e.g. --warmup 10) or more --steps"),
-    (["train", "--plot-lr", "--steps", "20", "--warmup", "2", "--schedule", "nope"],
+    (["train", "--steps", "20", "--warmup", "2", "--schedule", "nope", "--out-dir", "{tmp}"],
      "unknown schedule 'nope'; known: constant, inverse_sqrt, inverse_sqrt_normalized, warmup_cosine; "),
     (["lab", "nope"], "unknown lab 'nope'; known: extrapolation, induction, lm, mlm, seq2seq"),
     (["bench", "profile", "--model", "nope"], "`attnlab models` lists the models available here"),
 ])
-def test_a_user_mistake_is_one_line_with_what_to_do(capsys, monkeypatch, argv, says):
+def test_a_user_mistake_is_one_line_with_what_to_do(capsys, monkeypatch, tmp_path, argv, says):
+    """Before any work: `train` checks its schedule before reading the corpus and training a tokenizer."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("ATTNLAB_DEBUG", raising=False)
-    code, err = run_main(capsys, *argv)
+    code, err = run_main(capsys, *(a.format(tmp=tmp_path / "run") for a in argv))
     lines = [line for line in err.splitlines() if line.startswith("attnlab: error:")]
     assert code == 2 and len(lines) == 1, err
     assert says in lines[0]
     assert "Traceback" not in err and "╭" not in err
+    assert not (tmp_path / "run").exists()  # nothing was trained or written
 
 
 def test_debug_keeps_the_traceback(monkeypatch):
