@@ -5,7 +5,7 @@
 // /api/runs/{id}/attention as float16; an evicted run is recreated (runs.js).
 import { apiBinary } from "./api.js";
 import { initChrome, onArrowKeys } from "./chrome.js";
-import { addImageButtons, downloadJSON, downloadNPY, fileName } from "./export.js";
+import { addImageButtons, downloadJSON, downloadNPY, excerpt, fileName } from "./export.js";
 import { fillSelect, setupModelSelect } from "./forms.js";
 import { Latest } from "./latest.js";
 import { withRun } from "./runs.js";
@@ -111,7 +111,9 @@ async function main() {
   const info = await withLoading("Loading models", () => setupModelSelect($("model"), $("backend"), state.model, state.backend));
   if (!info) return;
   addAutoBackend($("backend"), state.backend);
-  $("model").addEventListener("change", () => addAutoBackend($("backend"), $("backend").value));
+  let backendChoice = $("backend").value; // kept across a model change (forms.js refills the backends)
+  $("backend").addEventListener("change", () => { backendChoice = $("backend").value; });
+  $("model").addEventListener("change", () => addAutoBackend($("backend"), backendChoice));
   const togglePair = () => { $("pair-label").hidden = (info() || {}).family !== "encoder"; };
   togglePair();
   $("model").addEventListener("change", togglePair);
@@ -145,8 +147,7 @@ async function main() {
   }));
   // one name pattern for every file of the head view (export.js); images are titled with what they show
   const headFile = (d) => ({ model: d.model, view: `head-${d.kind}`, layer: d.layer, head: d.head });
-  const excerpt = (text) => (text.length > 60 ? `${text.slice(0, 60)}\u2026` : text);
-  addImageButtons($("head-export"), $("heatmap"), () => {
+  addImageButtons($("export-head-npy"), $("heatmap"), () => {
     const d = headView.data;
     if (!d) return null;
     const rows = d.factor === 1 ? "" : ` (pooled ${d.factor}\u00d7${d.factor})`;

@@ -41,12 +41,19 @@ export async function chartImage(gd, format, title) {
   return window.Plotly.toImage({ data: gd.data, layout }, { format, width, height, scale: format === "png" ? 2 : 1 });
 }
 
+/** The start of a text for an image title (the whole text when short). */
+export function excerpt(text, n = 60) {
+  const t = String(text || "");
+  return t.length > n ? `${t.slice(0, n)}\u2026` : t;
+}
+
 /**
- * PNG and SVG buttons at the start of `container` for the chart `gd`; `describe()` gives
- * {file: {model, view, layer, head}, title} of what the chart shows now (or null: nothing to export).
+ * PNG and SVG buttons for the chart `gd` (an element, or a function giving the one to export), placed before `anchor` (the view's first JSON/NPY button);
+ * `describe()` gives {file: {model, view, layer, head}, title} of what the chart shows now (or null:
+ * nothing to export).
  */
-export function addImageButtons(container, gd, describe) {
-  for (const format of ["svg", "png"]) {
+export function addImageButtons(anchor, gd, describe) {
+  for (const format of ["png", "svg"]) {
     const button = document.createElement("button");
     button.type = "button";
     button.className = "secondary";
@@ -55,8 +62,9 @@ export function addImageButtons(container, gd, describe) {
     button.title = `Download the chart as ${format.toUpperCase()}, titled with what it shows`;
     button.addEventListener("click", async () => {
       const what = describe();
-      if (!what || !gd.data) return;
-      const url = await chartImage(gd, format, what.title);
+      const chart = typeof gd === "function" ? gd() : gd;
+      if (!what || !chart || !chart.data) return;
+      const url = await chartImage(chart, format, what.title);
       const a = document.createElement("a");
       a.href = url;
       a.download = fileName(what.file, format);
@@ -64,7 +72,7 @@ export function addImageButtons(container, gd, describe) {
       a.click();
       a.remove();
     });
-    container.prepend(button);
+    anchor.before(button);
   }
 }
 

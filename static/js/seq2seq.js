@@ -3,7 +3,7 @@
 // latest submit's answer is drawn; layer and head are picked from that answer, no fetch.
 import { api } from "./api.js";
 import { initChrome, onArrowKeys } from "./chrome.js";
-import { downloadJSON, downloadNPY, fileName } from "./export.js";
+import { addImageButtons, downloadJSON, downloadNPY, excerpt, fileName } from "./export.js";
 import { fillSelect, setupModelSelect } from "./forms.js";
 import { rawTexts } from "./labels.js";
 import { Latest } from "./latest.js";
@@ -74,6 +74,17 @@ async function main() {
   npyKind.setAttribute("aria-label", "kind of the NPY export");
   fillSelect(npyKind, PANELS.map(([kind]) => kind), PANELS.map(([kind]) => `NPY of ${kind}`), "cross");
   $("export-s2s-npy").before(npyKind);
+  // PNG/SVG of the chosen kind's chart, as shown
+  const panelOf = Object.fromEntries(PANELS.map(([kind, id]) => [kind, id]));
+  addImageButtons(npyKind, () => $(panelOf[npyKind.value]), () => {
+    const maps = result && result[npyKind.value];
+    if (!maps) return null;
+    const layer = Math.min(Number($("layer").value), maps.shape[0] - 1);
+    const head = Number($("head").value);
+    const model = result.model || $("model").value;
+    return { file: { model, view: `seq2seq-${npyKind.value}`, layer, head },
+             title: `${model} \u00b7 ${npyKind.value} layer ${layer}, head ${head} \u00b7 \u201c${excerpt(result.source_text)}\u201d` };
+  });
   $("export-s2s-json").addEventListener("click", () => result && downloadJSON(
     fileName({ model: result.model || $("model").value, view: "seq2seq" }, "json"), result));
   $("export-s2s-npy").addEventListener("click", () => {

@@ -89,4 +89,5 @@ export function addAutoBackend(select, wanted) {
     select.prepend(option);
   }
   if (!wanted || wanted === "auto") select.value = "auto";
+  else if ([...select.options].some((o) => o.value === wanted)) select.value = wanted;
 }
