@@ -358,9 +358,8 @@ class Preparer:
                 self.preparing.pop(model_id, None)
 
     async def stop(self) -> None:
+        """Shutting down: a model still loading is dropped. A load in a worker thread cannot be interrupted, so
+        this waits at most 2 s for it rather than holding the shutdown for a whole GGUF conversion."""
         if self._task is not None and not self._task.done():
             self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):  # shutting down: a half-prepared model is dropped
-                pass
+            await asyncio.wait({self._task}, timeout=2)
