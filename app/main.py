@@ -65,7 +65,10 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
                     await services.hub.adapter(model_id)
                 except ServiceError as err:
                     log.warning("preload of %s skipped: %s", model_id, err.detail)
+        if settings.prepare_on_start:  # in the background: the server answers (health says `preparing`) meanwhile
+            services.preparer.start(settings.default_models)
         yield
+        await services.preparer.stop()
         services.runs.close()
         app.state.services = None
         await services.runs.store.close()

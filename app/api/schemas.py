@@ -124,9 +124,11 @@ class ModelDetail(ModelInfoOut):
 
 
 class Health(BaseModel):
-    status: Literal["ok"]
+    status: Literal["ok", "preparing"] = Field(description="`preparing` while models load in the background at "
+                                                            "start-up (prepare_on_start); the server answers meanwhile")
     version: str
     loaded_models: list[str]
+    preparing: dict[str, str] = Field(default_factory=dict, description="model id -> what its preparation is doing")
     n_models: int
     uptime_s: float
 
@@ -433,3 +435,37 @@ class BenchmarkResponse(BaseModel):
 class ErrorOut(BaseModel):
     detail: str
     errors: list[dict[str, object]] | None = None
+
+
+# -- long inputs: the demo passage, streamed runs, batched overviews (app.api.routes.longrun) -----------------
+class LongTextResponse(BaseModel):
+    model: str
+    text: str = Field(description="the bundled passage, numbered copies cut at a sentence end to fit `limit`")
+    n_tokens: int = Field(description="tokens of `text` for this model (special tokens included)")
+    limit: int = Field(description="the fewest of the model's max_positions, the tokens "
+                                   "whose capture fits run_cache_bytes, long_text_tokens and `tokens`")
+    limit_reason: Literal["max_positions", "run_cache_bytes", "long_text_tokens", "tokens"]
+    backend: str = Field(description="what backend `auto` picks for this text")
+    backend_reason: str
+    estimate_s: float = Field(description="estimated seconds of its run on this server (from its recent runs)")
+    dropped: list[str] = Field(description="characters the model's vocabulary lacks, left out of the passage")
+    lowercased: bool = Field(description="upper-case letters the vocabulary lacks were lower-cased")
+
+
+class StreamRunRequest(Strict):
+    model: ModelId
+    text: Text
+    text_pair: Text | None = None
+    backend: BackendName | Literal["auto"] = Field(
+        "auto", description="`auto`: flash from auto_flash_min_tokens tokens on (where the model has it), else math")
+
+
+class OverviewsResponse(BaseModel):
+    run_id: str
+    kind: Kind
+    layers: list[int] = Field(description="[a, b): the layers covered")
+    pool: int
+    pool_mode: Literal["max", "mean"]
+    factor: int = Field(description="each cell pools factor x factor weights (1: exact)")
+    shape: list[int] = Field(description="[layers, heads, rows, cols]")
+    attention: list[list[Floats2]]

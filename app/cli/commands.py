@@ -52,7 +52,12 @@ def serve(host: str = typer.Option(None, help="default: ATTNLAB_HOST or 127.0.0.
           reload: bool = False,
           model: list[Path] = typer.Option(None, "--model", metavar="PATH",
                                            help="also serve this model directory (a save_pretrained directory or an "
-                                                "attnlab checkpoint) under its directory's name; repeatable")) -> None:
+                                                "attnlab checkpoint) under its directory's name; repeatable"),
+          prepare: bool | None = typer.Option(None, help="load the default models in the background at start-up "
+                                                         "(SmolLM2's first load converts its GGUF, ~60 s); /api/health "
+                                                         "says preparing meanwhile (default: on, or "
+                                                         "ATTNLAB_PREPARE_ON_START)")
+          ) -> None:
     """Start the web server (pages at /, API at /api, OpenAPI at /docs)."""
     import os
 
@@ -62,6 +67,12 @@ def serve(host: str = typer.Option(None, help="default: ATTNLAB_HOST or 127.0.0.
 
     from ..core.settings import get_settings
 
+    # every worker process reads its settings from the environment: the option, else the variable, else on
+    if prepare is None:
+        os.environ.setdefault("ATTNLAB_PREPARE_ON_START", "1")
+    else:
+        os.environ["ATTNLAB_PREPARE_ON_START"] = "1" if prepare else "0"
+    get_settings.cache_clear()
     if model:
         try:  # checked here, before the server starts: a bad path is the operator's error, exit 2
             entries = path_entries(model)

@@ -28,6 +28,14 @@ class Settings(BaseSettings):
     zoo_dir: Path = ZOO_DIR  # trained demo checkpoints and lab results (extrapolation/results.json)
     default_models: list[str] = Field(default_factory=lambda: ["minilm", "smollm2"])
     preload: bool = False  # load default models at start-up instead of on first use
+    # load default models in the background at start-up (SmolLM2's first load converts its GGUF, ~60 s);
+    # /api/health says `preparing` meanwhile. `attnlab serve` turns it on unless --no-prepare
+    prepare_on_start: bool = False
+    # backend `auto` (and POST /api/runs/stream without one): flash from this many tokens on, where the model has it
+    auto_flash_min_tokens: int = 512
+    # GET /api/long-text: the demo passage's default length (also bounded by the model and the run cache); 2048
+    # tokens run in ~10 s on SmolLM2 with flash on 2 CPU cores
+    long_text_tokens: int = 2048
     # limits
     max_text_chars: int = 100_000  # all text fields of one request together
     # request bodies past this are refused (413) before they are read; None: body_limit_bytes()

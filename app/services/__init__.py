@@ -14,6 +14,7 @@ from .benchmark import BenchmarkService
 from .generation import GenerationService
 from .hub import ModelHub
 from .interventions import InterventionService
+from .longrun import LongRunService, Preparer
 from .runs import RunService
 
 
@@ -27,6 +28,8 @@ class Services:
     benchmark: BenchmarkService
     metrics: Metrics
     interventions: InterventionService
+    longrun: LongRunService
+    preparer: Preparer
     started: float = field(default_factory=time.time)
 
 
@@ -40,7 +43,8 @@ def build_services(settings: Settings, registry: Registry, metrics: Metrics) -> 
 
     services = Services(settings, hub, runs, AttentionService(hub, settings), GenerationService(hub, settings, metrics),
                         BenchmarkService(hub, settings), metrics,
-                        interventions=InterventionService(hub, settings, find_run))
+                        interventions=InterventionService(hub, settings, find_run),
+                        longrun=LongRunService(hub, runs, settings), preparer=Preparer(hub))
 
     def refresh() -> None:
         metrics.cache_bytes.set(runs.cache.nbytes)

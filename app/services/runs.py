@@ -200,6 +200,16 @@ class RunService:
         kinds = len(info.kinds)
         return per_layer * info.n_layers * kinds
 
+    def tokens_in_budget(self, adapter: ModelAdapter) -> int:
+        """The most tokens whose capture fits ``run_cache_bytes`` (past ``capture_float32_max_tokens`` a token
+        costs the float16 bytes)."""
+        budget, threshold = self.cache.budget, self.settings.capture_float32_max_tokens
+        n = budget // max(1, self.estimate_bytes(adapter, 1))
+        if n < threshold:
+            return n
+        half = self.estimate_bytes(adapter, threshold + 1) / (threshold + 1)
+        return max(n, int(budget // half))
+
     def _compute(self, adapter: ModelAdapter, run_id: str, text: str, text_pair: str | None, backend: str) -> Run:
         enc = encode_checked(adapter, text, text_pair, self.settings)
         estimate = self.estimate_bytes(adapter, len(enc))

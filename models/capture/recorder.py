@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ..attention import AttentionSpec, row_lse
+from .progress import notify
 
 Kind = Literal["encoder", "decoder", "cross"]
 
@@ -125,6 +126,7 @@ class Recorder:
             lse = row_lse(q.float(), k.float().repeat_interleave(group, dim=1), spec)
         kept = weights.detach() if weights is not None and self.keep_weights else None
         self.records.append(AttentionRecord(kind, layer, q, k, spec, lse.detach().float(), kept))
+        notify(kind, layer)  # progress of a long run; a cancelled one stops here, between layers
 
     # -- lookup -------------------------------------------------------------------
     @property

@@ -3,7 +3,7 @@
 // forward/backward time-per-component profile. Only the latest model's answers are drawn.
 import { api } from "./api.js";
 import { initChrome } from "./chrome.js";
-import { downloadJSON } from "./export.js";
+import { downloadJSON, fileName } from "./export.js";
 import { setupModelSelect } from "./forms.js";
 import { Latest } from "./latest.js";
 import { plotFigure } from "./plots.js";
@@ -93,8 +93,8 @@ async function main() {
   if (!info) return;
   $("controls").addEventListener("submit", (ev) => { ev.preventDefault(); withLoading("Loading the model's config", describe); });
   $("profile").addEventListener("click", () => withLoading("Profiling forward and backward", runProfile));
-  $("export-arch-json").addEventListener("click", () => arch && downloadJSON("architecture.json", arch));
-  $("export-profile-json").addEventListener("click", () => profile && downloadJSON("profile.json", profile));
+  $("export-arch-json").addEventListener("click", () => arch && downloadJSON(fileName({ model: $("model").value, view: "architecture" }, "json"), arch));
+  $("export-profile-json").addEventListener("click", () => profile && downloadJSON(fileName({ model: $("model").value, view: "profile" }, "json"), profile));
   if (new URLSearchParams(window.location.search).has("model")) {
     await withLoading("Loading the model's config", describe);
     if (state.profile) await withLoading("Profiling forward and backward", runProfile);

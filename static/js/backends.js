@@ -3,7 +3,7 @@
 // submit's answer is drawn.
 import { api } from "./api.js";
 import { initChrome } from "./chrome.js";
-import { downloadJSON } from "./export.js";
+import { downloadJSON, fileName } from "./export.js";
 import { setupModelSelect } from "./forms.js";
 import { Latest } from "./latest.js";
 import { plotFigure } from "./plots.js";
@@ -84,7 +84,8 @@ async function main() {
   if (state.text) $("text").value = state.text;
   await withLoading("Loading models", () => setupModelSelect($("model"), $("backend"), state.model, state.backend));
   $("controls").addEventListener("submit", (ev) => { ev.preventDefault(); withLoading("Measuring (up to the server's time budget)", run); });
-  $("export-bench-json").addEventListener("click", () => result && downloadJSON("benchmark.json", result.results));
+  $("export-bench-json").addEventListener("click", () => result && downloadJSON(
+    fileName({ model: result.form === "model" ? $("model").value : "synthetic", view: "benchmark" }, "json"), result.results));
   if (new URLSearchParams(window.location.search).has("form")) await withLoading("Measuring", run);
 }
 

@@ -5,15 +5,16 @@
 // /api/runs/{id}/attention as float16; an evicted run is recreated (runs.js).
 import { apiBinary } from "./api.js";
 import { initChrome, onArrowKeys } from "./chrome.js";
-import { downloadJSON, downloadNPY } from "./export.js";
+import { addImageButtons, downloadJSON, downloadNPY, excerpt, fileName } from "./export.js";
 import { fillSelect, setupModelSelect } from "./forms.js";
 import { Latest } from "./latest.js";
-import { createRun, withRun } from "./runs.js";
+import { withRun } from "./runs.js";
 import { SCALES, scaleName } from "./scale.js";
 import { bindState } from "./state.js";
 import { withLoading } from "./status.js";
 import { HeadGrid, THUMB } from "./explorer/grid.js";
 import { HeadView } from "./explorer/head-view.js";
+import { addAutoBackend, longText, RunProgress, streamRun } from "./explorer/long-run.js";
 
 const $ = (id) => document.getElementById(id);
 const view = bindState({
@@ -23,7 +24,8 @@ const view = bindState({
 });
 const { state } = view;
 let run = null; // the POST /api/runs answer
-const runs = new Latest(); // POST /api/runs of the latest submit
+const runs = new Latest(); // the run of the latest submit (POST /api/runs/stream)
+const progress = new RunProgress($("controls"), () => { runs.cancel(); progress.cancelled(); });
 
 /** A tile of the run shown (kind of the kind select unless params name one). */
 function tile(params, signal) {
@@ -31,9 +33,15 @@ function tile(params, signal) {
   return withRun(run, (id) => apiBinary(`/api/runs/${id}/attention?${query}`, { signal }), signal);
 }
 
+/** Every head's pooled thumbnail of layers [first, last), one request (explorer/grid.js). */
+function overviews(first, last, signal) {
+  const query = new URLSearchParams({ kind: $("kind").value, layers: `${first}:${last}`, pool: String(THUMB), format: "f16" });
+  return withRun(run, (id) => apiBinary(`/api/runs/${id}/overviews?${query}`, { signal }), signal);
+}
+
 const grid = new HeadGrid($("grid"), {
-  fetchThumb: (layer, head, signal) => tile({ layer, head, pool: String(THUMB) }, signal),
-  onOpen: (layer, head) => openHead(layer, head),
+  fetchLayers: overviews,
+  onOpen: (layer, head) => openHead(layer, head, true),
 });
 const headView = new HeadView({ heatmap: $("heatmap"), lines: $("lines"), zoomNote: $("zoom-note") }, {
   tile,
@@ -51,13 +59,21 @@ function buildGrid() {
   colourGrid();
 }
 
-async function openHead(layer, head) {
+/** Bring the head view into sight (a tall grid puts it far below the thumbnail clicked). */
+function revealHead() {
+  const panel = $("head-view-panel");
+  const box = panel.getBoundingClientRect();
+  if (box.top < 0 || box.top > window.innerHeight * 0.5) panel.scrollIntoView({ block: "start" });
+}
+
+async function openHead(layer, head, reveal = false) {
   state.layer = layer;
   state.head = head;
   view.save();
   grid.select(layer, head);
   $("head-view-panel").hidden = false;
   $("head-title").textContent = `Head view: ${$("kind").value} layer ${layer}, head ${head}`;
+  if (reveal) revealHead();
   await withLoading("Loading head", () => headView.open(run, { kind: $("kind").value, layer, head }));
 }
 
@@ -66,7 +82,7 @@ async function go() {
   headView.cancel(); // a head of the previous run is not drawn any more
   const request = { model: $("model").value, text: $("text").value, text_pair: $("text_pair").value,
                     backend: $("backend").value };
-  run = await runs.run((signal) => createRun(request, signal));
+  run = await runs.run((signal) => streamRun(request, progress, signal));
   const kinds = run.kinds;
   fillSelect($("kind"), kinds, null, kinds.includes(state.kind) ? state.kind : kinds[0]);
   const stats = run.head_stats && run.head_stats[$("kind").value];
@@ -79,7 +95,7 @@ async function go() {
   buildGrid();
   const nLayers = run.layers_by_kind[$("kind").value];
   if (state.layer >= 0 && state.head >= 0 && state.layer < nLayers && state.head < run.n_heads) {
-    await openHead(state.layer, state.head);
+    await openHead(state.layer, state.head, true);
   } else {
     state.layer = -1;
     state.head = -1;
@@ -94,6 +110,10 @@ async function main() {
   fillSelect($("scale"), Object.keys(SCALES), Object.values(SCALES), scaleName(state.scale));
   const info = await withLoading("Loading models", () => setupModelSelect($("model"), $("backend"), state.model, state.backend));
   if (!info) return;
+  addAutoBackend($("backend"), state.backend);
+  let backendChoice = $("backend").value; // kept across a model change (forms.js refills the backends)
+  $("backend").addEventListener("change", () => { backendChoice = $("backend").value; });
+  $("model").addEventListener("change", () => addAutoBackend($("backend"), backendChoice));
   const togglePair = () => { $("pair-label").hidden = (info() || {}).family !== "encoder"; };
   togglePair();
   $("model").addEventListener("change", togglePair);
@@ -117,16 +137,29 @@ async function main() {
   $("scale").addEventListener("change", redraw);
   $("exclude-special").addEventListener("change", redraw);
   document.addEventListener("fontsizechange", () => headView.drawLines());
-  $("long-demo").addEventListener("click", () => {
-    const paragraph = "Attention lets every token look at every other token; a long context shows a pooled overview first. ";
-    $("text").value = paragraph.repeat(120);
+  $("long-demo").addEventListener("click", () => withLoading("Fitting the passage to the model", async () => {
+    const lt = await longText($("model").value);
+    $("text").value = lt.text;
+    $("text_pair").value = "";
+    $("backend").value = "auto";
+    progress.note.textContent = `Long text: ${lt.n_tokens} tokens, the most ${$("model").value} takes (${lt.limit_reason} ${lt.limit}); `
+      + `${lt.backend_reason}; estimated ${lt.estimate_s.toFixed(1)} s. Press Run.`;
+  }));
+  // one name pattern for every file of the head view (export.js); images are titled with what they show
+  const headFile = (d) => ({ model: d.model, view: `head-${d.kind}`, layer: d.layer, head: d.head });
+  addImageButtons($("export-head-npy"), $("heatmap"), () => {
+    const d = headView.data;
+    if (!d) return null;
+    const rows = d.factor === 1 ? "" : ` (pooled ${d.factor}\u00d7${d.factor})`;
+    return { file: headFile(d),
+             title: `${d.model} \u00b7 ${d.kind} layer ${d.layer}, head ${d.head}${rows} \u00b7 \u201c${excerpt(run.texts[0])}\u201d` };
   });
-  const shownName = (d) => `attention-${d.kind}-L${d.layer}H${d.head}`;
   $("export-head-npy").addEventListener("click", () => headView.data && downloadNPY(
-    `${shownName(headView.data)}.npy`, headView.data.z));
+    fileName(headFile(headView.data), "npy"), headView.data.z));
   $("export-head-json").addEventListener("click", () => headView.data && downloadJSON(
-    `${shownName(headView.data)}.json`, headView.data)); // weights and labels of one reply
-  $("export-grid-json").addEventListener("click", () => run && downloadJSON("run.json", run));
+    fileName(headFile(headView.data), "json"), headView.data)); // weights and labels of one reply
+  $("export-grid-json").addEventListener("click", () => run && downloadJSON(
+    fileName({ model: run.model, view: "run" }, "json"), run));
   onArrowKeys((dLayer, dHead) => {
     if (!run) return false;
     const nLayers = run.layers_by_kind[$("kind").value];

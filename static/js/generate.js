@@ -6,7 +6,7 @@
 // back by the server until complete); the chips below it show one label per token.
 import { ApiError, apiStream } from "./api.js";
 import { initChrome, onArrowKeys } from "./chrome.js";
-import { downloadJSON, downloadNPY } from "./export.js";
+import { addImageButtons, downloadJSON, downloadNPY, excerpt, fileName } from "./export.js";
 import { fillSelect, player, setupModelSelect } from "./forms.js";
 import { CodePoints, escapeLabel, rawLiteral, rawTexts, showToken } from "./labels.js";
 import { Latest } from "./latest.js";
@@ -273,11 +273,16 @@ async function main() {
   $("step").addEventListener("input", () => showStep(Number($("step").value)));
   $("head").addEventListener("change", () => { state.head = $("head").value; showStep(Number($("step").value)); });
   player($("play"), $("step"), (i) => showStep(i));
-  $("export-trace-json").addEventListener("click", () => steps.length && downloadJSON("generation-trace.json", { steps, summary }));
+  addImageButtons($("export-trace-json"), $("step-attention"), () => steps.length && {
+    file: { model: $("model").value, view: `generation-step${$("step").value}` },
+    title: `${$("model").value} \u00b7 step ${$("step").value}: attention of the last context token \u00b7 `
+      + `\u201c${excerpt(promptText)}\u201d` });
+  $("export-trace-json").addEventListener("click", () => steps.length && downloadJSON(
+    fileName({ model: $("model").value, view: "generation" }, "json"), { steps, summary }));
   $("export-step-npy").addEventListener("click", () => {
     if (!steps.length) return;
     const i = Number($("step").value);
-    downloadNPY(`step${i}-attention.npy`, steps[i].attention); // [layer][head][context]
+    downloadNPY(fileName({ model: $("model").value, view: `generation-step${i}` }, "npy"), steps[i].attention); // [layer][head][context]
   });
   onArrowKeys((dLayer, dHead) => {
     if (!steps.length) return false;

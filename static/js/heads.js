@@ -3,7 +3,7 @@
 // A run and its kind are one selection: a newer one refuses the older's replies.
 import { api } from "./api.js";
 import { initChrome, onArrowKeys } from "./chrome.js";
-import { downloadJSON, downloadNPY } from "./export.js";
+import { addImageButtons, downloadJSON, downloadNPY, excerpt, fileName } from "./export.js";
 import { fillSelect, setupModelSelect } from "./forms.js";
 import { rawTexts } from "./labels.js";
 import { Latest } from "./latest.js";
@@ -108,11 +108,19 @@ async function main() {
   });
   $("layer").addEventListener("input", () => { state.layer = Number($("layer").value); drawRollout(); });
   $("method").addEventListener("change", () => rollout && drawRollout());
-  $("export-heads-json").addEventListener("click", () => heads && downloadJSON("head-types.json",
+  // PNG/SVG of each chart, titled with the model, kind and the start of the text (export.js)
+  addImageButtons($("export-heads-json"), $("head-types"), () => heads && run && {
+    file: { model: heads.model, view: "head-types" },
+    title: `${heads.model} \u00b7 head types \u00b7 \u201c${excerpt(run.texts[0])}\u201d` });
+  addImageButtons($("export-rollout-npy"), $("rollout"), () => rollout && run && {
+    file: { model: run.model, view: `${$("method").value}-${rollout.kind}` },
+    title: `${run.model} \u00b7 ${$("method").value} (${rollout.kind}) after layer ${$("layer").value} `
+      + `\u00b7 \u201c${excerpt(run.texts[0])}\u201d` });
+  $("export-heads-json").addEventListener("click", () => heads && downloadJSON(fileName({ model: heads.model, view: "head-types" }, "json"),
     { model: heads.model, run_id: heads.run_id, kind: heads.kind, scores: heads.scores }));
-  $("export-rollout-json").addEventListener("click", () => rollout && downloadJSON("rollout.json", rollout));
+  $("export-rollout-json").addEventListener("click", () => rollout && downloadJSON(fileName({ model: $("model").value, view: "rollout" }, "json"), rollout));
   $("export-rollout-npy").addEventListener("click", () => rollout && downloadNPY(
-    `${$("method").value}.npy`, rollout[$("method").value]));
+    fileName({ model: $("model").value, view: $("method").value }, "npy"), rollout[$("method").value]));
   onArrowKeys((dLayer) => {
     if (!rollout || dLayer === 0) return false;
     const next = Math.max(0, Math.min(Number($("layer").max), Number($("layer").value) + dLayer));

@@ -5,7 +5,7 @@
 // scheme's figures are drawn: a newer choice refuses the older's replies.
 import { api } from "./api.js";
 import { initChrome } from "./chrome.js";
-import { downloadJSON } from "./export.js";
+import { downloadJSON, fileName } from "./export.js";
 import { Latest } from "./latest.js";
 import { plotFigure } from "./plots.js";
 import { bindState } from "./state.js";
@@ -91,7 +91,8 @@ async function main() {
   view.restore();
   $("controls").addEventListener("submit", (ev) => { ev.preventDefault(); withLoading("Computing", show); });
   $("scheme").addEventListener("change", () => withLoading("Computing", show));
-  $("export-scheme-json").addEventListener("click", () => shown && downloadJSON(`${shown.scheme}.json`, withoutFigures(shown)));
+  $("export-scheme-json").addEventListener("click", () => shown && downloadJSON(
+    fileName({ model: "positional", view: shown.scheme }, "json"), withoutFigures(shown)));
   await withLoading("Computing", show);
   await withLoading("Loading extrapolation results", extrapolation);
 }

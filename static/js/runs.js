@@ -15,7 +15,11 @@ const recreating = new WeakMap(); // run answer -> the POST under way (concurren
 export async function createRun({ model, text, text_pair: pair = "", backend = "" }, signal) {
   const body = { model, text, backend: backend || null };
   if (pair && pair.trim()) body.text_pair = pair;
-  const answer = await api("/api/runs", { method: "POST", body, signal });
+  return adoptRun(await api("/api/runs", { method: "POST", body, signal }), body);
+}
+
+/** A POST /api/runs answer (or a streamed run's) made by `body`: `texts` added, and withRun can recreate it. */
+export function adoptRun(answer, body) {
   answer.texts = [body.text, body.text_pair ?? null];
   requests.set(answer, body);
   return answer;

@@ -3,7 +3,7 @@
 // latest submit's answer is drawn; layer and head are picked from that answer, no fetch.
 import { api } from "./api.js";
 import { initChrome, onArrowKeys } from "./chrome.js";
-import { downloadJSON, downloadNPY } from "./export.js";
+import { addImageButtons, downloadJSON, downloadNPY, excerpt, fileName } from "./export.js";
 import { fillSelect, setupModelSelect } from "./forms.js";
 import { rawTexts } from "./labels.js";
 import { Latest } from "./latest.js";
@@ -40,7 +40,7 @@ async function draw() {
       margin: { l: 70, r: 10, t: Math.round(fontSize() * 2.6) + 24, b: 80 },
       xaxis: { title: { text: colName } },
       yaxis: { title: { text: rowName }, autorange: "reversed" },
-    }), `${kind}-L${l}H${head}`, { tokenAxes: { xaxis: { tokens: maps.key_tokens }, yaxis: { tokens: maps.tokens } } });
+    }), `attnlab-${$("model").value}-seq2seq-${kind}-L${l}H${head}`, { tokenAxes: { xaxis: { tokens: maps.key_tokens }, yaxis: { tokens: maps.tokens } } });
   }
   view.save();
 }
@@ -68,9 +68,33 @@ async function main() {
   $("controls").addEventListener("submit", (ev) => { ev.preventDefault(); withLoading("Running the model", go); });
   $("layer").addEventListener("change", draw);
   $("head").addEventListener("change", draw);
-  $("export-s2s-json").addEventListener("click", () => result && downloadJSON("seq2seq-attention.json", result));
-  $("export-s2s-npy").addEventListener("click", () => result && downloadNPY(
-    `cross-L${$("layer").value}.npy`, result.cross.attention[Number($("layer").value)]));
+  // NPY: the map on screen of the kind chosen here (layer and head as shown), named by export.js's pattern
+  const npyKind = document.createElement("select");
+  npyKind.id = "export-s2s-kind";
+  npyKind.setAttribute("aria-label", "kind of the NPY export");
+  fillSelect(npyKind, PANELS.map(([kind]) => kind), PANELS.map(([kind]) => `NPY of ${kind}`), "cross");
+  $("export-s2s-npy").before(npyKind);
+  // PNG/SVG of the chosen kind's chart, as shown
+  const panelOf = Object.fromEntries(PANELS.map(([kind, id]) => [kind, id]));
+  addImageButtons(npyKind, () => $(panelOf[npyKind.value]), () => {
+    const maps = result && result[npyKind.value];
+    if (!maps) return null;
+    const layer = Math.min(Number($("layer").value), maps.shape[0] - 1);
+    const head = Number($("head").value);
+    const model = result.model || $("model").value;
+    return { file: { model, view: `seq2seq-${npyKind.value}`, layer, head },
+             title: `${model} \u00b7 ${npyKind.value} layer ${layer}, head ${head} \u00b7 \u201c${excerpt(result.source_text)}\u201d` };
+  });
+  $("export-s2s-json").addEventListener("click", () => result && downloadJSON(
+    fileName({ model: result.model || $("model").value, view: "seq2seq" }, "json"), result));
+  $("export-s2s-npy").addEventListener("click", () => {
+    const maps = result && result[npyKind.value];
+    if (!maps) return;
+    const layer = Math.min(Number($("layer").value), maps.shape[0] - 1);
+    const head = Number($("head").value);
+    downloadNPY(fileName({ model: result.model || $("model").value, view: `seq2seq-${npyKind.value}`, layer, head },
+                         "npy"), maps.attention[layer][head]);
+  });
   onArrowKeys((dLayer, dHead) => {
     if (!result) return false;
     const move = (select, d) => {

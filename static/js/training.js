@@ -4,7 +4,7 @@
 // the older's replies, and the slider steps through the snapshots of one reply.
 import { api } from "./api.js";
 import { initChrome, onArrowKeys } from "./chrome.js";
-import { downloadJSON, downloadNPY } from "./export.js";
+import { addImageButtons, downloadJSON, downloadNPY, fileName } from "./export.js";
 import { fillSelect, player } from "./forms.js";
 import { Latest } from "./latest.js";
 import { baseLayout, heatmapTrace, plot, plotFigure } from "./plots.js";
@@ -92,9 +92,14 @@ async function main() {
   }
   $("step").addEventListener("input", drawSnapshot);
   player($("play"), $("step"), drawSnapshot);
-  $("export-log-json").addEventListener("click", () => info && downloadJSON(`${info.name}-log.json`, info.log));
+  addImageButtons($("export-log-json"), $("curves"), () => info && {
+    file: { model: info.name, view: "training-curves" }, title: `${info.name} \u00b7 loss and learning rate` });
+  addImageButtons($("export-snap-npy"), $("snapshot"), () => snaps && {
+    file: { model: snaps.name, view: `snapshots-${snaps.kind}`, layer: snaps.layer, head: snaps.head },
+    title: `${snaps.name} \u00b7 ${snaps.kind} layer ${snaps.layer}, head ${snaps.head} over training` });
+  $("export-log-json").addEventListener("click", () => info && downloadJSON(fileName({ model: info.name, view: "training-log" }, "json"), info.log));
   $("export-snap-npy").addEventListener("click", () => snaps && downloadNPY(
-    `${snaps.name}-${snaps.kind}-L${snaps.layer}H${snaps.head}-snapshots.npy`, snaps.maps));
+    fileName({ model: snaps.name, view: `snapshots-${snaps.kind}`, layer: snaps.layer, head: snaps.head }, "npy"), snaps.maps));
   onArrowKeys((dLayer, dHead) => {
     if (!snaps) return false;
     const move = (select, d) => {

@@ -58,10 +58,10 @@ def ops(*labels: str) -> frozenset[str]:
 
 
 POSITIONAL = ops("GET /api/positional/{scheme}", "GET /api/figures/similarity")
-TEXT_IN = ops("POST /api/attention", "POST /api/runs", "POST /api/benchmark")
+TEXT_IN = ops("POST /api/attention", "POST /api/runs", "POST /api/benchmark", "POST /api/runs/stream")
 PROMPT_IN = ops("POST /api/generate")
 ON_A_RUN = ops("GET /api/runs/{run_id}/attention", "GET /api/runs/{run_id}/rollout", "GET /api/runs/{run_id}/heads",
-               "GET /api/figures/heads/{run_id}")
+               "GET /api/figures/heads/{run_id}", "GET /api/runs/{run_id}/overviews")
 BENCHMARKS = ops("POST /api/benchmark")
 SNAPSHOTS = ops("GET /api/training/{name}/snapshots")
 INTERVENE = ops("POST /api/interventions/ablate", "POST /api/interventions/importance", "POST /api/interventions/patch",
@@ -124,13 +124,18 @@ EXPECTED = [
              "cross-field: each text is bounded in the schema; their sum is not expressible"),
     Expected(413, r"text: the maps asked for hold .* over dense_budget", ops("POST /api/attention"),
              "budget: layers x heads x T^2 of the answer, T known only after tokenizing"),
-    Expected(413, r"text: .* over the run cache budget .*\(run_cache_bytes\)", ops("POST /api/runs"),
+    Expected(413, r"text: .* over the run cache budget .*\(run_cache_bytes\)",
+             ops("POST /api/runs", "POST /api/runs/stream"),
              "budget: bytes of the capture, from the model's shape and the token count"),
     Expected(413, r"(seq_lens: n_heads x T\^2|text: the maps of \d+ tokens) .* over benchmark_max_cells", BENCHMARKS,
              "budget: n_heads x T^2 across two fields, or layers x heads x T^2 of the model's maps"),
     Expected(413, r"max_len: \d+ positions give .* over dense_budget", POSITIONAL,
              "budget: max_len x d_model or n_heads x max_len^2 across fields"),
     Expected(413, r"rows/cols: a \d+x\d+ tile is over max_tile_cells", ON_A_RUN, "budget: cells of an exact tile"),
+    Expected(422, r"layers: \d+:\d+ is outside 0:\d+ ", ops("GET /api/runs/{run_id}/overviews"),
+             "per run: a layer range past the run's layers, or an empty one (a >= b)"),
+    Expected(413, r"layers: \d+ layers x \d+ heads x \d+x\d+ cells is over max_tile_cells",
+             ops("GET /api/runs/{run_id}/overviews"), "budget: cells of every thumbnail of the layers asked"),
     Expected(413, r"text: rollout of .* over dense_budget", ON_A_RUN, "budget: layers x T^2 of the rollout"),
     Expected(413, r"run_id: head scores of this run visit .* over head_stats_max_cells", ON_A_RUN,
              "budget: weights visited by the head detectors"),

@@ -413,7 +413,8 @@ def _check_clean_but_404s(watched, n: int) -> None:
 
 def _run_posts(page) -> list[str]:
     posts: list[str] = []
-    page.on("request", lambda r: r.method == "POST" and urlparse(r.url).path == "/api/runs" and posts.append(r.url))
+    page.on("request", lambda r: r.method == "POST" and urlparse(r.url).path in ("/api/runs", "/api/runs/stream")
+            and posts.append(r.url))
     return posts
 
 

@@ -16,7 +16,9 @@ router = APIRouter(prefix="/api", tags=["meta"])
 @router.get("/health", response_model=Health)
 async def health(request: Request, services: ServicesDep) -> Health:
     """Liveness: answers at once even while a model computes (inference runs in threads)."""
-    return Health(status="ok", version=request.app.version, loaded_models=services.hub.loaded(),
+    preparing = dict(services.preparer.preparing)
+    return Health(status="preparing" if preparing else "ok", preparing=preparing, version=request.app.version,
+                  loaded_models=services.hub.loaded(),
                   n_models=len(services.hub.registry.ids()), uptime_s=time.time() - services.started)
 
 
