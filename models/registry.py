@@ -17,7 +17,7 @@ from pathlib import Path
 from .adapter import ModelAdapter, ModelInfo, ScratchAdapter
 from .catalogue import Entry, UnavailableModel, UnknownModel
 from .names import lookup
-from .paths import ZOO
+from .paths import USER_PREFIX, ZOO, labs_dir
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +43,22 @@ def scratch_entry(model_id: str, directory: Path, description: str = "") -> Entr
     return Entry(model_id, info, load)
 
 
-def zoo_entries(zoo: Path = ZOO) -> list[Entry]:
-    """Every trained checkpoint under models/zoo/<name>/ (written by `attnlab lab`)."""
+def zoo_entries(zoo: Path = ZOO, prefix: str = "", where: str = "models/zoo") -> list[Entry]:
+    """Every trained checkpoint under ``zoo/<name>/`` (written by `attnlab lab`), as ``<prefix><name>``."""
     entries = []
-    for config in sorted(zoo.glob("*/config.json")):
+    for config in sorted(Path(zoo).glob("*/config.json")):
         directory = config.parent
         if (directory / "model.safetensors").exists():
-            entries.append(scratch_entry(directory.name, directory,
-                                         f"from-scratch checkpoint models/zoo/{directory.name}"))
+            entries.append(scratch_entry(prefix + directory.name, directory,
+                                         f"from-scratch checkpoint {where}/{directory.name}"))
     return entries
+
+
+def user_lab_entries(root: Path | None = None) -> list[Entry]:
+    """The user's own lab runs (``labs_dir()/<name>``, written by `attnlab lab NAME`), as ``my-<name>``:
+    listed beside the bundled zoo's ``<name>``, which stays the shipped result."""
+    root = Path(root) if root is not None else labs_dir()
+    return zoo_entries(root, USER_PREFIX, str(root))
 
 
 class Registry:
@@ -97,8 +104,9 @@ class Registry:
 
 
 def default_registry(allowlist: list[str] | None = None, model_root: Path | None = None,
-                     zoo: Path = ZOO) -> Registry:
-    """Bundled pretrained models, allowlisted hub ids, local directories, the zoo."""
+                     zoo: Path = ZOO, user_labs: Path | None = None) -> Registry:
+    """Bundled pretrained models, allowlisted hub ids, local directories, the zoo, the user's lab runs
+    (``user_labs``, default ``labs_dir()``, listed as ``my-<name>``)."""
     registry = Registry()
     try:
         from .hf import pretrained_entries
@@ -107,7 +115,7 @@ def default_registry(allowlist: list[str] | None = None, model_root: Path | None
     else:
         for entry in pretrained_entries(allowlist or [], model_root):
             registry.register(entry)
-    for entry in zoo_entries(zoo):
+    for entry in zoo_entries(zoo) + user_lab_entries(user_labs):
         registry.register(entry)
     return registry
 
