@@ -103,6 +103,8 @@ class RunSummary(BaseModel):
 class RunsIndex(BaseModel):
     runs: list[RunSummary]
     groups: dict[str, dict] = Field(description="per comparison lab: its claims, `holds`, setup")
+    checkpointing: Literal["zoo", "user"] | None = Field(
+        description="where GET /api/training/checkpointing reads its table (null: no table, a 404)")
 
 
 class RunSeries(BaseModel):

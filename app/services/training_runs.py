@@ -138,12 +138,21 @@ SUMMARY_FIELDS = ("id", "group", "source", "label", "caption", "final_loss", "va
 
 
 def run_index(settings: Settings) -> dict:
-    """``{runs: [summary], groups: {group: {claims, holds}}}``: what ``GET /api/training/runs`` lists."""
+    """``{runs: [summary], groups: {group: {claims, holds}}, checkpointing}``: what ``GET /api/training/runs``
+    lists; ``checkpointing`` says where the checkpointing table comes from ("user", "zoo") or None."""
     runs = all_runs(settings)
     summaries = [{**{k: r.get(k) for k in SUMMARY_FIELDS}, "steps": len(r["step"] or []),
                   "n_spikes": len(r["spikes"] or []), "has_layer_grad_norms": bool(r.get("layer_grad_norms"))}
                  for r in runs]
-    return {"runs": summaries, "groups": lab_groups(settings)}
+    return {"runs": summaries, "groups": lab_groups(settings), "checkpointing": checkpointing_source(settings)}
+
+
+def checkpointing_source(settings: Settings) -> str | None:
+    """Where ``checkpointing_results`` reads from: "user" (a re-run here), "zoo" (shipped), or None."""
+    for root in reversed(roots(settings)):
+        if (root.path / CHECKPOINTING / "results.json").is_file():
+            return root.source
+    return None
 
 
 def lab_groups(settings: Settings) -> dict[str, dict]:

@@ -115,6 +115,7 @@ def test_checkpointing_prefers_the_users_rerun(client, data_dir):
                 data_dir / "labs" / "checkpointing")
     body = client.get("/api/training/checkpointing").json()
     assert body["source"] == "user" and [r["model"] for r in body["rows"]] == ["mine"]
+    assert client.get("/api/training/runs").json()["checkpointing"] == "user"
     assert len(body["figure"]["data"]) == 4  # memory and time, without and with
 
 
