@@ -158,7 +158,7 @@ def bench_checkpointing(
     _logging("WARNING")
     configs = default_configs(get_settings().zoo_dir, models)
     table = checkpointing_table(configs, batch_size=batch_size, seq_len=seq_len, repeats=repeats, device=device,
-                                threads=threads or None)
+                                threads=threads or None, progress=not json)
     path = write_table(table, out if out is not None else labs_dir() / "checkpointing")
     if json:
         typer.echo(jsonlib.dumps(table, indent=2))

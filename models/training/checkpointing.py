@@ -124,7 +124,8 @@ def zoo_configs(zoo: Path) -> dict[str, TransformerConfig]:
 
 
 def checkpointing_table(configs: dict[str, TransformerConfig], *, batch_size: int = 8, seq_len: int = 128,
-                        repeats: int = 3, device: str = "cpu", threads: int | None = 1) -> dict:
+                        repeats: int = 3, device: str = "cpu", threads: int | None = 1,
+                        progress: bool = True) -> dict:
     """``measure_checkpointing`` for each named config (``seq_len`` capped at its positions); a dict for
     results.json: ``{rows, batch_size, seq_len, repeats, device, threads, torch}``."""
     from tqdm.auto import tqdm
@@ -134,7 +135,8 @@ def checkpointing_table(configs: dict[str, TransformerConfig], *, batch_size: in
         torch.set_num_threads(threads)
     rows = []
     try:
-        for name, config in tqdm(list(configs.items()), desc="checkpointing", unit="model", leave=False):
+        for name, config in tqdm(list(configs.items()), desc="checkpointing", unit="model", leave=False,
+                                 disable=not progress):
             length = min(seq_len, config.max_positions)
             row = measure_checkpointing(name, config, synthetic_batch(config, batch_size, length), repeats=repeats,
                                         device=device)

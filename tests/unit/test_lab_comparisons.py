@@ -127,6 +127,16 @@ def test_shipped_stability_claims_are_what_its_numbers_say():
             assert by[f"pre_nowarmup_{speed}"]["val_loss"] < by[f"pre_warmup_{speed}"]["val_loss"] + 0.2
 
 
+def test_shipped_stability_gradient_norms_by_depth_at_initialisation():
+    # Xiong et al. 2020, fig. 3: at initialisation post-norm's gradient grows towards the output layers, pre-norm's
+    # does not. The same initial weights and first batch for every run: step 1's per-layer norms show it
+    results = shipped("stability")
+    by = {r["name"]: [layer[0] for layer in r["layer_grad_norms"]] for r in results["runs"]}
+    post, pre = by["post_nowarmup_high"], by["pre_nowarmup_high"]
+    assert post[-1] > 1.5 * post[0] and pre[-1] < pre[0]
+    assert by["post_warmup_normal"] == post  # the LR does not change the first step's gradient
+
+
 def test_shipped_schedules_claims_are_what_its_numbers_say():
     results = shipped("schedules")
     assert not results["quick"]
