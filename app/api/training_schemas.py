@@ -141,6 +141,9 @@ class CheckpointingRowOut(BaseModel):
     step_ms_without: float
     step_ms_with: float
     slowdown: float
+    step_cpu_ms_without: float | None = None
+    step_cpu_ms_with: float | None = None
+    cpu_slowdown: float | None = None
     method: str
 
 

@@ -166,12 +166,13 @@ def bench_checkpointing(
     t = Table(title=f"gradient checkpointing, one forward+backward of {batch_size} x {seq_len} tokens on {device} "
                     f"(memory: {table['rows'][0]['method'] if table['rows'] else ''})")
     for col in ("model", "layers", "params", "peak MiB without", "peak MiB with", "saved", "ms without", "ms with",
-                "slowdown"):
+                "slowdown", "CPU ms without", "CPU ms with", "CPU slowdown"):
         t.add_column(col, justify="right")
     for r in table["rows"]:
         t.add_row(r["model"], str(r["n_layers"]), f"{r['n_params']:,}", f"{r['peak_without_mib']:.1f}",
                   f"{r['peak_with_mib']:.1f}", f"{100 * r['saving_ratio']:.0f}%", f"{r['step_ms_without']:.0f}",
-                  f"{r['step_ms_with']:.0f}", f"{r['slowdown']:.2f}x")
+                  f"{r['step_ms_with']:.0f}", f"{r['slowdown']:.2f}x", f"{r['step_cpu_ms_without']:.0f}",
+                  f"{r['step_cpu_ms_with']:.0f}", f"{r['cpu_slowdown']:.2f}x")
     console.print(t)
     console.print(f"written to {path}")
 

@@ -62,11 +62,15 @@ def _log_run(root: Root, directory: Path) -> dict:
     }
     tail = [v for v in run["loss"][-max(1, len(records) // 10):] if v is not None]
     run["final_loss"] = sum(tail) / len(tail) if tail else None
-    schedule = f"{tc['schedule']} schedule, warmup {tc['warmup']} steps, peak lr {tc['lr']:g}" if tc else "its schedule"
+    shape = "its schedule"
+    if tc:
+        after = "stays flat" if tc["schedule"] == "constant" else "decays"
+        shape = (f"the {tc['schedule']} schedule (peak lr {tc['lr']:g}): the learning rate rises over a "
+                 f"{tc['warmup']}-step warmup, then {after}")
     spikes = (f"the guards flagged loss spikes at steps {run['spikes'][:5]}" if run["spikes"]
               else "no loss spikes")
-    run["caption"] = (f"A shipped checkpoint trained with the {schedule}: the learning-rate curve rises during the "
-                      f"warmup, then decays; {spikes}; the loss ends near {_fmt(run['final_loss'])}.")
+    who = "A shipped checkpoint" if root.source == "zoo" else "Your checkpoint"
+    run["caption"] = f"{who}, trained with {shape}; {spikes}; the loss ends near {_fmt(run['final_loss'])}."
     return run
 
 

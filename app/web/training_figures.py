@@ -11,16 +11,19 @@ from .figures import PALETTE, _layout
 
 
 def checkpointing_bars(rows: Sequence[Mapping]) -> go.Figure:
-    """Per model, peak training memory (MiB, torch's allocator) and step time (ms), without and with
-    gradient checkpointing: grouped bars, two panels."""
+    """Per model, peak training memory (MiB, torch's allocator) and step time (ms: CPU time where measured, which
+    other jobs on the machine disturb less than wall time), without and with gradient checkpointing: grouped bars,
+    two panels."""
     names = [r["model"] for r in rows]
+    cpu = all(r.get("step_cpu_ms_without") is not None for r in rows)
+    time_key = "step_cpu_ms_{}" if cpu else "step_ms_{}"
     fig = make_subplots(rows=1, cols=2, subplot_titles=("peak memory of one training step (MiB)",
-                                                        "time of one forward+backward (ms)"))
+                                                        f"{'CPU ' if cpu else ''}time of one forward+backward (ms)"))
     for i, (suffix, label) in enumerate((("without", "without checkpointing"), ("with", "with checkpointing"))):
         colour = PALETTE[i]
         fig.add_trace(go.Bar(x=names, y=[r[f"peak_{suffix}_mib"] for r in rows], name=label, legendgroup=suffix,
                              marker_color=colour), 1, 1)
-        fig.add_trace(go.Bar(x=names, y=[r[f"step_ms_{suffix}"] for r in rows], name=label, legendgroup=suffix,
+        fig.add_trace(go.Bar(x=names, y=[r[time_key.format(suffix)] for r in rows], name=label, legendgroup=suffix,
                              marker_color=colour, showlegend=False), 1, 2)
     fig.update_layout(barmode="group")
     fig.update_yaxes(title="MiB", row=1, col=1)

@@ -53,7 +53,12 @@ class CheckpointingRow:
     saving_ratio: float  # 1 - with / without
     step_ms_without: float
     step_ms_with: float
-    slowdown: float  # with / without
+    slowdown: float  # with / without, wall time
+    # CPU time of this process during the step (all its threads): on a CPU shared with other jobs the wall
+    # time swings with their load, the CPU time much less
+    step_cpu_ms_without: float
+    step_cpu_ms_with: float
+    cpu_slowdown: float
     method: str  # how memory was measured (memory.measure_peak)
 
     def to_dict(self) -> dict:
@@ -82,6 +87,7 @@ def measure_checkpointing(name: str, config: TransformerConfig, batch: Batch, *,
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     peaks: dict[bool, int] = {}
     times: dict[bool, float] = {}
+    cpu: dict[bool, float] = {}
     method = ""
     n_params = 0
     on_device = {k: v.to(device) for k, v in batch.items()}
@@ -95,17 +101,19 @@ def measure_checkpointing(name: str, config: TransformerConfig, batch: Batch, *,
             m(**on_device).loss.backward()
 
         step()  # warm-up: gradient buffers, lazy inits, first-call caches
-        samples = []
+        samples, cpu_samples = [], []
         for _ in range(repeats):
             model.zero_grad(set_to_none=False)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             step()
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             samples.append(time.perf_counter() - t0)
+            cpu_samples.append(time.process_time() - c0)
         model.zero_grad(set_to_none=False)
         _, peak = measure_peak(step, device)
         peaks[ckpt], times[ckpt], method = peak.bytes, statistics.median(samples), peak.method
+        cpu[ckpt] = statistics.median(cpu_samples)
         del model
     mib = 2**20
     first = next(iter(batch.values()))
@@ -115,7 +123,9 @@ def measure_checkpointing(name: str, config: TransformerConfig, batch: Batch, *,
         peak_without_mib=round(peaks[False] / mib, 2), peak_with_mib=round(peaks[True] / mib, 2),
         saving_ratio=round(1 - peaks[True] / peaks[False], 4) if peaks[False] else float("nan"),
         step_ms_without=round(1000 * times[False], 1), step_ms_with=round(1000 * times[True], 1),
-        slowdown=round(times[True] / times[False], 3), method=method)
+        slowdown=round(times[True] / times[False], 3), step_cpu_ms_without=round(1000 * cpu[False], 1),
+        step_cpu_ms_with=round(1000 * cpu[True], 1),
+        cpu_slowdown=round(cpu[True] / cpu[False], 3) if cpu[False] > 0 else float("nan"), method=method)
 
 
 def zoo_configs(zoo: Path) -> dict[str, TransformerConfig]:

@@ -146,7 +146,10 @@ async function checkpointing() {
     tr.append(cell(r.model), cell(String(r.n_layers)), cell(r.n_params.toLocaleString("en")), cell(r.batch),
               cell(r.peak_without_mib.toFixed(1)), cell(r.peak_with_mib.toFixed(1)),
               cell(`${Math.round(100 * r.saving_ratio)}%`), cell(r.step_ms_without.toFixed(0)),
-              cell(r.step_ms_with.toFixed(0)), cell(`${r.slowdown.toFixed(2)}x`));
+              cell(r.step_ms_with.toFixed(0)), cell(`${r.slowdown.toFixed(2)}x`),
+              ...(r.step_cpu_ms_without === null || r.step_cpu_ms_without === undefined ? [cell("—"), cell("—"), cell("—")]
+                : [cell(r.step_cpu_ms_without.toFixed(0)), cell(r.step_cpu_ms_with.toFixed(0)),
+                   cell(`${r.cpu_slowdown.toFixed(2)}x`)]));
     return tr;
   }));
   await plotFigure($("ckpt-chart"), table.figure, "gradient-checkpointing");

@@ -56,7 +56,8 @@ def test_index_lists_shipped_and_user_runs(client, data_dir):
     assert {f"my-schedules.{n}" for n in SCHEDULES if n != "inverse_sqrt"} <= set(runs)
     assert runs["my-tiny"]["source"] == "user" and runs["my-tiny"]["steps"] == 3
     if (ZOO / "lm" / "log.jsonl").exists():
-        assert runs["lm"]["source"] == "zoo" and "warmup_cosine" in runs["lm"]["caption"]
+        assert runs["lm"]["source"] == "zoo" and "warmup_cosine schedule" in runs["lm"]["caption"]
+    assert runs["my-tiny"]["caption"].startswith("Your checkpoint, trained with the warmup_cosine schedule")
     stored = json.loads((data_dir / "labs" / "schedules" / "results.json").read_text())
     assert body["groups"]["my-schedules"]["claims"] == stored["claims"]
     assert body["groups"]["my-schedules"]["holds"] == stored["holds"]
