@@ -1,4 +1,4 @@
-"""The labs: one command each, every one writing a checkpoint and ``results.json``.
+"""The labs: one command each, every one writing ``results.json`` (and a checkpoint where it trains one model).
 
     from attnlab.models.labs import run_lab
     results = run_lab("induction")                     # -> <data_dir>/labs/induction/

@@ -13,7 +13,9 @@ from attnlab.models.registry import default_registry
 
 
 def files_under(root: Path) -> dict[str, float]:
-    return {str(p.relative_to(root)): p.stat().st_mtime for p in root.rglob("*") if p.is_file()}
+    """Every file under root with its modification time (bytecode caches left out: importing writes them)."""
+    return {str(p.relative_to(root)): p.stat().st_mtime for p in root.rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts}
 
 
 def test_data_dir_follows_the_environment(tmp_path, monkeypatch):
@@ -28,13 +30,17 @@ def test_data_dir_follows_the_environment(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_a_lab_run_writes_under_the_data_dir_never_the_package(tmp_path, monkeypatch):
     monkeypatch.setenv("ATTNLAB_DATA_DIR", str(tmp_path))
-    package = Path(__import__("attnlab").__file__).parent
-    before_zoo, before_package = files_under(ZOO), files_under(package)
+    import attnlab
+    import attnlab.models
+
+    # in a checkout attnlab (app/) and attnlab.models (models/) are two folders; installed, one inside the other
+    packages = {Path(attnlab.__file__).parent, Path(attnlab.models.__file__).parent}
+    before_zoo, before_package = files_under(ZOO), {p: files_under(p) for p in packages}
     run_lab("induction", quick=True, steps=2, threads=1)  # no out_dir: the default
     out = tmp_path / "labs" / "induction"
     assert (out / "results.json").is_file() and (out / "model.safetensors").is_file()
     assert files_under(ZOO) == before_zoo
-    assert files_under(package) == before_package
+    assert {p: files_under(p) for p in packages} == before_package
     # the registry lists the user's run beside the shipped one, under its own id
     registry = default_registry([], None)
     assert "my-induction" in registry.ids()
