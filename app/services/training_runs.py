@@ -105,6 +105,10 @@ def _caption(run: dict, variant: dict, best: str | None, finals: dict) -> str:
         value = run["loss"][i] if i is not None else None
         parts.append(f"the loss jumps at step {first} (to {_fmt(value)}; {len(run['spikes'])} spike steps in all);")
     losses = [v for v in run["loss"] if v is not None]
+    plateau = _plateau_from(run["step"], run["loss"])
+    if plateau is not None:
+        parts.append(f"the loss is flat from step {plateau} on (within {PLATEAU_NATS} nats): a plateau, it stopped "
+                     "learning;")
     if losses and run["diverged_at"] is None:
         parts.append(f"from {_fmt(losses[0])} the training loss falls to {_fmt(run['final_loss'])} "
                      f"(validation {_fmt(run['val_loss'])})")
@@ -115,6 +119,21 @@ def _caption(run: dict, variant: dict, best: str | None, finals: dict) -> str:
         else:
             parts.append(".")
     return " ".join(parts).replace(" ,", ",")
+
+
+PLATEAU_NATS = 0.1
+
+
+def _plateau_from(steps: list[int], losses: list[float | None]) -> int | None:
+    """The step from which the loss stays flat to the end (the mean of the last tenth within PLATEAU_NATS of the
+    mean around the first fifth of the run), or None: a run that keeps learning has no plateau."""
+    n = len(losses)
+    if n < 20 or any(v is None for v in losses):
+        return None
+    tenth = n // 10
+    early = sum(losses[2 * tenth : 3 * tenth]) / tenth
+    late = sum(losses[-tenth:]) / tenth
+    return steps[2 * tenth] if abs(early - late) < PLATEAU_NATS else None
 
 
 def all_runs(settings: Settings) -> list[dict]:

@@ -65,6 +65,9 @@ def test_index_lists_shipped_and_user_runs(client, data_dir):
     assert constant["caption"].startswith("constant (no warmup):") and constant["has_layer_grad_norms"]
     if (ZOO / "stability" / "results.json").exists():
         assert runs["stability.post_nowarmup_high"]["source"] == "zoo"
+        # the shipped post-norm run without warmup sits on the unigram plateau; with warmup it learns
+        assert "a plateau, it stopped learning" in runs["stability.post_nowarmup_high"]["caption"]
+        assert "plateau" not in runs["stability.post_warmup_high"]["caption"]
         assert body["groups"]["stability"]["claims"].keys() == {"post_norm_needs_warmup",
                                                                "pre_norm_needs_no_warmup", "normal_lr_trains"}
 
