@@ -18,7 +18,7 @@ from pathlib import Path
 from .adapter import ModelAdapter, ModelInfo, ScratchAdapter, trained_positions
 from .catalogue import Entry, UnavailableModel, UnknownModel
 from .names import lookup
-from .paths import ZOO
+from .paths import USER_PREFIX, ZOO, labs_dir
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +44,26 @@ def scratch_entry(model_id: str, directory: Path, description: str = "") -> Entr
     return Entry(model_id, info, load)
 
 
-def zoo_entries(zoo: Path = ZOO) -> list[Entry]:
-    """Every trained checkpoint under models/zoo/<name>/ (written by `attnlab lab`), and each variant a lab
-    keeps in a sub-directory, as ``<name>-<variant>`` (the extrapolation lab's ``extrapolation-sinusoidal``, ...)."""
+def zoo_entries(zoo: Path = ZOO, prefix: str = "", where: str = "models/zoo") -> list[Entry]:
+    """Every trained checkpoint under ``zoo/<name>/`` (written by `attnlab lab`), as ``<prefix><name>``, and each
+    variant a lab keeps in a sub-directory as ``<prefix><name>-<variant>`` (``extrapolation-sinusoidal``, ...)."""
     entries = []
+    zoo = Path(zoo)
     for config in sorted([*zoo.glob("*/config.json"), *zoo.glob("*/*/config.json")]):
         directory = config.parent
         if not (directory / "model.safetensors").exists():
             continue
         relative = directory.relative_to(zoo)
-        model_id = "-".join(relative.parts)
-        entries.append(scratch_entry(model_id, directory, f"from-scratch checkpoint models/zoo/{relative.as_posix()}"))
+        entries.append(scratch_entry(prefix + "-".join(relative.parts), directory,
+                                     f"from-scratch checkpoint {where}/{relative.as_posix()}"))
     return entries
+
+
+def user_lab_entries(root: Path | None = None) -> list[Entry]:
+    """The user's own lab runs (``labs_dir()/<name>``, written by `attnlab lab NAME`), as ``my-<name>``:
+    listed beside the bundled zoo's ``<name>``, which stays the shipped result."""
+    root = Path(root) if root is not None else labs_dir()
+    return zoo_entries(root, USER_PREFIX, str(root))
 
 
 class ModelPathError(ValueError):
@@ -149,10 +157,11 @@ class Registry:
 
 
 def default_registry(allowlist: list[str] | None = None, model_root: Path | None = None,
-                     zoo: Path = ZOO, model_paths: Sequence[Path | str] = ()) -> Registry:
-    """Bundled pretrained models, allowlisted hub ids, local directories, the zoo, and the directories named
-    at start (``model_paths``: ``path_entries``; one named like another model replaces it, the operator's
-    explicit choice)."""
+                     zoo: Path = ZOO, user_labs: Path | None = None,
+                     model_paths: Sequence[Path | str] = ()) -> Registry:
+    """Bundled pretrained models, allowlisted hub ids, local directories, the zoo, the user's lab runs
+    (``user_labs``, default ``labs_dir()``, listed as ``my-<name>``), and the directories named at start
+    (``model_paths``: ``path_entries``; one named like another model replaces it, the operator's explicit choice)."""
     registry = Registry()
     try:
         from .hf import pretrained_entries
@@ -161,7 +170,7 @@ def default_registry(allowlist: list[str] | None = None, model_root: Path | None
     else:
         for entry in pretrained_entries(allowlist or [], model_root):
             registry.register(entry)
-    for entry in zoo_entries(zoo):
+    for entry in zoo_entries(zoo) + user_lab_entries(user_labs):
         registry.register(entry)
     for entry in path_entries(model_paths):
         if entry.id in registry.entries:

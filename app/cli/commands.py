@@ -119,7 +119,8 @@ def list_models(as_json: bool = typer.Option(False, "--json", help="machine-read
 
     _logging("WARNING")
     settings = get_settings()
-    infos = default_registry(settings.allowlist, settings.model_dir, settings.zoo_dir, settings.model_paths).list()
+    infos = default_registry(settings.allowlist, settings.model_dir, settings.zoo_dir, user_labs=settings.labs_dir,
+                             model_paths=settings.model_paths).list()
     if as_json:
         typer.echo(jsonlib.dumps([i.to_dict() for i in infos], indent=2))
         return
@@ -191,6 +192,46 @@ def bench_api() -> None:
     run_api_bench()
 
 
+@bench.command("checkpointing")
+def bench_checkpointing(
+        models: list[str] = typer.Option(None, "--model", help="only these (repeat the option); default: every "
+                                                              "zoo architecture and minilm-shape"),
+        batch_size: int = typer.Option(8, min=1, max=256, help="sequences per step"),
+        seq_len: int = typer.Option(128, min=1, max=8192, help="tokens per sequence (capped at a model's positions)"),
+        repeats: int = typer.Option(3, min=1, max=50, help="timed steps per setting (the median is reported)"),
+        device: str = typer.Option("cpu", help="cpu or cuda"),
+        threads: int = typer.Option(1, min=0, help="intra-op threads (0: torch's default)"),
+        out: Path | None = typer.Option(None, help="write results.json here (default: <data dir>/labs/"
+                                                   "checkpointing; models/zoo/checkpointing is the shipped copy)"),
+        json: bool = typer.Option(False, "--json", help="machine-readable results")) -> None:
+    """Gradient checkpointing: peak training memory (torch's allocator) and step time, with and without."""
+    from attnlab.models.paths import labs_dir
+    from attnlab.models.training.checkpointing import checkpointing_table, default_configs, write_table
+
+    from ..core.settings import get_settings
+
+    _logging("WARNING")
+    configs = default_configs(get_settings().zoo_dir, models)
+    table = checkpointing_table(configs, batch_size=batch_size, seq_len=seq_len, repeats=repeats, device=device,
+                                threads=threads or None, progress=not json)
+    path = write_table(table, out if out is not None else labs_dir() / "checkpointing")
+    if json:
+        typer.echo(jsonlib.dumps(table, indent=2))
+        return
+    t = Table(title=f"gradient checkpointing, one forward+backward of {batch_size} x {seq_len} tokens on {device} "
+                    f"(memory: {table['rows'][0]['method'] if table['rows'] else ''})")
+    for col in ("model", "layers", "params", "peak MiB without", "peak MiB with", "saved", "ms without", "ms with",
+                "slowdown", "CPU ms without", "CPU ms with", "CPU slowdown"):
+        t.add_column(col, justify="right")
+    for r in table["rows"]:
+        t.add_row(r["model"], str(r["n_layers"]), f"{r['n_params']:,}", f"{r['peak_without_mib']:.1f}",
+                  f"{r['peak_with_mib']:.1f}", f"{100 * r['saving_ratio']:.0f}%", f"{r['step_ms_without']:.0f}",
+                  f"{r['step_ms_with']:.0f}", f"{r['slowdown']:.2f}x", f"{r['step_cpu_ms_without']:.0f}",
+                  f"{r['step_cpu_ms_with']:.0f}", f"{r['cpu_slowdown']:.2f}x")
+    console.print(t)
+    console.print(f"written to {path}")
+
+
 def train_parser():
     """The options of `attnlab train` (argparse: they pass through typer untouched, and torchrun runs them)."""
     import argparse
@@ -254,8 +295,10 @@ def train(ctx: typer.Context) -> None:
 
 
 @app.command()
-def lab(name: str = typer.Argument(..., help="induction, extrapolation, seq2seq, lm, mlm or heads"),
-        out: Path | None = typer.Option(None, help="default: models/zoo/NAME"),
+def lab(name: str = typer.Argument(..., help="induction, extrapolation, seq2seq, lm, mlm, heads, stability or "
+                                               "schedules"),
+        out: Path | None = typer.Option(None, help="default: <data dir>/labs/NAME (ATTNLAB_DATA_DIR; listed as "
+                                                   "my-NAME beside the shipped zoo)"),
         quick: bool = typer.Option(False, help="a seconds-long version (for tests)")) -> None:
     """Run one of the week's labs; writes a checkpoint and results.json."""
     from attnlab.models.labs import run_lab

@@ -11,6 +11,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from attnlab.models.paths import ZOO as ZOO_DIR
+from attnlab.models.paths import data_dir as user_data_dir
 
 
 class Settings(BaseSettings):
@@ -26,6 +27,9 @@ class Settings(BaseSettings):
     # name, wherever they lie; requests never name a path
     model_paths: list[Path] = Field(default_factory=list)
     zoo_dir: Path = ZOO_DIR  # trained demo checkpoints and lab results (extrapolation/results.json)
+    # the user's own files (ATTNLAB_DATA_DIR, else platformdirs' user data dir): lab re-runs in <data_dir>/labs,
+    # listed as my-<name> beside the shipped zoo
+    data_dir: Path = Field(default_factory=user_data_dir)
     default_models: list[str] = Field(default_factory=lambda: ["minilm", "smollm2"])
     preload: bool = False  # load default models at start-up instead of on first use
     # load default models in the background at start-up (SmolLM2's first load converts its GGUF, ~60 s);
@@ -62,6 +66,8 @@ class Settings(BaseSettings):
     # workers of one machine), 'sqlite:////abs/path.sqlite3', 'redis://host:6379/0' (replicas), 'memory' (one worker)
     run_store: str = "sqlite"
     run_ttl_s: float = Field(24 * 3600.0, gt=0)  # a stored run expires this long after its last POST /api/runs
+    # POST /api/objectives: the masked side runs the text once per token (n x n tokens)
+    objectives_max_tokens: int = 128
     max_new_tokens: int = 256
     generate_timeout_s: float = 60.0
     # rows stop once this is spent; the row running then finishes (one row is bounded by benchmark_max_cells),
@@ -102,6 +108,11 @@ class Settings(BaseSettings):
         """The longest synthetic benchmark sequence: one head of T x T within benchmark_max_cells (a bound the
         API states, derived from the setting, so the schema never admits a length the budget always refuses)."""
         return math.isqrt(self.benchmark_max_cells)
+
+    @property
+    def labs_dir(self) -> Path:
+        """Where `attnlab lab NAME` writes by default (attnlab.models.paths.labs_dir under this data_dir)."""
+        return self.data_dir / "labs"
 
     def threads_per_forward(self) -> int:
         return self.torch_threads or max(1, (os.cpu_count() or 1) // self.per_model_concurrency)

@@ -10,10 +10,13 @@ import { Latest } from "./latest.js";
 import { baseLayout, heatmapTrace, plot, plotFigure } from "./plots.js";
 import { bindState } from "./state.js";
 import { withLoading } from "./status.js";
+import { initCompare } from "./training-compare.js";
+import { initObjectives } from "./training-objectives.js";
 
 const $ = (id) => document.getElementById(id);
 const view = bindState({
   model: { value: "", el: "checkpoint" }, probe: "", kind: "", layer: 0, head: 0,
+  runs: "", metric: { value: "loss", el: "metric" }, // the runs overlaid (ids, comma-separated) and what is drawn
   step: { value: -1, get: () => (snaps ? snaps.steps[Number($("step").value)] : state.step) }, // a training step, not an index
 });
 const { state } = view;
@@ -74,6 +77,9 @@ async function show(signal) {
 
 async function main() {
   initChrome();
+  // the comparisons and the objectives do not depend on a checkpoint being chosen
+  withLoading("Loading runs", () => initCompare(state, view.save));
+  withLoading("Loading models", initObjectives);
   const list = await withLoading("Loading checkpoints", () => api("/api/training"));
   if (!list) return;
   if (!list.length) {

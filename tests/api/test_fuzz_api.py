@@ -58,7 +58,9 @@ def ops(*labels: str) -> frozenset[str]:
 
 
 POSITIONAL = ops("GET /api/positional/{scheme}", "GET /api/figures/similarity")
-TEXT_IN = ops("POST /api/attention", "POST /api/runs", "POST /api/benchmark", "POST /api/runs/stream")
+TEXT_IN = ops("POST /api/attention", "POST /api/runs", "POST /api/benchmark", "POST /api/runs/stream",
+              "POST /api/fill-mask", "POST /api/objectives")
+OBJECTIVES = ops("POST /api/fill-mask", "POST /api/objectives")
 PROMPT_IN = ops("POST /api/generate")
 ON_A_RUN = ops("GET /api/runs/{run_id}/attention", "GET /api/runs/{run_id}/rollout", "GET /api/runs/{run_id}/heads",
                "GET /api/figures/heads/{run_id}", "GET /api/runs/{run_id}/overviews")
@@ -115,6 +117,14 @@ EXPECTED = [
              INTERVENE, "cross-field: patching needs texts of one token length that differ at the read-out"),
     Expected(422, r"target: token id \d+ is outside 0\.\.\d+$", INTERVENE, "per model: the vocabulary size"),
     Expected(422, r"model: '.*' has no LM head", INTERVENE, "per model: patching reads a logit"),
+    Expected(422, r"text: has no mask token", ops("POST /api/fill-mask"), "per text: fill-mask needs a [MASK] in it"),
+    Expected(422, r"(model|clm_model|mlm_model): model '.*' is an? [\w-]+; .* needs an? [\w-]+$", OBJECTIVES,
+             "per model: fill-mask and the masked side need an encoder, the causal side a decoder"),
+    Expected(422, r"(model|mlm_model): '.*' has no mask token", OBJECTIVES, "per model: a masked LM has a mask token"),
+    Expected(422, r"mlm_model: '.*' tokenizes the text differently", ops("POST /api/objectives"),
+             "cross-field: both models must share one vocabulary"),
+    Expected(422, r"(position: \d+ is outside 1\.\.\d+|text: gives 1 token)", ops("POST /api/objectives"),
+             "per text: the position must be a token of the text, after the first"),
     # -- 413: larger than a limit of the model or of the server (app.services.errors)
     Expected(413, r"(text|prompt|tokens): \d+ tokens( plus \d+ new tokens?)? is more than model '.*' accepts "
                   r"\(max_positions \d+(: its learned position table has \d+ rows|; trained at \d+ tokens, .*)?\)$",
@@ -122,6 +132,8 @@ EXPECTED = [
              "per model: more tokens than the model's positions"),
     Expected(413, r"text and text_pair together: \d+ characters is over .*\(max_text_chars\)$", TEXT_IN,
              "cross-field: each text is bounded in the schema; their sum is not expressible"),
+    Expected(413, r"text: \d+ tokens is over the objectives view's limit", ops("POST /api/objectives"),
+             "budget: the masked side runs the text once per token"),
     Expected(413, r"text: the maps asked for hold .* over dense_budget", ops("POST /api/attention"),
              "budget: layers x heads x T^2 of the answer, T known only after tokenizing"),
     Expected(413, r"text: .* over the run cache budget .*\(run_cache_bytes\)",

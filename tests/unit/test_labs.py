@@ -33,7 +33,7 @@ def read(returned: dict, out: Path) -> dict:
 
 
 def test_registry_lists_every_lab():
-    assert set(LABS) == {"induction", "extrapolation", "seq2seq", "lm", "mlm", "heads"}
+    assert set(LABS) == {"induction", "extrapolation", "seq2seq", "lm", "mlm", "heads", "stability", "schedules"}
     with pytest.raises(ValueError, match="known"):
         run_lab("nope", "/tmp/nope")
 
@@ -74,7 +74,7 @@ def test_text_labs_quick(tmp_path, corpus, lab):
     load_tokenizer(tmp_path)
 
 
-# labs that ship a checkpoint (the heads lab measures the others' checkpoints and ships only results.json)
+# the labs that ship a checkpoint (heads, stability, schedules and checkpointing ship results only)
 SHIPPED = sorted(p.parent.name for p in ZOO.glob("*/results.json") if (p.parent / "model.safetensors").exists())
 
 
