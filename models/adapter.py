@@ -27,6 +27,7 @@ from torch import Tensor
 from .architectures import Decoder, EncoderDecoder, TransformerModel, filter_logits, sample_next
 from .attention import BACKENDS, use_backend
 from .capture import Recorder, capture
+from .cards import ModelCard
 from .labels import Piece, TextStream, token_labels
 from .layers import KVCache
 from .tokenization import BPETokenizer
@@ -61,6 +62,7 @@ class ModelInfo:
     vocab_size: int | None = None
     n_params: int | None = None
     description: str = ""
+    card: ModelCard | None = None  # trained on / expects, example inputs, most telling head (models.cards)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -63,26 +63,42 @@ def positional_matrix(desc: Mapping) -> go.Figure:
     return _layout(fig, f"{desc.get('scheme', '')} encoding: position x dimension")
 
 
-def positional_similarity(descs: Mapping[str, Mapping]) -> go.Figure:
-    """Similarity of position 0 with every offset, one line per scheme that has one.
+SIMILARITY_DEFINITION = (
+    "Similarity of position 0 and the position at each offset, 1 at offset 0: sinusoidal and learned, the dot product "
+    "of their position vectors; RoPE, q\u00b7k of one fixed vector rotated to both positions; ALiBi and T5 (biases, "
+    "not vectors), exp(bias) of head 0, the factor the bias multiplies an attention weight by; none, 1 at every "
+    "offset (no position signal: positions cannot be told apart). Learned and T5 are drawn at their random "
+    "initialisation (seed 0).")
 
-    Sinusoidal/learned: dot product of encodings; RoPE: q.k of a fixed vector after
-    rotation; ALiBi and T5 (biases, not vectors): exp(bias) of head 0, the factor the
-    bias multiplies an attention weight by.
-    """
+
+def scheme_style(name: str) -> dict:
+    """One colour per positional scheme, the same in every chart (the order of models.positional.POSITIONAL)."""
+    from attnlab.models.positional import POSITIONAL
+
+    order = list(POSITIONAL)
+    return _style(order.index(name) if name in order else len(order))
+
+
+def positional_similarity(descs: Mapping[str, Mapping], skipped: Mapping[str, str] | None = None) -> go.Figure:
+    """Similarity of position 0 with every offset, one line per scheme (``SIMILARITY_DEFINITION``); a scheme
+    in ``skipped`` (it cannot take these sizes) is named under the chart with the reason."""
     fig = go.Figure()
-    for i, (name, desc) in enumerate(descs.items()):
+    for name, desc in descs.items():
         if "similarity" in desc:
             x, y = desc["similarity"]["offset"], desc["similarity"]["value"]
         elif "bias" in desc and desc["bias"]:
             row = desc["bias"][0][-1]  # head 0, last query: offsets 0..T-1 reading backwards
             x = list(range(len(row)))
             y = [math.exp(v - row[-1]) for v in reversed(row)]
-        else:
-            continue
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=name, line=_style(i)))
+        else:  # no vector, rotation or bias: every position looks the same
+            x = list(range(int(desc.get("max_len", 0))))
+            y = [1.0] * len(x)
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=name, line=scheme_style(name)))
     fig.update_xaxes(title="offset from position 0")
     fig.update_yaxes(title="similarity (1 at offset 0)")
+    for i, (name, reason) in enumerate((skipped or {}).items()):
+        fig.add_annotation(text=escape_label(f"{name} not shown: {reason}"), xref="paper", yref="paper", x=0,
+                           y=-0.25 - 0.07 * i, showarrow=False, xanchor="left")
     return _layout(fig, "Similarity vs offset")
 
 
@@ -144,12 +160,12 @@ def extrapolation_curve(results: Mapping) -> go.Figure:
     """
     fig = go.Figure()
     lengths: set[int] = set()
-    for i, (name, data) in enumerate((results.get("table") or {}).items()):
+    for name, data in (results.get("table") or {}).items():
         values = data.get("perplexity") or {}
         xs = sorted(values, key=int)
         lengths.update(int(x) for x in xs)
         fig.add_trace(go.Scatter(x=[int(x) for x in xs], y=[values[x] for x in xs], mode="lines+markers",
-                                 name=name, line=_style(i)))
+                                 name=name, line=scheme_style(name)))
     train_len = results.get("train_len")
     if train_len:
         fig.add_vline(x=train_len, line=dict(color="grey", dash="dot"))

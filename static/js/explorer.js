@@ -5,6 +5,7 @@
 // /api/runs/{id}/attention as float16; an evicted run is recreated (runs.js).
 import { apiBinary } from "./api.js";
 import { initChrome, onArrowKeys } from "./chrome.js";
+import { cardFocus, followCards, warnUnknown } from "./examples.js";
 import { downloadJSON, downloadNPY } from "./export.js";
 import { fillSelect, setupModelSelect } from "./forms.js";
 import { Latest } from "./latest.js";
@@ -23,6 +24,9 @@ const view = bindState({
 });
 const { state } = view;
 let run = null; // the POST /api/runs answer
+let modelInfo = () => null; // setupModelSelect's lookup
+let focusOpen = false; // the first run of a page opened with no head named: open the card's focus head
+const named = new URLSearchParams(window.location.search); // what a shared link asked for
 const runs = new Latest(); // POST /api/runs of the latest submit
 
 /** A tile of the run shown (kind of the kind select unless params name one). */
@@ -76,6 +80,14 @@ async function go() {
   $("run-info").textContent = `${run.n_tokens} tokens, ${run.layers_by_kind[$("kind").value]} layers \u00d7 ${run.n_heads} heads, `
     + `forward ${Math.round(run.timings.forward_ms || 0)} ms${run.cached ? " (cached)" : ""}`;
   $("model-view-panel").hidden = false;
+  warnUnknown(run.tokens, modelInfo(run.model));
+  const focus = cardFocus(modelInfo(run.model));
+  if (focusOpen && state.layer < 0 && focus && run.kinds.includes(focus.kind)) {
+    // the model's most telling head, opened when nothing else was asked for
+    $("kind").value = focus.kind;
+    state.layer = focus.layer;
+    state.head = focus.head;
+  }
   buildGrid();
   const nLayers = run.layers_by_kind[$("kind").value];
   if (state.layer >= 0 && state.head >= 0 && state.layer < nLayers && state.head < run.n_heads) {
@@ -94,6 +106,9 @@ async function main() {
   fillSelect($("scale"), Object.keys(SCALES), Object.values(SCALES), scaleName(state.scale));
   const info = await withLoading("Loading models", () => setupModelSelect($("model"), $("backend"), state.model, state.backend));
   if (!info) return;
+  modelInfo = info;
+  await followCards({ select: $("model"), info, text: $("text"), page: "explorer", wanted: named.get("model") || "",
+                      hadText: named.has("text") });
   const togglePair = () => { $("pair-label").hidden = (info() || {}).family !== "encoder"; };
   togglePair();
   $("model").addEventListener("change", togglePair);
@@ -101,6 +116,7 @@ async function main() {
     ev.preventDefault();
     state.layer = -1;
     state.head = -1;
+    focusOpen = false;
     withLoading("Running the model", go);
   });
   $("kind").addEventListener("change", () => {
@@ -135,15 +151,16 @@ async function main() {
     withLoading("Loading head", () => openHead(layer, head));
     return true;
   });
-  if (state.text) {
-    const layer = state.layer;
-    const head = state.head;
-    await withLoading("Running the model", async () => {
-      state.layer = layer;
-      state.head = head;
-      await go();
-    });
-  }
+  // the page opens with a result: the link's input, or the model's example
+  const layer = state.layer;
+  const head = state.head;
+  focusOpen = !named.has("layer");
+  await withLoading("Running the model", async () => {
+    state.layer = layer;
+    state.head = head;
+    await go();
+  });
+  focusOpen = false;
 }
 
 main();

@@ -40,10 +40,13 @@ def _answer(fig, **data: object) -> Response:
 @router.get("/api/figures/similarity", responses={k: ERRORS[k] for k in (413, 422)})
 async def similarity_figure(services: ServicesDep, d_model: PositionalDModel = 64,
                             max_len: PositionalLen = 128, n_heads: PositionalHeads = 8) -> Response:
-    """Similarity vs offset for every scheme that has one (learned is its random initialisation)."""
-    descs = await anyio.to_thread.run_sync(describe_similarity, d_model, max_len, n_heads, services.settings)
+    """Similarity vs offset for every scheme (learned and T5 at their seeded random initialisation); `skipped`
+    names a scheme that cannot take these sizes, and why (the figure says so too)."""
+    descs, skipped = await anyio.to_thread.run_sync(describe_similarity, d_model, max_len, n_heads,
+                                                    services.settings)
     data = {s: d.get("similarity") for s, d in descs.items()}
-    return _answer(figures.positional_similarity(descs), data=data)
+    return _answer(figures.positional_similarity(descs, skipped), data=data, skipped=skipped,
+                   definition=figures.SIMILARITY_DEFINITION)
 
 
 @router.get("/api/figures/extrapolation")

@@ -1,0 +1,199 @@
+"""First use, as a teacher or a student would meet the pages (issue 12, part A): every page opens with its
+default example drawn and no click; each has a caption and "try this" links that load a telling example; a
+model gets input it can read (its card's example swaps in, its note shows, unreadable text is warned about);
+a link naming a model the page cannot run says so; Generation labels the prompt from the first token and
+Stop leaves a complete trace; the Backends page opens on measured results without measuring.
+
+The server runs the real shipped models: MiniLM (bundled) and the zoo checkpoints (models/zoo/), plus gpt2
+listed as unavailable, so the defaults tested are the ones a user gets.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from tests.browser.test_browser import CHROMIUM, Watched, _free_port, playwright_api
+
+pytestmark = pytest.mark.browser
+
+SEQ2SEQ_DEFAULT = "rev:attention"
+
+
+@pytest.fixture(scope="module")
+def server():
+    import uvicorn
+
+    from attnlab.core.settings import Settings
+    from attnlab.main import create_app
+    from attnlab.models.hf import pretrained_entries
+    from attnlab.models.registry import Registry, zoo_entries
+
+    registry = Registry()
+    for entry in pretrained_entries([], None):
+        if entry.id in ("minilm", "gpt2"):  # the bundled encoder, and one model listed unavailable
+            registry.register(entry)
+    for entry in zoo_entries():
+        registry.register(entry)
+    settings = Settings(_env_file=None, preload=False, benchmark_budget_s=3.0, log_level="WARNING")
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app(settings, registry=registry), host="127.0.0.1", port=port,
+                                        log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not srv.started:
+        if time.time() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def context():
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+        yield ctx
+        ctx.close()
+        browser.close()
+
+
+@pytest.fixture
+def watched(context, server, tmp_path):
+    w = Watched(context, server, tmp_path)
+    yield w
+    w.close()
+
+
+# the chart each page must draw with no click, and what it must hold
+FIRST_PAINT = {
+    "/": "#grid canvas[data-loaded]",
+    "/heads": "#head-types .main-svg",
+    "/generate": "#step-attention .main-svg",
+    "/seq2seq": "#cross .main-svg",
+    "/positional": "#similarity .main-svg",
+    "/backends": "#bench .main-svg",
+    "/training": "#curves .main-svg",
+    "/architecture": "#profile-chart .main-svg",
+}
+
+
+@pytest.mark.parametrize("path", list(FIRST_PAINT))
+def test_every_page_opens_with_a_result_and_a_caption(watched, path):
+    posts: list[str] = []
+    watched.page.on("request", lambda r: r.method == "POST" and posts.append(r.url))
+    page = watched.goto(path)
+    page.wait_for_selector(FIRST_PAINT[path], state="attached", timeout=60_000)
+    caption = page.locator("#caption p").first.text_content()
+    assert len(caption.split()) > 15, caption  # what it shows and what to look for
+    assert 1 <= page.locator("#caption a.try").count() <= 2
+    if path == "/backends":
+        assert not any("/api/benchmark" in u for u in posts), "opening the Backends page started a benchmark"
+        assert "shipped with attnlab" in page.locator("#bench-source").text_content()
+        assert page.locator("#bench-table tbody tr").count() == 12  # 3 backends x 4 lengths, shipped
+        assert page.locator("#n_heads").is_enabled() and page.locator("#text").is_disabled()
+    if path == "/seq2seq":
+        assert page.locator("#text").input_value() == SEQ2SEQ_DEFAULT
+        rows = page.evaluate("() => document.getElementById('cross').layout.yaxis.ticktext")
+        assert "".join(rows).replace("&lt;bos&gt;", "").replace("&lt;eos&gt;", "") == "noitnetta"  # reversed
+        assert (page.locator("#layer").input_value(), page.locator("#head").input_value()) == ("1", "3")
+    if path == "/generate":
+        assert page.locator("#model").input_value() == "lm"  # a causal LM, small: the page opens at once
+        page.wait_for_function("() => document.getElementById('trace-info').textContent.includes('stopped')")
+        assert page.locator("#generated").text_content().startswith(page.locator("#prompt").input_value())
+    if path == "/positional":
+        assert watched.traces("#similarity") == 6
+        assert "exp(bias)" in page.locator("#similarity-definition").text_content()
+    watched.check_clean()
+
+
+def test_try_links_load_a_telling_example(watched):
+    page = watched.goto("/")
+    page.wait_for_selector(FIRST_PAINT["/"], state="attached", timeout=60_000)
+    page.click("#caption a.try >> nth=0")  # the induction model on a repeated random string
+    page.wait_for_function("() => new URLSearchParams(location.search).get('model') === 'induction'")
+    watched.wait_plot("#heatmap")  # its card's focus head opens: layer 1, head 3
+    assert page.locator("#head-title").text_content().endswith("decoder layer 1, head 3")
+    assert page.locator("#model-notice").is_hidden()  # text it can read: no <unk> warning
+    assert "random string" in page.locator("#model-note").text_content()
+    # on the repeat, the induction head's weight goes one token after the earlier copy
+    z = page.evaluate("() => document.getElementById('heatmap').data[0].z")
+    half = len(z) // 2
+    assert sum(z[i][i - half + 1] for i in range(half, len(z))) / half > 0.5
+    page = watched.goto("/seq2seq")
+    page.wait_for_selector(FIRST_PAINT["/seq2seq"], state="attached", timeout=60_000)
+    page.click("#caption a.try >> nth=0")  # copy: the diagonal
+    page.wait_for_function("() => new URLSearchParams(location.search).get('text') === 'copy:attention'")
+    page.wait_for_function("() => (document.getElementById('cross').layout?.yaxis?.ticktext || []).join('')"
+                           ".includes('attention')")
+    page = watched.goto("/generate")
+    page.wait_for_function("() => document.getElementById('trace-info').textContent.includes('stopped')",
+                           timeout=60_000)
+    page.click("#caption a.try >> nth=0")  # the induction model continues a repeated string: it copies
+    page.wait_for_function("() => new URLSearchParams(location.search).get('model') === 'induction'")
+    page.wait_for_function("() => document.getElementById('trace-info').textContent.includes('stopped')",
+                           timeout=60_000)
+    prompt = page.locator("#prompt").input_value()
+    segment = prompt[: len(prompt) - 8]  # the link's prompt: a random segment, then its first 8 characters
+    generated = page.locator("#generated").text_content()[len(prompt):]
+    assert len(generated) >= 8 and generated == (segment[8:] + segment)[: len(generated)]  # what came next
+    watched.check_clean()
+
+
+def test_choosing_a_model_swaps_in_its_example_and_shows_its_note(watched):
+    page = watched.goto("/")
+    page.wait_for_selector(FIRST_PAINT["/"], state="attached", timeout=60_000)
+    english = page.locator("#text").input_value()
+    page.select_option("#model", "seq2seq")
+    assert page.locator("#text").input_value() == SEQ2SEQ_DEFAULT  # the text was the default: it follows
+    assert "rev:word" in page.locator("#model-note").text_content()
+    page.select_option("#model", "minilm")
+    assert page.locator("#text").input_value() == english
+    page.fill("#text", "my own words")
+    page.select_option("#model", "induction")
+    assert page.locator("#text").input_value() == "my own words"  # the user's text is never replaced
+    page.click("#run")
+    notice = page.locator("#model-notice")
+    notice.wait_for(state="visible")
+    assert "unknown to induction" in notice.text_content() and "(<unk>)" in notice.text_content()
+    watched.check_clean()
+
+
+@pytest.mark.parametrize("path, model, says", [
+    ("/", "gpt2", "not available here"),
+    ("/", "nope", "no model of that name"),
+    ("/generate", "minilm", "an encoder model and this page needs a decoder"),
+])
+def test_a_link_naming_a_model_the_page_cannot_run_says_so(watched, path, model, says):
+    page = watched.goto(path, model=model)
+    notice = page.locator("#model-notice")
+    notice.wait_for(state="visible")
+    text = notice.text_content()
+    assert f"\u201c{model}\u201d" in text and says in text and "Showing" in text
+    assert page.locator("#model").input_value() != model
+
+
+def test_generation_labels_the_prompt_from_the_first_token_and_stop_leaves_a_complete_view(watched):
+    # press Stop the moment the first token's chip appears (in the page: a small model streams fast)
+    watched.page.add_init_script("""document.addEventListener('DOMContentLoaded', () => {
+      new MutationObserver((_, obs) => {
+        if (document.querySelector('#chips .chip')) { obs.disconnect(); document.getElementById('stop').click(); }
+      }).observe(document.getElementById('chips'), { childList: true });
+    });""")
+    page = watched.goto("/generate", model="lm", prompt="It is a truth universally acknowledged",
+                        max_new_tokens=200)
+    page.wait_for_function("() => document.getElementById('trace-info').textContent.includes('stopped by the user')")
+    watched.wait_plot("#step-attention")
+    ticks = page.evaluate("() => document.getElementById('step-attention').layout.xaxis.ticktext")
+    assert ticks and not any(t in ("p0", "p1") for t in ticks)  # the prompt's own tokens, not placeholders
+    title = page.evaluate("() => document.getElementById('step-attention').layout.title.text")
+    assert title.startswith("Attention of the last context token") and "which predicts" in title
+    n = page.locator("#chips .chip").count()
+    assert n < 200 and page.locator("#step").get_attribute("max") == str(n - 1)
+    watched.check_clean()
