@@ -292,35 +292,46 @@ def training_curves(records: Iterable[Mapping]) -> go.Figure:
 # ----------------------------------------------------------------------------- attention summaries
 
 
+HEAD_SCORE_UNITS = {"entropy": "nats", "mean_offset": "tokens"}  # the others: attention mass in [0, 1]
+
+
 def head_type_grids(scores: Mapping[str, Sequence[Sequence[float]]],
                     detectors: Sequence[str] | None = None) -> go.Figure:
-    """One layers x heads heatmap per detector (the scores of GET /api/runs/{id}/heads)."""
+    """One layers x heads heatmap per detector (the scores of GET /api/runs/{id}/heads), each with its own
+    colour bar beside it titled with its unit: attention mass (0 to 1), tokens (mean offset, signed) or nats
+    (entropy, from 0)."""
     names = [d for d in (detectors or list(scores)) if d in scores]
-    units = {"entropy": "nats", "mean_offset": "tokens"}  # the others are attention mass in [0, 1]
-
-    def title(name: str) -> str:
-        if name not in units:
-            return name.replace("_", " ")
-        top = max((v for row in scores[name] for v in row), default=0.0)
-        return f"{name.replace('_', ' ')} ({units[name]}, 0–{top:.3g})"
-
     cols = min(4, max(1, len(names)))
     rows = max(1, math.ceil(len(names) / cols))
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[title(n) for n in names],
-                        horizontal_spacing=0.06, vertical_spacing=0.14)
+    h_space, v_space = 0.1, 0.14
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[n.replace("_", " ") for n in names],
+                        horizontal_spacing=h_space, vertical_spacing=v_space)
     for i, name in enumerate(names):
         z = scores[name]
-        bounded = name not in units
+        row, col = i // cols + 1, i % cols + 1
+        axis = fig.get_subplot(row, col)
+        x_domain, y_domain = axis.xaxis.domain, axis.yaxis.domain
+        unit = HEAD_SCORE_UNITS.get(name, "weight")
+        values = [v for r in z for v in r]
+        if name == "mean_offset":  # signed: a head looking back has a positive offset
+            top = max((abs(v) for v in values), default=1.0) or 1.0
+            bounds = dict(zmin=-top, zmax=top, colorscale="RdBu", zmid=0)
+        elif name == "entropy":
+            bounds = dict(zmin=0, zmax=max(values, default=1.0) or 1.0, colorscale=SEQUENTIAL)
+        else:
+            bounds = dict(zmin=0, zmax=1, colorscale=SEQUENTIAL)
         fig.add_trace(go.Heatmap(
             z=z, x=[f"H{h}" for h in range(len(z[0]) if z else 0)], y=[f"L{layer}" for layer in range(len(z))],
-            colorscale=SEQUENTIAL, zmin=0, zmax=1 if bounded else None,
-            showscale=i == 0, name=name, colorbar=dict(title="score", len=0.5),
-            hovertemplate=f"{name}<br>%{{y}} %{{x}}<br>%{{z:.3f}}<extra></extra>"),
-            i // cols + 1, i % cols + 1)
+            showscale=True, name=name, **bounds,
+            colorbar=dict(title=dict(text=unit, side="right"), x=x_domain[1] + 0.008, xanchor="left",
+                          y=sum(y_domain) / 2, yanchor="middle", len=(y_domain[1] - y_domain[0]) * 1.05,
+                          thickness=10),
+            hovertemplate=f"{name}<br>%{{y}} %{{x}}<br>%{{z:.3f}} {unit}<extra></extra>"),
+            row, col)
     fig.update_yaxes(autorange="reversed", title_text="")
     fig.update_layout(height=280 * rows + 100)
     fig = _layout(fig, "Head types (layer x head)")
-    fig.update_layout(margin=dict(t=90))
+    fig.update_layout(margin=dict(t=90, r=60))
     return fig
 
 

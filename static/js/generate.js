@@ -17,7 +17,8 @@ import { withLoading } from "./status.js";
 
 const $ = (id) => document.getElementById(id);
 const view = bindState({
-  model: "lm", prompt: "", // a small causal LM opens the page at once (SmolLM2 loads in seconds to a minute) max_new_tokens: 16, temperature: 0,
+  // a small causal LM opens the page at once (SmolLM2 loads in seconds to a minute)
+  model: "lm", prompt: "", max_new_tokens: 16, temperature: 0,
   top_k: { value: 0, get: () => Number($("top_k").value) || "" }, // 0: all tokens, left out of the URL
   seed: 0, backend: "",
   step: { value: -1, get: () => (steps.length ? Number($("step").value) : state.step) }, // -1: follow the stream

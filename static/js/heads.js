@@ -91,7 +91,7 @@ async function go() {
   await selection.run(async (signal) => {
     run = await createRun(request, signal);
     warnUnknown(run.tokens, modelInfo(run.model));
-    const kinds = run.kinds.filter((k) => k !== "cross");
+    const kinds = run.kinds; // cross-attention too: its scores for two sequences (no rollout)
     fillSelect($("kind"), kinds, null, kinds.includes(state.kind) ? state.kind : kinds[0]);
     $("heads-panel").hidden = false;
     await showKind(signal);

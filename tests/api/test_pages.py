@@ -77,7 +77,7 @@ def test_benchmark_profile_training_heads_and_bars():
     assert [t.name for t in curves.data] == ["train loss", "eval loss", "lr"]
     scores = {"previous_token": [[0.1, 0.9], [0.2, 0.3]], "entropy": [[1.0, 2.0], [0.5, 0.1]]}
     grid = figures.head_type_grids(scores)
-    assert len(grid.data) == 2 and grid.data[0].zmax == 1 and grid.data[1].zmax is None
+    assert len(grid.data) == 2 and grid.data[0].zmax == 1 and grid.data[1].zmax == 2.0  # entropy: 0 to its max
 
 
 def test_probability_bars_keep_equal_labels_apart_and_match_the_chosen_by_id():

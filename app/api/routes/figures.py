@@ -21,7 +21,7 @@ from ...web import figures
 from ...web.figures import fig_json
 from ..deps import ServicesDep
 from ..errors import ERRORS
-from ..schemas import PositionalDModel, PositionalHeads, PositionalLen, SelfKind
+from ..schemas import Kind, PositionalDModel, PositionalHeads, PositionalLen
 from ..transport import OrjsonResponse
 
 router = APIRouter(tags=["figures"])
@@ -65,8 +65,9 @@ async def extrapolation_figure(services: ServicesDep) -> Response:
 
 @router.get("/api/figures/heads/{run_id}", responses={k: ERRORS[k] for k in (404, 413, 422)})
 async def heads_figure(run_id: RunIdPath, services: ServicesDep,
-                       kind: SelfKind | None = Query(None, description="default: the run's first kind")) -> Response:
-    """Head-type scores of a run as one layers x heads heatmap per detector."""
+                       kind: Kind | None = Query(None, description="default: the run's first kind")) -> Response:
+    """Head-type scores of a run as one layers x heads heatmap per detector, each with its own colour bar and
+    unit; cross-attention (encoder-decoder) has the scores that apply to two sequences."""
     run = services.runs.get(run_id)
     stats = await services.runs.heads(run)
     kind = kind or next(iter(stats), None)
