@@ -199,8 +199,29 @@ def _log_ticks(values: Iterable[float | None]) -> dict:
     return dict(tickmode="array", tickvals=ticks, ticktext=[f"{t:,.0f}" if t >= 1 else f"{t:g}" for t in ticks])
 
 
+def _benchmark_bars(rows: Sequence[Mapping]) -> go.Figure:
+    """One length (the model form: one input): time and memory as one bar per backend, linear axes."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("time", "peak memory allocated by torch"),
+                        horizontal_spacing=0.12)
+    names = [str(r["backend"]) for r in rows]
+    colours = [PALETTE[i % len(PALETTE)] for i in range(len(rows))]
+    mem = [(r.get("peak_memory_bytes") or r.get("attention_peak_memory_bytes") or 0) / 2**20 for r in rows]
+    fig.add_trace(go.Bar(x=names, y=[r.get("median_ms") for r in rows], marker_color=colours, showlegend=False,
+                         hovertemplate="%{x}<br>%{y:.3g} ms<extra></extra>"), 1, 1)
+    fig.add_trace(go.Bar(x=names, y=mem, marker_color=colours, showlegend=False,
+                         hovertemplate="%{x}<br>%{y:.3g} MiB<extra></extra>"), 1, 2)
+    fig.update_yaxes(title="median ms", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(title="peak MiB", rangemode="tozero", row=1, col=2)
+    fig.update_xaxes(title="backend")
+    size = next((_size(r) for r in rows if _size(r) is not None), None)
+    return _layout(fig, f"Attention backends on one input ({size} tokens)" if size else "Attention backends")
+
+
 def benchmark_figure(rows: Sequence[Mapping]) -> go.Figure:
-    """Median time and peak memory against sequence length, log-log, one line per backend."""
+    """Median time and peak memory against sequence length, log-log, one line per backend; with one
+    length only (the model form), one bar per backend instead (three dots on log axes say nothing)."""
+    if len({_size(r) for r in rows}) <= 1:
+        return _benchmark_bars(rows)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("time", "peak memory allocated by torch"),
                         horizontal_spacing=0.12)
     by_backend: dict[str, list[Mapping]] = {}
@@ -264,12 +285,22 @@ def architecture_figure(arch: Mapping) -> go.Figure:
 
 
 def training_curves(records: Iterable[Mapping]) -> go.Figure:
-    """Training loss (and eval loss) and learning rate against step, from log.jsonl records."""
+    """Training loss (and eval loss), learning rate and, when logged, the gradient norm (before clipping)
+    against step, from log.jsonl records."""
     records = list(records)
     train = [r for r in records if "loss" in r]
     evals = [r for r in records if "eval_loss" in r]
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.08,
-                        subplot_titles=("loss", "learning rate"))
+    grads = [r for r in train if r.get("grad_norm") is not None]
+    if grads:
+        fig = make_subplots(rows=3, cols=1, shared_xaxes=True, row_heights=[0.5, 0.25, 0.25], vertical_spacing=0.07,
+                            subplot_titles=("loss", "learning rate", "gradient norm"))
+        fig.add_trace(go.Scatter(x=[r["step"] for r in grads], y=[r["grad_norm"] for r in grads], mode="lines",
+                                 name="grad norm", line=_style(3)), 3, 1)
+        fig.update_yaxes(title="\u2016g\u2016\u2082", row=3, col=1)
+        fig.update_layout(height=620)
+    else:
+        fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.08,
+                            subplot_titles=("loss", "learning rate"))
     fig.add_trace(go.Scatter(x=[r["step"] for r in train], y=[r["loss"] for r in train], mode="lines",
                              name="train loss", line=_style(0)), 1, 1)
     if evals:
@@ -283,7 +314,7 @@ def training_curves(records: Iterable[Mapping]) -> go.Figure:
     lr = [r for r in train if "lr" in r]
     fig.add_trace(go.Scatter(x=[r["step"] for r in lr], y=[r["lr"] for r in lr], mode="lines", name="lr",
                              line=_style(2)), 2, 1)
-    fig.update_xaxes(title="step", row=2, col=1)
+    fig.update_xaxes(title="step", row=3 if grads else 2, col=1)
     fig.update_yaxes(title="loss", row=1, col=1)
     fig.update_yaxes(title="lr", exponentformat="e", row=2, col=1)
     return _layout(fig, "Training curves")

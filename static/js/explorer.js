@@ -10,7 +10,7 @@ import { downloadJSON, downloadNPY } from "./export.js";
 import { fillSelect, setupModelSelect } from "./forms.js";
 import { Latest } from "./latest.js";
 import { createRun, withRun } from "./runs.js";
-import { SCALES, scaleName } from "./scale.js";
+import { SCALES, scaleName, viridis } from "./scale.js";
 import { bindState } from "./state.js";
 import { withLoading } from "./status.js";
 import { HeadGrid, THUMB } from "./explorer/grid.js";
@@ -20,7 +20,7 @@ const $ = (id) => document.getElementById(id);
 const view = bindState({
   model: "minilm", text: "", text_pair: "", backend: "", kind: "",
   layer: -1, head: -1, // the open head (-1: none)
-  colour: { value: "", el: "colour-by" }, scale: "linear", exclude_special: { value: false, el: "exclude-special" },
+  colour: { value: "", el: "colour-by" }, shared: { value: false, el: "shared-scale" }, scale: "linear", exclude_special: { value: false, el: "exclude-special" },
 });
 const { state } = view;
 let run = null; // the POST /api/runs answer
@@ -38,6 +38,7 @@ function tile(params, signal) {
 const grid = new HeadGrid($("grid"), {
   fetchThumb: (layer, head, signal) => tile({ layer, head, pool: String(THUMB) }, signal),
   onOpen: (layer, head) => openHead(layer, head),
+  shared: () => $("shared-scale").checked,
 });
 const headView = new HeadView({ heatmap: $("heatmap"), lines: $("lines"), zoomNote: $("zoom-note") }, {
   tile,
@@ -47,7 +48,28 @@ const headView = new HeadView({ heatmap: $("heatmap"), lines: $("lines"), zoomNo
 function colourGrid() {
   const detector = $("colour-by").value;
   const scores = run && run.head_stats && run.head_stats[$("kind").value];
-  grid.colour(detector && scores ? scores[detector] : null, detector);
+  const table = detector && scores ? scores[detector] : null;
+  grid.colour(table, detector);
+  legend(table, detector);
+}
+
+/** The legend of "Colour by": the score's range on the tint's colour scale (its lowest to highest head). */
+function legend(table, detector) {
+  $("colour-legend").hidden = !table;
+  if (!table) return;
+  const values = table.flat();
+  const lo = Math.min(...values);
+  const hi = Math.max(...values);
+  const unit = { entropy: " nats", mean_offset: " tokens" }[detector] || "";
+  $("legend-lo").textContent = `${detector.replace(/_/g, " ")}: ${lo.toFixed(2)}${unit}`;
+  $("legend-hi").textContent = `${hi.toFixed(2)}${unit}`;
+  const bar = $("legend-bar");
+  const ctx = bar.getContext("2d");
+  for (let x = 0; x < bar.width; x++) {
+    const [r, g, b] = viridis(x / (bar.width - 1));
+    ctx.fillStyle = `rgb(${r}, ${g}, ${b})`;
+    ctx.fillRect(x, 0, 1, bar.height);
+  }
 }
 
 function buildGrid() {
@@ -129,6 +151,7 @@ async function main() {
     buildGrid();
   });
   $("colour-by").addEventListener("change", () => { colourGrid(); view.save(); });
+  $("shared-scale").addEventListener("change", () => { grid.rescale(); view.save(); });
   const redraw = () => { view.save(); headView.redraw(); };
   $("scale").addEventListener("change", redraw);
   $("exclude-special").addEventListener("change", redraw);

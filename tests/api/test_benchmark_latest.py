@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from attnlab.main import create_app
+from attnlab.web import figures
 from tests.support import make_settings, tiny_registry
 
 
@@ -66,3 +67,15 @@ def test_openapi_states_the_sources(client):
     assert schema["components"]["schemas"]["BenchmarkLatest"]["properties"]["source"]["enum"] == [
         "shipped", "this server"]
     assert "get" in schema["paths"]["/api/benchmark/latest"]
+
+
+def test_one_input_benchmark_draws_bars_not_dots_on_log_axes():
+    rows = [{"backend": b, "n_tokens": 12, "median_ms": t, "attention_peak_memory_bytes": m}
+            for b, t, m in (("math", 3.0, 2**20), ("sdpa", 1.0, 2**19), ("flash", 1.5, 2**18))]
+    fig = figures.benchmark_figure(rows)
+    assert [t.type for t in fig.data] == ["bar", "bar"]
+    assert list(fig.data[0].x) == ["math", "sdpa", "flash"] and list(fig.data[0].y) == [3.0, 1.0, 1.5]
+    assert list(fig.data[1].y) == [1.0, 0.5, 0.25]  # MiB
+    assert fig.layout.yaxis.type != "log" and "12 tokens" in fig.layout.title.text
+    sweep = figures.benchmark_figure([{**r, "seq_len": n} for n in (64, 128) for r in rows])
+    assert sweep.data[0].type == "scatter" and sweep.layout.xaxis.type == "log"

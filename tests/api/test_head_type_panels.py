@@ -42,3 +42,4 @@ def test_cross_attention_scores_equal_the_dense_maps(client):
     figure = client.get(f"/api/figures/heads/{run['run_id']}?kind=cross")
     assert figure.status_code == 200
     assert [t["name"] for t in figure.json()["figure"]["data"]] == list(CROSS_SCORES)
+

@@ -75,6 +75,9 @@ def test_benchmark_profile_training_heads_and_bars():
     log = [{"step": i, "loss": 3 - i / 10, "lr": 1e-3} for i in range(1, 6)] + [{"step": 5, "eval_loss": 2.6}]
     curves = figures.training_curves(log)
     assert [t.name for t in curves.data] == ["train loss", "eval loss", "lr"]
+    with_grads = figures.training_curves([{**r, "grad_norm": 1.0 + r["step"]} for r in log[:-1]])
+    assert [t.name for t in with_grads.data] == ["grad norm", "train loss", "lr"]
+    assert list(with_grads.data[0].y) == [2.0, 3.0, 4.0, 5.0, 6.0]
     scores = {"previous_token": [[0.1, 0.9], [0.2, 0.3]], "entropy": [[1.0, 2.0], [0.5, 0.1]]}
     grid = figures.head_type_grids(scores)
     assert len(grid.data) == 2 and grid.data[0].zmax == 1 and grid.data[1].zmax == 2.0  # entropy: 0 to its max

@@ -487,7 +487,7 @@ def test_positional_figures(watched):
 def test_backends_sweep(watched):
     page = watched.goto("/backends", form="synthetic", seq_lens="32,64", backends="math,sdpa,flash",
                         n_heads=2, head_dim=16)
-    page.wait_for_selector("#bench-source:has-text('shipped')")  # the page opens on results; Run measures
+    page.wait_for_selector("#bench-source:has-text('Last measured')")  # the page opens on results; Run measures
     page.click("#run")
     page.wait_for_selector("#bench-source:has-text('Measured now')", timeout=90_000)
     watched.wait_plot("#bench", timeout=90_000)
@@ -975,7 +975,7 @@ def test_every_tick_label_shows_where_they_fit(browser, server, shots):
 def test_log_axes_read_cleanly_and_one_spelling(watched):
     page = watched.goto("/backends", form="synthetic", seq_lens="32,64,128", backends="math,sdpa",
                         n_heads=2, head_dim=16)
-    page.wait_for_selector("#bench-source:has-text('shipped')")
+    page.wait_for_selector("#bench-source:has-text('Last measured')")
     page.click("#run")
     page.wait_for_selector("#bench-source:has-text('Measured now')", timeout=90_000)
     watched.wait_plot("#bench", timeout=90_000)

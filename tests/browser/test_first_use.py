@@ -197,3 +197,58 @@ def test_generation_labels_the_prompt_from_the_first_token_and_stop_leaves_a_com
     n = page.locator("#chips .chip").count()
     assert n < 200 and page.locator("#step").get_attribute("max") == str(n - 1)
     watched.check_clean()
+
+
+def test_training_opens_seq2seq_on_its_telling_head_with_a_results_table(watched):
+    page = watched.goto("/training", model="seq2seq")
+    watched.wait_plot("#snapshot", timeout=60_000)
+    assert [page.locator(f"#{k}").input_value() for k in ("kind", "layer", "head")] == ["cross", "1", "3"]
+    names = page.evaluate("() => document.getElementById('curves').data.map(t => t.name)")
+    assert "grad norm" in names
+    rows = dict(page.eval_on_selector_all("#results tbody tr",
+                                          "rs => rs.map(r => [...r.cells].map(c => c.textContent))"))
+    assert rows["exact match reverse"] == "0.992" and "config" not in rows
+    watched.check_clean()
+
+
+def test_head_types_score_cross_attention_with_a_colour_bar_per_panel(watched):
+    page = watched.goto("/heads", model="seq2seq")
+    watched.wait_plot("#head-types", timeout=60_000)
+    assert "cross" in page.eval_on_selector_all("#kind option", "os => os.map(o => o.value)")
+    page.select_option("#kind", "cross")
+    page.wait_for_function("() => document.getElementById('head-types').data.length === 5")
+    bars = page.evaluate("() => document.getElementById('head-types').data.map(t => [t.name, t.colorbar.title.text])")
+    assert dict(bars)["entropy"] == "nats" and dict(bars)["mean_offset"] == "tokens"
+    assert page.locator("#head-types .colorbar").count() == 5  # one drawn beside each panel
+    assert page.locator("#rollout-panel").is_hidden()  # rollout composes self-attention only
+    watched.check_clean()
+
+
+LUMINANCE = """() => [...document.querySelectorAll('#grid canvas[data-loaded]')].map(c => {
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i] + d[i + 1] + d[i + 2];
+  return [c.parentNode.dataset.layer + ':' + c.parentNode.dataset.head, s / (d.length / 4)];
+})"""
+
+
+def test_explorer_offers_one_scale_for_all_thumbnails_and_a_colour_legend(watched):
+    page = watched.goto("/", model="minilm")
+    page.wait_for_function("() => document.querySelectorAll('#grid canvas[data-loaded]').length >= 24", timeout=60_000)
+    assert "its own maximum" in page.locator("#thumb-note").text_content()
+    own = dict(page.evaluate(LUMINANCE))
+    page.check("#shared-scale")
+    shared = dict(page.evaluate(LUMINANCE))
+    common = set(own) & set(shared)
+    # weight/1 is never brighter than weight/max: every thumbnail darkens or stays, most heads darken
+    assert all(shared[k] <= own[k] + 1e-6 for k in common)
+    assert sum(shared[k] < own[k] - 1 for k in common) > len(common) // 2
+    assert watched.state()["shared"] == "1"
+    assert page.locator("#colour-legend").is_hidden()
+    page.select_option("#colour-by", "previous_token")
+    legend = page.locator("#colour-legend")
+    assert legend.is_visible() and page.locator("#legend-lo").text_content().startswith("previous token: ")
+    lo = float(page.locator("#legend-lo").text_content().split(": ")[1])
+    hi = float(page.locator("#legend-hi").text_content())
+    labels = [float(t) for t in page.eval_on_selector_all("#grid .thumb .score", "els => els.map(e => e.textContent)")]
+    assert min(labels) == pytest.approx(lo, abs=0.006) and max(labels) == pytest.approx(hi, abs=0.006)
+    watched.check_clean()

@@ -6,14 +6,15 @@ import { viridis } from "../scale.js";
 export const THUMB = 48; // pooled thumbnail side, in cells and canvas pixels
 const PARALLEL = 6; // thumbnail requests in flight at once
 
-function drawThumb(canvas, t) {
+function drawThumb(canvas, t, shared = false) {
+  canvas.tile = t; // kept to redraw on a change of scale
   const [rows, cols] = t.shape;
   canvas.width = cols;
   canvas.height = rows;
   const ctx = canvas.getContext("2d");
   const image = ctx.createImageData(cols, rows);
-  let max = 0;
-  for (const v of t.data) if (v > max) max = v;
+  let max = shared ? 1 : 0; // shared: every head on one scale, weight 0 to 1; else its own maximum
+  if (!shared) for (const v of t.data) if (v > max) max = v;
   for (let i = 0; i < t.data.length; i++) {
     // square root: a sink or the diagonal (weight ~1) would otherwise leave the rest black
     const [r, g, b] = viridis(max > 0 ? Math.sqrt(t.data[i] / max) : 0);
@@ -37,8 +38,9 @@ export class HeadGrid {
   #active = 0;
 
   /** `fetchThumb(layer, head, signal)` resolves with a pooled tile; `onOpen(layer, head)` on a click. */
-  constructor(el, { fetchThumb, onOpen }) {
+  constructor(el, { fetchThumb, onOpen, shared = () => false }) {
     this.el = el;
+    this.shared = shared;
     this.fetchThumb = fetchThumb;
     this.onOpen = onOpen;
   }
@@ -93,10 +95,15 @@ export class HeadGrid {
       const { layer, head } = button.dataset;
       const { signal } = this.#thumbs;
       this.fetchThumb(layer, head, signal)
-        .then((t) => { if (!signal.aborted) drawThumb(button.querySelector("canvas"), t); })
+        .then((t) => { if (!signal.aborted) drawThumb(button.querySelector("canvas"), t, this.shared()); })
         .catch((err) => { if (!isAbort(err)) { button.classList.add("failed"); button.title = err.message; } })
         .finally(() => { this.#active -= 1; this.#pump(); });
     }
+  }
+
+  /** Redraw the thumbnails drawn so far on the current scale (own maximum, or shared). */
+  rescale() {
+    for (const canvas of this.el.querySelectorAll("canvas[data-loaded]")) drawThumb(canvas, canvas.tile, this.shared());
   }
 
   /** Tint every head by table[layer][head] (a detector's scores), or clear the tints (no table). */
