@@ -252,3 +252,32 @@ def test_explorer_offers_one_scale_for_all_thumbnails_and_a_colour_legend(watche
     labels = [float(t) for t in page.eval_on_selector_all("#grid .thumb .score", "els => els.map(e => e.textContent)")]
     assert min(labels) == pytest.approx(lo, abs=0.006) and max(labels) == pytest.approx(hi, abs=0.006)
     watched.check_clean()
+
+
+def test_positional_disables_sizes_a_scheme_ignores_and_never_exports_a_stale_scheme(watched):
+    page = watched.goto("/positional", scheme="alibi")
+    watched.wait_plot("#scheme-figures .chart")
+    assert page.locator("#d_model").is_disabled() and page.locator("#n_heads").is_enabled()
+    page.select_option("#scheme", "sinusoidal")
+    watched.wait_plot("#scheme-figures .chart[data-figure]")
+    assert page.locator("#n_heads").is_disabled() and page.locator("#d_model").is_enabled()
+    # learned is seeded: two Shows draw the same table
+    page.select_option("#scheme", "learned")
+    watched.wait_plot("#scheme-figures .chart")
+    first = page.evaluate("() => document.querySelector('#scheme-figures .chart').data[0].z[3].slice(0, 4)")
+    page.click("#run")
+    page.wait_for_timeout(300)
+    watched.wait_plot("#scheme-figures .chart")
+    assert page.evaluate("() => document.querySelector('#scheme-figures .chart').data[0].z[3].slice(0, 4)") == first
+    # a Show that fails (RoPE cannot rotate an odd head dimension) leaves nothing to export
+    page.select_option("#scheme", "rope")
+    watched.wait_plot("#scheme-figures .chart[data-figure='rotations']")
+    page.fill("#d_model", "40")
+    page.click("#run")
+    page.locator("#error").wait_for(state="visible")
+    assert "even head dimension" in page.locator("#error").text_content()
+    downloads = []
+    page.on("download", lambda d: downloads.append(d))
+    page.click("#export-scheme-json")
+    page.wait_for_timeout(500)
+    assert downloads == [] and page.locator("#scheme-figures .chart").count() == 0
