@@ -37,7 +37,8 @@ function noticeBox() {
   return box;
 }
 
-function setNotice(kind, message) {
+/** Show a notice of one kind ("link", "unknown"); an empty message hides it. */
+export function setNotice(kind, message) {
   const box = noticeBox();
   box.dataset.kind = kind;
   box.textContent = message;

@@ -4,7 +4,7 @@
 // the older's replies, and the slider steps through the snapshots of one reply.
 import { api } from "./api.js";
 import { initChrome, onArrowKeys } from "./chrome.js";
-import { cardFocus } from "./examples.js";
+import { cardFocus, setNotice } from "./examples.js";
 import { downloadJSON, downloadNPY } from "./export.js";
 import { fillSelect, listModels, player } from "./forms.js";
 import { Latest } from "./latest.js";
@@ -128,6 +128,11 @@ async function main() {
     $("checkpoint-note").textContent = "No checkpoint with a training log on this server yet (attnlab train / attnlab lab write them under models/zoo/).";
     $("run").disabled = true;
     return;
+  }
+  const asked = named.get("model");
+  if (asked && !list.some((c) => c.name === asked)) {
+    setNotice("link", `The link asked for checkpoint \u201c${asked}\u201d, but this server has no training log of `
+      + `that name (it has ${list.map((c) => c.name).join(", ")}). Showing another instead.`);
   }
   fillSelect($("checkpoint"), list.map((c) => c.name),
              list.map((c) => `${c.name}${c.snapshots ? " (with attention snapshots)" : ""}`),

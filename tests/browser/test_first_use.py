@@ -169,6 +169,8 @@ def test_choosing_a_model_swaps_in_its_example_and_shows_its_note(watched):
     ("/", "gpt2", "not available here"),
     ("/", "nope", "no model of that name"),
     ("/generate", "minilm", "an encoder model and this page needs a decoder"),
+    ("/seq2seq", "lm", "a decoder model and this page needs an encoder-decoder"),
+    ("/training", "nope", "no training log of that name"),
 ])
 def test_a_link_naming_a_model_the_page_cannot_run_says_so(watched, path, model, says):
     page = watched.goto(path, model=model)
@@ -176,7 +178,7 @@ def test_a_link_naming_a_model_the_page_cannot_run_says_so(watched, path, model,
     notice.wait_for(state="visible")
     text = notice.text_content()
     assert f"\u201c{model}\u201d" in text and says in text and "Showing" in text
-    assert page.locator("#model").input_value() != model
+    assert page.locator("#checkpoint" if path == "/training" else "#model").input_value() != model
 
 
 def test_generation_labels_the_prompt_from_the_first_token_and_stop_leaves_a_complete_view(watched):
