@@ -67,8 +67,12 @@ class ModelCard:
             raise CardError("expects: a card says in one line what the model was trained on and reads")
 
     def default(self, page: str) -> str | None:
-        """The first example meant for ``page`` (None when none is)."""
-        return next((e.text for e in self.examples if e.on(page)), None)
+        """The first example written for ``page``, else the first meant for every page (None when none is)."""
+        for wanted in (lambda e: page in e.pages, lambda e: not e.pages):
+            found = next((e.text for e in self.examples if wanted(e)), None)
+            if found is not None:
+                return found
+        return None
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "card") -> ModelCard:

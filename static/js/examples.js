@@ -13,7 +13,8 @@ const $ = (id) => document.getElementById(id);
 export function cardExample(model, page) {
   const card = model && model.card;
   if (!card) return null;
-  const example = card.examples.find((e) => !e.pages.length || e.pages.includes(page));
+  // an example written for this page first, else one for every page
+  const example = card.examples.find((e) => e.pages.includes(page)) || card.examples.find((e) => !e.pages.length);
   return example ? example.text : null;
 }
 

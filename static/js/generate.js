@@ -11,7 +11,7 @@ import { downloadJSON, downloadNPY } from "./export.js";
 import { fillSelect, player, setupModelSelect } from "./forms.js";
 import { CodePoints, escapeLabel, rawLiteral, rawTexts, showToken } from "./labels.js";
 import { Latest } from "./latest.js";
-import { baseLayout, heatmapTrace, plot } from "./plots.js";
+import { baseLayout, fontSize, heatmapTrace, plot } from "./plots.js";
 import { bindState } from "./state.js";
 import { withLoading } from "./status.js";
 
@@ -201,8 +201,10 @@ async function drawStep(index) {
   const heads = $("head").value === "avg" ? "average over heads" : `head ${$("head").value}`;
   await plot($("step-attention"), [heatmapTrace(z, {
     colTokens: tokens, colRaw: context.raw, rowName: "layer", colName: "key" })], baseLayout({
-    title: { text: `Attention of the last context token “${escapeLabel(showToken(tokens[last] ?? ""))}”, `
-      + `which predicts “${escapeLabel(showToken(step.token))}” (${heads})` },
+    // two lines at the tick font size, with room above the plot for them (large fonts too)
+    title: { text: `Attention of the last context token “${escapeLabel(showToken(tokens[last] ?? ""))}”<br>`
+      + `(it predicts “${escapeLabel(showToken(step.token))}”; ${heads})`, font: { size: fontSize() } },
+    margin: { l: 70, r: 20, t: Math.round(fontSize() * 2.6) + 24, b: 60 },
     height: 380, xaxis: { title: { text: "context token (the query is the last)" } },
     yaxis: { title: { text: "layer" }, autorange: "reversed" },
     // the query's column, outlined: each row is the weights this token gives the context

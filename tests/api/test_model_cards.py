@@ -98,6 +98,10 @@ def test_induction_example_makes_the_focus_head_copy(client):
 def test_bundled_models_have_cards_and_a_bad_card_names_its_field(tmp_path):
     assert {"minilm", "smollm2", "gpt2"} <= set(PRETRAINED_CARDS)
     assert PRETRAINED_CARDS["smollm2"].default("generate") == "Once upon a time"
+    # an example written for the page comes first, else one for every page
+    lm = load_card(ZOO / "lm")
+    assert lm.default("generate") == "It is a truth universally acknowledged"
+    assert lm.default("explorer") == lm.examples[0].text != lm.default("generate")
     (tmp_path / "card.json").write_text(json.dumps({"examples": []}))
     with pytest.raises(CardError, match="expects"):
         load_card(tmp_path)

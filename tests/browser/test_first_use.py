@@ -195,7 +195,7 @@ def test_generation_labels_the_prompt_from_the_first_token_and_stop_leaves_a_com
     ticks = page.evaluate("() => document.getElementById('step-attention').layout.xaxis.ticktext")
     assert ticks and not any(t in ("p0", "p1") for t in ticks)  # the prompt's own tokens, not placeholders
     title = page.evaluate("() => document.getElementById('step-attention').layout.title.text")
-    assert title.startswith("Attention of the last context token") and "which predicts" in title
+    assert title.startswith("Attention of the last context token") and "it predicts" in title
     n = page.locator("#chips .chip").count()
     assert n < 200 and page.locator("#step").get_attribute("max") == str(n - 1)
     watched.check_clean()
