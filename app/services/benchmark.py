@@ -15,6 +15,7 @@ import json
 import platform
 import time
 from importlib.resources import files
+from pathlib import Path
 
 from attnlab.models import ModelAdapter
 
@@ -35,9 +36,19 @@ def machine() -> str:
     """The machine a measurement ran on, in words (CPU, threads, torch)."""
     import torch
 
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else (platform.processor() or
-                                                                                platform.machine())
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else _cpu_name()
     return f"{device}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+
+
+def _cpu_name() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 class BenchmarkService:
