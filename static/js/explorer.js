@@ -72,6 +72,15 @@ function legend(table, detector) {
   }
 }
 
+/** "Colour by": the head-type scores of the kind shown (cross-attention has fewer than self-attention). */
+function fillColourBy() {
+  const stats = run.head_stats && run.head_stats[$("kind").value];
+  const names = stats ? Object.keys(stats) : [];
+  const current = $("colour-by").value || state.colour;
+  fillSelect($("colour-by"), ["", ...names], ["attention pattern", ...names.map((k) => k.replace(/_/g, " "))],
+             names.includes(current) ? current : "");
+}
+
 function buildGrid() {
   grid.build(run.layers_by_kind[$("kind").value], run.n_heads);
   colourGrid();
@@ -95,10 +104,6 @@ async function go() {
   run = await runs.run((signal) => createRun(request, signal));
   const kinds = run.kinds;
   fillSelect($("kind"), kinds, null, kinds.includes(state.kind) ? state.kind : kinds[0]);
-  const stats = run.head_stats && run.head_stats[$("kind").value];
-  const current = $("colour-by").value || state.colour;
-  fillSelect($("colour-by"), ["", ...(stats ? Object.keys(stats) : [])],
-             ["attention pattern", ...(stats ? Object.keys(stats).map((k) => k.replace(/_/g, " ")) : [])], current);
   $("run-info").textContent = `${run.n_tokens} tokens, ${run.layers_by_kind[$("kind").value]} layers \u00d7 ${run.n_heads} heads, `
     + `forward ${Math.round(run.timings.forward_ms || 0)} ms${run.cached ? " (cached)" : ""}`;
   $("model-view-panel").hidden = false;
@@ -110,6 +115,7 @@ async function go() {
     state.layer = focus.layer;
     state.head = focus.head;
   }
+  fillColourBy();
   buildGrid();
   const nLayers = run.layers_by_kind[$("kind").value];
   if (state.layer >= 0 && state.head >= 0 && state.layer < nLayers && state.head < run.n_heads) {
@@ -147,6 +153,7 @@ async function main() {
     state.layer = -1;
     state.head = -1;
     $("head-view-panel").hidden = true;
+    fillColourBy();
     view.save();
     buildGrid();
   });

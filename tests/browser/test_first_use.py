@@ -283,3 +283,16 @@ def test_positional_disables_sizes_a_scheme_ignores_and_never_exports_a_stale_sc
     page.click("#export-scheme-json")
     page.wait_for_timeout(500)
     assert downloads == [] and page.locator("#scheme-figures .chart").count() == 0
+
+
+def test_explorer_opens_the_encoder_decoder_on_its_cross_attention_head(watched):
+    page = watched.goto("/", model="seq2seq")
+    watched.wait_plot("#heatmap", timeout=60_000)
+    assert page.locator("#text").input_value() == SEQ2SEQ_DEFAULT
+    assert page.locator("#head-title").text_content().endswith("cross layer 1, head 3")
+    options = page.eval_on_selector_all("#colour-by option", "os => os.map(o => o.value)")
+    assert "entropy" in options and "previous_token" not in options  # cross-attention's own scores
+    page.select_option("#kind", "encoder")
+    page.wait_for_function("() => [...document.querySelectorAll('#colour-by option')].some(o => o.value === "
+                           "'previous_token')")
+    watched.check_clean()
