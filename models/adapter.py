@@ -27,6 +27,7 @@ from torch import Tensor
 from .architectures import Decoder, EncoderDecoder, TransformerModel, filter_logits, sample_next
 from .attention import BACKENDS, use_backend
 from .capture import Recorder, capture, stack_maps
+from .cards import ModelCard
 from .config import TransformerConfig
 from .labels import Piece, TextStream, token_labels
 from .layers import KVCache
@@ -66,6 +67,7 @@ class ModelInfo:
     # the length a from-scratch model was trained at, where it is shorter than max_positions: a position
     # scheme without a table runs past it (extrapolation); None: max_positions
     trained_positions: int | None = None
+    card: ModelCard | None = None  # trained on / expects, example inputs, most telling head (models.cards)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .adapter import ModelAdapter, ModelInfo, ScratchAdapter, trained_positions
+from .cards import PRETRAINED_CARDS, load_card
 from .catalogue import Entry, UnavailableModel, UnknownModel
 from .names import lookup
 from .paths import USER_PREFIX, ZOO, labs_dir
@@ -33,7 +34,8 @@ def scratch_entry(model_id: str, directory: Path, description: str = "") -> Entr
         return ModelInfo(id=model_id, family=cfg.family, source="scratch", n_layers=cfg.n_layers,
                          n_heads=cfg.n_heads, d_model=cfg.d_model, max_positions=cfg.run_positions,
                          positional=cfg.positional, n_kv_heads=cfg.kv_heads, vocab_size=cfg.vocab_size,
-                         description=description, trained_positions=trained_positions(cfg))
+                         description=description, trained_positions=trained_positions(cfg),
+                         card=load_card(directory))
 
     def load() -> ModelAdapter:
         from .architectures import load_model
@@ -114,6 +116,13 @@ def path_entries(paths: Sequence[Path | str]) -> list[Entry]:
     return list(entries.values())
 
 
+def _with_card(info: ModelInfo) -> ModelInfo:
+    """The info with the bundled card of its id when its entry gave none (pretrained models)."""
+    if info.card is None and info.id in PRETRAINED_CARDS:
+        info.card = PRETRAINED_CARDS[info.id]
+    return info
+
+
 class Registry:
     """Thread-safe, lazy: each model loads once, on first use."""
 
@@ -133,10 +142,10 @@ class Registry:
 
     def info(self, model_id: str) -> ModelInfo:
         """The entry's description (no weights read); ``UnknownModel`` names the known ids."""
-        return lookup(self.entries, model_id, "model", error=UnknownModel).info()
+        return _with_card(lookup(self.entries, model_id, "model", error=UnknownModel).info())
 
     def list(self) -> list[ModelInfo]:
-        return [entry.info() for entry in self.entries.values()]
+        return [_with_card(entry.info()) for entry in self.entries.values()]
 
     def loaded(self) -> list[str]:
         return list(self._loaded)

@@ -100,6 +100,26 @@ class Strict(BaseModel):
 
 
 # -- models and health --------------------------------------------------------------------------------
+class ExampleOut(BaseModel):
+    label: str = Field(description="what the example shows")
+    text: str
+    pages: list[str] = Field(description="pages the example is meant for (explorer, heads, generate, seq2seq, "
+                                         "backends); empty: every page")
+
+
+class FocusOut(BaseModel):
+    kind: Kind
+    layer: int
+    head: int
+    why: str
+
+
+class ModelCardOut(BaseModel):
+    expects: str = Field(description="one line: what the model was trained on and the input it reads")
+    examples: list[ExampleOut]
+    focus: FocusOut | None = Field(None, description="the model's most telling head (pages open it first)")
+
+
 class ModelInfoOut(BaseModel):
     id: str
     family: Literal["encoder", "decoder", "encoder-decoder"]
@@ -116,6 +136,7 @@ class ModelInfoOut(BaseModel):
     vocab_size: int | None = None
     n_params: int | None = None
     description: str = ""
+    card: ModelCardOut | None = Field(None, description="trained on / expects, example inputs (attnlab.models.cards)")
 
 
 class ModelDetail(ModelInfoOut):
@@ -368,6 +389,8 @@ class SchemeOut(BaseModel):
     summary: str
     paper: str | None
     in_similarity: bool
+    parameters: list[Literal["d_model", "n_heads", "max_len"]] = Field(
+        description="the sizes this scheme's figures depend on (the page disables the others)")
 
 
 def _distinct(values: list[str]) -> list[str]:
@@ -430,6 +453,15 @@ class BenchmarkResponse(BaseModel):
         "(CPU: torch.profiler allocation events; CUDA: max_memory_allocated). See models.benchmark for every field."))
     figure: dict[str, object] | None = Field(None, description=(
         "with `format=figure`: Plotly figure JSON of the results (time and memory vs T, log-log; app.web.figures)"))
+
+
+class BenchmarkLatest(BenchmarkResponse):
+    source: Literal["shipped", "this server"] = Field(description=(
+        "`this server`: the last benchmark this process ran; `shipped`: measured when attnlab was packaged "
+        "(bench/ship_benchmark.py), on `machine`"))
+    request: dict[str, BenchmarkValue | list[BenchmarkValue]] = Field(description="the request it answered")
+    machine: str = Field(description="where it was measured: CPU or GPU, torch threads, torch version")
+    measured_at: str = Field(description="UTC time of the measurement, ISO 8601")
 
 
 class ErrorOut(BaseModel):

@@ -400,14 +400,13 @@ class RunService:
 
 
 def compute_head_stats(run: Run) -> dict[str, dict[str, list[list[float]]]]:
-    """Head-type scores (models.analysis) for every self-attention kind of a run."""
+    """Head-type scores (models.analysis) for every kind of a run; cross-attention gets the scores that
+    apply to two sequences (analysis.CROSS_SCORES)."""
     from attnlab.models import analysis
 
     out = {}
     with torch.no_grad():
         for kind in run.kinds:
-            if kind == "cross":
-                continue  # detectors compare a sequence with itself
             seq = run.axis(kind)[1]  # the keys: special flags are by id, typed control strings included
             out[kind] = analysis.head_scores(run.recorder, kind, seq.ids, seq.special)
     return out

@@ -5,11 +5,12 @@
 // /api/runs/{id}/attention as float16; an evicted run is recreated (runs.js).
 import { apiBinary } from "./api.js";
 import { initChrome, onArrowKeys } from "./chrome.js";
+import { cardFocus, followCards, warnUnknown } from "./examples.js";
 import { addImageButtons, downloadJSON, downloadNPY, excerpt, fileName } from "./export.js";
 import { fillSelect, setupModelSelect } from "./forms.js";
 import { Latest } from "./latest.js";
 import { withRun } from "./runs.js";
-import { SCALES, scaleName } from "./scale.js";
+import { SCALES, scaleName, viridis } from "./scale.js";
 import { bindState } from "./state.js";
 import { withLoading } from "./status.js";
 import { HeadGrid, THUMB } from "./explorer/grid.js";
@@ -20,12 +21,15 @@ const $ = (id) => document.getElementById(id);
 const view = bindState({
   model: "minilm", text: "", text_pair: "", backend: "", kind: "",
   layer: -1, head: -1, // the open head (-1: none)
-  colour: { value: "", el: "colour-by" }, scale: "linear", exclude_special: { value: false, el: "exclude-special" },
+  colour: { value: "", el: "colour-by" }, shared: { value: false, el: "shared-scale" }, scale: "linear", exclude_special: { value: false, el: "exclude-special" },
 });
 const { state } = view;
 let run = null; // the POST /api/runs answer
 const runs = new Latest(); // the run of the latest submit (POST /api/runs/stream)
 const progress = new RunProgress($("controls"), () => { runs.cancel(); progress.cancelled(); });
+let modelInfo = () => null; // setupModelSelect's lookup
+let focusOpen = false; // the first run of a page opened with no head named: open the card's focus head
+const named = new URLSearchParams(window.location.search); // what a shared link asked for
 
 /** A tile of the run shown (kind of the kind select unless params name one). */
 function tile(params, signal) {
@@ -42,6 +46,7 @@ function overviews(first, last, signal) {
 const grid = new HeadGrid($("grid"), {
   fetchLayers: overviews,
   onOpen: (layer, head) => openHead(layer, head, true),
+  shared: () => $("shared-scale").checked,
 });
 const headView = new HeadView({ heatmap: $("heatmap"), lines: $("lines"), zoomNote: $("zoom-note") }, {
   tile,
@@ -51,7 +56,37 @@ const headView = new HeadView({ heatmap: $("heatmap"), lines: $("lines"), zoomNo
 function colourGrid() {
   const detector = $("colour-by").value;
   const scores = run && run.head_stats && run.head_stats[$("kind").value];
-  grid.colour(detector && scores ? scores[detector] : null, detector);
+  const table = detector && scores ? scores[detector] : null;
+  grid.colour(table, detector);
+  legend(table, detector);
+}
+
+/** The legend of "Colour by": the score's range on the tint's colour scale (its lowest to highest head). */
+function legend(table, detector) {
+  $("colour-legend").hidden = !table;
+  if (!table) return;
+  const values = table.flat();
+  const lo = Math.min(...values);
+  const hi = Math.max(...values);
+  const unit = { entropy: " nats", mean_offset: " tokens" }[detector] || "";
+  $("legend-lo").textContent = `${detector.replace(/_/g, " ")}: ${lo.toFixed(2)}${unit}`;
+  $("legend-hi").textContent = `${hi.toFixed(2)}${unit}`;
+  const bar = $("legend-bar");
+  const ctx = bar.getContext("2d");
+  for (let x = 0; x < bar.width; x++) {
+    const [r, g, b] = viridis(x / (bar.width - 1));
+    ctx.fillStyle = `rgb(${r}, ${g}, ${b})`;
+    ctx.fillRect(x, 0, 1, bar.height);
+  }
+}
+
+/** "Colour by": the head-type scores of the kind shown (cross-attention has fewer than self-attention). */
+function fillColourBy() {
+  const stats = run.head_stats && run.head_stats[$("kind").value];
+  const names = stats ? Object.keys(stats) : [];
+  const current = $("colour-by").value || state.colour;
+  fillSelect($("colour-by"), ["", ...names], ["attention pattern", ...names.map((k) => k.replace(/_/g, " "))],
+             names.includes(current) ? current : "");
 }
 
 function buildGrid() {
@@ -85,13 +120,18 @@ async function go() {
   run = await runs.run((signal) => streamRun(request, progress, signal));
   const kinds = run.kinds;
   fillSelect($("kind"), kinds, null, kinds.includes(state.kind) ? state.kind : kinds[0]);
-  const stats = run.head_stats && run.head_stats[$("kind").value];
-  const current = $("colour-by").value || state.colour;
-  fillSelect($("colour-by"), ["", ...(stats ? Object.keys(stats) : [])],
-             ["attention pattern", ...(stats ? Object.keys(stats).map((k) => k.replace(/_/g, " ")) : [])], current);
   $("run-info").textContent = `${run.n_tokens} tokens, ${run.layers_by_kind[$("kind").value]} layers \u00d7 ${run.n_heads} heads, `
     + `forward ${Math.round(run.timings.forward_ms || 0)} ms${run.cached ? " (cached)" : ""}`;
   $("model-view-panel").hidden = false;
+  warnUnknown(run.tokens, modelInfo(run.model));
+  const focus = cardFocus(modelInfo(run.model));
+  if (focusOpen && state.layer < 0 && focus && run.kinds.includes(focus.kind)) {
+    // the model's most telling head, opened when nothing else was asked for
+    $("kind").value = focus.kind;
+    state.layer = focus.layer;
+    state.head = focus.head;
+  }
+  fillColourBy();
   buildGrid();
   const nLayers = run.layers_by_kind[$("kind").value];
   if (state.layer >= 0 && state.head >= 0 && state.layer < nLayers && state.head < run.n_heads) {
@@ -114,6 +154,9 @@ async function main() {
   let backendChoice = $("backend").value; // kept across a model change (forms.js refills the backends)
   $("backend").addEventListener("change", () => { backendChoice = $("backend").value; });
   $("model").addEventListener("change", () => addAutoBackend($("backend"), backendChoice));
+  modelInfo = info;
+  await followCards({ select: $("model"), info, text: $("text"), page: "explorer", wanted: named.get("model") || "",
+                      hadText: named.has("text") });
   const togglePair = () => { $("pair-label").hidden = (info() || {}).family !== "encoder"; };
   togglePair();
   $("model").addEventListener("change", togglePair);
@@ -121,6 +164,7 @@ async function main() {
     ev.preventDefault();
     state.layer = -1;
     state.head = -1;
+    focusOpen = false;
     withLoading("Running the model", go);
   });
   $("kind").addEventListener("change", () => {
@@ -129,10 +173,12 @@ async function main() {
     state.layer = -1;
     state.head = -1;
     $("head-view-panel").hidden = true;
+    fillColourBy();
     view.save();
     buildGrid();
   });
   $("colour-by").addEventListener("change", () => { colourGrid(); view.save(); });
+  $("shared-scale").addEventListener("change", () => { grid.rescale(); view.save(); });
   const redraw = () => { view.save(); headView.redraw(); };
   $("scale").addEventListener("change", redraw);
   $("exclude-special").addEventListener("change", redraw);
@@ -168,15 +214,16 @@ async function main() {
     withLoading("Loading head", () => openHead(layer, head));
     return true;
   });
-  if (state.text) {
-    const layer = state.layer;
-    const head = state.head;
-    await withLoading("Running the model", async () => {
-      state.layer = layer;
-      state.head = head;
-      await go();
-    });
-  }
+  // the page opens with a result: the link's input, or the model's example
+  const layer = state.layer;
+  const head = state.head;
+  focusOpen = !named.has("layer");
+  await withLoading("Running the model", async () => {
+    state.layer = layer;
+    state.head = head;
+    await go();
+  });
+  focusOpen = false;
 }
 
 main();

@@ -3,6 +3,7 @@
 // A run and its kind are one selection: a newer one refuses the older's replies.
 import { api } from "./api.js";
 import { initChrome, onArrowKeys } from "./chrome.js";
+import { followCards, warnUnknown } from "./examples.js";
 import { addImageButtons, downloadJSON, downloadNPY, excerpt, fileName } from "./export.js";
 import { fillSelect, setupModelSelect } from "./forms.js";
 import { rawTexts } from "./labels.js";
@@ -23,6 +24,7 @@ let run = null;
 let heads = null;
 let rollout = null;
 const selection = new Latest(); // the latest run and kind
+let modelInfo = () => null; // setupModelSelect's lookup
 
 function explorerLink(layer, head) {
   const params = new URLSearchParams({ model: $("model").value, text: $("text").value, backend: $("backend").value,
@@ -88,7 +90,8 @@ async function go() {
   const request = { model: $("model").value, text: $("text").value, backend: $("backend").value };
   await selection.run(async (signal) => {
     run = await createRun(request, signal);
-    const kinds = run.kinds.filter((k) => k !== "cross");
+    warnUnknown(run.tokens, modelInfo(run.model));
+    const kinds = run.kinds; // cross-attention too: its scores for two sequences (no rollout)
     fillSelect($("kind"), kinds, null, kinds.includes(state.kind) ? state.kind : kinds[0]);
     $("heads-panel").hidden = false;
     await showKind(signal);
@@ -101,6 +104,10 @@ async function main() {
   view.restore();
   const info = await withLoading("Loading models", () => setupModelSelect($("model"), $("backend"), state.model, state.backend));
   if (!info) return;
+  modelInfo = info;
+  const named = new URLSearchParams(window.location.search);
+  await followCards({ select: $("model"), info, text: $("text"), page: "heads", wanted: named.get("model") || "",
+                      hadText: named.has("text") });
   $("controls").addEventListener("submit", (ev) => { ev.preventDefault(); state.layer = -1; withLoading("Running the model", go); });
   $("kind").addEventListener("change", () => {
     state.kind = $("kind").value;
@@ -129,7 +136,7 @@ async function main() {
     drawRollout();
     return true;
   });
-  if (state.text) await withLoading("Running the model", go);
+  await withLoading("Running the model", go); // the page opens with a result: the link's input or the example
 }
 
 main();

@@ -3,6 +3,7 @@
 // latest submit's answer is drawn; layer and head are picked from that answer, no fetch.
 import { api } from "./api.js";
 import { initChrome, onArrowKeys } from "./chrome.js";
+import { cardFocus, followCards, warnUnknown } from "./examples.js";
 import { addImageButtons, downloadJSON, downloadNPY, excerpt, fileName } from "./export.js";
 import { fillSelect, setupModelSelect } from "./forms.js";
 import { rawTexts } from "./labels.js";
@@ -16,6 +17,9 @@ const view = bindState({ model: "seq2seq", text: "", backend: "", layer: 0, head
 const { state } = view;
 let result = null;
 const submits = new Latest();
+let modelInfo = () => null; // setupModelSelect's lookup
+let submitted = false; // a submit keeps the layer and head shown; the first draw may open the card's focus head
+const named = new URLSearchParams(window.location.search); // what a shared link asked for
 const PANELS = [["encoder", "enc", "Encoder self-attention"], ["decoder", "dec", "Decoder self-attention (causal)"],
                 ["cross", "cross", "Cross-attention (decoder \u2192 encoder)"]];
 
@@ -53,6 +57,13 @@ async function go() {
   result.source_text = text; // what the encoder tokens' offsets index, kept with the answer
   const first = result.encoder || result.decoder;
   if (!first) throw new Error("This model returned no encoder or decoder maps: pick an encoder-decoder model.");
+  warnUnknown(result.encoder ? result.encoder.tokens : [], modelInfo(result.model));
+  const focus = cardFocus(modelInfo(result.model));
+  if (focus && !named.has("layer") && !named.has("head") && !submitted) {
+    // the model's most telling head (its card), when the link named none
+    state.layer = focus.layer;
+    state.head = focus.head;
+  }
   const [nLayers, nHeads] = first.shape;
   fillSelect($("layer"), [...Array(nLayers).keys()], null, Math.min(state.layer, nLayers - 1));
   fillSelect($("head"), [...Array(nHeads).keys()], null, Math.min(state.head, nHeads - 1));
@@ -65,7 +76,16 @@ async function main() {
   view.restore();
   const info = await withLoading("Loading models", () => setupModelSelect($("model"), $("backend"), state.model, state.backend));
   if (!info) return;
-  $("controls").addEventListener("submit", (ev) => { ev.preventDefault(); withLoading("Running the model", go); });
+  modelInfo = info;
+  await followCards({ select: $("model"), info, text: $("text"), page: "seq2seq", wanted: named.get("model") || "",
+                      hadText: named.has("text") });
+  $("controls").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    submitted = true;
+    state.layer = Number($("layer").value || state.layer);
+    state.head = Number($("head").value || state.head);
+    withLoading("Running the model", go);
+  });
   $("layer").addEventListener("change", draw);
   $("head").addEventListener("change", draw);
   // NPY: the map on screen of the kind chosen here (layer and head as shown), named by export.js's pattern
@@ -106,7 +126,7 @@ async function main() {
     withLoading("Drawing", draw);
     return true;
   });
-  if (state.text) await withLoading("Running the model", go);
+  await withLoading("Running the model", go); // the page opens with a result: the link's input or the example
 }
 
 main();

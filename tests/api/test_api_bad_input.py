@@ -62,7 +62,7 @@ CASES = [
      ["pool", "less than or equal to 2048", "max_pool"]),
     ("range in other digits", "GET", f"/api/runs/{RUN_ID}/attention?rows=\u0661:\u0662", {}, {422}, ["rows"]),
     ("rollout of cross-attention", "GET", f"/api/runs/{RUN_ID}/rollout?kind=cross", {}, {422}, ["kind", "decoder"]),
-    ("head scores of cross-attention", "GET", f"/api/figures/heads/{RUN_ID}?kind=cross", {}, {422}, ["kind"]),
+    ("head scores of an unknown kind", "GET", f"/api/figures/heads/{RUN_ID}?kind=sideways", {}, {422}, ["kind"]),
     ("bad range syntax", "GET", f"/api/runs/{RUN_ID}/attention?rows=a:b", {}, {422}, ["rows"]),
     ("bad pool mode", "GET", f"/api/runs/{RUN_ID}/attention?pool=4&pool_mode=median", {}, {422}, ["pool_mode"]),
     ("bad kind", "GET", f"/api/runs/{RUN_ID}/attention?kind=sideways", {}, {422}, ["kind"]),

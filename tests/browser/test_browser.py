@@ -469,7 +469,7 @@ def test_positional_figures(watched):
     watched.wait_plot("#scheme-figures .chart")
     watched.wait_plot("#similarity")
     assert watched.traces("#scheme-figures .chart") == 8  # one bias line per head
-    assert watched.traces("#similarity") == 4
+    assert watched.traces("#similarity") == 6  # every scheme
     page.select_option("#scheme", "rope")
     page.wait_for_function("() => new URLSearchParams(location.search).get('scheme') === 'rope'")
     watched.wait_plot("#scheme-figures .chart[data-figure='rotations']")
@@ -488,6 +488,9 @@ def test_positional_figures(watched):
 def test_backends_sweep(watched):
     page = watched.goto("/backends", form="synthetic", seq_lens="32,64", backends="math,sdpa,flash",
                         n_heads=2, head_dim=16)
+    page.wait_for_selector("#bench-source:has-text('Last measured')")  # the page opens on results; Run measures
+    page.click("#run")
+    page.wait_for_selector("#bench-source:has-text('Measured now')", timeout=90_000)
     watched.wait_plot("#bench", timeout=90_000)
     assert watched.traces("#bench") == 6  # time and memory, one line per backend
     rows = page.locator("#bench-table tbody tr").count()
@@ -973,6 +976,9 @@ def test_every_tick_label_shows_where_they_fit(browser, server, shots):
 def test_log_axes_read_cleanly_and_one_spelling(watched):
     page = watched.goto("/backends", form="synthetic", seq_lens="32,64,128", backends="math,sdpa",
                         n_heads=2, head_dim=16)
+    page.wait_for_selector("#bench-source:has-text('Last measured')")
+    page.click("#run")
+    page.wait_for_selector("#bench-source:has-text('Measured now')", timeout=90_000)
     watched.wait_plot("#bench", timeout=90_000)
     x = page.evaluate("() => document.getElementById('bench').layout.xaxis.ticktext")
     assert x == ["32", "64", "128"]

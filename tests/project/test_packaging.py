@@ -72,7 +72,8 @@ def test_wheel_holds_the_package_data(wheel):
                      "attnlab/templates/base.html", "attnlab/templates/explorer.html",
                      "attnlab/static/js/api.js", "attnlab/static/js/explorer/grid.js", "attnlab/static/css/app.css",
                      "attnlab/models/zoo/lm/model.safetensors", "attnlab/models/zoo/lm/config.json",
-                     "attnlab/models/zoo/extrapolation/results.json"):
+                     "attnlab/models/zoo/extrapolation/results.json", "attnlab/models/zoo/seq2seq/card.json",
+                     "attnlab/services/benchmark_shipped.json", "attnlab/static/js/examples.js"):
         assert expected in names, f"{expected} missing from {wheel.name}"
     assert not any(n.startswith(("app/", "models/", "static/", "templates/")) for n in names)
     assert not any("__pycache__" in n or n.startswith("attnlab/static/screenshots") for n in names)

@@ -10,14 +10,15 @@ export const THUMB = 48; // pooled thumbnail side, in cells and canvas pixels
 const PARALLEL = 2; // band requests in flight at once
 const BAND = 8; // layers per request: bands start at multiples of BAND
 
-function drawThumb(canvas, t) {
+function drawThumb(canvas, t, shared = false) {
+  canvas.tile = t; // kept to redraw on a change of scale
   const [rows, cols] = t.shape.slice(-2);
   canvas.width = cols;
   canvas.height = rows;
   const ctx = canvas.getContext("2d");
   const image = ctx.createImageData(cols, rows);
-  let max = 0;
-  for (const v of t.data) if (v > max) max = v;
+  let max = shared ? 1 : 0; // shared: every head on one scale, weight 0 to 1; else its own maximum
+  if (!shared) for (const v of t.data) if (v > max) max = v;
   for (let i = 0; i < t.data.length; i++) {
     // square root: a sink or the diagonal (weight ~1) would otherwise leave the rest black
     const [r, g, b] = viridis(max > 0 ? Math.sqrt(t.data[i] / max) : 0);
@@ -41,9 +42,11 @@ export class HeadGrid {
   #active = 0;
 
   /** `fetchLayers(first, last, signal)` resolves with the pooled overviews of layers [first, last), every
-   *  head: {data, shape: [layers, heads, rows, cols]}; `onOpen(layer, head)` on a click. */
-  constructor(el, { fetchLayers, onOpen }) {
+   *  head: {data, shape: [layers, heads, rows, cols]}; `onOpen(layer, head)` on a click; `shared()` says
+   *  whether every thumbnail is drawn on one scale (weight 0 to 1) instead of its own maximum. */
+  constructor(el, { fetchLayers, onOpen, shared = () => false }) {
     this.el = el;
+    this.shared = shared;
     this.fetchLayers = fetchLayers;
     this.onOpen = onOpen;
   }
@@ -130,7 +133,8 @@ export class HeadGrid {
           for (let l = first; l < last; l++) {
             buttons(l).forEach((button, h) => {
               const offset = ((l - first) * heads + h) * cells;
-              drawThumb(button.querySelector("canvas"), { shape: [rows, cols], data: t.data.subarray(offset, offset + cells) });
+              drawThumb(button.querySelector("canvas"), { shape: [rows, cols], data: t.data.subarray(offset, offset + cells) },
+                        this.shared());
             });
           }
         })
@@ -147,6 +151,11 @@ export class HeadGrid {
           this.#pump();
         });
     }
+  }
+
+  /** Redraw the thumbnails drawn so far on the current scale (own maximum, or shared). */
+  rescale() {
+    for (const canvas of this.el.querySelectorAll("canvas[data-loaded]")) drawThumb(canvas, canvas.tile, this.shared());
   }
 
   /** Tint every head by table[layer][head] (a detector's scores), or clear the tints (no table). */
