@@ -26,13 +26,14 @@ from torch import Tensor
 
 from .architectures import Decoder, EncoderDecoder, TransformerModel, filter_logits, sample_next
 from .attention import BACKENDS, use_backend
-from .capture import Recorder, capture
+from .capture import Recorder, capture, stack_maps
 from .config import TransformerConfig
 from .labels import Piece, TextStream, token_labels
 from .layers import KVCache
 from .tokenization import BPETokenizer
 
 Family = Literal["encoder", "decoder", "encoder-decoder"]
+DISPLAY_MODULE = "attnlab.notebook"  # draws ForwardResult.show's views (plotly, inline in Jupyter)
 Source = Literal["scratch", "pretrained"]
 
 # the attention kinds each family records, in the order a forward records them
@@ -164,6 +165,31 @@ class ForwardResult:
     def axes(self, kind: str) -> tuple[TokenSeq, TokenSeq]:
         """(query tokens, key tokens) labelling the maps of ``kind`` (see ``axis_seqs``)."""
         return axis_seqs(kind, self.input, self.target)
+
+    def maps(self, kind: str | None = None, layers: Sequence[int] | None = None, heads: Sequence[int] | None = None,
+             as_numpy: bool = True):
+        """Attention weights ``[L, H, Tq, Tk]`` (float32) of ``kind`` (default: the first recorded), rebuilt exactly
+        from the capture; all layers and heads unless chosen. Axes are labelled by ``axes(kind)``.
+        Raises KeyError for a kind or layer not recorded, IndexError for a head out of range."""
+        kind = kind or self.recorder.kinds[0]
+        if kind not in self.recorder.kinds:
+            raise KeyError(f"no {kind!r} attention recorded; recorded kinds: {self.recorder.kinds}")
+        layers = list(range(self.recorder.layers(kind))) if layers is None else list(layers)
+        n_heads = self.recorder.get(kind, layers[0]).n_heads
+        heads = list(range(n_heads)) if heads is None else list(heads)
+        if any(not 0 <= h < n_heads for h in heads):
+            raise IndexError(f"heads {heads}: a {kind} layer has heads 0:{n_heads}")
+        out = stack_maps(self.recorder, kind, layers, heads)
+        return out.numpy() if as_numpy else out
+
+    def show(self, view: str = "model", **options):
+        """Draw a page view inline in a notebook: ``view`` "model" (layers x heads grid) or "head".
+
+        Needs the display layer, ``attnlab.notebook`` (plotly); this returns its figure object.
+        """
+        from importlib import import_module  # the display layer sits above the library, like pandas' plot backend
+
+        return import_module(DISPLAY_MODULE).show(self, view=view, **options)
 
 
 @dataclass

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from .adapter import ModelAdapter, ModelInfo, ScratchAdapter, trained_positions
@@ -57,6 +58,54 @@ def zoo_entries(zoo: Path = ZOO) -> list[Entry]:
     return entries
 
 
+class ModelPathError(ValueError):
+    """A model directory named at start (``attnlab serve --model PATH``) that cannot be served; says why."""
+
+
+def path_entry(path: Path | str) -> Entry:
+    """A model directory the operator named at start: a ``save_pretrained`` directory (its ``config.json`` has
+    ``model_type``) or a from-scratch checkpoint (``config.json`` with ``family``, ``model.safetensors``).
+
+    The operator's explicit choice, so it may lie outside the model root; requests name it only by its id,
+    the directory's name, never by path. Hugging Face directories load with ``local_files_only`` and never
+    with remote code (``attnlab.models.hf.load_hf``). Reads the config only; raises ``ModelPathError``.
+    """
+    import json
+    import os
+
+    named = Path(os.path.abspath(Path(path).expanduser()))  # its name is the id, also for a symlink
+    directory = named.resolve()
+    config = directory / "config.json"
+    if not config.is_file():
+        raise ModelPathError(f"--model {path}: no config.json in {directory} (a save_pretrained directory or an "
+                             "attnlab checkpoint)")
+    try:
+        cfg = json.loads(config.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelPathError(f"--model {path}: config.json is not readable JSON ({exc})") from None
+    description = f"model directory {named.name} (attnlab serve --model)"  # never the path: clients read it
+    if isinstance(cfg, dict) and "model_type" in cfg:
+        from .hf.sources import directory_entry
+
+        return directory_entry(named.name, directory, description)
+    if isinstance(cfg, dict) and "family" in cfg and (directory / "model.safetensors").is_file():
+        return scratch_entry(named.name, directory, description)
+    raise ModelPathError(f"--model {path}: config.json has neither model_type (Hugging Face) nor family and "
+                         "model.safetensors (attnlab checkpoint)")
+
+
+def path_entries(paths: Sequence[Path | str]) -> list[Entry]:
+    """``path_entry`` of each path; ``ModelPathError`` when two directories share a name (their id)."""
+    entries: dict[str, Entry] = {}
+    for path in paths:
+        entry = path_entry(path)
+        if entry.id in entries:
+            raise ModelPathError(f"--model {path}: another directory is also named {entry.id!r} (a model's id is "
+                                 "its directory's name)")
+        entries[entry.id] = entry
+    return list(entries.values())
+
+
 class Registry:
     """Thread-safe, lazy: each model loads once, on first use."""
 
@@ -100,8 +149,10 @@ class Registry:
 
 
 def default_registry(allowlist: list[str] | None = None, model_root: Path | None = None,
-                     zoo: Path = ZOO) -> Registry:
-    """Bundled pretrained models, allowlisted hub ids, local directories, the zoo."""
+                     zoo: Path = ZOO, model_paths: Sequence[Path | str] = ()) -> Registry:
+    """Bundled pretrained models, allowlisted hub ids, local directories, the zoo, and the directories named
+    at start (``model_paths``: ``path_entries``; one named like another model replaces it, the operator's
+    explicit choice)."""
     registry = Registry()
     try:
         from .hf import pretrained_entries
@@ -111,6 +162,10 @@ def default_registry(allowlist: list[str] | None = None, model_root: Path | None
         for entry in pretrained_entries(allowlist or [], model_root):
             registry.register(entry)
     for entry in zoo_entries(zoo):
+        registry.register(entry)
+    for entry in path_entries(model_paths):
+        if entry.id in registry.entries:
+            log.warning("model %s: the directory named at start replaces the registered one", entry.id)
         registry.register(entry)
     return registry
 

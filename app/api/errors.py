@@ -40,7 +40,8 @@ STATUSES: dict[type[ServiceError], Status] = {
     Invalid: Status(422, "invalid request: a value outside the bounds stated here, or one this model or run does not "
                          "have (a layer, a head, a kind); `detail` names the field and the limit"),
     Busy: Status(429, "too many requests queued for this model; see Retry-After"),
-    Overloaded: Status(503, "waited too long for a model slot; see Retry-After"),
+    Overloaded: Status(503, "waited too long for a model slot, or the shared run store is unreachable; see "
+                            "Retry-After"),
     NotStarted: Status(503, "the server is starting (its lifespan has not run yet); see Retry-After"),
 }
 

@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import json as jsonlib
 import logging
+import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -44,16 +49,54 @@ def server_log_config(level: str) -> dict:
 def serve(host: str = typer.Option(None, help="default: ATTNLAB_HOST or 127.0.0.1"),
           port: int = typer.Option(None, help="default: ATTNLAB_PORT or 8000"),
           workers: int = typer.Option(None, help="uvicorn worker processes (default: ATTNLAB_WORKERS or 1)"),
-          reload: bool = False) -> None:
+          reload: bool = False,
+          model: list[Path] = typer.Option(None, "--model", metavar="PATH",
+                                           help="also serve this model directory (a save_pretrained directory or an "
+                                                "attnlab checkpoint) under its directory's name; repeatable")) -> None:
     """Start the web server (pages at /, API at /api, OpenAPI at /docs)."""
+    import os
+
     import uvicorn
+
+    from attnlab.models.registry import ModelPathError, path_entries
 
     from ..core.settings import get_settings
 
+    if model:
+        try:  # checked here, before the server starts: a bad path is the operator's error, exit 2
+            entries = path_entries(model)
+        except ModelPathError as exc:
+            console.print(str(exc), style="red", markup=False)
+            raise typer.Exit(2) from None
+        # the workers read it from the environment (ATTNLAB_MODEL_PATHS), as every setting
+        os.environ["ATTNLAB_MODEL_PATHS"] = jsonlib.dumps([str(p.expanduser().resolve()) for p in model])
+        get_settings.cache_clear()
+        console.print("serving " + ", ".join(e.id for e in entries) + " besides the registry's models", markup=False)
     settings = get_settings()
-    uvicorn.run("attnlab.main:create_app", factory=True, host=host or settings.host, port=port or settings.port,
-                workers=workers or settings.workers, reload=reload, timeout_graceful_shutdown=10,
-                access_log=False, log_config=server_log_config(settings.log_level))
+    workers = workers or settings.workers
+    with _metrics_dir(workers):
+        uvicorn.run("attnlab.main:create_app", factory=True, host=host or settings.host, port=port or settings.port,
+                    workers=workers, reload=reload, timeout_graceful_shutdown=10,
+                    access_log=False, log_config=server_log_config(settings.log_level))
+
+
+@contextmanager
+def _metrics_dir(workers: int) -> Iterator[None]:
+    """Several workers: a fresh folder for prometheus_client's multiprocess mode (each worker writes its values
+    there, /api/metrics sums them), named in PROMETHEUS_MULTIPROC_DIR before the workers start, removed after.
+    A folder already named there is used as is (and must be emptied between runs by whoever made it)."""
+    from ..core.metrics import MULTIPROC_ENV
+
+    if workers <= 1 or os.environ.get(MULTIPROC_ENV):
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="attnlab-metrics-")
+    os.environ[MULTIPROC_ENV] = folder
+    try:
+        yield
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @app.command("models")
@@ -65,7 +108,7 @@ def list_models(as_json: bool = typer.Option(False, "--json", help="machine-read
 
     _logging("WARNING")
     settings = get_settings()
-    infos = default_registry(settings.allowlist, settings.model_dir, settings.zoo_dir).list()
+    infos = default_registry(settings.allowlist, settings.model_dir, settings.zoo_dir, settings.model_paths).list()
     if as_json:
         typer.echo(jsonlib.dumps([i.to_dict() for i in infos], indent=2))
         return
@@ -200,7 +243,7 @@ def train(ctx: typer.Context) -> None:
 
 
 @app.command()
-def lab(name: str = typer.Argument(..., help="induction, extrapolation, seq2seq, lm or mlm"),
+def lab(name: str = typer.Argument(..., help="induction, extrapolation, seq2seq, lm, mlm or heads"),
         out: Path | None = typer.Option(None, help="default: models/zoo/NAME"),
         quick: bool = typer.Option(False, help="a seconds-long version (for tests)")) -> None:
     """Run one of the week's labs; writes a checkpoint and results.json."""

@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     # models: hub ids allowed besides the bundled ones, and the root of local model directories
     allowlist: list[str] = Field(default_factory=lambda: ["gpt2", "distilgpt2", "bert-base-uncased"])
     model_dir: Path | None = None
+    # model directories the operator named at start (`attnlab serve --model PATH`): served by their directory's
+    # name, wherever they lie; requests never name a path
+    model_paths: list[Path] = Field(default_factory=list)
     zoo_dir: Path = ZOO_DIR  # trained demo checkpoints and lab results (extrapolation/results.json)
     default_models: list[str] = Field(default_factory=lambda: ["minilm", "smollm2"])
     preload: bool = False  # load default models at start-up instead of on first use
@@ -47,6 +50,10 @@ class Settings(BaseSettings):
     # at these sizes (the Explorer's 48-cell thumbnails, then its 512-cell head view), so a page finds them ready
     prepool_min_tokens: int = 8192
     prepool_sizes: list[int] = Field(default_factory=lambda: [48, 512])
+    # where every worker finds a run's request (app.services.run_store): 'sqlite' (<cache_dir>/runs.sqlite3, the
+    # workers of one machine), 'sqlite:////abs/path.sqlite3', 'redis://host:6379/0' (replicas), 'memory' (one worker)
+    run_store: str = "sqlite"
+    run_ttl_s: float = Field(24 * 3600.0, gt=0)  # a stored run expires this long after its last POST /api/runs
     max_new_tokens: int = 256
     generate_timeout_s: float = 60.0
     # rows stop once this is spent; the row running then finishes (one row is bounded by benchmark_max_cells),
@@ -57,6 +64,15 @@ class Settings(BaseSettings):
     # on 2 idle CPU cores and ~10 s on 2 busy ones: MiniLM-L6 up to 116 tokens; SmolLM2-135M (320 GFLOP at 4
     # tokens) only where this is raised
     profile_max_gflop: float = 100.0
+    # /api/interventions/* and /api/lens (app.services.interventions). 128 tokens keeps the slowest of them on
+    # SmolLM2 (the lens: 30 unembeddings of 49152 logits per token) within a few seconds on 2 CPU cores
+    intervention_max_tokens: int = 128
+    ablation_grid_max_heads: int = 64  # importance adds the exact single-head ablation grid up to this many heads
+    # activation patching stops once this is spent (cells left null). SmolLM2 on a 14-token name swap, 1 thread: the
+    # 30 whole layers take ~6 s, then ~2 s per layer of heads; the full 270-head grid ~60 s
+    patch_budget_s: float = 8.0
+    importance_max_probes: int = 16  # random projections for encoders without a head (one batch row each)
+    lens_max_k: int = 20  # top tokens per layer and position in the logit lens
     # concurrency: requests running per model, and how many may wait behind them
     per_model_concurrency: int = 2
     queue_limit: int = 16
@@ -66,6 +82,8 @@ class Settings(BaseSettings):
     gzip_min_bytes: int = 16 * 1024
     gzip_level: int = 5  # level 9 costs ~3x the CPU for a few percent on JSON
     cors_origins: list[str] = Field(default_factory=list)
+    # SSE keep-alive comments on long streams, so proxies (nginx proxy_read_timeout: 60 s) keep them open
+    sse_ping_s: float = Field(15.0, gt=0)
     log_level: str = "INFO"
     # intra-op threads per forward. None: cores / per_model_concurrency, so concurrent requests do
     # not oversubscribe the CPU (measured on 2 busy cores: 2 threads per forward ran ~20x slower)

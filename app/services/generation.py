@@ -39,13 +39,15 @@ class GenerateParams:
 
 
 def new_token_rows(step: GenerationStep) -> np.ndarray:
-    """(L, H, t): the attention row of the query that produced this step's token."""
+    """(L, H, context_len): the attention row of the query that produced this step's token."""
     rec = step.recorder
     rows = []
     for layer in range(rec.layers("decoder")):
         r = rec.get("decoder", layer)
         t_q, t_k = r.shape
-        rows.append(r.block(slice(0, r.n_heads), slice(t_q - 1, t_q), slice(0, t_k))[:, 0])  # (H, t)
+        row = r.block(slice(0, r.n_heads), slice(t_q - 1, t_q), slice(0, t_k))[:, 0]  # (H, t_k)
+        # a sliding-window cache (Mistral) keeps only the last t_k keys: the dropped ones had weight 0
+        rows.append(torch.nn.functional.pad(row, (step.context_len - t_k, 0)))  # (H, context_len)
     return torch.stack(rows).numpy()
 
 

@@ -1,10 +1,12 @@
 """Runs: a forward pass kept as its capture (Q, K, LSE), addressed by a content hash.
 
-``run_id`` hashes (model, text, text_pair, backend), so the same request gives the
-same id on every worker; a worker that has not cached a run answers 404 and the
-client POSTs it again (stateless serving). The cache is an LRU bounded in bytes.
-Tiles, pooled overviews, head scores and rollout are all computed from the capture,
-never from a T x T tensor of the whole map.
+``run_id`` hashes the run's request: model, a fingerprint of its weights, text, text_pair,
+backend and the format version, so the same request gives the same id on every worker. The
+request is kept in the shared run store (``app.services.run_store``: SQLite for the workers of
+one machine, Redis for replicas); a worker asked for a run it has not computed reads the request
+there and recomputes the capture (the same weights and code: the same tiles). Each worker caches
+captures in an LRU bounded in bytes. Tiles, pooled overviews, head scores and rollout are all
+computed from the capture, never from a T x T tensor of the whole map.
 """
 
 from __future__ import annotations
@@ -24,22 +26,31 @@ import torch
 
 from attnlab.models import ModelAdapter, Recorder, TokenSeq, axis_seqs
 from attnlab.models.capture import capture_dtype, pooled_overview
+from attnlab.models.fingerprint import module_fingerprint
 
 from ..core.logctx import note
 from ..core.settings import Settings
 from .errors import Invalid, NotFound, TooLarge
 from .hub import ModelHub, in_thread
 from .inputs import encode_checked
+from .run_store import RunStore, open_run_store
 
 log = logging.getLogger(__name__)
 
-RUN_FORMAT_VERSION = 2  # bump when what a run contains changes, so old ids do not alias new runs
+RUN_FORMAT_VERSION = 3  # bump when what a run contains changes, so old ids do not alias new runs
 
 
-def run_id_for(model: str, text: str, text_pair: str | None, backend: str) -> str:
-    key = orjson.dumps({"v": RUN_FORMAT_VERSION, "model": model, "text": text, "text_pair": text_pair,
-                        "backend": backend}, option=orjson.OPT_SORT_KEYS)
-    return hashlib.blake2b(key, digest_size=16).hexdigest()
+def run_request(model: str, fingerprint: str, text: str, text_pair: str | None, backend: str) -> dict:
+    """Everything that determines a run's capture: what the run store keeps and ``run_id_for`` hashes.
+    ``fingerprint`` is ``attnlab.models.fingerprint.module_fingerprint`` of the loaded model (weights, dtype,
+    device)."""
+    return {"v": RUN_FORMAT_VERSION, "model": model, "fingerprint": fingerprint, "text": text,
+            "text_pair": text_pair, "backend": backend}
+
+
+def run_id_for(request: dict) -> str:
+    """32 hex digits: blake2b of the request's canonical JSON (sorted keys)."""
+    return hashlib.blake2b(orjson.dumps(request, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
 
 
 @dataclass
@@ -163,12 +174,15 @@ def parse_range(text: str | None, n: int, name: str) -> tuple[int, int]:
 
 
 class RunService:
-    def __init__(self, hub: ModelHub, settings: Settings):
+    def __init__(self, hub: ModelHub, settings: Settings, store: RunStore | None = None):
         self.hub = hub
         self.settings = settings
         self.cache = RunCache(settings.run_cache_bytes)
+        self.store = store or open_run_store(settings.run_store, settings.run_ttl_s, settings.retry_after_s)
+        self.restored = 0  # runs this worker recomputed from the shared store
         self._pending: dict[str, asyncio.Future] = {}
         self._prepool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attnlab-prepool")
+        self._fingerprints: dict[str, str] = {}
 
     # -- creating -----------------------------------------------------------------------------
     def capture_half(self, n_tokens: int) -> bool:
@@ -202,11 +216,15 @@ class RunService:
             run.timings["head_stats_ms"] = (time.perf_counter() - t0) * 1e3
         return run
 
-    async def create(self, model: str, text: str, text_pair: str | None, backend: str | None) -> tuple[Run, bool]:
-        """The run for this input: (run, cached)."""
-        backend = self.hub.check_backend(model, backend)
-        run_id = run_id_for(model, text, text_pair, backend)
-        note(run_id=run_id)
+    async def fingerprint(self, model: str) -> str:
+        """The loaded model's weights fingerprint (computed once per process, in a thread; loads the model)."""
+        if model not in self._fingerprints:
+            adapter = await self.hub.adapter(model)
+            self._fingerprints[model] = await in_thread(module_fingerprint, adapter.model)
+        return self._fingerprints[model]
+
+    async def _obtain(self, request: dict, run_id: str) -> tuple[Run, bool]:
+        """The run of ``request`` from this worker's cache, or computed once however many ask at a time."""
         run = self.cache.get(run_id)
         if run is not None:
             return run, True
@@ -214,6 +232,7 @@ class RunService:
             return await asyncio.shield(self._pending[run_id]), True
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         self._pending[run_id] = future
+        model, text, text_pair, backend = request["model"], request["text"], request["text_pair"], request["backend"]
         try:
             run = await self.hub.call(model, backend, lambda a: self._compute(a, run_id, text, text_pair, backend))
             self.cache.put(run)
@@ -228,12 +247,34 @@ class RunService:
         finally:
             del self._pending[run_id]
 
-    def get(self, run_id: str) -> Run:
+    async def create(self, model: str, text: str, text_pair: str | None, backend: str | None) -> tuple[Run, bool]:
+        """The run for this input: (run, cached). Stores its request in the shared run store (refreshing its
+        expiry), so every worker can serve it."""
+        backend = self.hub.check_backend(model, backend)  # unknown ids fail (404) before anything is loaded
+        request = run_request(model, await self.fingerprint(model), text, text_pair, backend)
+        run_id = run_id_for(request)
+        note(run_id=run_id)
+        run, cached = await self._obtain(request, run_id)
+        await self.store.put(run_id, request)
+        return run, cached
+
+    async def get(self, run_id: str) -> Run:
+        """The run, from this worker's cache or recomputed from the request in the shared store.
+
+        Raises NotFound (404) when the store does not know it (never created, or expired after run_ttl_s),
+        or when this worker's copy of the model has other weights than the one that created it."""
         run = self.cache.get(run_id)
         if run is None:
-            raise NotFound(f"run_id: run {run_id} is not cached on this server (evicted, or computed by another "
-                           "worker); POST /api/runs again with the same model, text and backend: it gets the same "
-                           "run_id")
+            request = await self.store.get(run_id)
+            if request is None:
+                raise NotFound(f"run_id: run {run_id} is unknown or expired (runs are kept "
+                               f"{self.settings.run_ttl_s / 3600:g} h after their last POST, run_ttl_s); POST "
+                               "/api/runs again with the same model, text and backend: it gets the same run_id")
+            await self._check_request(run_id, request)
+            run, cached = await self._obtain(request, run_id)
+            if not cached:
+                self.restored += 1
+                log.info("run %s recomputed from the %s run store", run_id, self.store.kind)
         note(model=run.model, run_id=run_id, tokens=len(run.tokens))
         return run
 
@@ -274,6 +315,16 @@ class RunService:
         if future is not None:
             future.cancel()
         return result
+    async def _check_request(self, run_id: str, request: dict) -> None:
+        """A stored request this worker can recompute exactly: same format, same model weights."""
+        if request.get("v") != RUN_FORMAT_VERSION or run_id_for(request) != run_id:
+            raise NotFound(f"run_id: run {run_id} was stored by another attnlab version (run format "
+                           f"{request.get('v')}, this server's {RUN_FORMAT_VERSION}); POST /api/runs again")
+        model = request["model"]
+        self.hub.check_backend(model, request["backend"])
+        if await self.fingerprint(model) != request["fingerprint"]:
+            raise NotFound(f"run_id: run {run_id} was computed with other weights of {model!r} than this server "
+                           "has loaded (replicas should serve the same checkpoints); POST /api/runs again")
 
     # -- reading --------------------------------------------------------------------------------
     def _tile(self, run: Run, kind: str, layer: int, head: int, rows: str | None, cols: str | None,

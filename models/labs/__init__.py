@@ -39,6 +39,8 @@ LABS: dict[str, Lab] = {lab.name: lab for lab in (
         "small GPT with byte-level BPE; samples and validation perplexity"),
     Lab("mlm", "mlm", "Masked LM on Jane Austen",
         "small BERT-style encoder (15% masking, 80/10/10); fill-mask examples"),
+    Lab("heads", "heads", "Why multiple heads help",
+        "head importance, single-head ablation and the pruning curve of the shipped induction and lm models"),
 )}
 
 

@@ -983,3 +983,49 @@ def test_log_axes_read_cleanly_and_one_spelling(watched):
     ticks = page.evaluate("() => document.getElementById('arch-chart').layout.yaxis.ticktext")
     assert ticks and all(not t.isdigit() or int(t) in (1, 2, 5) or t[0] in "125" for t in ticks)
     watched.check_clean()
+
+
+def test_interventions_importance_ablation_patching_and_lens(watched):
+    """Importance grid, click (and shift-click) to ablate, the changed predictions as text, patching and the
+    lens on the tiny decoder; the URL keeps the ablated heads."""
+    text = f"the cat sat on the mat. {XSS[0]}"
+    page = watched.goto("/interventions", model="tinylm", text=text)
+    watched.wait_plot("#importance")
+    watched.wait_plot("#lens")
+    z = page.evaluate("() => document.getElementById('importance').data[0].z")
+    assert (len(z), len(z[0])) == (2, 4) and all(v >= 0 for row in z for v in row)
+    lens_text = page.evaluate("() => document.getElementById('lens').data[0].text")
+    assert len(lens_text) == 2 and len(lens_text[0]) == len(text)
+    assert page.evaluate("() => document.getElementById('norms').data.length") == 3
+    page.evaluate("""() => document.getElementById('importance').emit('plotly_click',
+        {points: [{pointIndex: [1, 2]}], event: {shiftKey: false}})""")
+    watched.wait_plot("#ablation")
+    page.evaluate("""() => document.getElementById('importance').emit('plotly_click',
+        {points: [{pointIndex: [0, 1]}], event: {shiftKey: true}})""")
+    page.wait_for_function("() => document.getElementById('ablated').textContent.includes('L0H1')")
+    assert page.locator("#ablated").text_content().endswith("L1H2, L0H1")
+    assert watched.state()["heads"] == "1.2,0.1"
+    marks = page.evaluate("() => document.getElementById('importance').data[0].text")
+    assert marks[1][2] == marks[0][1] == "\u2716" and marks[0][0] == ""
+    bars = page.evaluate("() => document.getElementById('ablation').data[0].y")
+    assert len(bars) == len(text) and bars[-1] is None
+    assert page.locator("#loss-change").text_content().startswith("mean loss ")
+    # patching a name swap of equal length
+    page.fill("#clean", "the cat sat on the mat")
+    page.fill("#corrupted", "the dog sat on the mat")
+    page.click("#patch-run")
+    watched.wait_plot("#patch")
+    grid = page.evaluate("() => document.getElementById('patch').data[0].z")
+    assert (len(grid), len(grid[0])) == (2, 5)  # the whole layer, then each head
+    assert page.locator("#patch-note").text_content().startswith("target ")
+    watched.shot("interventions")
+    watched.check_clean()
+    # unequal lengths: the server's message, in words
+    page.fill("#corrupted", "a dog")
+    page.click("#patch-run")
+    page.wait_for_selector("#error:not([hidden])")
+    assert page.locator("#error").text_content().startswith("corrupted: 5 tokens, but clean has 22")
+    # a reload restores the ablated heads from the URL
+    page.reload()
+    watched.wait_plot("#ablation")
+    assert page.locator("#ablated").text_content().endswith("L1H2, L0H1")

@@ -60,11 +60,11 @@ async def extrapolation_figure(services: ServicesDep) -> Response:
 # ----------------------------------------------------------------------------- heads
 
 
-@router.get("/api/figures/heads/{run_id}", responses={k: ERRORS[k] for k in (404, 413, 422)})
+@router.get("/api/figures/heads/{run_id}", responses={k: ERRORS[k] for k in (404, 409, 413, 422, 429, 503)})
 async def heads_figure(run_id: RunIdPath, services: ServicesDep,
                        kind: SelfKind | None = Query(None, description="default: the run's first kind")) -> Response:
     """Head-type scores of a run as one layers x heads heatmap per detector."""
-    run = services.runs.get(run_id)
+    run = await services.runs.get(run_id)
     stats = await services.runs.heads(run)
     kind = kind or next(iter(stats), None)
     if kind not in stats:

@@ -69,4 +69,4 @@ async def generate(req: GenerateRequest, request: Request, services: ServicesDep
             yield {"event": "error", "data": dumps({"detail": "internal error while generating; see the server log",
                                                     "status": 500})}
 
-    return EventSourceResponse(events(), ping=15, headers={"Cache-Control": "no-store"})
+    return EventSourceResponse(events(), ping=services.settings.sse_ping_s, headers={"Cache-Control": "no-store"})
