@@ -364,6 +364,14 @@ def trained_positions(cfg: TransformerConfig) -> int | None:
     return cfg.max_positions if cfg.run_positions > cfg.max_positions else None
 
 
+def scratch_description(cfg: TransformerConfig, description: str) -> str:
+    """A checkpoint's description, plus its training length where it may run past it."""
+    trained = trained_positions(cfg)
+    if not trained:
+        return description
+    return f"{description}; {cfg.positional} positions, trained at {trained} tokens, runs to {cfg.run_positions:,}"
+
+
 class ScratchAdapter(ModelAdapter):
     """A from-scratch model with one of our tokenizers."""
 
@@ -377,7 +385,7 @@ class ScratchAdapter(ModelAdapter):
             id=model_id, family=cfg.family, source="scratch", n_layers=cfg.n_layers, n_heads=cfg.n_heads,
             d_model=cfg.d_model, max_positions=cfg.run_positions, positional=cfg.positional,
             n_kv_heads=cfg.kv_heads, vocab_size=cfg.vocab_size, n_params=model.num_parameters(),
-            description=description, trained_positions=trained_positions(cfg),
+            description=scratch_description(cfg, description), trained_positions=trained_positions(cfg),
         )
         specials = getattr(tokenizer, "special_ids", {}) or {}
         self.eos_token_id = specials.get("<eos>")

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from .adapter import ModelAdapter, ModelInfo, ScratchAdapter, trained_positions
+from .adapter import ModelAdapter, ModelInfo, ScratchAdapter, scratch_description, trained_positions
 from .cards import PRETRAINED_CARDS, load_card
 from .catalogue import Entry, UnavailableModel, UnknownModel
 from .names import lookup
@@ -34,7 +34,7 @@ def scratch_entry(model_id: str, directory: Path, description: str = "") -> Entr
         return ModelInfo(id=model_id, family=cfg.family, source="scratch", n_layers=cfg.n_layers,
                          n_heads=cfg.n_heads, d_model=cfg.d_model, max_positions=cfg.run_positions,
                          positional=cfg.positional, n_kv_heads=cfg.kv_heads, vocab_size=cfg.vocab_size,
-                         description=description, trained_positions=trained_positions(cfg),
+                         description=scratch_description(cfg, description), trained_positions=trained_positions(cfg),
                          card=load_card(directory))
 
     def load() -> ModelAdapter:

@@ -67,6 +67,8 @@ class Run:
     # whole-map pooled overviews, (kind, layer, head, pool, mode) -> Future of (pooled, factor): long runs
     # pool them in the background as soon as they exist (RunService.prepool), requests share the result
     overviews: dict[tuple, Future] = field(default_factory=dict, repr=False, compare=False)
+    # decoders: the loss of each next token, [T - 1] nats (position i predicts token i + 1); None otherwise
+    token_loss: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def kinds(self) -> list[str]:
@@ -108,6 +110,15 @@ class Run:
             if not 0 <= head < n_heads:
                 raise Invalid(f"head: {head} is outside 0..{n_heads - 1} ({n_heads} heads)")
         return kind
+
+
+def next_token_loss(adapter: ModelAdapter, enc, logits: torch.Tensor | None) -> np.ndarray | None:
+    """A decoder's loss at each position: -log p(token i+1 | tokens <= i), [T - 1] float32 nats; None for
+    other families (an encoder's logits do not predict the next token)."""
+    if logits is None or adapter.info.family != "decoder" or logits.shape[1] < 2:
+        return None
+    return torch.nn.functional.cross_entropy(logits[0, :-1].float(), enc.ids[0, 1:],
+                                             reduction="none").numpy().astype(np.float32)
 
 
 class RunCache:
@@ -219,7 +230,7 @@ class RunService:
         with capture_dtype(torch.float16 if self.capture_half(len(enc)) else torch.float32):
             result = adapter.forward_encoded(enc, backend)
         run = Run(run_id, adapter.info.id, backend, result.input, result.target, result.recorder,
-                  dict(result.timings))
+                  dict(result.timings), token_loss=next_token_loss(adapter, enc, result.logits))
         if len(enc) <= self.settings.head_stats_max_tokens:
             t0 = time.perf_counter()
             run.head_stats = compute_head_stats(run)
@@ -287,6 +298,19 @@ class RunService:
                 log.info("run %s recomputed from the %s run store", run_id, self.store.kind)
         note(model=run.model, run_id=run_id, tokens=len(run.tokens))
         return run
+
+    def loss(self, run: Run, bucket: int) -> dict:
+        """The run's next-token loss by position, averaged over buckets of ``bucket`` positions (the last
+        bucket may be shorter): {"positions": first position of each bucket, "loss": nats, "mean": nats}.
+        422 for a run of a model that does not predict the next token."""
+        if run.token_loss is None:
+            raise Invalid(f"run_id: run {run.run_id} is of model {run.model!r}, which does not predict the next "
+                          "token; per-position loss needs a decoder")
+        loss = run.token_loss
+        starts = np.arange(0, len(loss), bucket)
+        means = np.add.reduceat(loss, starts) / np.diff(np.append(starts, len(loss)))
+        return {"positions": starts.tolist(), "loss": means.astype(np.float32).tolist(), "bucket": bucket,
+                "mean": float(loss.mean()), "n_predictions": len(loss)}
 
     # -- pooled overviews of long runs ------------------------------------------------------------
     def prepool(self, run: Run) -> None:

@@ -153,3 +153,28 @@ def test_smollm2_8k_is_accepted_by_default_within_400_mib():
     assert 8000 <= n <= 8192
     estimate = RunService(None, settings).estimate_bytes(adapter, 8192)  # type: ignore[arg-type]
     assert estimate <= 400 * 2**20 <= settings.run_cache_bytes
+
+
+def test_per_position_loss_equals_cross_entropy_of_the_logits(zoo_client):
+    text = (TEXT * 3)[:200]
+    run = zoo_client.post("/api/runs", json={"model": "extrapolation-sinusoidal", "text": text}).json()
+    body = zoo_client.get(f"/api/runs/{run['run_id']}/loss").json()
+    from attnlab.models.registry import scratch_entry
+
+    adapter = scratch_entry("x", ZOO / "extrapolation" / "sinusoidal").load()
+    enc = adapter.tokenize(text, None)
+    with torch.no_grad():
+        logits = adapter.model(enc.ids).logits[0].double()
+    expect = torch.nn.functional.cross_entropy(logits[:-1], enc.ids[0, 1:], reduction="none").numpy()
+    np.testing.assert_allclose(body["loss"], expect, atol=1e-4)
+    assert body["n_predictions"] == 199 and body["positions"][:3] == [0, 1, 2]
+    coarse = zoo_client.get(f"/api/runs/{run['run_id']}/loss", params={"bucket": 64}).json()
+    assert coarse["positions"] == [0, 64, 128, 192]
+    np.testing.assert_allclose(coarse["loss"], [expect[i:i + 64].mean() for i in (0, 64, 128, 192)], atol=1e-4)
+    assert abs(coarse["mean"] - expect.mean()) < 1e-4
+
+
+def test_loss_of_an_encoder_run_is_422_naming_run_id(client):
+    run = client.post("/api/runs", json={"model": "tiny-bert", "text": "hello there"}).json()
+    r = client.get(f"/api/runs/{run['run_id']}/loss")
+    assert r.status_code == 422 and r.json()["detail"].startswith("run_id: ")

@@ -80,6 +80,18 @@ async def run_heads(run_id: RunIdPath, services: ServicesDep) -> HeadsResponse:
     return HeadsResponse(run_id=run_id, model=run.model, scores=await services.runs.heads(run))
 
 
+@router.get("/{run_id}/loss", response_class=OrjsonResponse,
+            responses={k: ERRORS[k] for k in (404, 409, 422, 429, 503)})
+async def run_loss(run_id: RunIdPath, services: ServicesDep,
+                   bucket: int = Query(1, ge=1, le=4096, description="average over buckets of this many positions")
+                   ) -> Response:
+    """A decoder run's next-token loss by position (nats; position i predicts token i + 1), averaged over
+    buckets: the extrapolation lab's per-position loss, for any text. A model trained at 64 tokens shows
+    where its loss rises past them (sinusoidal) or stays flat (ALiBi)."""
+    run = await services.runs.get(run_id)
+    return OrjsonResponse({"run_id": run_id, "model": run.model, **services.runs.loss(run, bucket)})
+
+
 @router.get("/{run_id}/rollout", response_model=RolloutResponse, response_class=OrjsonResponse,
             responses={k: ERRORS[k] for k in (404, 409, 413, 422, 429, 503)})
 async def run_rollout(run_id: RunIdPath, services: ServicesDep,
