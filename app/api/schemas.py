@@ -195,6 +195,8 @@ class RunRequest(Strict):
     text: Text
     text_pair: Text | None = None
     backend: BackendName | None = None
+    values: bool = Field(False, description="also keep V per KV head (as many bytes again as K), for "
+                                            "/computation and weighting=value_norm; part of the run_id")
 
 
 class RunResponse(BaseModel):
@@ -223,6 +225,7 @@ class RunResponse(BaseModel):
                           "head_stats_max_tokens, fetch them from GET /api/runs/{run_id}/heads")
     cached: bool
     nbytes: int = Field(description="bytes of the capture kept for this run")
+    values: bool = Field(False, description="whether the capture keeps V (requested with values: true)")
 
 
 class TileResponse(BaseModel):
@@ -239,6 +242,9 @@ class TileResponse(BaseModel):
     row_tokens: list[str] | None = Field(description="labels of the rows (exact tiles only)")
     col_tokens: list[str] | None
     attention: Floats2
+    weighting: Literal["raw", "value_norm"] = Field(
+        "raw", description="raw: the softmax weights; value_norm: alpha_ij ||v_j W_O^h|| normalised per row "
+                           "(Kobayashi et al. 2020, arXiv 2004.10102)")
 
 
 class HeadsResponse(BaseModel):
@@ -433,3 +439,60 @@ class BenchmarkResponse(BaseModel):
 class ErrorOut(BaseModel):
     detail: str
     errors: list[dict[str, object]] | None = None
+
+
+# -- explaining a head (GET /api/runs/{run_id}/computation, /qk; app.services.explain) --------------------------
+
+Weighting = Literal["raw", "value_norm"]
+QKMethod = Literal["pca", "tsne", "umap"]
+
+
+class ComputationResponse(BaseModel):
+    """One query's attention in one head, step by step. T keys, d = head_dim, float32."""
+
+    run_id: str
+    kind: Kind
+    layer: int
+    head: int
+    query: int = Field(description="the query token's index")
+    query_token: str
+    key_tokens: list[str]
+    head_dim: int
+    kv_head: int = Field(description="the key/value head this query head reads (grouped-query attention)")
+    scale: float = Field(description="the factor of q.k: 1/sqrt(d) in most models")
+    values: bool = Field(description="whether the run kept V: the value fields are null without it")
+    q: Floats1 = Field(description="[d] the query, after rotary where the model uses it (as used)")
+    k: Floats2 = Field(description="[T, d] the keys, after rotary")
+    q_pre_rotary: Floats1 | None = Field(description="[d] before rotary (RoPE models); null otherwise")
+    k_pre_rotary: Floats2 | None = Field(description="[T, d] before rotary (RoPE models); null otherwise")
+    products: Floats2 = Field(description="[T, d] q * k_j elementwise (BertViz's neuron view); rows sum to dot")
+    dot: Floats1 = Field(description="[T] q . k_j")
+    bias: Floats1 | None = Field(description="[T] additive bias (ALiBi, T5 relative); null without one")
+    mask: list[bool] = Field(description="[T] true = the query may attend this key")
+    scores: list[float | None] = Field(description="[T] dot * scale + bias; null where masked (-inf)")
+    weights: Floats1 = Field(description="[T] softmax(scores): the map's row")
+    v: Floats2 | None = Field(description="[T, d] the values (with values)")
+    weighted_v: Floats2 | None = Field(description="[T, d] weights_j * v_j")
+    output: Floats1 | None = Field(description="[d] sum_j weights_j v_j: the head's output")
+    output_projected: Floats1 | None = Field(description="[d_model] the head's output through its slice of W_O")
+    output_bias: Floats1 | None = Field(description="[d_model] W_O's bias, added once to the sum over heads")
+    value_norms: Floats1 | None = Field(description="[T] ||v_j W_O^h||, Kobayashi et al. 2020 (arXiv 2004.10102)")
+    server_ms: float
+
+
+class QKResponse(BaseModel):
+    """The joint 2-D embedding of one head's queries and keys (AttentionViz, arXiv 2305.03210): one point
+    per query, then one per key."""
+
+    run_id: str
+    kind: Kind
+    layer: int
+    head: int
+    method: QKMethod
+    seed: int
+    role: list[Literal["query", "key"]]
+    position: list[int]
+    token: list[str]
+    x: Floats1
+    y: Floats1
+    server_ms: float

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     head_stats_max_tokens: int = 1024  # POST /api/runs computes head scores inline up to this length
     head_stats_max_cells: int = 2_000_000_000  # GET .../heads on longer runs: L*H*T^2 weights visited (~10 s CPU)
     run_cache_bytes: int = 512 * 2**20
+    # GET /api/runs/{id}/qk: queries + keys of one head embedded by t-SNE or UMAP (PCA is not capped: 2 x 8192
+    # points take well under a second); t-SNE of 2 x 1024 points takes ~10 s on 2 busy cores
+    qk_max_points: int = 2048
     max_new_tokens: int = 256
     generate_timeout_s: float = 60.0
     # rows stop once this is spent; the row running then finishes (one row is bounded by benchmark_max_cells),

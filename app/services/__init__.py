@@ -11,6 +11,7 @@ from ..core.metrics import Metrics
 from ..core.settings import Settings
 from .attention import AttentionService
 from .benchmark import BenchmarkService
+from .explain import ExplainService
 from .generation import GenerationService
 from .hub import ModelHub
 from .runs import RunService
@@ -26,6 +27,7 @@ class Services:
     benchmark: BenchmarkService
     metrics: Metrics
     started: float = field(default_factory=time.time)
+    explain: ExplainService | None = None  # set by build_services
 
 
 def build_services(settings: Settings, registry: Registry, metrics: Metrics) -> Services:
@@ -43,5 +45,6 @@ def build_services(settings: Settings, registry: Registry, metrics: Metrics) -> 
             metrics.model_running.labels(model_id).set(gate.running)
             metrics.model_waiting.labels(model_id).set(gate.waiting)
 
+    services.explain = ExplainService(hub, settings)
     metrics.on_collect(refresh)
     return services

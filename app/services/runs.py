@@ -35,9 +35,11 @@ log = logging.getLogger(__name__)
 RUN_FORMAT_VERSION = 2  # bump when what a run contains changes, so old ids do not alias new runs
 
 
-def run_id_for(model: str, text: str, text_pair: str | None, backend: str) -> str:
-    key = orjson.dumps({"v": RUN_FORMAT_VERSION, "model": model, "text": text, "text_pair": text_pair,
-                        "backend": backend}, option=orjson.OPT_SORT_KEYS)
+def run_id_for(model: str, text: str, text_pair: str | None, backend: str, values: bool = False) -> str:
+    fields = {"v": RUN_FORMAT_VERSION, "model": model, "text": text, "text_pair": text_pair, "backend": backend}
+    if values:  # a run that keeps V is another run; runs without it keep their ids
+        fields["values"] = True
+    key = orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
     return hashlib.blake2b(key, digest_size=16).hexdigest()
 
 
@@ -52,6 +54,7 @@ class Run:
     timings: dict[str, float]
     head_stats: dict[str, dict[str, list[list[float]]]] | None = None
     created: float = field(default_factory=time.time)
+    values: bool = False  # the capture keeps V per KV head (POST /api/runs with "values": true)
 
     @property
     def kinds(self) -> list[str]:
@@ -166,34 +169,36 @@ class RunService:
         self._pending: dict[str, asyncio.Future] = {}
 
     # -- creating -----------------------------------------------------------------------------
-    def estimate_bytes(self, adapter: ModelAdapter, n_tokens: int) -> int:
-        """Bytes of the capture before running it: q, k (float32) and lse per layer and kind."""
+    def estimate_bytes(self, adapter: ModelAdapter, n_tokens: int, values: bool = False) -> int:
+        """Bytes of the capture before running it: q, k (float32) and lse per layer and kind (and v, with values)."""
         info = adapter.info
         head_dim = info.d_model // info.n_heads
         kv = info.n_kv_heads or info.n_heads
-        per_layer = n_tokens * (info.n_heads * head_dim + kv * head_dim + info.n_heads) * 4
+        per_layer = n_tokens * (info.n_heads * head_dim + (2 if values else 1) * kv * head_dim + info.n_heads) * 4
         kinds = len(info.kinds)
         return per_layer * info.n_layers * kinds
 
-    def _compute(self, adapter: ModelAdapter, run_id: str, text: str, text_pair: str | None, backend: str) -> Run:
+    def _compute(self, adapter: ModelAdapter, run_id: str, text: str, text_pair: str | None, backend: str,
+                 values: bool = False) -> Run:
         enc = encode_checked(adapter, text, text_pair, self.settings)
-        estimate = self.estimate_bytes(adapter, len(enc))
+        estimate = self.estimate_bytes(adapter, len(enc), values)
         if estimate > self.cache.budget:
             raise TooLarge(f"text: a run of {len(enc)} tokens needs about {estimate / 2**20:.0f} MiB of capture, over "
                            f"the run cache budget of {self.cache.budget / 2**20:.0f} MiB (run_cache_bytes)")
-        result = adapter.forward_encoded(enc, backend)
+        result = adapter.forward_encoded(enc, backend, keep_values=values)
         run = Run(run_id, adapter.info.id, backend, result.input, result.target, result.recorder,
-                  dict(result.timings))
+                  dict(result.timings), values=values)
         if len(enc) <= self.settings.head_stats_max_tokens:
             t0 = time.perf_counter()
             run.head_stats = compute_head_stats(run)
             run.timings["head_stats_ms"] = (time.perf_counter() - t0) * 1e3
         return run
 
-    async def create(self, model: str, text: str, text_pair: str | None, backend: str | None) -> tuple[Run, bool]:
-        """The run for this input: (run, cached)."""
+    async def create(self, model: str, text: str, text_pair: str | None, backend: str | None,
+                     values: bool = False) -> tuple[Run, bool]:
+        """The run for this input: (run, cached). ``values``: keep V too (a run of its own id)."""
         backend = self.hub.check_backend(model, backend)
-        run_id = run_id_for(model, text, text_pair, backend)
+        run_id = run_id_for(model, text, text_pair, backend, values)
         note(run_id=run_id)
         run = self.cache.get(run_id)
         if run is not None:
@@ -203,7 +208,8 @@ class RunService:
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         self._pending[run_id] = future
         try:
-            run = await self.hub.call(model, backend, lambda a: self._compute(a, run_id, text, text_pair, backend))
+            run = await self.hub.call(model, backend, lambda a: self._compute(a, run_id, text, text_pair, backend,
+                                                                                 values))
             self.cache.put(run)
             future.set_result(run)
             return run, False
@@ -225,7 +231,7 @@ class RunService:
 
     # -- reading --------------------------------------------------------------------------------
     def _tile(self, run: Run, kind: str, layer: int, head: int, rows: str | None, cols: str | None,
-              pool: int | None, pool_mode: str) -> Tile:
+              pool: int | None, pool_mode: str, view=None) -> Tile:
         t_q, t_k = run.recorder.get(kind, layer).shape
         r = parse_range(rows, t_q, "rows")
         c = parse_range(cols, t_k, "cols")
@@ -236,19 +242,22 @@ class RunService:
                 raise TooLarge(f"rows/cols: a {r[1] - r[0]}x{c[1] - c[0]} tile is over max_tile_cells "
                                f"{self.settings.max_tile_cells}; ask a smaller rows=a:b&cols=c:d or a pooled "
                                "overview with pool=N")
-            data = run.recorder.tile(kind, layer, head, r, c)
+            data = run.recorder.tile(kind, layer, head, r, c) if view is None else view.block(slice(*r), slice(*c))
             return Tile(data.numpy(), r, c, 1, q_tokens[r[0]:r[1]], k_tokens[c[0]:c[1]])
         if pool > self.settings.max_pool:
             raise Invalid(f"pool: {pool} is over max_pool {self.settings.max_pool}")
-        data, factor = pooled_overview(run.recorder.get(kind, layer), head, pool, pool_mode, r, c)
+        source = run.recorder.get(kind, layer) if view is None else view
+        data, factor = pooled_overview(source, head, pool, pool_mode, r, c)
         labels = factor == 1
         return Tile(data.numpy(), r, c, factor, q_tokens[r[0]:r[1]] if labels else None,
                     k_tokens[c[0]:c[1]] if labels else None)
 
     async def tile(self, run: Run, kind: str | None, layer: int, head: int, rows: str | None, cols: str | None,
-                   pool: int | None, pool_mode: str) -> tuple[str, Tile]:
+                   pool: int | None, pool_mode: str, view=None) -> tuple[str, Tile]:
+        """One tile of a head's map; ``view``: another reading of that head with a record's ``log_block`` (the
+        value-weighted one, attnlab.models.explain.ValueWeighted)."""
         kind = run.check(kind, layer, head)
-        tile = await in_thread(self._tile, run, kind, layer, head, rows, cols, pool, pool_mode)
+        tile = await in_thread(self._tile, run, kind, layer, head, rows, cols, pool, pool_mode, view)
         return kind, tile
 
     async def heads(self, run: Run) -> dict[str, dict[str, list[list[float]]]]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from . import attention, benchmark, figures, generate, health, models, positional, runs, training
+from . import attention, benchmark, explain, figures, generate, health, models, positional, runs, training
 
 ROUTERS = (health.router, models.router, attention.router, runs.router, generate.router, positional.router,
            benchmark.router, figures.router, training.router)
+ROUTERS += (explain.router,)

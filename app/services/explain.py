@@ -1,0 +1,173 @@
+"""Explaining a head of a run: one query's computation, value-weighted maps, the Q/K geometry.
+
+The work is ``attnlab.models.explain`` on the run's capture; this layer adds what only the server knows:
+the model (its W_O, read from the weights through the hub, never copied into runs; its rotary, to show
+q and k before rotation), the limits, and the 2-D projections of the Q/K geometry (scikit-learn's PCA and
+t-SNE, umap-learn's UMAP when the optional extra ``umap`` is installed).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from typing import Literal
+
+import numpy as np
+import torch
+
+from attnlab.models import ModelAdapter
+from attnlab.models.explain import ValueWeighted, qk_joint, query_computation, value_norms
+
+from ..core.settings import Settings
+from .errors import Invalid, TooLarge, Unavailable
+from .hub import ModelHub, in_thread
+from .runs import Run
+
+log = logging.getLogger(__name__)
+
+QKMethod = Literal["pca", "tsne", "umap"]
+QK_METHODS: tuple[str, ...] = ("pca", "tsne", "umap")
+
+
+def _floats(t: torch.Tensor | None) -> np.ndarray | None:
+    return None if t is None else np.ascontiguousarray(t.float().numpy())
+
+
+def _need_values(run: Run, what: str) -> None:
+    if not run.values:
+        raise Invalid(f"values: run {run.run_id} did not keep V, which {what} needs; POST /api/runs again with "
+                      '"values": true (a run of its own id)')
+
+
+class ExplainService:
+    """The computation, value weighting and Q/K geometry of one head of a cached run."""
+
+    def __init__(self, hub: ModelHub, settings: Settings, cache_size: int = 32):
+        self.hub = hub
+        self.settings = settings
+        self._weighted: OrderedDict[tuple, ValueWeighted] = OrderedDict()  # row normalisers are O(T^2): keep them
+        self._cache_size = cache_size
+
+    # -- one query, step by step --------------------------------------------------------------
+    def _computation(self, adapter: ModelAdapter, run: Run, kind: str, layer: int, head: int, query: int) -> dict:
+        t0 = time.perf_counter()
+        rec = run.recorder.get(kind, layer)
+        t_q, t_k = rec.shape
+        if not 0 <= query < t_q:
+            raise Invalid(f"query: {query} is outside 0..{t_q - 1} ({t_q} query tokens in {kind})")
+        w_o, b_o = adapter.output_projection(kind, layer) if run.values else (None, None)
+        step = query_computation(rec, head, query, w_o)
+        q_pre = k_pre = None
+        if kind != "cross":
+            q_pos = torch.tensor([query + rec.spec.q_offset])
+            unrotated = adapter.unrotate(step.q[None, None, None], q_pos)
+            if unrotated is not None:
+                q_pre = unrotated[0, 0, 0]
+                k_pre = adapter.unrotate(step.k[None, None], torch.arange(t_k))[0, 0]
+        q_tokens, k_tokens = run.axis_tokens(kind)
+        scores = step.scores.float().numpy()
+        return {
+            "run_id": run.run_id, "kind": kind, "layer": layer, "head": head, "query": query,
+            "query_token": q_tokens[query], "key_tokens": k_tokens, "head_dim": int(step.q.shape[0]),
+            "kv_head": rec.kv_head(head), "scale": step.scale, "values": run.values,
+            "q": _floats(step.q), "k": _floats(step.k), "q_pre_rotary": _floats(q_pre),
+            "k_pre_rotary": _floats(k_pre), "products": _floats(step.products), "dot": _floats(step.dot),
+            "bias": _floats(step.bias), "mask": step.mask.tolist(),
+            "scores": [float(s) if m else None for s, m in zip(scores, step.mask.tolist())],
+            "weights": _floats(step.weights), "v": _floats(step.v), "weighted_v": _floats(step.weighted_v),
+            "output": _floats(step.output), "output_projected": _floats(step.output_projected),
+            "output_bias": _floats(b_o) if b_o is not None else None,
+            "value_norms": _floats(step.value_norms),
+            "server_ms": (time.perf_counter() - t0) * 1e3,
+        }
+
+    async def computation(self, run: Run, kind: str | None, layer: int, head: int, query: int) -> dict:
+        kind = run.check(kind, layer, head)
+        return await self.hub.call(run.model, run.backend,
+                                   lambda a: self._computation(a, run, kind, layer, head, query))
+
+    # -- value-weighted attention -------------------------------------------------------------
+    def _value_weighted(self, adapter: ModelAdapter, run: Run, kind: str, layer: int, head: int) -> ValueWeighted:
+        key = (run.run_id, kind, layer, head)
+        view = self._weighted.get(key)
+        if view is None:
+            rec = run.recorder.get(kind, layer)
+            w_o, _ = adapter.output_projection(kind, layer)
+            view = ValueWeighted(rec, head, value_norms(rec, head, w_o))
+            view.log_z()
+            self._weighted[key] = view
+            while len(self._weighted) > self._cache_size:
+                self._weighted.popitem(last=False)
+        else:
+            self._weighted.move_to_end(key)
+        return view
+
+    async def value_weighted(self, run: Run, kind: str | None, layer: int, head: int) -> tuple[str, ValueWeighted]:
+        """(kind, the head read as value-weighted attention, Kobayashi et al. 2020); 422 without values."""
+        kind = run.check(kind, layer, head)
+        _need_values(run, "weighting=value_norm")
+        view = await self.hub.call(run.model, run.backend, lambda a: self._value_weighted(a, run, kind, layer, head))
+        return kind, view
+
+    # -- query/key geometry ---------------------------------------------------------------------
+    def _qk(self, run: Run, kind: str, layer: int, head: int, method: str, seed: int) -> dict:
+        t0 = time.perf_counter()
+        rec = run.recorder.get(kind, layer)
+        q, k = qk_joint(rec.q[0, head], rec.k[0, rec.kv_head(head)])
+        points = torch.cat([q, k]).numpy()
+        coords = project_2d(points, method, seed)
+        q_tokens, k_tokens = run.axis_tokens(kind)
+        n_q = q.shape[0]
+        return {
+            "run_id": run.run_id, "kind": kind, "layer": layer, "head": head, "method": method, "seed": seed,
+            "role": ["query"] * n_q + ["key"] * k.shape[0],
+            "position": list(range(n_q)) + list(range(k.shape[0])),
+            "token": list(q_tokens) + list(k_tokens),
+            "x": np.ascontiguousarray(coords[:, 0]), "y": np.ascontiguousarray(coords[:, 1]),
+            "server_ms": (time.perf_counter() - t0) * 1e3,
+        }
+
+    async def qk(self, run: Run, kind: str | None, layer: int, head: int, method: str, seed: int) -> dict:
+        kind = run.check(kind, layer, head)
+        t_q, t_k = run.recorder.get(kind, layer).shape
+        limit = self.settings.qk_max_points
+        if method != "pca" and t_q + t_k > limit:
+            raise TooLarge(f"method: {method} of {t_q} queries + {t_k} keys is over qk_max_points {limit}; use "
+                           "method=pca or a shorter text")
+        if method == "umap" and not umap_available():
+            raise Unavailable("method: 'umap' needs umap-learn, the optional extra: pip install 'attnlab[umap]'")
+        return await in_thread(self._qk, run, kind, layer, head, method, seed)
+
+
+def umap_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("umap") is not None
+
+
+def project_2d(points: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
+    """(n, d) -> (n, 2) float32 by PCA (scikit-learn, deterministic: signs fixed by ``svd_flip``), t-SNE
+    (van der Maaten & Hinton 2008; scikit-learn, PCA-initialised, seeded) or UMAP (McInnes et al. 2018,
+    arXiv 1802.03426; umap-learn, seeded). Fewer than 3 points or dimensions are padded with zeros."""
+    n, d = points.shape
+    if n < 3 or d < 2:
+        out = np.zeros((n, 2), dtype=np.float32)
+        out[:, : min(d, 2)] = points[:, : min(d, 2)]
+        return out
+    if method == "pca":
+        from sklearn.decomposition import PCA
+
+        return PCA(n_components=2, svd_solver="full").fit_transform(points).astype(np.float32)
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        perplexity = float(min(30.0, (n - 1) / 3))
+        return TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(
+            points).astype(np.float32)
+    if method == "umap":
+        import umap
+
+        return umap.UMAP(n_components=2, n_neighbors=min(15, n - 1), random_state=seed).fit_transform(
+            points).astype(np.float32)
+    raise ValueError(f"unknown projection {method!r}; known: {QK_METHODS}")

@@ -1,0 +1,152 @@
+"""GET /api/runs/{id}/computation and /qk, weighting=value_norm tiles, and runs that keep V, over the tiny
+models of every family (decoder with RoPE, encoder with learned positions, T5-style encoder-decoder)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+TEXT = "The cat sat on the mat."
+MODELS = ["tiny-gpt", "tiny-bert", "tiny-t5"]
+
+
+def make_run(client, model, values=True, text=TEXT):
+    r = client.post("/api/runs", json={"model": model, "text": text, "values": values})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def tile(client, run_id, **params):
+    r = client.get(f"/api/runs/{run_id}/attention", params=params)
+    assert r.status_code == 200, r.text
+    return np.array(r.json()["attention"], dtype=np.float64)
+
+
+def test_values_are_part_of_the_run_id(client):
+    plain = make_run(client, "tiny-gpt", values=False)
+    kept = make_run(client, "tiny-gpt", values=True)
+    assert plain["run_id"] != kept["run_id"]
+    assert (plain["values"], kept["values"]) == (False, True)
+    assert kept["nbytes"] > plain["nbytes"]
+    again = make_run(client, "tiny-gpt", values=True)
+    assert again["run_id"] == kept["run_id"] and again["cached"]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_computation_invariants(client, model):
+    run = make_run(client, model)
+    for kind in run["kinds"]:
+        for layer in range(run["layers_by_kind"][kind]):
+            heads_out = []
+            for head in range(run["n_heads"]):
+                r = client.get(f"/api/runs/{run['run_id']}/computation",
+                               params={"kind": kind, "layer": layer, "head": head, "query": 3})
+                assert r.status_code == 200, r.text
+                c = r.json()
+                row = tile(client, run["run_id"], kind=kind, layer=layer, head=head, rows="3:4")[0]
+                w = np.array(c["weights"])
+                np.testing.assert_allclose(w, row, atol=1e-6, rtol=1e-5)
+                assert abs(w.sum() - 1) < 1e-5
+                mask = np.array(c["mask"])
+                scores = np.array([s if s is not None else -np.inf for s in c["scores"]])
+                assert all((s is None) == (not m) for s, m in zip(c["scores"], c["mask"]))
+                e = np.exp(scores - scores[mask].max())
+                np.testing.assert_allclose(e / e.sum(), w, atol=1e-6)
+                bias = np.array(c["bias"]) if c["bias"] is not None else 0.0
+                expected = np.array(c["dot"]) * c["scale"] + bias
+                np.testing.assert_allclose(scores[mask], expected[mask] if np.ndim(expected) else expected,
+                                           rtol=1e-5, atol=1e-5)
+                np.testing.assert_allclose(np.array(c["products"]).sum(1), c["dot"], rtol=1e-5, atol=1e-5)
+                v = np.array(c["v"])
+                np.testing.assert_allclose(w @ v, c["output"], atol=1e-5)
+                np.testing.assert_allclose(np.array(c["weighted_v"]).sum(0), c["output"], atol=1e-5)
+                assert len(c["key_tokens"]) == len(w) and c["query_token"]
+                heads_out.append(c["output_projected"])
+                if model == "tiny-gpt":  # RoPE: q before rotation differs from q as used, with the same norm
+                    assert not np.allclose(c["q_pre_rotary"], c["q"])
+                    np.testing.assert_allclose(np.linalg.norm(c["q_pre_rotary"]), np.linalg.norm(c["q"]), rtol=1e-5)
+                else:
+                    assert c["q_pre_rotary"] is None
+                if model == "tiny-t5" and kind != "cross":
+                    assert c["bias"] is not None  # T5 relative bias
+            assert np.array(heads_out).shape == (run["n_heads"], 32)
+
+
+def test_computation_without_values_and_bad_input(client):
+    run = make_run(client, "tiny-gpt", values=False)
+    c = client.get(f"/api/runs/{run['run_id']}/computation", params={"query": 0}).json()
+    assert c["values"] is False and c["v"] is None and c["output"] is None
+    assert c["weights"] == [1.0] + [0.0] * (run["n_tokens"] - 1)  # causal: the first query sees itself only
+    r = client.get(f"/api/runs/{run['run_id']}/computation", params={"query": run["n_tokens"]})
+    assert r.status_code == 422 and r.json()["detail"].startswith("query:")
+    r = client.get(f"/api/runs/{run['run_id']}/computation", params={"layer": 2})
+    assert r.status_code == 422 and r.json()["detail"].startswith("layer:")
+    r = client.get(f"/api/runs/{run['run_id']}/computation", params={"query": -1})
+    assert r.status_code == 422 and "query" in r.text
+    r = client.get(f"/api/runs/{run['run_id']}/attention", params={"weighting": "value_norm"})
+    assert r.status_code == 422 and r.json()["detail"].startswith("values:")
+    r = client.get(f"/api/runs/{'0' * 32}/computation")
+    assert r.status_code == 404
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_value_norm_tiles(client, model):
+    run = make_run(client, model)
+    rid = run["run_id"]
+    kind = run["kinds"][-1]
+    n = len(client.get(f"/api/runs/{rid}/attention", params={"kind": kind}).json()["attention"])
+    raw = tile(client, rid, kind=kind, layer=1, head=2)
+    weighted = tile(client, rid, kind=kind, layer=1, head=2, weighting="value_norm")
+    c = client.get(f"/api/runs/{rid}/computation", params={"kind": kind, "layer": 1, "head": 2, "query": n - 1}).json()
+    expected = np.array(c["weights"]) * np.array(c["value_norms"])
+    np.testing.assert_allclose(weighted[n - 1], expected / expected.sum(), atol=1e-5)
+    np.testing.assert_allclose(weighted.sum(1), 1, atol=1e-5)
+    assert not np.allclose(weighted, raw)
+    assert ((weighted > 0) == (raw > 0)).all()  # the same keys, weighted differently
+    block = tile(client, rid, kind=kind, layer=1, head=2, weighting="value_norm", rows="1:3", cols="0:2")
+    np.testing.assert_allclose(block, weighted[1:3, 0:2], atol=1e-6)
+    pooled = client.get(f"/api/runs/{rid}/attention",
+                        params={"kind": kind, "layer": 1, "head": 2, "weighting": "value_norm", "pool": 2})
+    assert pooled.status_code == 200 and pooled.json()["weighting"] == "value_norm"
+    factor = pooled.json()["factor"]
+    cells = np.array(pooled.json()["attention"])
+    assert abs(cells[0, 0] - weighted[:factor, :factor].max()) < 1e-6
+    f16 = client.get(f"/api/runs/{rid}/attention", params={"kind": kind, "layer": 1, "head": 2,
+                                                            "weighting": "value_norm", "format": "f16"})
+    assert f16.status_code == 200
+    np.testing.assert_allclose(np.frombuffer(f16.content, "<f2").reshape(weighted.shape), weighted, atol=1e-3)
+
+
+def test_qk_geometry(client):
+    run = make_run(client, "tiny-t5", values=False)
+    rid = run["run_id"]
+    r = client.get(f"/api/runs/{rid}/qk", params={"kind": "cross", "layer": 0, "head": 1})
+    assert r.status_code == 200, r.text
+    p = r.json()
+    n_q, n_k = len(run["target_tokens"]), run["n_tokens"]
+    assert p["role"] == ["query"] * n_q + ["key"] * n_k
+    assert p["token"] == run["target_tokens"] + run["tokens"]
+    assert len(p["x"]) == len(p["y"]) == n_q + n_k and p["method"] == "pca"
+    xy = np.stack([p["x"], p["y"]], 1)
+    assert np.isfinite(xy).all() and xy.std(0).min() > 0
+    # PCA of centred points: the mean is the origin, and a second call gives the same map
+    np.testing.assert_allclose(xy.mean(0), 0, atol=1e-4)
+    assert client.get(f"/api/runs/{rid}/qk", params={"kind": "cross", "layer": 0, "head": 1}).json()["x"] == p["x"]
+    r = client.get(f"/api/runs/{rid}/qk", params={"kind": "encoder", "method": "tsne", "seed": 3})
+    assert r.status_code == 200 and len(r.json()["x"]) == 2 * n_k
+    r = client.get(f"/api/runs/{rid}/qk", params={"method": "mds"})
+    assert r.status_code == 422 and "method" in r.text
+
+
+def test_qk_point_limit():
+    from fastapi.testclient import TestClient
+
+    from attnlab.main import create_app
+    from tests.support import make_settings, tiny_registry
+
+    app = create_app(make_settings(qk_max_points=10), registry=tiny_registry())
+    with TestClient(app, raise_server_exceptions=False) as c:
+        rid = make_run(c, "tiny-gpt", values=False)["run_id"]
+        r = c.get(f"/api/runs/{rid}/qk", params={"method": "tsne"})
+        assert r.status_code == 413 and r.json()["detail"].startswith("method:") and "qk_max_points 10" in r.text
+        assert c.get(f"/api/runs/{rid}/qk").status_code == 200  # PCA is not capped
