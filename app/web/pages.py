@@ -55,6 +55,7 @@ VIEWS = (
     View("/training", "training", "Training curves and snapshots", "Training"),
     View("/architecture", "architecture", "Architecture and profile", "Architecture"),
 )
+VIEWS += (View("/explain", "explain", "Explain a head: one weight, step by step, and the Q/K geometry", "Explain"),)
 
 
 def _plotly_source() -> Path:
