@@ -192,3 +192,29 @@ def test_url_state_round_trips(page):
     assert (state["layer"], state["head"], state["query"]) == ("1", "3", "2")
     assert page.locator("#head-link").get_attribute("href").startswith("/?")
     check_clean(page)
+
+
+def test_explorer_value_weighting_toggle(page):
+    import numpy as np
+
+    text = "The cat sat on the mat because it was warm."
+    goto(page, "/", model="minilm", text=text, layer=1, head=3)
+    wait_plot(page, "#heatmap")
+    raw = np.array(data(page, "#heatmap")[0]["z"], dtype=float)
+    assert page.locator("#explain-link").get_attribute("href").startswith("/explain?")
+    page.select_option("#weighting", "value_norm")
+    page.wait_for_function("() => new URLSearchParams(location.search).get('weighting') === 'value_norm'")
+    page.wait_for_function("(w) => Math.abs(document.getElementById('heatmap').data[0].z[0][0] - w) > 1e-2",
+                           arg=float(raw[0][0]), timeout=30_000)
+    shown = np.array(data(page, "#heatmap")[0]["z"], dtype=float)
+    run = httpx.post(f"{page.base}/api/runs", json={"model": "minilm", "text": text, "values": True}).json()
+    expected = np.array(httpx.get(f"{page.base}/api/runs/{run['run_id']}/attention",
+                                  params={"layer": 1, "head": 3, "weighting": "value_norm"}).json()["attention"])
+    np.testing.assert_allclose(shown, expected, atol=2e-3)  # float16 tiles
+    np.testing.assert_allclose(shown.sum(1), 1, atol=1e-2)
+    assert shown[1:-1, 0].mean() < raw[1:-1, 0].mean()  # less on [CLS] once weighted by what it adds
+    # the grid's thumbnails follow the toggle; a reload keeps it
+    page.reload()
+    wait_plot(page, "#heatmap")
+    assert page.locator("#weighting").input_value() == "value_norm"
+    check_clean(page)
