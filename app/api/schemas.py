@@ -496,3 +496,38 @@ class QKResponse(BaseModel):
     x: Floats1
     y: Floats1
     server_ms: float
+
+
+TrainedSource = Literal["minilm", "seq2seq", "extrapolation-learned"]
+
+
+class LearnedTableOut(BaseModel):
+    name: str = Field(description="the module holding the table")
+    n_positions: int
+    d_model: int
+    shown: int = Field(description="positions shown: the first min(max_len, n_positions)")
+    similarity: Floats2 = Field(description="[shown][shown] cosine similarity of the position vectors")
+    norms: Floats1 = Field(description="[shown] norm of each position vector")
+    by_offset: Floats1 = Field(description="[shown] mean similarity of positions that far apart")
+
+
+class T5BiasOut(BaseModel):
+    name: str
+    bidirectional: bool
+    num_buckets: int
+    max_distance: int
+    n_heads: int
+    buckets: Floats2 = Field(description="[num_buckets][n_heads] the learned bias of each bucket and head")
+    offsets: list[int] = Field(description="key - query, from -(max_len-1) to max_len-1")
+    bucket_of_offset: list[int]
+    by_offset: Floats2 = Field(description="[n_heads][offsets] the bias each head adds at each offset")
+
+
+class TrainedPositionalResponse(BaseModel):
+    """The positional tables a trained model learned (not a scheme at its initialisation)."""
+
+    source: TrainedSource
+    description: str
+    max_len: int
+    tables: list[LearnedTableOut]
+    t5_biases: list[T5BiasOut]

@@ -11,7 +11,7 @@ from ..core.metrics import Metrics
 from ..core.settings import Settings
 from .attention import AttentionService
 from .benchmark import BenchmarkService
-from .explain import ExplainService
+from .explain import ExplainService, TrainedPositional
 from .generation import GenerationService
 from .hub import ModelHub
 from .runs import RunService
@@ -28,6 +28,7 @@ class Services:
     metrics: Metrics
     started: float = field(default_factory=time.time)
     explain: ExplainService | None = None  # set by build_services
+    trained_positional: TrainedPositional | None = None  # set by build_services
 
 
 def build_services(settings: Settings, registry: Registry, metrics: Metrics) -> Services:
@@ -46,5 +47,6 @@ def build_services(settings: Settings, registry: Registry, metrics: Metrics) -> 
             metrics.model_waiting.labels(model_id).set(gate.waiting)
 
     services.explain = ExplainService(hub, settings)
+    services.trained_positional = TrainedPositional(hub, settings)
     metrics.on_collect(refresh)
     return services

@@ -140,6 +140,46 @@ class ExplainService:
         return await in_thread(self._qk, run, kind, layer, head, method, seed)
 
 
+# the trained positional tables the Positional page shows: a registered model, or a zoo checkpoint not served
+# as a model (the extrapolation lab's learned-table decoder)
+TRAINED_SOURCES: dict[str, str] = {
+    "minilm": "MiniLM-L6 (BERT): learned absolute positions, 512 x 384",
+    "seq2seq": "the zoo's T5-style encoder-decoder: learned relative biases per bucket and head",
+    "extrapolation-learned": "the extrapolation lab's decoder with a learned table (models/zoo/extrapolation/learned)",
+}
+
+
+class TrainedPositional:
+    """GET /api/positional/trained/{source}: ``attnlab.models.positional_tables`` of a trained model."""
+
+    def __init__(self, hub: ModelHub, settings: Settings):
+        self.hub = hub
+        self.settings = settings
+        self._zoo: dict[str, torch.nn.Module] = {}
+
+    def _zoo_model(self, source: str) -> torch.nn.Module:
+        from attnlab.models import load_model
+
+        if source not in self._zoo:
+            directory = self.settings.zoo_dir / "extrapolation" / "learned"
+            if not (directory / "model.safetensors").exists():
+                raise Unavailable(f"source: {source!r} needs {directory} (run `attnlab lab extrapolation`)")
+            self._zoo[source] = load_model(directory).eval()
+        return self._zoo[source]
+
+    async def describe(self, source: str, max_len: int) -> dict:
+        from attnlab.models.positional_tables import positional_tables
+
+        if source == "extrapolation-learned":
+            model = await in_thread(self._zoo_model, source)
+        else:
+            model = (await self.hub.adapter(source)).model
+        out = await in_thread(positional_tables, model, max_len)
+        if not out["tables"] and not out["t5_biases"]:
+            raise Invalid(f"source: {source!r} has no learned positional table or T5 bias")
+        return {"source": source, "description": TRAINED_SOURCES[source], "max_len": max_len, **out}
+
+
 def umap_available() -> bool:
     import importlib.util
 

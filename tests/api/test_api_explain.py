@@ -150,3 +150,36 @@ def test_qk_point_limit():
         r = c.get(f"/api/runs/{rid}/qk", params={"method": "tsne"})
         assert r.status_code == 413 and r.json()["detail"].startswith("method:") and "qk_max_points 10" in r.text
         assert c.get(f"/api/runs/{rid}/qk").status_code == 200  # PCA is not capped
+
+
+def test_trained_positional_tables_of_the_zoo():
+    """The shipped zoo: the seq2seq model's T5 biases and the extrapolation lab's learned table."""
+    from fastapi.testclient import TestClient
+
+    from attnlab.main import create_app
+    from attnlab.models.registry import Registry, zoo_entries
+    from tests.support import make_settings
+
+    registry = Registry([e for e in zoo_entries() if e.id == "seq2seq"])
+    app = create_app(make_settings(), registry=registry)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.get("/api/positional/trained/seq2seq", params={"max_len": 16})
+        assert r.status_code == 200, r.text
+        biases = r.json()["t5_biases"]
+        assert r.json()["tables"] == [] and len(biases) == 2
+        for b in biases:
+            assert len(b["offsets"]) == 31 and len(b["by_offset"]) == b["n_heads"]
+            table = np.array(b["buckets"])
+            assert table.std() > 0.05  # trained, not the 0.02-std initialisation
+            np.testing.assert_allclose(np.array(b["by_offset"])[:, 15], table[b["bucket_of_offset"][15]], atol=1e-6)
+        r = c.get("/api/positional/trained/extrapolation-learned", params={"max_len": 64})
+        assert r.status_code == 200, r.text
+        (table,) = r.json()["tables"]
+        sim = np.array(table["similarity"])
+        assert sim.shape == (64, 64) and np.allclose(np.diag(sim), 1, atol=1e-5)
+        r = c.get("/api/positional/trained/minilm")
+        assert r.status_code == 404 and r.json()["detail"].startswith("model:")
+        r = c.get("/api/positional/trained/gpt9")
+        assert r.status_code == 422 and r.json()["detail"].startswith("source:")
+        r = c.get("/api/positional/trained/seq2seq", params={"max_len": 513})
+        assert r.status_code == 422 and r.json()["detail"].startswith("max_len:")

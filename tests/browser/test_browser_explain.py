@@ -218,3 +218,22 @@ def test_explorer_value_weighting_toggle(page):
     wait_plot(page, "#heatmap")
     assert page.locator("#weighting").input_value() == "value_norm"
     check_clean(page)
+
+
+def test_positional_page_shows_trained_tables(page):
+    goto(page, "/positional", scheme="learned")
+    wait_plot(page, "#trained-main")
+    z = data(page, "#trained-main")[0]["z"]
+    assert len(z) == 128 and abs(z[5][5] - 1) < 1e-5  # MiniLM's first 128 positions, cosine 1 on the diagonal
+    page.select_option("#trained-source", "seq2seq")
+    page.wait_for_function("() => new URLSearchParams(location.search).get('trained') === 'seq2seq'")
+    page.wait_for_function("() => document.getElementById('trained-main').data[0].colorscale === 'RdBu'",
+                           timeout=30_000)
+    wait_plot(page, "#trained-side")
+    main = data(page, "#trained-main")[0]
+    assert len(main["x"]) == 255 and len(main["z"]) == 4  # offsets -127..127, 4 heads
+    page.reload()
+    wait_plot(page, "#trained-main")
+    assert page.locator("#trained-source").input_value() == "seq2seq"
+    page.screenshot(path=str(page.shots / "positional-trained.png"), full_page=True)
+    check_clean(page)

@@ -94,3 +94,18 @@ def test_smollm2_computation_matches_the_model():
         pytest.skip(registry.info("smollm2").reason)
     adapter = registry.load("smollm2")
     check_head_computations(adapter, PATHS["llama"], [0, 29], lambda t: (0, t - 1), atol=1e-4)
+
+
+def test_minilm_trained_position_table():
+    from attnlab.models.positional_tables import positional_tables
+
+    registry = default_registry()
+    if not registry.info("minilm").available:
+        pytest.skip(registry.info("minilm").reason)
+    model = registry.load("minilm").model
+    (table,) = positional_tables(model, max_len=64)["tables"]
+    weight = model.embeddings.position_embeddings.weight.detach()
+    assert (table["n_positions"], table["d_model"]) == (512, 384) and table["name"].endswith("position_embeddings")
+    torch.testing.assert_close(torch.as_tensor(table["norms"]), weight[:64].norm(dim=-1))
+    by_offset = table["by_offset"]
+    assert by_offset[1] > by_offset[32]  # trained: near positions are more alike than far ones

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Path, Query
 
 from ..deps import ServicesDep
 from ..errors import ERRORS
-from ..schemas import ComputationResponse, Kind, QKMethod, QKResponse
+from ..schemas import ComputationResponse, Kind, QKMethod, QKResponse, TrainedPositionalResponse, TrainedSource
 from ..transport import OrjsonResponse
 
 router = APIRouter(prefix="/api/runs", tags=["explain"])
+trained_router = APIRouter(prefix="/api/positional/trained", tags=["positional"])
 
 RunIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="32 hex digits, from POST /api/runs")]
 KindQuery = Annotated[Kind | None, Query(description="default: the run's first kind")]
@@ -46,3 +47,14 @@ async def qk_geometry(run_id: RunIdPath, services: ServicesDep, kind: KindQuery 
     `qk_max_points` queries + keys (413 past it)."""
     run = services.runs.get(run_id)
     return OrjsonResponse(await services.explain.qk(run, kind, layer, head, method, seed))
+
+
+@trained_router.get("/{source}", response_model=TrainedPositionalResponse, response_class=OrjsonResponse,
+                    responses={k: ERRORS[k] for k in (404, 422, 503)})
+async def trained_positional(source: TrainedSource, services: ServicesDep,
+                             max_len: int = Query(128, ge=2, le=512, description="positions shown")) -> OrjsonResponse:
+    """The positional tables a trained model learned: MiniLM's absolute position embeddings (cosine similarity
+    of positions, their norms, similarity by offset), the zoo's T5-style seq2seq model's relative biases (per
+    bucket and head, and as a function of the offset; encoder and decoder), the extrapolation lab's learned
+    table. 404 when the model is not registered on this server, 503 when its weights are not installed."""
+    return OrjsonResponse(await services.trained_positional.describe(source, max_len))
