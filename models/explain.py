@@ -137,7 +137,8 @@ class ValueWeighted:
                 logw = self.record.log_block(heads, slice(r0, min(r0 + self.band, t_q)), slice(0, t_k), self.batch)[0]
                 parts.append(torch.logsumexp(logw + self.log_norms[None], dim=-1))
             z = torch.cat(parts)
-            self._log_z = z.masked_fill(torch.isinf(z), 0.0)
+            # masked weights are -inf or float32's lowest (log_block's nan_to_num): a row of only those has no key
+            self._log_z = z.masked_fill(z < torch.finfo(z.dtype).min / 2, 0.0)
         return self._log_z
 
     def log_block(self, heads: slice | Tensor, rows: slice, cols: slice, batch: int = 0) -> Tensor:
@@ -165,3 +166,38 @@ def qk_joint(q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
     c = (k.norm(dim=-1).mean() / q.norm(dim=-1).mean().clamp_min(1e-12)).sqrt()
     q, k = q * c, k / c
     return q, k - k.mean(0) + q.mean(0)
+
+
+@dataclass
+class PatternApplied:
+    """A sparse pattern (Longformer, BigBird) applied to one captured head (float32, (Tq, Tk) each)."""
+
+    dense: Tensor  # the head's own weights
+    allowed: Tensor  # bool: the pattern and the head's own mask both allow (query, key)
+    sparse: Tensor  # softmax of the same scores over the allowed keys only (rows with none: 0)
+    kept: Tensor  # (Tq,) share of each dense row's weight that falls inside the pattern
+    density: float  # allowed pairs / pairs the head's own mask allows
+
+    @property
+    def max_abs_diff(self) -> float:
+        return float((self.sparse - self.dense).abs().max()) if self.dense.numel() else 0.0
+
+
+def apply_pattern(record: AttentionRecord, head: int, pattern, batch: int = 0) -> PatternApplied:
+    """What a sparse pattern keeps of one captured head: the same scores (q.k * scale + bias, the head's own
+    mask) restricted to the pattern's pairs and renormalised, as Longformer (Beltagy et al. 2020, arXiv
+    2004.05150) or BigBird (Zaheer et al. 2020, arXiv 2007.14062) attention would compute them on these Q, K.
+    ``pattern``: an ``attnlab.models.attention.sparse`` pattern over absolute positions."""
+    t_q, t_k = record.shape
+    logw = record.log_block(torch.tensor([head]), slice(0, t_q), slice(0, t_k), batch)[0]  # (Tq, Tk), -inf masked
+    dense = logw.exp()
+    q_pos = torch.arange(t_q) + record.spec.q_offset
+    # masked pairs hold -inf, or float32's lowest (an HF mask as bias; log_block's nan_to_num): either is no weight
+    own = logw > torch.finfo(logw.dtype).min / 2
+    allowed = own & pattern.allowed(q_pos, torch.arange(t_k))
+    restricted = logw.masked_fill(~allowed, float("-inf"))
+    lse = torch.logsumexp(restricted, dim=-1, keepdim=True)
+    sparse = (restricted - lse).exp().nan_to_num_(nan=0.0)  # a row with no key left: 0, not NaN
+    kept = (dense * allowed).sum(-1)
+    density = float(allowed.sum()) / max(1, int(own.sum()))
+    return PatternApplied(dense, allowed, sparse, kept, density)

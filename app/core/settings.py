@@ -42,7 +42,11 @@ class Settings(BaseSettings):
     run_cache_bytes: int = 512 * 2**20
     # GET /api/runs/{id}/qk: queries + keys of one head embedded by t-SNE or UMAP (PCA is not capped: 2 x 8192
     # points take well under a second); t-SNE of 2 x 1024 points takes ~10 s on 2 busy cores
-    qk_max_points: int = 2048
+    qk_max_points: int = 1024
+    # GET /api/runs/{id}/sparse answers three T x T maps (dense, pattern, sparse) as JSON
+    sparse_max_tokens: int = 512
+    # GET /api/sparse/cost: the longest length timed (dense and sparse flash forward, 3 runs each)
+    sparse_cost_max_len: int = 4096
     max_new_tokens: int = 256
     generate_timeout_s: float = 60.0
     # rows stop once this is spent; the row running then finishes (one row is bounded by benchmark_max_cells),

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from attnlab.models import ModelAdapter
-from attnlab.models.explain import ValueWeighted, qk_joint, query_computation, value_norms
+from attnlab.models.attention import AttentionSpec, get_backend, make_pattern
+from attnlab.models.explain import ValueWeighted, apply_pattern, qk_joint, query_computation, value_norms
 
 from ..core.settings import Settings
 from .errors import Invalid, TooLarge, Unavailable
@@ -110,6 +111,17 @@ class ExplainService:
         view = await self.hub.call(run.model, run.backend, lambda a: self._value_weighted(a, run, kind, layer, head))
         return kind, view
 
+    # -- sparse patterns on a real head ---------------------------------------------------------
+    async def sparse(self, run: Run, kind: str | None, layer: int, head: int, name: str, params: dict) -> dict:
+        kind = run.check(kind, layer, head)
+        return await in_thread(sparse_view, run, kind, layer, head, name, params, self.settings.sparse_max_tokens)
+
+    async def sparse_cost(self, name: str, params: dict, seq_lens: list[int], n_heads: int, head_dim: int) -> dict:
+        limit = self.settings.sparse_cost_max_len
+        if max(seq_lens) > limit:
+            raise TooLarge(f"seq_lens: {max(seq_lens)} is over sparse_cost_max_len {limit}")
+        return await in_thread(sparse_cost, name, params, seq_lens, n_heads, head_dim)
+
     # -- query/key geometry ---------------------------------------------------------------------
     def _qk(self, run: Run, kind: str, layer: int, head: int, method: str, seed: int) -> dict:
         t0 = time.perf_counter()
@@ -178,6 +190,58 @@ class TrainedPositional:
         if not out["tables"] and not out["t5_biases"]:
             raise Invalid(f"source: {source!r} has no learned positional table or T5 bias")
         return {"source": source, "description": TRAINED_SOURCES[source], "max_len": max_len, **out}
+
+
+def build_pattern(name: str, params: dict):
+    """A Longformer or BigBird pattern from the request's parameters; 422 naming the field when invalid."""
+    try:
+        return make_pattern(name, **params)
+    except ValueError as err:
+        field = next((k for k in params if k in str(err)), "pattern")
+        raise Invalid(f"{field}: {err}") from None
+
+
+def sparse_view(run: Run, kind: str, layer: int, head: int, name: str, params: dict, limit: int) -> dict:
+    """A pattern applied to one head of a run (attnlab.models.explain.apply_pattern), as the API answers it."""
+    rec = run.recorder.get(kind, layer)
+    t_q, t_k = rec.shape
+    if max(t_q, t_k) > limit:
+        raise TooLarge(f"text: the sparse view answers three {t_q}x{t_k} maps; at most sparse_max_tokens {limit} "
+                       "tokens")
+    pattern = build_pattern(name, params)
+    out = apply_pattern(rec, head, pattern)
+    q_tokens, k_tokens = run.axis_tokens(kind)
+    return {"run_id": run.run_id, "kind": kind, "layer": layer, "head": head, "pattern": name,
+            "params": pattern.describe(1)["params"], "row_tokens": q_tokens, "col_tokens": k_tokens,
+            "dense": out.dense.numpy(), "allowed": out.allowed.to(torch.uint8).numpy(), "sparse": out.sparse.numpy(),
+            "kept": out.kept.numpy(), "kept_mean": float(out.kept.mean()), "kept_min": float(out.kept.min()),
+            "density": out.density, "max_abs_diff": out.max_abs_diff}
+
+
+def sparse_cost(name: str, params: dict, seq_lens: list[int], n_heads: int, head_dim: int, runs: int = 3) -> dict:
+    """Our flash backend's forward, dense vs with the pattern (it skips the blocks the pattern empties), on
+    random Q, K, V of (1, n_heads, T, head_dim) float32 at each T: median ms of ``runs`` calls after one warm-up,
+    and the pattern's density at T."""
+    pattern = build_pattern(name, params)
+    flash = get_backend("flash")
+    gen = torch.Generator().manual_seed(0)
+    rows = []
+    for t in seq_lens:
+        q, k, v = (torch.randn(1, n_heads, t, head_dim, generator=gen) for _ in range(3))
+        row = {"seq_len": t, "density": pattern.density(t)}
+        for label, spec in (("dense", AttentionSpec(head_dim**-0.5)),
+                            ("sparse", AttentionSpec(head_dim**-0.5, pattern=pattern))):
+            flash(q, k, v, spec)
+            times = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                flash(q, k, v, spec)
+                times.append((time.perf_counter() - t0) * 1e3)
+            row[f"{label}_ms"] = float(np.median(times))
+        row["speedup"] = row["dense_ms"] / max(row["sparse_ms"], 1e-9)
+        rows.append(row)
+    return {"pattern": name, "params": pattern.describe(1)["params"], "backend": "flash", "n_heads": n_heads,
+            "head_dim": head_dim, "runs": runs, "rows": rows}
 
 
 def umap_available() -> bool:

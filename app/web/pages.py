@@ -55,7 +55,8 @@ VIEWS = (
     View("/training", "training", "Training curves and snapshots", "Training"),
     View("/architecture", "architecture", "Architecture and profile", "Architecture"),
 )
-VIEWS += (View("/explain", "explain", "Explain a head: one weight, step by step, and the Q/K geometry", "Explain"),)
+VIEWS += (View("/explain", "explain", "Explain a head: one weight, step by step, and the Q/K geometry", "Explain"),
+          View("/sparse", "sparse", "Sparse attention patterns on a real input", "Sparse"))
 
 
 def _plotly_source() -> Path:

@@ -183,3 +183,49 @@ def test_trained_positional_tables_of_the_zoo():
         assert r.status_code == 422 and r.json()["detail"].startswith("source:")
         r = c.get("/api/positional/trained/seq2seq", params={"max_len": 513})
         assert r.status_code == 422 and r.json()["detail"].startswith("max_len:")
+
+
+@pytest.mark.parametrize("model,params", [
+    ("tiny-gpt", {"pattern": "longformer", "window": 4, "global_tokens": 1}),
+    ("tiny-bert", {"pattern": "bigbird", "block": 4, "random_blocks": 1}),
+    ("tiny-t5", {"pattern": "longformer", "window": 2, "global_tokens": 0, "kind": "cross"}),
+])
+def test_sparse_pattern_on_a_real_head(client, model, params):
+    from attnlab.models import make_pattern
+
+    run = make_run(client, model, values=False, text="The cat sat on the mat, and the dog sat on the log.")
+    r = client.get(f"/api/runs/{run['run_id']}/sparse", params={"layer": 1, "head": 1, **params})
+    assert r.status_code == 200, r.text
+    s = r.json()
+    dense, allowed, sparse = (np.array(s[k], dtype=np.float64) for k in ("dense", "allowed", "sparse"))
+    kind = s["kind"]
+    np.testing.assert_allclose(dense, tile(client, run["run_id"], kind=kind, layer=1, head=1), atol=1e-6)
+    t_q, t_k = dense.shape
+    p = dict(s["params"])
+    pattern = make_pattern(s["pattern"], **p)
+    import torch
+
+    offset = t_k - t_q if kind == "decoder" else 0
+    ref = pattern.allowed(torch.arange(t_q) + offset, torch.arange(t_k)).numpy() & (dense > 0)
+    np.testing.assert_array_equal(allowed.astype(bool), ref)
+    kept = (dense * allowed).sum(1)
+    np.testing.assert_allclose(s["kept"], kept, atol=1e-6)
+    rows = kept > 0
+    np.testing.assert_allclose(sparse[rows], dense[rows] * allowed[rows] / kept[rows, None], atol=1e-5)
+    np.testing.assert_allclose(sparse[rows].sum(1), 1, atol=1e-5)
+    assert s["density"] == pytest.approx(allowed.sum() / (dense > 0).sum())
+    assert 0 < s["density"] < 1
+
+
+def test_sparse_limits_and_cost(client):
+    run = make_run(client, "tiny-gpt", values=False)
+    r = client.get(f"/api/runs/{run['run_id']}/sparse", params={"pattern": "bigbird", "block": 0})
+    assert r.status_code == 422 and r.json()["detail"].startswith("block:")
+    r = client.get("/api/sparse/cost", params={"seq_lens": [64, 128], "window": 8, "n_heads": 1, "head_dim": 16})
+    assert r.status_code == 200, r.text
+    rows = r.json()["rows"]
+    assert [row["seq_len"] for row in rows] == [64, 128]
+    assert all(row["dense_ms"] > 0 and row["sparse_ms"] > 0 for row in rows)
+    assert rows[1]["density"] < rows[0]["density"]  # a fixed window covers less of a longer map
+    r = client.get("/api/sparse/cost", params={"seq_lens": [65536]})
+    assert r.status_code == 413 and "sparse_cost_max_len" in r.text

@@ -237,3 +237,26 @@ def test_positional_page_shows_trained_tables(page):
     assert page.locator("#trained-source").input_value() == "seq2seq"
     page.screenshot(path=str(page.shots / "positional-trained.png"), full_page=True)
     check_clean(page)
+
+
+def test_sparse_page_applies_a_pattern_and_measures_cost(page):
+    text = f"The cat sat on the mat. The dog sat on the log. {XSS}"
+    goto(page, "/sparse", model="minilm", text=text, layer=2, head=5, pattern="longformer", window=4)
+    for sel in ("#dense", "#allowed", "#sparse", "#kept"):
+        wait_plot(page, sel)
+    run = httpx.post(f"{page.base}/api/runs", json={"model": "minilm", "text": text}).json()
+    s = httpx.get(f"{page.base}/api/runs/{run['run_id']}/sparse",
+                  params={"layer": 2, "head": 5, "pattern": "longformer", "window": 4, "global_tokens": 1}).json()
+    assert data(page, "#allowed")[0]["z"] == s["allowed"]
+    assert data(page, "#kept")[0]["y"] == pytest.approx(s["kept"], abs=1e-6)
+    assert f"{100 * s['density']:.1f}%" in page.locator("#sparse-stats").text_content()
+    page.select_option("#pattern", "bigbird")
+    page.wait_for_function("() => new URLSearchParams(location.search).get('pattern') === 'bigbird'")
+    page.wait_for_function("() => document.getElementById('pattern-title').textContent.startsWith('bigbird')")
+    assert page.locator("#block").is_visible() and not page.locator("#window").is_visible()
+    page.click("#measure")
+    wait_plot(page, "#cost", timeout=120_000)
+    cost = data(page, "#cost")
+    assert [t["name"] for t in cost] == ["dense", "bigbird", "density"] and cost[0]["x"] == [256, 512, 1024, 2048]
+    page.screenshot(path=str(page.shots / "sparse.png"), full_page=True)
+    check_clean(page)

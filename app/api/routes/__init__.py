@@ -6,4 +6,4 @@ from . import attention, benchmark, explain, figures, generate, health, models, 
 
 ROUTERS = (health.router, models.router, attention.router, runs.router, generate.router, positional.router,
            benchmark.router, figures.router, training.router)
-ROUTERS += (explain.router, explain.trained_router)
+ROUTERS += (explain.router, explain.trained_router, explain.sparse_router)

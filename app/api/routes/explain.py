@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
+from pydantic import Field
 
 from ..deps import ServicesDep
 from ..errors import ERRORS
@@ -13,6 +14,7 @@ from ..transport import OrjsonResponse
 
 router = APIRouter(prefix="/api/runs", tags=["explain"])
 trained_router = APIRouter(prefix="/api/positional/trained", tags=["positional"])
+sparse_router = APIRouter(prefix="/api/sparse", tags=["explain"])
 
 RunIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="32 hex digits, from POST /api/runs")]
 KindQuery = Annotated[Kind | None, Query(description="default: the run's first kind")]
@@ -58,3 +60,54 @@ async def trained_positional(source: TrainedSource, services: ServicesDep,
     bucket and head, and as a function of the offset; encoder and decoder), the extrapolation lab's learned
     table. 404 when the model is not registered on this server, 503 when its weights are not installed."""
     return OrjsonResponse(await services.trained_positional.describe(source, max_len))
+
+
+class PatternParams:
+    """The sparse pattern of a request: Longformer (window, leading global tokens) or BigBird (blocks)."""
+
+    def __init__(
+        self,
+        pattern: Literal["longformer", "bigbird"] = Query("longformer", description="Longformer (arXiv 2004.05150) "
+                                                          "or BigBird (arXiv 2007.14062)"),
+        window: int = Query(16, ge=0, le=65536, description="longformer: the window's total span (w/2 each side)"),
+        global_tokens: int = Query(1, ge=0, le=64, description="longformer: this many leading positions are global"),
+        block: int = Query(8, ge=1, le=4096, description="bigbird: tokens per block"),
+        window_blocks: int = Query(3, ge=1, le=64, description="bigbird: blocks in the sliding window"),
+        global_blocks: int = Query(1, ge=0, le=64, description="bigbird: leading global blocks"),
+        random_blocks: int = Query(1, ge=0, le=64, description="bigbird: random key blocks per query block"),
+        seed: int = Query(0, ge=0, lt=2**31, description="bigbird: seed of the random blocks"),
+    ):
+        self.name = pattern
+        if pattern == "longformer":
+            self.params = {"window": window, "global_tokens": tuple(range(global_tokens))}
+        else:
+            self.params = {"block": block, "window_blocks": window_blocks, "global_blocks": global_blocks,
+                           "random_blocks": random_blocks, "seed": seed}
+
+
+PatternDep = Annotated[PatternParams, Depends(PatternParams)]
+
+
+@router.get("/{run_id}/sparse", response_model=dict[str, object], response_class=OrjsonResponse,
+            responses={k: ERRORS[k] for k in (404, 413, 422)})
+async def sparse_on_run(run_id: RunIdPath, services: ServicesDep, pattern: PatternDep, kind: KindQuery = None,
+                        layer: LayerQuery = 0, head: HeadQuery = 0) -> OrjsonResponse:
+    """A sparse pattern applied to one head of a real input: `dense` [Tq][Tk] (the head's weights), `allowed`
+    (0/1: the pattern and the head's own mask), `sparse` (softmax of the same scores over the allowed keys),
+    `kept` [Tq] (the share of each dense row inside the pattern; `kept_mean`, `kept_min`), `density` (allowed
+    pairs over the pairs the head's own mask allows), `max_abs_diff`. At most `sparse_max_tokens` tokens."""
+    run = services.runs.get(run_id)
+    return OrjsonResponse(await services.explain.sparse(run, kind, layer, head, pattern.name, pattern.params))
+
+
+@sparse_router.get("/cost", response_model=dict[str, object], response_class=OrjsonResponse,
+                   responses={k: ERRORS[k] for k in (413, 422)})
+async def sparse_cost(services: ServicesDep, pattern: PatternDep,
+                      seq_lens: Annotated[list[Annotated[int, Field(ge=16, le=65536)]],
+                                          Query(min_length=1, max_length=8)] = (256, 512, 1024, 2048),
+                      n_heads: int = Query(4, ge=1, le=32), head_dim: int = Query(32, ge=8, le=256)) -> OrjsonResponse:
+    """The measured cost of the pattern vs dense at growing lengths: our flash backend's forward (it skips
+    the blocks the pattern leaves empty) on random (1, n_heads, T, head_dim) float32 inputs, median of 3 calls
+    per length; `rows`: seq_len, density, dense_ms, sparse_ms, speedup. T at most `sparse_cost_max_len`."""
+    return OrjsonResponse(await services.explain.sparse_cost(pattern.name, pattern.params, list(seq_lens), n_heads,
+                                                            head_dim))
