@@ -37,13 +37,17 @@ async function drawBiases(biases) {
     if (!b) { charts[i].hidden = true; continue; }
     charts[i].hidden = false;
     const heads = b.by_offset.map((_, h) => h);
+    // a causal bias only ever meets keys before the query: offsets > 0 are masked
+    const keep = b.offsets.map((o) => b.bidirectional || o <= 0);
+    const x = b.offsets.filter((_, j) => keep[j]);
+    const z = b.by_offset.map((row) => row.filter((_, j) => keep[j]));
     await plot(charts[i], [{
-      type: "heatmap", z: b.by_offset, x: b.offsets, y: heads, colorscale: "RdBu", zmid: 0,
+      type: "heatmap", z, x, y: heads, colorscale: "RdBu", zmid: 0,
       hovertemplate: "head %{y}, key offset %{x}: bias %{z:.3f}<extra></extra>",
       colorbar: { title: { text: "bias", side: "right" } },
     }], baseLayout({ title: { text: `${b.name} (${b.bidirectional ? "bidirectional" : "causal"}, ${b.num_buckets} buckets)` },
                      height: 480, xaxis: { title: { text: "key position \u2212 query position" } },
-                     yaxis: { title: { text: "head" } } }), `t5-bias-${i}`);
+                     yaxis: { title: { text: "head" }, dtick: 1 } }), `t5-bias-${i}`);
   }
 }
 

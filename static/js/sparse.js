@@ -54,7 +54,8 @@ async function showSparse() {
                                            yaxis: { autorange: "reversed" } });
     const opts = { rowTokens: s.row_tokens, colTokens: s.col_tokens };
     await plot($("dense"), [heatmapTrace(s.dense, opts)], layout("the head's weights"), "dense", { tokenAxes: tokens });
-    await plot($("allowed"), [heatmapTrace(s.allowed, { ...opts, what: "kept", colorscale: "Greys", zmax: 1 })],
+    const kept = [[0, "#ffffff"], [1, "#303030"]]; // dark: a pair the pattern keeps
+    await plot($("allowed"), [heatmapTrace(s.allowed, { ...opts, what: "kept", colorscale: kept, zmax: 1 })],
                layout(`${s.pattern}: pairs kept`), "pattern", { tokenAxes: tokens });
     await plot($("sparse"), [heatmapTrace(s.sparse, opts)], layout("softmax over the kept pairs"), "sparse",
                { tokenAxes: tokens });
@@ -76,7 +77,7 @@ async function measure() {
     { type: "scatter", mode: "lines+markers", name: cost.pattern, x, y: cost.rows.map((r) => r.sparse_ms) },
     { type: "scatter", mode: "lines+markers", name: "density", x, y: cost.rows.map((r) => r.density), yaxis: "y2",
       line: { dash: "dot" } },
-  ], baseLayout({ height: 400, xaxis: { title: { text: "sequence length" }, type: "log" },
+  ], baseLayout({ height: 400, xaxis: { title: { text: "sequence length" }, type: "log", tickvals: x },
                   yaxis: { title: { text: "median ms (forward)" }, type: "log" },
                   yaxis2: { title: { text: "density" }, overlaying: "y", side: "right", range: [0, 1] },
                   legend: { orientation: "h", y: -0.25 } }), "sparse-cost");

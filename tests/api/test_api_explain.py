@@ -229,3 +229,13 @@ def test_sparse_limits_and_cost(client):
     assert rows[1]["density"] < rows[0]["density"]  # a fixed window covers less of a longer map
     r = client.get("/api/sparse/cost", params={"seq_lens": [65536]})
     assert r.status_code == 413 and "sparse_cost_max_len" in r.text
+
+
+def test_qk_umap_without_the_extra(client, monkeypatch):
+    """Without umap-learn (the optional extra) method=umap is a 409 that says how to install it."""
+    import attnlab.services.explain as explain
+
+    monkeypatch.setattr(explain, "umap_available", lambda: False)
+    rid = make_run(client, "tiny-bert", values=False)["run_id"]
+    r = client.get(f"/api/runs/{rid}/qk", params={"method": "umap"})
+    assert r.status_code == 409 and r.json()["detail"].startswith("method:") and "attnlab[umap]" in r.text

@@ -9,6 +9,7 @@ import torch
 from attnlab.models.explain import ValueWeighted, qk_joint, query_computation, value_norms
 from attnlab.models.layers import MultiHeadAttention
 from attnlab.models.positional import POSITIONAL
+from attnlab.models.registry import zoo_entries
 from tests.support import tiny_adapter
 
 TEXT = "the cat sat on the mat, again"
@@ -39,9 +40,22 @@ CASES = [("decoder", p, {}) for p in POSITIONAL] + [
 @pytest.mark.parametrize("family,positional,extra", CASES, ids=[f"{f}-{p}-{len(e)}" for f, p, e in CASES])
 def test_query_computation_matches_the_model(family, positional, extra, one_thread):
     adapter = tiny_adapter("m", family=family, positional=positional, max_positions=64, **extra)
+    check_invariants(adapter, TEXT)
+
+
+@pytest.mark.parametrize("model_id", [e.id for e in zoo_entries()])
+def test_query_computation_on_the_zoo(model_id, one_thread):
+    """The trained checkpoints shipped in models/zoo (seq2seq: encoder, decoder and cross-attention)."""
+    adapter = next(e for e in zoo_entries() if e.id == model_id).load()
+    check_invariants(adapter, "the cat sat on the mat")
+
+
+def check_invariants(adapter, text):
+    """Every invariant of the computation view, every kind, layer and head, three queries each."""
+    positional = adapter.model.config.positional
     seen, handles = _hooks(adapter.model)
     try:
-        result = adapter.forward(TEXT, keep_values=True)
+        result = adapter.forward(text, keep_values=True)
     finally:
         for h in handles:
             h.remove()
