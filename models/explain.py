@@ -116,12 +116,14 @@ class ValueWeighted:
     computed once, in row bands of ``band`` rows over all keys.
     """
 
-    def __init__(self, record: AttentionRecord, head: int, norms: Tensor, batch: int = 0, band: int = 256):
+    def __init__(self, record: AttentionRecord, head: int, norms: Tensor, batch: int = 0, band: int = 256,
+                 log_z: Tensor | None = None):
         self.record, self.head, self.batch, self.band = record, head, batch, band
         self.spec = record.spec
         self.shape = record.shape
+        self.norms = norms
         self.log_norms = norms.float().log()  # (Tk,): a zero norm is -inf, a weight of 0
-        self._log_z: Tensor | None = None
+        self._log_z = log_z  # given: computed before for the same record and head
 
     @property
     def n_heads(self) -> int:

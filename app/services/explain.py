@@ -47,7 +47,9 @@ class ExplainService:
     def __init__(self, hub: ModelHub, settings: Settings, cache_size: int = 32):
         self.hub = hub
         self.settings = settings
-        self._weighted: OrderedDict[tuple, ValueWeighted] = OrderedDict()  # row normalisers are O(T^2): keep them
+        # value norms and row normalisers (O(T^2) to compute) per head: small tensors, never the capture itself, so
+        # an evicted run is not kept alive here
+        self._weighted: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
         self._cache_size = cache_size
 
     # -- one query, step by step --------------------------------------------------------------
@@ -91,17 +93,16 @@ class ExplainService:
     # -- value-weighted attention -------------------------------------------------------------
     def _value_weighted(self, adapter: ModelAdapter, run: Run, kind: str, layer: int, head: int) -> ValueWeighted:
         key = (run.run_id, kind, layer, head)
-        view = self._weighted.get(key)
-        if view is None:
-            rec = run.recorder.get(kind, layer)
-            w_o, _ = adapter.output_projection(kind, layer)
-            view = ValueWeighted(rec, head, value_norms(rec, head, w_o))
-            view.log_z()
-            self._weighted[key] = view
-            while len(self._weighted) > self._cache_size:
-                self._weighted.popitem(last=False)
-        else:
+        rec = run.recorder.get(kind, layer)
+        kept = self._weighted.get(key)
+        if kept is not None:
             self._weighted.move_to_end(key)
+            return ValueWeighted(rec, head, kept[0], log_z=kept[1])
+        w_o, _ = adapter.output_projection(kind, layer)
+        view = ValueWeighted(rec, head, value_norms(rec, head, w_o))
+        self._weighted[key] = (view.norms, view.log_z())
+        while len(self._weighted) > self._cache_size:
+            self._weighted.popitem(last=False)
         return view
 
     async def value_weighted(self, run: Run, kind: str | None, layer: int, head: int) -> tuple[str, ValueWeighted]:
