@@ -490,6 +490,8 @@ class QKResponse(BaseModel):
     head: int
     method: QKMethod
     seed: int
+    runs: list[str] = Field(description="the runs pooled: this one, then the `also` runs")
+    run: list[int] = Field(description="per point, the index in `runs` it came from")
     role: list[Literal["query", "key"]]
     position: list[int]
     token: list[str]

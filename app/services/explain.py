@@ -124,33 +124,47 @@ class ExplainService:
         return await in_thread(sparse_cost, name, params, seq_lens, n_heads, head_dim)
 
     # -- query/key geometry ---------------------------------------------------------------------
-    def _qk(self, run: Run, kind: str, layer: int, head: int, method: str, seed: int) -> dict:
+    def _qk(self, runs: list[Run], kind: str, layer: int, head: int, method: str, seed: int) -> dict:
         t0 = time.perf_counter()
-        rec = run.recorder.get(kind, layer)
-        q, k = qk_joint(rec.q[0, head], rec.k[0, rec.kv_head(head)])
-        points = torch.cat([q, k]).numpy()
-        coords = project_2d(points, method, seed)
-        q_tokens, k_tokens = run.axis_tokens(kind)
-        n_q = q.shape[0]
+        qs, ks, role, position, token, source = [], [], [], [], [], []
+        for run in runs:  # several texts pooled: the queries of all of them, then their keys
+            rec = run.recorder.get(kind, layer)
+            qs.append(rec.q[0, head])
+            ks.append(rec.k[0, rec.kv_head(head)])
+        for r_role, tensors, tokens_of in (("query", qs, 0), ("key", ks, 1)):
+            for i, (run, t) in enumerate(zip(runs, tensors)):
+                labels = run.axis_tokens(kind)[tokens_of]
+                role += [r_role] * t.shape[0]
+                position += list(range(t.shape[0]))
+                token += list(labels)
+                source += [i] * t.shape[0]
+        q, k = qk_joint(torch.cat(qs), torch.cat(ks))
+        coords = project_2d(torch.cat([q, k]).numpy(), method, seed)
         return {
-            "run_id": run.run_id, "kind": kind, "layer": layer, "head": head, "method": method, "seed": seed,
-            "role": ["query"] * n_q + ["key"] * k.shape[0],
-            "position": list(range(n_q)) + list(range(k.shape[0])),
-            "token": list(q_tokens) + list(k_tokens),
+            "run_id": runs[0].run_id, "runs": [r.run_id for r in runs], "kind": kind, "layer": layer, "head": head,
+            "method": method, "seed": seed, "role": role, "position": position, "token": token, "run": source,
             "x": np.ascontiguousarray(coords[:, 0]), "y": np.ascontiguousarray(coords[:, 1]),
             "server_ms": (time.perf_counter() - t0) * 1e3,
         }
 
-    async def qk(self, run: Run, kind: str | None, layer: int, head: int, method: str, seed: int) -> dict:
+    async def qk(self, run: Run, kind: str | None, layer: int, head: int, method: str, seed: int,
+                 others: list[Run] = ()) -> dict:
+        """The joint Q/K map of one head; ``others``: runs of the same model whose points are pooled in."""
         kind = run.check(kind, layer, head)
-        t_q, t_k = run.recorder.get(kind, layer).shape
+        for other in others:
+            if other.model != run.model:
+                raise Invalid(f"also: run {other.run_id} is of model {other.model!r}, not {run.model!r}; pooled "
+                              "texts must come from one model")
+            other.check(kind, layer, head)
+        runs = [run, *others]
+        n_points = sum(sum(r.recorder.get(kind, layer).shape) for r in runs)
         limit = self.settings.qk_max_points
-        if method != "pca" and t_q + t_k > limit:
-            raise TooLarge(f"method: {method} of {t_q} queries + {t_k} keys is over qk_max_points {limit}; use "
-                           "method=pca or a shorter text")
+        if method != "pca" and n_points > limit:
+            raise TooLarge(f"method: {method} of {n_points} queries + keys is over qk_max_points {limit}; use "
+                           "method=pca or shorter texts")
         if method == "umap" and not umap_available():
             raise Unavailable("method: 'umap' needs umap-learn, the optional extra: pip install 'attnlab[umap]'")
-        return await in_thread(self._qk, run, kind, layer, head, method, seed)
+        return await in_thread(self._qk, runs, kind, layer, head, method, seed)
 
 
 # the trained positional tables the Positional page shows: a registered model, or a zoo checkpoint not served

@@ -239,3 +239,23 @@ def test_qk_umap_without_the_extra(client, monkeypatch):
     rid = make_run(client, "tiny-bert", values=False)["run_id"]
     r = client.get(f"/api/runs/{rid}/qk", params={"method": "umap"})
     assert r.status_code == 409 and r.json()["detail"].startswith("method:") and "attnlab[umap]" in r.text
+
+
+def test_qk_pools_several_texts(client):
+    a = make_run(client, "tiny-bert", values=False, text="the cat sat")
+    b = make_run(client, "tiny-bert", values=False, text="a dog ran far away")
+    r = client.get(f"/api/runs/{a['run_id']}/qk", params={"layer": 1, "head": 0, "also": [b["run_id"]]})
+    assert r.status_code == 200, r.text
+    p = r.json()
+    n_a, n_b = a["n_tokens"], b["n_tokens"]
+    assert p["runs"] == [a["run_id"], b["run_id"]]
+    assert p["role"] == ["query"] * (n_a + n_b) + ["key"] * (n_a + n_b)
+    assert p["run"] == [0] * n_a + [1] * n_b + [0] * n_a + [1] * n_b
+    assert p["token"] == a["tokens"] + b["tokens"] + a["tokens"] + b["tokens"]
+    alone = client.get(f"/api/runs/{a['run_id']}/qk", params={"layer": 1, "head": 0}).json()
+    assert len(alone["x"]) == 2 * n_a and alone["run"] == [0] * (2 * n_a)
+    other = make_run(client, "tiny-gpt", values=False, text="the cat sat")
+    r = client.get(f"/api/runs/{a['run_id']}/qk", params={"also": [other["run_id"]]})
+    assert r.status_code == 422 and r.json()["detail"].startswith("also:")
+    r = client.get(f"/api/runs/{a['run_id']}/qk", params={"also": ["nothex"]})
+    assert r.status_code == 422 and "also" in r.json()["detail"]

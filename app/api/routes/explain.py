@@ -41,14 +41,19 @@ async def computation(run_id: RunIdPath, services: ServicesDep, kind: KindQuery 
             responses={k: ERRORS[k] for k in (404, 409, 413, 422)})
 async def qk_geometry(run_id: RunIdPath, services: ServicesDep, kind: KindQuery = None, layer: LayerQuery = 0,
                       head: HeadQuery = 0, method: QKMethod = "pca",
-                      seed: int = Query(0, ge=0, lt=2**31, description="seed of t-SNE and UMAP")) -> OrjsonResponse:
+                      seed: int = Query(0, ge=0, lt=2**31, description="seed of t-SNE and UMAP"),
+                      also: Annotated[list[Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]],
+                                      Query(max_length=7, description="run ids of other texts of the same model "
+                                                                      "to pool into the map")] = ()) -> OrjsonResponse:
     """One head's queries and keys in one 2-D map (AttentionViz, Yeh et al. 2023, arXiv 2305.03210): keys
     translated so their centroid meets the queries', queries and keys scaled so their mean norms match (no
     softmax changes), then PCA (scikit-learn, deterministic), t-SNE (scikit-learn, seeded) or UMAP
     (umap-learn, the optional extra `attnlab[umap]`; 409 without it). t-SNE and UMAP take at most
-    `qk_max_points` queries + keys (413 past it)."""
+    `qk_max_points` queries + keys (413 past it). `also=<run_id>` (repeatable) pools the points of other texts
+    of the same model: `run` says which run (0: this one, then the `also` order) each point came from."""
     run = services.runs.get(run_id)
-    return OrjsonResponse(await services.explain.qk(run, kind, layer, head, method, seed))
+    others = [services.runs.get(other) for other in also]
+    return OrjsonResponse(await services.explain.qk(run, kind, layer, head, method, seed, others))
 
 
 @trained_router.get("/{source}", response_model=TrainedPositionalResponse, response_class=OrjsonResponse,
