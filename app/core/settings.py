@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     # GET /api/runs/{id}/qk: queries + keys of one head embedded by t-SNE or UMAP (PCA is not capped: 2 x 8192
     # points take well under a second); t-SNE of 2 x 1024 points takes ~10 s on 2 busy cores
     qk_max_points: int = 1024
+    qk_umap: bool = True  # UMAP's first call compiles with numba (~90 s on 2 busy cores): a server may turn it off
     # GET /api/runs/{id}/sparse answers three T x T maps (dense, pattern, sparse) as JSON
     sparse_max_tokens: int = 512
     # GET /api/sparse/cost: the longest length timed (dense and sparse flash forward, 3 runs each)

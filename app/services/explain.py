@@ -121,7 +121,12 @@ class ExplainService:
         limit = self.settings.sparse_cost_max_len
         if max(seq_lens) > limit:
             raise TooLarge(f"seq_lens: {max(seq_lens)} is over sparse_cost_max_len {limit}")
-        return await in_thread(sparse_cost, name, params, seq_lens, n_heads, head_dim)
+        cells = n_heads * max(seq_lens) ** 2
+        if cells > self.settings.benchmark_max_cells:
+            raise TooLarge(f"seq_lens: n_heads x T^2 = {cells:,} is over benchmark_max_cells "
+                           f"{self.settings.benchmark_max_cells:,}")
+        return await in_thread(sparse_cost, name, params, seq_lens, n_heads, head_dim, 3,
+                               self.settings.benchmark_budget_s)
 
     # -- query/key geometry ---------------------------------------------------------------------
     def _qk(self, runs: list[Run], kind: str, layer: int, head: int, method: str, seed: int) -> dict:
@@ -164,6 +169,8 @@ class ExplainService:
                            "method=pca or shorter texts")
         if method == "umap" and not umap_available():
             raise Unavailable("method: 'umap' needs umap-learn, the optional extra: pip install 'attnlab[umap]'")
+        if method == "umap" and not self.settings.qk_umap:
+            raise Unavailable("method: 'umap' is turned off on this server (qk_umap); use pca or tsne")
         return await in_thread(self._qk, runs, kind, layer, head, method, seed)
 
 
@@ -233,17 +240,22 @@ def sparse_view(run: Run, kind: str, layer: int, head: int, name: str, params: d
             "density": out.density, "max_abs_diff": out.max_abs_diff}
 
 
-def sparse_cost(name: str, params: dict, seq_lens: list[int], n_heads: int, head_dim: int, runs: int = 3) -> dict:
+def sparse_cost(name: str, params: dict, seq_lens: list[int], n_heads: int, head_dim: int, runs: int = 3,
+                budget_s: float | None = None) -> dict:
     """Our flash backend's forward, dense vs with the pattern (it skips the blocks the pattern empties), on
     random Q, K, V of (1, n_heads, T, head_dim) float32 at each T: median ms of ``runs`` calls after one warm-up,
-    and the pattern's density at T."""
+    and the pattern's density at T. Rows that start after ``budget_s`` come back with ``skipped``."""
     pattern = build_pattern(name, params)
     flash = get_backend("flash")
     gen = torch.Generator().manual_seed(0)
     rows = []
+    start = time.perf_counter()
     for t in seq_lens:
-        q, k, v = (torch.randn(1, n_heads, t, head_dim, generator=gen) for _ in range(3))
         row = {"seq_len": t, "density": pattern.density(t)}
+        if budget_s is not None and time.perf_counter() - start > budget_s:
+            rows.append({**row, "skipped": "time budget (benchmark_budget_s)"})
+            continue
+        q, k, v = (torch.randn(1, n_heads, t, head_dim, generator=gen) for _ in range(3))
         for label, spec in (("dense", AttentionSpec(head_dim**-0.5)),
                             ("sparse", AttentionSpec(head_dim**-0.5, pattern=pattern))):
             flash(q, k, v, spec)

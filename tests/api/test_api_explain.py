@@ -228,7 +228,9 @@ def test_sparse_limits_and_cost(client):
     assert all(row["dense_ms"] > 0 and row["sparse_ms"] > 0 for row in rows)
     assert rows[1]["density"] < rows[0]["density"]  # a fixed window covers less of a longer map
     r = client.get("/api/sparse/cost", params={"seq_lens": [65536]})
-    assert r.status_code == 413 and "sparse_cost_max_len" in r.text
+    assert r.status_code == 422 and r.json()["detail"].startswith("seq_lens.0:") and "sparse_cost_max_len" in r.text
+    r = client.get("/api/sparse/cost", params={"seq_lens": [1024], "n_heads": 32})  # 32 x 1024^2 > 4 Mi cells
+    assert r.status_code == 413 and r.json()["detail"].startswith("seq_lens:") and "benchmark_max_cells" in r.text
 
 
 def test_qk_umap_without_the_extra(client, monkeypatch):

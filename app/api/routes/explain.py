@@ -9,6 +9,7 @@ from pydantic import Field
 
 from ..deps import ServicesDep
 from ..errors import ERRORS
+from ..limits import Limit
 from ..schemas import ComputationResponse, Kind, QKMethod, QKResponse, TrainedPositionalResponse, TrainedSource
 from ..transport import OrjsonResponse
 
@@ -108,11 +109,13 @@ async def sparse_on_run(run_id: RunIdPath, services: ServicesDep, pattern: Patte
 @sparse_router.get("/cost", response_model=dict[str, object], response_class=OrjsonResponse,
                    responses={k: ERRORS[k] for k in (413, 422)})
 async def sparse_cost(services: ServicesDep, pattern: PatternDep,
-                      seq_lens: Annotated[list[Annotated[int, Field(ge=16, le=65536)]],
+                      seq_lens: Annotated[list[Annotated[int, Field(ge=16), Limit("sparse_cost_max_len")]],
                                           Query(min_length=1, max_length=8)] = (256, 512, 1024, 2048),
                       n_heads: int = Query(4, ge=1, le=32), head_dim: int = Query(32, ge=8, le=256)) -> OrjsonResponse:
     """The measured cost of the pattern vs dense at growing lengths: our flash backend's forward (it skips
     the blocks the pattern leaves empty) on random (1, n_heads, T, head_dim) float32 inputs, median of 3 calls
-    per length; `rows`: seq_len, density, dense_ms, sparse_ms, speedup. T at most `sparse_cost_max_len`."""
+    per length; `rows`: seq_len, density, dense_ms, sparse_ms, speedup. T at most `sparse_cost_max_len`;
+    n_heads x T^2 at most `benchmark_max_cells` (413); rows after `benchmark_budget_s` is spent come back with
+    `skipped`."""
     return OrjsonResponse(await services.explain.sparse_cost(pattern.name, pattern.params, list(seq_lens), n_heads,
                                                             head_dim))
