@@ -6,6 +6,7 @@ from __future__ import annotations
 from . import (
     attention,
     benchmark,
+    explain,
     figures,
     generate,
     health,
@@ -23,3 +24,4 @@ from . import (
 ROUTERS = (health.router, models.router, attention.router, runs.router, generate.router, positional.router,
            benchmark.router, figures.router, training_runs.router, training.router, objectives.router,
            interventions.router, longrun.router)
+ROUTERS += (explain.router, explain.trained_router, explain.sparse_router)

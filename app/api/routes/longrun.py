@@ -74,7 +74,7 @@ async def long_text(services: ServicesDep,
              responses={200: {"content": {"text/event-stream": {"schema": SSE_EVENT}}},
                         **{k: ERRORS[k] for k in (404, 409, 413, 422, 429, 503)}})
 async def stream_run(req: StreamRunRequest, services: ServicesDep) -> Response:
-    stream = services.longrun.stream(req.model, req.text, req.text_pair, req.backend)
+    stream = services.longrun.stream(req.model, req.text, req.text_pair, req.backend, req.values)
     first = await anext(stream)  # bad input fails as 4xx before the stream starts
 
     def event(name: str, data: object) -> dict:
