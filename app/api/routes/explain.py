@@ -34,7 +34,7 @@ async def computation(run_id: RunIdPath, services: ServicesDep, kind: KindQuery 
     schema. The weights equal the run's map row; the sum over heads of `output_projected` plus `output_bias`
     is the attention block's output before the residual addition. 422 for a layer, head, kind or query the
     run does not have."""
-    run = services.runs.get(run_id)
+    run = await services.runs.get(run_id)
     return OrjsonResponse(await services.explain.computation(run, kind, layer, head, query))
 
 
@@ -52,8 +52,8 @@ async def qk_geometry(run_id: RunIdPath, services: ServicesDep, kind: KindQuery 
     (umap-learn, the optional extra `attnlab[umap]`; 409 without it). t-SNE and UMAP take at most
     `qk_max_points` queries + keys (413 past it). `also=<run_id>` (repeatable) pools the points of other texts
     of the same model: `run` says which run (0: this one, then the `also` order) each point came from."""
-    run = services.runs.get(run_id)
-    others = [services.runs.get(other) for other in also]
+    run = await services.runs.get(run_id)
+    others = [await services.runs.get(other) for other in also]
     return OrjsonResponse(await services.explain.qk(run, kind, layer, head, method, seed, others))
 
 
@@ -102,7 +102,7 @@ async def sparse_on_run(run_id: RunIdPath, services: ServicesDep, pattern: Patte
     (0/1: the pattern and the head's own mask), `sparse` (softmax of the same scores over the allowed keys),
     `kept` [Tq] (the share of each dense row inside the pattern; `kept_mean`, `kept_min`), `density` (allowed
     pairs over the pairs the head's own mask allows), `max_abs_diff`. At most `sparse_max_tokens` tokens."""
-    run = services.runs.get(run_id)
+    run = await services.runs.get(run_id)
     return OrjsonResponse(await services.explain.sparse(run, kind, layer, head, pattern.name, pattern.params))
 
 

@@ -116,7 +116,7 @@ async def run_overviews(
     pool_mode: Literal["max", "mean"] = "max",
     format: Literal["json", "f16", "u8"] = "f16",
 ) -> Response:
-    run = services.runs.get(run_id)
+    run = await services.runs.get(run_id)
     pool = pool or 48
     kind, span, maps, factor = await services.longrun.overviews(run, kind, layers, pool, pool_mode)
     meta = {"run_id": run_id, "kind": kind, "layers": list(span), "pool": pool, "pool_mode": pool_mode,
