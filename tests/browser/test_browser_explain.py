@@ -5,9 +5,6 @@ thread with the bundled MiniLM and the zoo in the repository (no training here).
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlparse
 
@@ -16,24 +13,11 @@ import pytest
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
 XSS = "<script>alert(1)</script>"
-if not CHROMIUM.exists():
-    pytest.skip("Debian chromium is not installed at /usr/bin/chromium (apt-get install chromium)",
-                allow_module_level=True)
-playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
-def server():
-    import uvicorn
-
+def server(serve):
     from attnlab.core.settings import Settings
     from attnlab.main import create_app
     from attnlab.models.hf import pretrained_entries
@@ -50,39 +34,11 @@ def server():
     if not registry.info("minilm").available:
         pytest.skip(registry.info("minilm").reason)
     settings = Settings(_env_file=None, preload=False, log_level="WARNING")
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(settings, registry=registry), host="127.0.0.1", port=port,
-                                        log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not srv.started:
-        if time.time() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serve(create_app(settings, registry=registry)) as base:
+        yield base
 
 
-@pytest.fixture(scope="module")
-def page(server, tmp_path_factory):
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
-        ctx = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-        pg = ctx.new_page()
-        pg.errors = []
-        pg.add_init_script("document.addEventListener('securitypolicyviolation', e => "
-                           "console.error('CSP violation', e.violatedDirective, e.sourceFile));")
-        pg.on("console", lambda m: m.type == "error" and pg.errors.append(m.text))
-        pg.on("pageerror", lambda e: pg.errors.append(f"page error: {e}"))
-        pg.on("dialog", lambda d: (pg.errors.append(f"dialog {d.message}"), d.dismiss()))
-        pg.base = server
-        pg.shots = tmp_path_factory.mktemp("screenshots")
-        yield pg
-        ctx.close()
-        browser.close()
+# the browser, the context and the module's watched ``page`` (errors, base, shots): tests/browser/conftest.py
 
 
 def goto(page, path, **params):
