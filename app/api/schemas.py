@@ -250,6 +250,18 @@ class RunResponse(BaseModel):
     nbytes: int = Field(description="bytes of the capture kept for this run")
     values: bool = Field(False, description="whether the capture keeps V (requested with values: true)")
 
+    @classmethod
+    def of(cls, run, cached: bool) -> RunResponse:
+        """The answer of an ``attnlab.services.runs.Run``: the same for POST /api/runs and the `done` event of
+        POST /api/runs/stream."""
+        rec = run.recorder
+        first = run.kinds[0]
+        return cls(
+            run_id=run.run_id, model=run.model, backend=run.backend, **run.token_fields(), kinds=run.kinds,
+            n_layers=rec.layers(first), n_heads=rec.get(first, 0).n_heads,
+            layers_by_kind={k: rec.layers(k) for k in run.kinds}, n_tokens=len(run.tokens), timings=run.timings,
+            head_stats=run.head_stats, cached=cached, nbytes=run.nbytes(), values=run.values)
+
 
 class TileResponse(BaseModel):
     run_id: str

@@ -2,7 +2,8 @@
 // extrapolation lab's decoder) or of T5 relative biases (the zoo's seq2seq), from
 // GET /api/positional/trained/{source}. Only the latest source is drawn.
 import { api } from "./api.js";
-import { downloadJSON } from "./export.js";
+import { downloadJSON, fileName } from "./export.js";
+import { listModels } from "./forms.js";
 import { Latest } from "./latest.js";
 import { baseLayout, plot } from "./plots.js";
 import { withLoading } from "./status.js";
@@ -62,10 +63,26 @@ async function show(signal) {
 
 /** Draw the section; `save` writes the page's URL state (the source is one of its keys). */
 export async function initTrained(save) {
-  $("trained-source").addEventListener("change", () => {
+  // a source this server does not have (not registered, or unavailable) is listed disabled, with the reason
+  const models = new Map((await listModels()).map((m) => [m.id, m]));
+  const select = $("trained-source");
+  for (const option of select.options) {
+    const info = models.get(option.value);
+    option.disabled = !info || !info.available;
+    if (option.disabled) option.title = info ? info.reason || "unavailable here" : "not served by this server";
+  }
+  if (select.selectedOptions[0] && select.selectedOptions[0].disabled) {
+    const first = [...select.options].find((o) => !o.disabled);
+    if (!first) {
+      $("trained-note").textContent = "None of the models with trained position tables is served here.";
+      return;
+    }
+    select.value = first.value;
+  }
+  select.addEventListener("change", () => {
     save();
     withLoading("Reading the trained tables", () => selection.run(show));
   });
-  $("export-trained-json").addEventListener("click", () => shown && downloadJSON(`trained-${shown.source}.json`, shown));
+  $("export-trained-json").addEventListener("click", () => shown && downloadJSON(fileName({ model: shown.source, view: "trained-positions" }, "json"), shown));
   await withLoading("Reading the trained tables", () => selection.run(show));
 }

@@ -155,6 +155,8 @@ def test_long_text_demo_fits_minilm_and_runs_on_flash(page, served):
     assert page.locator("#backend").input_value() == "sdpa"
     page.select_option("#backend", "auto")
     page.click("#run")
+    # the page opened with its example already drawn: wait for the long run's grid, not that one
+    page.wait_for_function("() => parseInt(document.getElementById('run-info').textContent) > 400", timeout=120_000)
     page.wait_for_selector("#grid[data-drawn='1']", timeout=60_000)
     info = page.locator("#run-info").text_content()
     n_tokens = int(info.split(" tokens")[0])

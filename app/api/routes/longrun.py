@@ -42,16 +42,6 @@ SSE_EVENT = {
 }
 
 
-def run_response(run: Run, cached: bool) -> RunResponse:
-    rec = run.recorder
-    first = run.kinds[0]
-    return RunResponse(
-        run_id=run.run_id, model=run.model, backend=run.backend, **run.token_fields(), kinds=run.kinds,
-        n_layers=rec.layers(first), n_heads=rec.get(first, 0).n_heads,
-        layers_by_kind={k: rec.layers(k) for k in run.kinds}, n_tokens=len(run.tokens), timings=run.timings,
-        head_stats=run.head_stats, cached=cached, nbytes=run.nbytes())
-
-
 MAX_DEMO_TOKENS = 32768  # the longest any shipped model runs (the extrapolation decoders)
 
 
@@ -79,7 +69,7 @@ async def stream_run(req: StreamRunRequest, services: ServicesDep) -> Response:
 
     def event(name: str, data: object) -> dict:
         if isinstance(data, Run):
-            return {"event": "done", "data": run_response(data, name == "cached").model_dump_json()}
+            return {"event": "done", "data": RunResponse.of(data, name == "cached").model_dump_json()}
         return {"event": name, "data": dumps(data)}
 
     async def events():

@@ -34,13 +34,7 @@ factor x factor block. Computed from the capture (Q, K, LSE); no T x T tensor is
              responses={k: ERRORS[k] for k in (404, 409, 413, 422, 429, 503)})
 async def create_run(req: RunRequest, services: ServicesDep) -> RunResponse:
     run, cached = await services.runs.create(req.model, req.text, req.text_pair, req.backend, req.values)
-    rec = run.recorder
-    first = run.kinds[0]
-    return RunResponse(
-        run_id=run.run_id, model=run.model, backend=run.backend, **run.token_fields(), kinds=run.kinds,
-        n_layers=rec.layers(first), n_heads=rec.get(first, 0).n_heads,
-        layers_by_kind={k: rec.layers(k) for k in run.kinds}, n_tokens=len(run.tokens), timings=run.timings,
-        head_stats=run.head_stats, cached=cached, nbytes=run.nbytes(), values=run.values)
+    return RunResponse.of(run, cached)
 
 
 @router.get("/{run_id}/attention", response_model=TileResponse, response_class=OrjsonResponse,
