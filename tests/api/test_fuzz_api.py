@@ -91,6 +91,8 @@ EXPECTED = [
     Expected(422, r"(text|text_pair|prompt): (no tokens after tokenisation$|gives no token of its own: )",
              TEXT_IN | PROMPT_IN,
              "per model: text the model's tokenizer drops entirely"),
+    Expected(422, r"run_id: run [0-9a-f]{32} is of model '.*', which does not predict the next token; ",
+             ops("GET /api/runs/{run_id}/loss"), "per run: per-position loss needs a decoder"),
     Expected(422, r"kind: run [0-9a-f]{32} (recorded|has head scores for) \[.*\], not '\w+'$", ON_A_RUN,
              "per run: a kind this run did not record"),
     Expected(422, r"(layer|head): \d+ is outside 0\.\.\d+ ", ON_A_RUN,
