@@ -304,9 +304,13 @@ class ModelAdapter(ABC):
         ``keep_weights``: for dense answers of small inputs; a backend that computes the
         weights anyway (math) keeps them in the capture instead of them being rebuilt.
         ``keep_values``: the capture also keeps V per KV head (``attnlab.models.explain``).
+        Raises ValueError for more tokens than ``info.max_positions``.
         """
         t0 = time.perf_counter()
         enc = self.tokenize(text, text_pair)
+        if len(enc) > self.info.max_positions:  # the server refuses these (413); the library says why too
+            raise ValueError(f"text: {len(enc)} tokens is more than model {self.info.id!r} accepts (max_positions "
+                             f"{self.info.max_positions})")
         result = self.forward_encoded(enc, backend, keep_weights, keep_values)
         result.timings["tokenize_ms"] = (time.perf_counter() - t0) * 1e3 - result.timings["forward_ms"]
         return result

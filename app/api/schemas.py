@@ -136,6 +136,8 @@ class ModelInfoOut(BaseModel):
     vocab_size: int | None = None
     n_params: int | None = None
     description: str = ""
+    trained_positions: int | None = Field(None, description="the length a from-scratch model was trained at, where it "
+                                          "may run past it (up to max_positions); null otherwise")
     card: ModelCardOut | None = Field(None, description="trained on / expects, example inputs (attnlab.models.cards)")
 
 

@@ -5,6 +5,7 @@ Output meant for a person goes through rich; everything else is logging.
 
 from __future__ import annotations
 
+import argparse
 import json as jsonlib
 import logging
 import os
@@ -47,8 +48,8 @@ def server_log_config(level: str) -> dict:
 
 @app.command()
 def serve(host: str = typer.Option(None, help="default: ATTNLAB_HOST or 127.0.0.1"),
-          port: int = typer.Option(None, help="default: ATTNLAB_PORT or 8000"),
-          workers: int = typer.Option(None, help="uvicorn worker processes (default: ATTNLAB_WORKERS or 1)"),
+          port: int = typer.Option(None, min=1, max=65535, help="default: ATTNLAB_PORT or 8000"),
+          workers: int = typer.Option(None, min=1, help="uvicorn worker processes (default: ATTNLAB_WORKERS or 1)"),
           reload: bool = False,
           model: list[Path] = typer.Option(None, "--model", metavar="PATH",
                                            help="also serve this model directory (a save_pretrained directory or an "
@@ -143,9 +144,18 @@ def bench_attention(quick: bool = typer.Option(False, help="only T=4096 causal f
     run_attention_bench(quick=quick, as_json=json)
 
 
+def _typer_device(value: str) -> str:
+    try:
+        return _device(value)
+    except argparse.ArgumentTypeError as err:
+        raise typer.BadParameter(str(err)) from None
+
+
 @bench.command("profile")
 def bench_profile(model: str = typer.Option("minilm", help="a model id from `attnlab models`, or a preset name"),
-                  tokens: int = 128, batch: int = 1, repeats: int = 3,
+                  tokens: int = typer.Option(128, min=1, help="tokens per sequence (at most the model's positions)"),
+                  batch: int = typer.Option(1, min=1, help="sequences per batch"),
+                  repeats: int = typer.Option(3, min=1, help="timed repeats (the median is reported)"),
                   json: bool = typer.Option(False, "--json")) -> None:
     """Forward and backward time per component (embedding, attention, feed-forward, norms, head)."""
     import torch
@@ -199,7 +209,7 @@ def bench_checkpointing(
         batch_size: int = typer.Option(8, min=1, max=256, help="sequences per step"),
         seq_len: int = typer.Option(128, min=1, max=8192, help="tokens per sequence (capped at a model's positions)"),
         repeats: int = typer.Option(3, min=1, max=50, help="timed steps per setting (the median is reported)"),
-        device: str = typer.Option("cpu", help="cpu or cuda"),
+        device: str = typer.Option("cpu", help="cpu or cuda (where this torch has CUDA)", callback=_typer_device),
         threads: int = typer.Option(1, min=0, help="intra-op threads (0: torch's default)"),
         out: Path | None = typer.Option(None, help="write results.json here (default: <data dir>/labs/"
                                                    "checkpointing; models/zoo/checkpointing is the shipped copy)"),
@@ -234,7 +244,6 @@ def bench_checkpointing(
 
 def train_parser():
     """The options of `attnlab train` (argparse: they pass through typer untouched, and torchrun runs them)."""
-    import argparse
 
     from attnlab.models.config import PRESETS
     from attnlab.models.training import OBJECTIVE_FAMILY
@@ -245,10 +254,10 @@ def train_parser():
     p.add_argument("--objective", choices=sorted(OBJECTIVE_FAMILY), default="clm")
     p.add_argument("--preset", dest="preset_name", choices=sorted(PRESETS), default="tiny")
     p.add_argument("--tokenizer", choices=["bpe", "char"], default="bpe")
-    p.add_argument("--vocab-size", type=int, default=2048)
-    p.add_argument("--block-size", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--steps", type=int, default=500)
+    p.add_argument("--vocab-size", type=_positive, default=2048, help="tokenizer vocabulary (bpe)")
+    p.add_argument("--block-size", type=_positive, default=128, help="tokens per training sequence")
+    p.add_argument("--batch-size", type=_positive, default=16, help="sequences per step")
+    p.add_argument("--steps", type=_positive, default=500, help="optimizer steps")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--schedule", default="warmup_cosine")
     p.add_argument("--warmup", type=int, default=50)
@@ -263,12 +272,29 @@ def train_parser():
     p.add_argument("--resume")
     p.add_argument("--save-dtype", choices=["float32", "float16", "bfloat16"], default="float32")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device")
-    p.add_argument("--threads", type=int)
+    p.add_argument("--device", type=_device, help="cpu, or cuda where this torch has CUDA (default: cpu)")
+    p.add_argument("--threads", type=_positive, help="intra-op threads (default: torch's)")
     p.add_argument("--plot-lr", action="store_true", help="print the LR curve as JSON and exit")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="model config overrides")
     return p
+
+
+def _positive(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _device(text: str) -> str:
+    """argparse type: a torch device this machine has."""
+    import torch
+
+    if text.startswith("cuda") and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: this torch build has no CUDA device here; use cpu")
+    return text
 
 
 def run_training(argv: list[str]) -> dict:

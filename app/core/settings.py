@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     # float16 (2 bytes), attention run on the rounded values: tiles within 2e-3 of the float32 model, rows sum
     # to 1. SmolLM2 at 8,192 tokens: 368 MiB instead of 736 (per token per layer: 9x64 + 3x64 values + 9 LSE)
     capture_float32_max_tokens: int = 4096
+    # POST /api/runs on `math`: its T x T weights of every head of one layer at once (float32) must fit this,
+    # else 413 naming the backend (flash is O(T)); 1 GiB: MiniLM's 12 heads to ~4,700 tokens
+    math_max_bytes: int = 2**30
     # runs of at least this many tokens pool every head's whole map in the background as soon as they exist,
     # at these sizes (the Explorer's 48-cell thumbnails, then its 512-cell head view), so a page finds them ready
     prepool_min_tokens: int = 8192

@@ -120,8 +120,10 @@ class Run:
 def next_token_loss(adapter: ModelAdapter, enc, logits: torch.Tensor | None) -> np.ndarray | None:
     """A decoder's loss at each position: -log p(token i+1 | tokens <= i), [T - 1] float32 nats; None for
     other families (an encoder's logits do not predict the next token)."""
-    if logits is None or adapter.info.family != "decoder" or logits.shape[1] < 2:
+    if logits is None or adapter.info.family != "decoder":
         return None
+    if logits.shape[1] < 2:
+        return np.zeros(0, dtype=np.float32)
     return torch.nn.functional.cross_entropy(logits[0, :-1].float(), enc.ids[0, 1:],
                                              reduction="none").numpy().astype(np.float32)
 
@@ -218,6 +220,18 @@ class RunService:
         kinds = len(info.kinds)
         return per_layer * info.n_layers * kinds
 
+    def check_math_memory(self, adapter: ModelAdapter, backend: str, n_tokens: int) -> None:
+        """413 before a `math` run whose T x T weights of every head (float32, held at once in one layer) would
+        pass ``math_max_bytes``: the backend that materialises them would take the server's memory with it."""
+        if backend != "math":
+            return
+        need = adapter.info.n_heads * n_tokens * n_tokens * 4
+        limit = self.settings.math_max_bytes
+        if need > limit:
+            raise TooLarge(f"backend: math holds every head's T x T weights at once: {adapter.info.n_heads} heads x "
+                           f"{n_tokens}^2 x 4 bytes = {need / 2**30:.1f} GiB, over math_max_bytes "
+                           f"{limit / 2**30:.1f} GiB; use backend flash (O(T) memory) or a shorter text")
+
     def tokens_in_budget(self, adapter: ModelAdapter) -> int:
         """The most tokens whose capture fits ``run_cache_bytes`` (past ``capture_float32_max_tokens`` a token
         costs the float16 bytes)."""
@@ -231,6 +245,7 @@ class RunService:
     def _compute(self, adapter: ModelAdapter, run_id: str, text: str, text_pair: str | None, backend: str,
                  values: bool = False) -> Run:
         enc = encode_checked(adapter, text, text_pair, self.settings)
+        self.check_math_memory(adapter, backend, len(enc))
         estimate = self.estimate_bytes(adapter, len(enc), values)
         if estimate > self.cache.budget:
             raise TooLarge(f"text: a run of {len(enc)} tokens needs about {estimate / 2**20:.0f} MiB of capture, over "
@@ -326,6 +341,9 @@ class RunService:
             raise Invalid(f"run_id: run {run.run_id} is of model {run.model!r}, which does not predict the next "
                           "token; per-position loss needs a decoder")
         loss = run.token_loss
+        if not len(loss):
+            raise Invalid(f"run_id: run {run.run_id} has one token: nothing after it to predict; per-position loss "
+                          "needs at least 2 tokens")
         starts = np.arange(0, len(loss), bucket)
         means = np.add.reduceat(loss, starts) / np.diff(np.append(starts, len(loss)))
         return {"positions": starts.tolist(), "loss": means.astype(np.float32).tolist(), "bucket": bucket,

@@ -70,6 +70,7 @@ class AttentionRecord:
         kept = [self.q, self.k, self.lse] + [t for t in (self.weights, self.v) if t is not None]
         return sum(t.numel() * t.element_size() for t in kept)
 
+    @torch.no_grad()  # a learned bias (T5 buckets) is a parameter: the maps are data, never part of a graph
     def log_block(self, heads: slice | Tensor, rows: slice, cols: slice, batch: int = 0) -> Tensor:
         """``q.k * scale + bias - lse`` for (heads, rows, cols): (h, r, c) float32, -inf where masked.
 

@@ -19,6 +19,7 @@ import logging
 from collections.abc import Mapping
 
 from .adapter import HFAdapter
+from .bridge import ATTN_IMPLEMENTATION
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,9 @@ class AttachedModel(HFAdapter):
         reason = unsupported_reason(model)
         if reason is not None:
             raise UnsupportedModel(f"attnlab.attach: {reason}")
+        if model.config._attn_implementation == ATTN_IMPLEMENTATION:
+            raise UnsupportedModel("attnlab.attach: this model is already attached; detach it (or leave its `with` "
+                                   "block) before attaching it again")
         self._own_implementation = model.config._attn_implementation
         self._was_training = model.training
         model_id = name or getattr(model.config, "name_or_path", "") or model.config.model_type

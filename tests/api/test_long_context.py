@@ -178,3 +178,23 @@ def test_loss_of_an_encoder_run_is_422_naming_run_id(client):
     run = client.post("/api/runs", json={"model": "tiny-bert", "text": "hello there"}).json()
     r = client.get(f"/api/runs/{run['run_id']}/loss")
     assert r.status_code == 422 and r.json()["detail"].startswith("run_id: ")
+
+
+def test_a_long_math_run_is_refused_before_it_can_take_the_memory(zoo_client):
+    """32,768 tokens on `math` would hold 4 x 32768^2 float32 weights (16 GiB) at once: 413 naming backend."""
+    r = zoo_client.post("/api/runs", json={"model": "extrapolation-alibi", "text": "a" * 32768, "backend": "math"})
+    assert r.status_code == 413
+    assert r.json()["detail"].startswith("backend: math holds every head's T x T weights at once: 4 heads x 32768^2")
+
+
+def test_loss_of_a_one_token_decoder_run_says_so(zoo_client):
+    run = zoo_client.post("/api/runs", json={"model": "extrapolation-alibi", "text": "a"}).json()
+    r = zoo_client.get(f"/api/runs/{run['run_id']}/loss")
+    assert r.status_code == 422 and "has one token" in r.json()["detail"]
+
+
+def test_models_say_where_they_were_trained(zoo_client):
+    models = {m["id"]: m for m in zoo_client.get("/api/models").json()}
+    assert models["extrapolation-alibi"]["trained_positions"] == 64
+    assert models["extrapolation-alibi"]["max_positions"] == 32768
+    assert models["extrapolation-learned"]["trained_positions"] is None
