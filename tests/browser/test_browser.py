@@ -23,6 +23,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from attnlab.models.paths import ZOO
+
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout
@@ -83,6 +85,9 @@ def server(tmp_path_factory, serve):
             registry.register(entry)
     for entry in zoo_entries(zoo):
         registry.register(entry)
+    for entry in zoo_entries(ZOO):  # the shipped decoder trained at 64 tokens that runs to 32,768 (issue 15)
+        if entry.id == "extrapolation-alibi":
+            registry.register(entry)
     settings = Settings(preload=False, zoo_dir=zoo, benchmark_budget_s=5.0, log_level="WARNING")
     with serve(create_app(settings, registry=registry)) as base:
         yield base
@@ -170,6 +175,35 @@ def test_explorer_long_input_overview_then_exact_tile(watched):
                           " return m; }")
     assert upper == 0
     watched.shot("explorer-long")
+    watched.check_clean()
+
+
+@pytest.mark.slow
+def test_explorer_shows_a_32k_run_pooled_then_exact(watched):
+    """32,768 tokens on the ALiBi decoder trained at 64: the grid and the head view draw pooled overviews,
+    and a box-zoom fetches an exact block, causal (issue 15)."""
+    page = watched.goto("/", model="extrapolation-alibi", layer=1, head=0, backend="flash")
+    page.wait_for_function("() => document.querySelectorAll('#model option').length > 0", timeout=60_000)
+    text = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, must be "
+            "in want of a wife. ") * 300
+    page.fill("#text", text[:32768])
+    page.click("#run")
+    watched.wait_plot("#heatmap", timeout=600_000)
+    page.wait_for_function("() => document.getElementById('zoom-note').textContent.includes('pooled overview')",
+                           timeout=120_000)
+    z = page.evaluate("() => document.getElementById('heatmap').data[0].z")
+    assert 0 < len(z) <= 512
+    assert "32768 tokens" in page.locator("#run-info").text_content().replace(",", "")
+    page.evaluate("() => Plotly.relayout('heatmap', {'xaxis.range': [30000, 30060], 'yaxis.range': [30100, 30040]})")
+    page.wait_for_function("() => document.getElementById('zoom-note').textContent.startsWith('exact block')",
+                           timeout=120_000)
+    trace = page.evaluate("() => { const t = document.getElementById('heatmap').data[0];"
+                          " return {rows: t.z.length, cols: t.z[0].length, x0: t.x0, y0: t.y0, dx: t.dx,"
+                          " upper: Math.max(...t.z.flatMap((row, i) =>"
+                          "   row.filter((w, j) => t.x0 + j > t.y0 + i)), 0)}; }")
+    assert trace["dx"] == 1 and trace["rows"] <= 70 and 29990 <= trace["x0"] <= 30010
+    assert trace["upper"] == 0  # causal: nothing above the diagonal, 30,000 tokens in
+    watched.shot("explorer-32k")
     watched.check_clean()
 
 
