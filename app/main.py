@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         # first profile runs on a worker thread; one empty measurement here, on the main thread, costs ~3 ms
         measure_peak(lambda: None)
         reg = registry if registry is not None else default_registry(
-            settings.allowlist, settings.model_dir, settings.zoo_dir)
+            settings.allowlist, settings.model_dir, settings.zoo_dir, placement=settings.placement())
         services = build_services(settings, reg, metrics)
         app.state.services = services
         log.info("attnlab starting: %d models registered", len(reg.ids()))

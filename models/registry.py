@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .adapter import ModelAdapter, ModelInfo, ScratchAdapter
 from .catalogue import Entry, UnavailableModel, UnknownModel
+from .device import Placement
 from .names import lookup
 from .paths import ZOO
 
@@ -55,9 +56,10 @@ def zoo_entries(zoo: Path = ZOO) -> list[Entry]:
 
 
 class Registry:
-    """Thread-safe, lazy: each model loads once, on first use."""
+    """Thread-safe, lazy: each model loads once, on first use, onto ``placement`` (None: as loaded, CPU float32)."""
 
-    def __init__(self, entries: list[Entry] | None = None):
+    def __init__(self, entries: list[Entry] | None = None, placement: Placement | None = None):
+        self.placement = placement
         self.entries: dict[str, Entry] = {}
         self._loaded: dict[str, ModelAdapter] = {}
         self._locks: dict[str, threading.Lock] = {}
@@ -92,14 +94,17 @@ class Registry:
         with lock:  # a second caller waits for the first load instead of loading twice
             if model_id not in self._loaded:
                 log.info("loading model %s", model_id)
-                self._loaded[model_id] = self.entries[model_id].load()
+                adapter = self.entries[model_id].load()
+                if self.placement is not None:
+                    adapter.place(self.placement)
+                self._loaded[model_id] = adapter
         return self._loaded[model_id]
 
 
 def default_registry(allowlist: list[str] | None = None, model_root: Path | None = None,
-                     zoo: Path = ZOO) -> Registry:
-    """Bundled pretrained models, allowlisted hub ids, local directories, the zoo."""
-    registry = Registry()
+                     zoo: Path = ZOO, placement: Placement | None = None) -> Registry:
+    """Bundled pretrained models, allowlisted hub ids, local directories, the zoo; loaded onto ``placement``."""
+    registry = Registry(placement=placement)
     try:
         from .hf import pretrained_entries
     except ImportError:  # pretrained support not installed

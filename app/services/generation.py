@@ -46,7 +46,7 @@ def new_token_rows(step: GenerationStep) -> np.ndarray:
         r = rec.get("decoder", layer)
         t_q, t_k = r.shape
         rows.append(r.block(slice(0, r.n_heads), slice(t_q - 1, t_q), slice(0, t_k))[:, 0])  # (H, t)
-    return torch.stack(rows).numpy()
+    return torch.stack(rows).cpu().numpy()  # from the model's device
 
 
 def step_event(step: GenerationStep) -> dict:

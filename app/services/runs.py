@@ -162,7 +162,7 @@ class RunService:
     def __init__(self, hub: ModelHub, settings: Settings):
         self.hub = hub
         self.settings = settings
-        self.cache = RunCache(settings.run_cache_bytes)
+        self.cache = RunCache(settings.run_cache_limit(hub.placement))  # on a GPU, also gpu_cache_fraction
         self._pending: dict[str, asyncio.Future] = {}
 
     # -- creating -----------------------------------------------------------------------------
@@ -237,12 +237,12 @@ class RunService:
                                f"{self.settings.max_tile_cells}; ask a smaller rows=a:b&cols=c:d or a pooled "
                                "overview with pool=N")
             data = run.recorder.tile(kind, layer, head, r, c)
-            return Tile(data.numpy(), r, c, 1, q_tokens[r[0]:r[1]], k_tokens[c[0]:c[1]])
+            return Tile(data.cpu().numpy(), r, c, 1, q_tokens[r[0]:r[1]], k_tokens[c[0]:c[1]])
         if pool > self.settings.max_pool:
             raise Invalid(f"pool: {pool} is over max_pool {self.settings.max_pool}")
         data, factor = pooled_overview(run.recorder.get(kind, layer), head, pool, pool_mode, r, c)
         labels = factor == 1
-        return Tile(data.numpy(), r, c, factor, q_tokens[r[0]:r[1]] if labels else None,
+        return Tile(data.cpu().numpy(), r, c, factor, q_tokens[r[0]:r[1]] if labels else None,
                     k_tokens[c[0]:c[1]] if labels else None)
 
     async def tile(self, run: Run, kind: str | None, layer: int, head: int, rows: str | None, cols: str | None,
@@ -274,7 +274,7 @@ class RunService:
         with torch.no_grad():
             rollout = analysis.rollout(run.recorder, kind, add_residual=add_residual)
             flow = analysis.flow(run.recorder, kind)
-        return {"rollout": rollout.float().numpy(), "flow": flow.float().numpy()}
+        return {"rollout": rollout.float().cpu().numpy(), "flow": flow.float().cpu().numpy()}
 
     async def rollout(self, run: Run, kind: str | None, add_residual: bool) -> tuple[str, dict[str, np.ndarray]]:
         kind = run.check(kind)

@@ -272,7 +272,7 @@ def triton_attention(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, need_
 
 TRITON = Backend("triton", triton_attention, returns_weights=False, returns_lse=True,
                  description="FlashAttention-2 in Triton (CUDA; CPU only under TRITON_INTERPRET=1): "
-                             "fused forward and backward kernels, returns row LSE")
+                             "fused forward and backward kernels, returns row LSE", devices=("cuda",))
 
 if unavailable_reason("cuda") is None:
     BACKENDS[TRITON.name] = TRITON

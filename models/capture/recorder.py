@@ -112,7 +112,9 @@ class Recorder:
             weights: Tensor | None = None) -> None:
         if self.detach:
             q, k = q.detach(), k.detach()
-        if lse is None:
+        # the capture keeps a float32 LSE: a kernel that has none (sdpa), or one in a 16-bit dtype (math on a
+        # bfloat16 model: its scores, and so its LSE, carry 8 bits), gets it recomputed in float32 from Q and K
+        if lse is None or lse.dtype.itemsize < 4:
             group = q.shape[1] // k.shape[1]
             lse = row_lse(q, k.repeat_interleave(group, dim=1), spec)
         kept = weights.detach() if weights is not None and self.keep_weights else None

@@ -135,3 +135,17 @@ def test_cuda_float32_uses_ieee_products():
     got = TRITON(q, k, v, spec).out
     want = get_backend("math")(q.double(), k.double(), v.double(), spec).out
     assert (got.double() - want).abs().max().item() < 1e-5  # TF32 would be ~1e-3
+
+
+# --- SDPA's kernels: which one a call takes -----------------------------------------------------
+
+def test_which_kernel_follows_sdpa_kernel_restrictions():
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from attnlab.models.attention.sdpa_kernels import available_kernels, which_kernel
+
+    q = torch.randn(1, 2, 16, 32)
+    with sdpa_kernel(SDPBackend.MATH):
+        assert which_kernel(q, q, q, is_causal=True) == "math"
+    assert which_kernel(q, q, q) in available_kernels("cpu")
+    assert available_kernels("cpu") == ["flash", "math"] or torch.cuda.is_available()

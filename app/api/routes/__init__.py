@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import attention, benchmark, figures, generate, health, models, positional, runs, training
+from . import attention, backends, benchmark, figures, generate, health, models, positional, runs, training
 
 ROUTERS = (health.router, models.router, attention.router, runs.router, generate.router, positional.router,
-           benchmark.router, figures.router, training.router)
+           benchmark.router, figures.router, training.router, backends.router)
