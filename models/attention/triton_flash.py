@@ -90,8 +90,10 @@ def launch_config(head_dim: int, backward: bool, on_gpu: bool) -> LaunchConfig:
     """
     if not on_gpu:
         return LaunchConfig(32, 32, 1, 1)
-    if backward:
-        return LaunchConfig(64, 64, 4, 2) if head_dim <= 128 else LaunchConfig(32, 32, 4, 1)
+    if backward:  # dK and dV accumulate two (BLOCK_N, BLOCK_D) float32 tiles: 8 warps keep them in registers
+        if head_dim <= 64:
+            return LaunchConfig(64, 64, 4, 2)
+        return LaunchConfig(64, 64, 8, 2) if head_dim <= 128 else LaunchConfig(32, 32, 4, 1)
     if head_dim <= 64:
         return LaunchConfig(128, 64, 4, 3)
     if head_dim <= 128:
@@ -99,7 +101,7 @@ def launch_config(head_dim: int, backward: bool, on_gpu: bool) -> LaunchConfig:
     return LaunchConfig(64, 32, 4, 2)
 
 
-def _block_d(head_dim: int) -> int:
+def padded_head_dim(head_dim: int) -> int:
     # tl.dot needs every dimension >= 16 and tl.arange a power of two: pad inside the kernel
     return max(16, 1 << (head_dim - 1).bit_length())
 
@@ -152,15 +154,15 @@ class _SpecInputs:
                 "HAS_MASK": spec.pattern is not None}
 
 
-def _precision(dtype: torch.dtype) -> str:
+def dot_precision(dtype: torch.dtype) -> str:
     # float32 inputs: exact IEEE products (TF32 would keep 10 mantissa bits); ignored for 16-bit inputs
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
 def _meta(extra: _SpecInputs, spec: AttentionSpec, q: Tensor, bm: int, bn: int, cfg: LaunchConfig) -> dict:
     """The kernels' compile-time arguments and launch parameters."""
-    return dict(**extra.flags(spec), PRECISION=_precision(q.dtype), UPCAST=not q.is_cuda, BLOCK_M=bm, BLOCK_N=bn,
-                BLOCK_D=_block_d(q.shape[-1]), num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    return dict(**extra.flags(spec), PRECISION=dot_precision(q.dtype), UPCAST=not q.is_cuda, BLOCK_M=bm, BLOCK_N=bn,
+                BLOCK_D=padded_head_dim(q.shape[-1]), num_warps=cfg.num_warps, num_stages=cfg.num_stages)
 
 
 def _forward(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, group: int, blocks: tuple[int | None, int | None],
