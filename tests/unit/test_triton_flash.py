@@ -149,3 +149,22 @@ def test_which_kernel_follows_sdpa_kernel_restrictions():
         assert which_kernel(q, q, q, is_causal=True) == "math"
     assert which_kernel(q, q, q) in available_kernels("cpu")
     assert available_kernels("cpu") == ["flash", "math"] or torch.cuda.is_available()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(unavailable_reason("cpu") is not None and unavailable_reason("cuda") is not None,
+                    reason="triton is not installed")
+def test_kernels_compile_for_hopper_within_its_shared_memory(tmp_path):
+    # what the interpreter cannot check: Triton compiles the kernels to a cubin for sm_90 (no GPU needed)
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "TRITON_INTERPRET": "0", "TRITON_CACHE_DIR": str(tmp_path), "TRITON_DEFAULT_FP_FUSION": "1"}
+    done = subprocess.run([sys.executable, str(root / "bench" / "triton_compile.py"), "--arch", "90", "--dtype",
+                           "bfloat16", "--head-dim", "128", "--kernels", "flash_fwd", "flash_bwd_dkdv", "--features"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "triton_compile: 4 kernels, all within shared memory"
