@@ -2,6 +2,7 @@
 // server runs the measurement and draws time and memory against T, log-log. Only the latest
 // submit's answer is drawn.
 import { api } from "./api.js";
+import { showBackendsHere } from "./backends_here.js";
 import { initChrome } from "./chrome.js";
 import { downloadJSON } from "./export.js";
 import { setupModelSelect } from "./forms.js";
@@ -77,6 +78,7 @@ async function run() {
 
 async function main() {
   initChrome();
+  await withLoading("Listing this machine's backends", showBackendsHere);  // first: it may add checkboxes
   document.querySelector(`input[name=form][value=${state.form === "model" ? "model" : "synthetic"}]`).checked = true;
   const wanted = state.backends.split(",");
   for (const b of document.querySelectorAll("input[name=backends]")) b.checked = wanted.includes(b.value);
