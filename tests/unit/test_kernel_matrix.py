@@ -16,6 +16,8 @@ fault in the shared spec code shows up here too.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import itertools
 from dataclasses import dataclass
 
@@ -23,7 +25,14 @@ import pytest
 import torch
 from torch import Tensor
 
-from attnlab.models.attention import BACKENDS, AttentionSpec, BigBirdPattern, LongformerPattern, get_backend
+from attnlab.models.attention import (
+    BACKENDS,
+    AttentionResult,
+    AttentionSpec,
+    BigBirdPattern,
+    LongformerPattern,
+    get_backend,
+)
 from attnlab.models.attention.triton_flash import TRITON, unavailable_reason
 from attnlab.models.capture import Recorder
 from attnlab.models.positional import ALiBiBias, T5Bias
@@ -219,6 +228,18 @@ def call(name: str, q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, case: 
     return backend(q, k, v, spec)
 
 
+def call_on(device: str, name: str, q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, case: Case):
+    """``call`` with the inputs and the spec's tensors on ``device``; out and LSE come back to the CPU,
+    still differentiable with respect to the CPU inputs."""
+    if device == "cpu":
+        return call(name, q, k, v, spec, case)
+    pad, bias = spec.key_padding, spec.bias
+    moved = dataclasses.replace(spec, key_padding=None if pad is None else pad.to(device),
+                                bias=copy.deepcopy(bias).to(device) if isinstance(bias, torch.nn.Module) else bias)
+    res = call(name, q.to(device), k.to(device), v.to(device), moved, case)
+    return AttentionResult(res.out.cpu(), None, None if res.lse is None else res.lse.cpu())
+
+
 def assert_close(got: Tensor, want: Tensor, plain: Tensor, what: str, terms: int, head_dim: int) -> None:
     """got (the kernel) and plain (the float32 reference) against want (the float64 reference).
 
@@ -244,8 +265,9 @@ def test_backend_matches_float64_reference(backend: str, case: Case):
     check_case(backend, case)
 
 
-def check_case(backend: str, case: Case) -> None:
-    """One backend on one case, against the float64 reference (see the module's docstring)."""
+def check_case(backend: str, case: Case, device: str = "cpu") -> None:
+    """One backend on one case, against the float64 reference (see the module's docstring); the kernel
+    runs on ``device``, the reference and the capture on the CPU."""
     parts = FEATURES[case.mask](case)
     if backend == "triton" and "bias" in parts:
         parts["bias"].requires_grad_(False)  # triton refuses a trainable bias under autograd (tested apart)
@@ -263,7 +285,7 @@ def check_case(backend: str, case: Case) -> None:
         refs[dtype] = (out, lse, weights, torch.autograd.grad(out, inputs, d_out.to(dtype)))
     (ref_out, ref_lse, ref_weights, ref_grads), (plain_out, plain_lse, plain_weights, plain_grads) = refs.values()
 
-    res = call(backend, q, k, v, spec, case)
+    res = call_on(device, backend, q, k, v, spec, case)
     assert res.out.dtype == q.dtype
     assert_close(res.out, ref_out, plain_out, "out", case.t_k, d)
     grads = torch.autograd.grad(res.out, [q, k, v], d_out)
@@ -272,7 +294,7 @@ def check_case(backend: str, case: Case) -> None:
         assert_close(got, want, plain, f"d{name}", n, d)
 
     with torch.no_grad():  # the inference path differs (math works in place, flash skips autograd)
-        inference = call(backend, q, k, v, spec, case)
+        inference = call_on(device, backend, q, k, v, spec, case)
     assert_close(inference.out, ref_out, plain_out, "out without grad", case.t_k, d)
 
     # What the capture keeps and draws: this backend's LSE (row_lse when it has none), and
@@ -352,3 +374,13 @@ TRITON_PARAMS = _triton_params()
 @pytest.mark.parametrize("case", TRITON_PARAMS)
 def test_triton_matches_float64_reference(case: Case):
     check_case("triton", case)
+
+
+# On a GPU: the fast subset and the long cases, compiled (bench/gpu_check.sh runs these)
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available() or unavailable_reason("cuda") is not None,
+                    reason="needs a CUDA GPU and triton")
+@pytest.mark.parametrize("case", [p for p in TRITON_PARAMS if not p.marks] + [pytest.param(c, id=c.id)
+                                                                             for c in SLOW_CASES])
+def test_triton_compiled_matches_float64_reference(case: Case):
+    check_case("triton", case, device="cuda")
