@@ -68,6 +68,7 @@ async function run() {
     cell(tr, r.backend);
     cell(tr, String(r.seq_len ?? r.n_tokens ?? ""), true);
     cell(tr, r.median_ms == null ? "" : Number(r.median_ms).toFixed(3), true);
+    cell(tr, r.gflops == null ? "" : Number(r.gflops).toFixed(r.gflops < 10 ? 2 : 1), true);  // synthetic rows only
     const mem = r.peak_memory_bytes ?? r.attention_peak_memory_bytes;  // synthetic: the call; model: one kernel call
     cell(tr, mem == null ? "" : (mem / 2 ** 20).toFixed(mem < 2 ** 20 ? 3 : 1), true);
     const diff = r.max_abs_diff_vs_math ?? r.max_abs_diff;

@@ -491,6 +491,8 @@ def test_backends_sweep(watched):
     assert watched.traces("#bench") == 6  # time and memory, one line per backend
     rows = page.locator("#bench-table tbody tr").count()
     assert rows == 6
+    gflops = page.locator("#bench-table tbody tr").first.locator("td").nth(3).inner_text()
+    assert float(gflops) > 0  # the GFLOP/s column (FlashAttention's count)
     # which backends run on this machine (GET /api/backends): here, CPU; triton and SDPA's forced kernels not offered
     here = page.locator("#here-table tbody")
     assert here.locator("tr").count() == 8
