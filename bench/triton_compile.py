@@ -28,7 +28,7 @@ log = logging.getLogger("triton_compile")
 SHARED_LIMIT = {80: 163 * 1024, 86: 99 * 1024, 89: 99 * 1024, 90: 227 * 1024}
 POINTER = {"bfloat16": "*bf16", "float16": "*fp16", "float32": "*fp32"}
 SCALARS_FLOAT = {"scale_log2", "scale"}
-TENSORS_FP32 = {"LSE", "LSE2", "DELTA", "bias_ptr"}
+TENSORS_FP32 = {"LSE", "LSE2", "DELTA", "bias_ptr", "DBIAS"}
 TENSORS_U8 = {"pad_ptr", "mask_ptr"}
 TENSORS_INPUT_DTYPE = {"Q", "K", "V", "Out", "DO", "DQ", "DK", "DV"}
 
@@ -47,7 +47,8 @@ def compile_one(kernel_name: str, arch: int, dtype: str, head_dim: int, features
     cfg = launch_config(head_dim, backward=kernel_name != "flash_fwd", on_gpu=True)
     constexprs = dict(CAUSAL=True, HAS_PAD=features, BIAS_MODE=1 if features else 0, HAS_MASK=features,
                       PRECISION=dot_precision(getattr(torch, dtype)), UPCAST=False, BLOCK_M=cfg.block_m,
-                      BLOCK_N=cfg.block_n, BLOCK_D=padded_head_dim(head_dim))
+                      BLOCK_N=cfg.block_n, BLOCK_D=padded_head_dim(head_dim), BIAS_GRAD=features)
+    constexprs = {k: v for k, v in constexprs.items() if k in fn.arg_names}  # BIAS_GRAD: the dQ kernel's
     signature = {}
     for name in fn.arg_names:
         if name in constexprs:

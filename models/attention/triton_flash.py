@@ -19,8 +19,9 @@ of H x (Tq + Tk - 1) values); another bias function is materialised as (H, Tq, T
 sparse pattern as a (Tq, Tk) byte mask, both counted in ``peak`` measurements.
 Precision: tiles accumulate in float32 (float32 inputs use IEEE products, not TF32);
 the output comes back in Q's dtype, the LSE in float32.
-Bias gradients: none. A bias with trainable parameters (T5 being trained) under autograd
-is refused with a ValueError rather than given a silent zero gradient; use ``flash``.
+Bias gradients: a bias with trainable parameters (T5 being trained) gets its exact gradient:
+the bias tensor (the relative table, or the dense bias) is built under autograd and the dQ
+kernel adds dS, summed over the batch, into its layout with atomics.
 """
 
 from __future__ import annotations
@@ -111,9 +112,13 @@ def _has_trainable_bias(spec: AttentionSpec) -> bool:
 
 
 class _SpecInputs:
-    """The spec turned into the kernels' extra arguments (mask, padding and bias tensors, strides)."""
+    """The spec turned into the kernels' extra arguments (mask, padding and bias tensors, strides).
 
-    def __init__(self, spec: AttentionSpec, q: Tensor, t_k: int):
+    ``bias_grad``: the bias tensor is built with autograd on (a trainable bias, T5 being trained), so
+    the backward's dS, summed into its layout, flows back to the bias's parameters.
+    """
+
+    def __init__(self, spec: AttentionSpec, q: Tensor, t_k: int, bias_grad: bool = False):
         b, h, t_q, _ = q.shape
         dev = q.device
         dummy = torch.zeros(1, dtype=torch.float32, device=dev)
@@ -124,7 +129,7 @@ class _SpecInputs:
             self.pad = spec.key_padding.to(device=dev, dtype=torch.uint8).contiguous()  # (B, Tk)
             self.stride_pb = self.pad.stride(0)
         self.bias_mode, self.bias, self.bias_strides, self.rel_zero = 0, dummy, (0, 0, 0), 0
-        with torch.no_grad():
+        with torch.set_grad_enabled(bias_grad):
             if spec.bias is not None:
                 if getattr(spec.bias, "shift_invariant", False):
                     # bias(q, k) depends on k - q alone: tabulate it once per offset, k - q + P in [0, Tq + Tk - 2],
@@ -140,6 +145,8 @@ class _SpecInputs:
                     dense = spec.bias(q_pos, k_pos).float().expand(h, t_q, t_k).contiguous()  # (H, Tq, Tk)
                     self.bias_mode, self.bias = 2, dense
                     self.bias_strides = dense.stride()
+        self.bias_grad = bias_grad and self.bias.requires_grad
+        with torch.no_grad():
             self.mask, self.mask_strides = dummy, (0, 0)
             if spec.pattern is not None:
                 q_pos, k_pos = spec.positions(t_q, t_k, dev)
@@ -147,7 +154,8 @@ class _SpecInputs:
                 self.mask_strides = self.mask.stride()
 
     def args(self) -> tuple:
-        return (self.pad, self.stride_pb, self.bias, *self.bias_strides, self.rel_zero, self.mask, *self.mask_strides)
+        return (self.pad, self.stride_pb, self.bias.detach(), *self.bias_strides, self.rel_zero, self.mask,
+                *self.mask_strides)
 
     def flags(self, spec: AttentionSpec) -> dict:
         return {"CAUSAL": spec.causal, "HAS_PAD": spec.key_padding is not None, "BIAS_MODE": self.bias_mode,
@@ -211,15 +219,19 @@ def _backward(ctx, d_out: Tensor, d_lse: Tensor | None):
     meta = _meta(extra, spec, q, bm, bn, cfg)
     tk.flash_bwd_dkdv[(triton_cdiv(t_k, bn), b * k.shape[1])](q, k, v, d_out, lse2, delta, dk, dv, *strides, *common,
                                                               **meta)
-    tk.flash_bwd_dq[(triton_cdiv(t_q, bm), b * h)](q, k, v, d_out, lse2, delta, dq, *strides, *common, **meta)
-    return dq, dk, dv, None, None, None, None
+    d_bias = torch.zeros(extra.bias.shape, dtype=torch.float32, device=q.device) if extra.bias_grad else None
+    tk.flash_bwd_dq[(triton_cdiv(t_q, bm), b * h)](q, k, v, d_out, lse2, delta, dq, *strides, *common,
+                                                   lse2 if d_bias is None else d_bias, **meta,
+                                                   BIAS_GRAD=d_bias is not None)
+    return dq, dk, dv, d_bias, None, None, None, None
 
 
 class _TritonFlash(torch.autograd.Function):
     """Saves Q, K, V, O and the LSE only; the backward kernels recompute every tile."""
 
     @staticmethod
-    def forward(ctx, q, k, v, spec, group, blocks, extra):
+    def forward(ctx, q, k, v, bias, spec, group, blocks, extra):
+        # bias is extra.bias again, as an input: autograd takes its gradient on to the bias's parameters
         out, lse = _forward(q, k, v, spec, group, blocks, extra)
         ctx.save_for_backward(q, k, v, out, lse)
         ctx.spec, ctx.group, ctx.blocks, ctx.extra = spec, group, blocks, extra
@@ -237,9 +249,8 @@ def triton_attention(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, need_
     Returns ``AttentionResult(out, None, lse)``: out (B, H, Tq, D) in q's dtype, lse
     (B, H, Tq) float32 (natural log, -inf on rows with no allowed key, whose output is 0).
     ``block_m``/``block_n`` override the tile sizes (powers of two, >= 16).
-    Raises ValueError for shapes outside the contract, a head dim over 256, tensors on
-    a device where the kernels cannot run (see :func:`unavailable_reason`), and a trainable
-    bias under autograd.
+    Raises ValueError for shapes outside the contract, a head dim over 256, and tensors on
+    a device where the kernels cannot run (see :func:`unavailable_reason`).
     """
     if need_weights:
         raise ValueError("triton attention never builds the weight matrix; use 'math' or the capture's tiles")
@@ -258,15 +269,13 @@ def triton_attention(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, need_
     if t_q == 0 or t_k == 0 or b == 0:
         out = q.new_zeros(q.shape)
         return AttentionResult(out, None, torch.full((b, h, t_q), float("-inf"), device=q.device))
-    needs_graph = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
-    if torch.is_grad_enabled() and _has_trainable_bias(spec):
-        raise ValueError("triton attention gives no gradient to a trainable bias (T5 being trained); "
-                         "use 'flash' or 'math', or run under torch.no_grad()")
+    bias_grad = torch.is_grad_enabled() and _has_trainable_bias(spec)
+    needs_graph = torch.is_grad_enabled() and (bias_grad or any(t.requires_grad for t in (q, k, v)))
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-    extra = _SpecInputs(spec, q, t_k)
+    extra = _SpecInputs(spec, q, t_k, bias_grad)
     blocks = (block_m, block_n)
     if needs_graph:
-        out, lse = _TritonFlash.apply(q, k, v, spec, group, blocks, extra)
+        out, lse = _TritonFlash.apply(q, k, v, extra.bias, spec, group, blocks, extra)
     else:
         out, lse = _forward(q, k, v, spec, group, blocks, extra)
     return AttentionResult(out, None, lse)

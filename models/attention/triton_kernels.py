@@ -142,7 +142,7 @@ def flash_bwd_dkdv(Q, K, V, DO, LSE2, DELTA, DK, DV,
                    mask_ptr, stride_mq, stride_mk,
                    CAUSAL: tl.constexpr, HAS_PAD: tl.constexpr, BIAS_MODE: tl.constexpr, HAS_MASK: tl.constexpr,
                    PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     """One program: dK, dV of keys [pid_n * BLOCK_N, +BLOCK_N) of one K/V head, summed over its query heads.
 
     DO has Q's strides, DK and DV K's; LSE2 (the LSE in base 2, +inf on rows with no key)
@@ -195,11 +195,16 @@ def flash_bwd_dq(Q, K, V, DO, LSE2, DELTA, DQ,
                  stride_qb, stride_qh, stride_qt, stride_kb, stride_kh, stride_kt,
                  H, GROUP, TQ, TK, D, q_offset, scale_log2, scale,
                  pad_ptr, stride_pb, bias_ptr, stride_bh, stride_bq, stride_bk, REL_ZERO,
-                 mask_ptr, stride_mq, stride_mk,
+                 mask_ptr, stride_mq, stride_mk, DBIAS,
                  CAUSAL: tl.constexpr, HAS_PAD: tl.constexpr, BIAS_MODE: tl.constexpr, HAS_MASK: tl.constexpr,
                  PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
-    """One program: dQ of query rows [pid_m * BLOCK_M, +BLOCK_M) of one (batch, head). DQ has Q's strides."""
+                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BIAS_GRAD: tl.constexpr):
+    """One program: dQ of query rows [pid_m * BLOCK_M, +BLOCK_M) of one (batch, head). DQ has Q's strides.
+
+    BIAS_GRAD: also add dS (the bias's gradient, summed over the batch) into DBIAS, laid out like the
+    bias (the relative table or the dense bias), with atomics: programs of different rows and batches
+    meet on the same entries.
+    """
     pid_m = tl.program_id(0)
     pid_bh = tl.program_id(1)
     b = pid_bh // H
@@ -233,4 +238,12 @@ def flash_bwd_dq(Q, K, V, DO, LSE2, DELTA, DQ,
         dp = _dot(do, tl.trans(v), PRECISION, UPCAST)
         ds = p * (dp - delta[:, None])
         dq += _dot(ds.to(k.dtype), k, PRECISION, UPCAST)
+        if BIAS_GRAD:
+            in_range = (offs_m[:, None] < TQ) & (offs_n[None, :] < TK)
+            if BIAS_MODE == 1:
+                rel = offs_n[None, :] - (q_offset + offs_m)[:, None] + REL_ZERO
+                tl.atomic_add(DBIAS + h * stride_bh + rel * stride_bk, ds, mask=in_range)
+            else:
+                tl.atomic_add(DBIAS + h * stride_bh + offs_m[:, None] * stride_bq + offs_n[None, :] * stride_bk, ds,
+                              mask=in_range)
     tl.store(DQ + q_off, (dq * scale).to(DQ.dtype.element_ty), mask=q_ok)

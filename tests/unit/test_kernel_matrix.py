@@ -269,8 +269,6 @@ def check_case(backend: str, case: Case, device: str = "cpu") -> None:
     """One backend on one case, against the float64 reference (see the module's docstring); the kernel
     runs on ``device``, the reference and the capture on the CPU."""
     parts = FEATURES[case.mask](case)
-    if backend == "triton" and "bias" in parts:
-        parts["bias"].requires_grad_(False)  # triton refuses a trainable bias under autograd (tested apart)
     spec = AttentionSpec(scale=case.head_dim**-0.5, causal=case.causal, q_offset=case.q_offset, **parts)
     b, d, h_kv = case.batch, case.head_dim, KV_HEADS[case.heads]
     q = torch.randn(b, H, case.t_q, d, requires_grad=True)
