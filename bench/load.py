@@ -7,6 +7,10 @@ requests/s, p50/p95/p99 latency per kind, errors (goal 0), requests shed with
 
     python bench/load.py                       # 16 clients, 60 s, starts its own server (64 MiB run cache)
     python bench/load.py --url http://host:8000 --clients 32 --duration 120
+    python bench/load.py --workers 2           # 1 worker, then 2 workers, side by side in one run
+
+With several workers a tile request's GET often reaches a worker that did not compute the run: it reads the
+request from the shared run store (SQLite here) and recomputes the capture, so errors stay 0.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import random
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,7 +79,10 @@ async def one_request(client: httpx.AsyncClient, rng: random.Random, decoder: st
             r = await client.post("/api/attention", json={"model": "minilm", "text": sentence(rng, rng.randint(5, 30)),
                                                           "format": "npy"})
         elif kind == "tile":
-            r = await client.post("/api/runs", json={"model": "minilm", "text": sentence(rng, rng.randint(5, 60))})
+            # the connection closes after the POST, so the GET may reach another worker (as from a script without
+            # a session): with several workers, some GETs meet a run that another worker made
+            r = await client.post("/api/runs", json={"model": "minilm", "text": sentence(rng, rng.randint(5, 60))},
+                                  headers={"Connection": "close"})
             if r.status_code == 200:
                 run = r.json()
                 t = run["n_tokens"]
@@ -118,6 +126,17 @@ async def health_probe(base: str, stop: float, stats: Stats) -> None:
             await asyncio.sleep(0.5)
 
 
+def rss_of(proc: psutil.Process) -> int:
+    """RSS of the server and its worker processes together (uvicorn's supervisor plus N workers)."""
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 async def run_load(base: str, clients: int, duration: float, warmup: float, pid: int | None) -> dict:
     """Warm up (every kind once, then `warmup` seconds of load), then measure `duration` seconds."""
     async with httpx.AsyncClient(base_url=base, timeout=300) as client:
@@ -129,14 +148,14 @@ async def run_load(base: str, clients: int, duration: float, warmup: float, pid:
         stop = time.perf_counter() + warmup
         await asyncio.gather(*(client_loop(base, 1000 + i, decoder, stop, Stats()) for i in range(clients)))
     proc = psutil.Process(pid) if pid else None
-    rss_start = proc.memory_info().rss if proc else None
+    rss_start = rss_of(proc) if proc else None
     stats = Stats()
     t0 = time.perf_counter()
     stop = t0 + duration
     await asyncio.gather(health_probe(base, stop, stats),
                          *(client_loop(base, i, decoder, stop, stats) for i in range(clients)))
     elapsed = time.perf_counter() - t0
-    rss_end = proc.memory_info().rss if proc else None
+    rss_end = rss_of(proc) if proc else None
     all_ms = [ms for v in stats.latencies.values() for ms in v]
     summary = {
         "clients": clients, "duration_s": round(elapsed, 1), "decoder": decoder,
@@ -149,6 +168,11 @@ async def run_load(base: str, clients: int, duration: float, warmup: float, pid:
         "health_p50_ms": round(percentile(stats.health_ms, 50), 1),
         "health_max_ms": round(max(stats.health_ms), 1) if stats.health_ms else None,
     }
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        text = (await client.get("/api/metrics")).text
+    # runs a worker recomputed from the shared store because another worker had created them (all workers)
+    summary["runs_restored"] = sum(float(line.split()[-1]) for line in text.splitlines()
+                                   if line.startswith("attnlab_runs_restored"))
     if rss_start:
         summary.update(rss_start_mb=round(rss_start / 2**20, 1), rss_end_mb=round(rss_end / 2**20, 1),
                        rss_growth_pct=round(100 * (rss_end - rss_start) / rss_start, 1))
@@ -161,17 +185,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, cache_mb: int | None = None) -> subprocess.Popen:
+def start_server(port: int, cache_mb: int | None = None, workers: int = 1,
+                 env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`attnlab serve` (as `make run` and the container start it) on loopback; returns once /api/health answers.
+    ``env`` adds ATTNLAB_* settings (run store, cache dir)."""
     # as `make run` and the container do: without it glibc gives each worker thread its own
     # malloc arena and RSS creeps up (+21% in 60 s here; +6% with 2 arenas)
-    env = {"MALLOC_ARENA_MAX": "2", **os.environ, "HF_HUB_OFFLINE": "1", "ATTNLAB_LOG_LEVEL": "WARNING"}
+    env = {"MALLOC_ARENA_MAX": "2", **os.environ, "HF_HUB_OFFLINE": "1", "ATTNLAB_LOG_LEVEL": "WARNING",
+           **(env or {})}
     if cache_mb is not None:
         env["ATTNLAB_RUN_CACHE_BYTES"] = str(cache_mb * 2**20)
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "attnlab.main:create_app", "--factory",
-                             "--host", "127.0.0.1",
-                             "--port", str(port), "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "attnlab.cli", "serve", "--host", "127.0.0.1",
+                             "--port", str(port), "--workers", str(workers)], cwd=ROOT, env=env)
     deadline = time.time() + 120
     while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with status {proc.returncode} before answering /api/health")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200:
                 return proc
@@ -179,6 +208,28 @@ def start_server(port: int, cache_mb: int | None = None) -> subprocess.Popen:
             time.sleep(0.5)
     proc.terminate()
     raise RuntimeError("the server did not answer /api/health within 120 s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()  # uvicorn's supervisor stops its workers on SIGTERM
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def measure(args: argparse.Namespace, workers: int) -> dict:
+    """One load run against a server started here with ``workers`` workers and its own SQLite run store."""
+    with tempfile.TemporaryDirectory(prefix="attnlab-load-") as tmp:
+        port = free_port()
+        proc = start_server(port, args.cache_mb, workers, {"ATTNLAB_RUN_STORE": f"sqlite:///{tmp}/runs.sqlite3"})
+        try:
+            summary = asyncio.run(run_load(f"http://127.0.0.1:{port}", args.clients, args.duration, args.warmup,
+                                           proc.pid))
+        finally:
+            stop_server(proc)
+    return {"workers": workers, **summary}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -190,24 +241,27 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cache-mb", type=int, default=64,
                         help="run cache budget of the server started here: every tile request makes a new run, so "
                              "the cache fills to its budget; warm-up fills it, then RSS should stay flat")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="N > 1: measure a 1-worker server, then an N-worker one (each its own SQLite run "
+                             "store), and print both with their ratios")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    proc = None
     if args.url:
-        base, pid = args.url, None
+        result = asyncio.run(run_load(args.url, args.clients, args.duration, args.warmup, None))
+    elif args.workers <= 1:
+        result = measure(args, 1)
     else:
-        port = free_port()
-        proc = start_server(port, args.cache_mb)
-        base, pid = f"http://127.0.0.1:{port}", proc.pid
-    try:
-        summary = asyncio.run(run_load(base, args.clients, args.duration, args.warmup, pid))
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=30)
-    sys.stdout.write(json.dumps(summary, indent=2) + "\n")
-    return summary
+        runs = []
+        for workers in (1, args.workers):
+            log.info("load run: %d worker(s), %d clients, %g s", workers, args.clients, args.duration)
+            runs.append(measure(args, workers))
+        one, many = runs
+        result = {"runs": runs, "ratio": {
+            "requests_per_s": round(many["requests_per_s"] / one["requests_per_s"], 2),
+            "p50_ms": round(many["p50_ms"] / one["p50_ms"], 2), "p95_ms": round(many["p95_ms"] / one["p95_ms"], 2)}}
+    sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    return result
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT = ("induction", "extrapolation", "seq2seq", "lm", "mlm")
+DEFAULT = ("induction", "extrapolation", "seq2seq", "lm", "mlm", "stability", "schedules")
 
 log = logging.getLogger("make_zoo")
 
@@ -40,7 +40,8 @@ def main() -> None:
         results_file = ROOT / "models" / "zoo" / lab / "results.json"
         if not args.record_only:
             log.info("lab %s ...", lab)
-            subprocess.run([sys.executable, "-m", "attnlab.models.labs", lab, "--set", f"threads={args.threads}"],
+            subprocess.run([sys.executable, "-m", "attnlab.models.labs", lab, "--out-dir", str(results_file.parent),
+                            "--set", f"threads={args.threads}"],
                            cwd=ROOT, check=True)
         elif not results_file.exists():
             continue

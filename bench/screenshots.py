@@ -187,9 +187,27 @@ def architecture(s: Shooter) -> None:
     s.shot("architecture")
 
 
+def interventions(s: Shooter) -> None:
+    """The induction model: importance, the induction head ablated, patching a copy whose first half was replaced
+    (layer 1 restores the copied token), the logit lens."""
+    rng = random.Random(11)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    first = "".join(rng.choice(alphabet) for _ in range(20))
+    other = "".join(rng.choice(alphabet) for _ in range(20))
+    page = s.goto("/interventions", model="induction", text=first + first[:12], heads="1.3", grid="ablation",
+                  clean=first + first[:12], corrupted=other + first[:12])
+    s.wait_plot("#importance")
+    s.wait_plot("#lens")
+    s.wait_plot("#ablation")
+    page.click("#patch-run")
+    s.wait_plot("#patch")
+    s.wait_plot("#pruning")
+    s.shot("interventions")
+
+
 VIEWS = {"explorer": explorer, "explorer-long": explorer_long, "heads": heads, "generate": generate,
          "seq2seq": seq2seq, "positional": positional, "backends": backends, "training": training,
-         "architecture": architecture}
+         "architecture": architecture, "interventions": interventions}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,13 +26,16 @@ from torch import Tensor
 
 from .architectures import Decoder, EncoderDecoder, TransformerModel, filter_logits, sample_next
 from .attention import BACKENDS, use_backend
-from .capture import Recorder, capture
+from .capture import Recorder, capture, stack_maps
+from .cards import ModelCard
+from .config import TransformerConfig
 from .device import CPU, Placement, place
 from .labels import Piece, TextStream, token_labels
 from .layers import KVCache
 from .tokenization import BPETokenizer
 
 Family = Literal["encoder", "decoder", "encoder-decoder"]
+DISPLAY_MODULE = "attnlab.notebook"  # draws ForwardResult.show's views (plotly, inline in Jupyter)
 Source = Literal["scratch", "pretrained"]
 
 # the attention kinds each family records, in the order a forward records them
@@ -53,7 +56,7 @@ class ModelInfo:
     n_layers: int
     n_heads: int
     d_model: int
-    max_positions: int
+    max_positions: int  # the longest input it may be run at (413 past it)
     positional: str
     backends: list[str] = field(default_factory=lambda: list(BACKENDS))
     available: bool = True
@@ -62,6 +65,10 @@ class ModelInfo:
     vocab_size: int | None = None
     n_params: int | None = None
     description: str = ""
+    # the length a from-scratch model was trained at, where it is shorter than max_positions: a position
+    # scheme without a table runs past it (extrapolation); None: max_positions
+    trained_positions: int | None = None
+    card: ModelCard | None = None  # trained on / expects, example inputs, most telling head (models.cards)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -167,6 +174,31 @@ class ForwardResult:
     def axes(self, kind: str) -> tuple[TokenSeq, TokenSeq]:
         """(query tokens, key tokens) labelling the maps of ``kind`` (see ``axis_seqs``)."""
         return axis_seqs(kind, self.input, self.target)
+
+    def maps(self, kind: str | None = None, layers: Sequence[int] | None = None, heads: Sequence[int] | None = None,
+             as_numpy: bool = True):
+        """Attention weights ``[L, H, Tq, Tk]`` (float32) of ``kind`` (default: the first recorded), rebuilt exactly
+        from the capture; all layers and heads unless chosen. Axes are labelled by ``axes(kind)``.
+        Raises KeyError for a kind or layer not recorded, IndexError for a head out of range."""
+        kind = kind or self.recorder.kinds[0]
+        if kind not in self.recorder.kinds:
+            raise KeyError(f"no {kind!r} attention recorded; recorded kinds: {self.recorder.kinds}")
+        layers = list(range(self.recorder.layers(kind))) if layers is None else list(layers)
+        n_heads = self.recorder.get(kind, layers[0]).n_heads
+        heads = list(range(n_heads)) if heads is None else list(heads)
+        if any(not 0 <= h < n_heads for h in heads):
+            raise IndexError(f"heads {heads}: a {kind} layer has heads 0:{n_heads}")
+        out = stack_maps(self.recorder, kind, layers, heads)
+        return out.numpy() if as_numpy else out
+
+    def show(self, view: str = "model", **options):
+        """Draw a page view inline in a notebook: ``view`` "model" (layers x heads grid) or "head".
+
+        Needs the display layer, ``attnlab.notebook`` (plotly); this returns its figure object.
+        """
+        from importlib import import_module  # the display layer sits above the library, like pandas' plot backend
+
+        return import_module(DISPLAY_MODULE).show(self, view=view, **options)
 
 
 @dataclass
@@ -342,6 +374,19 @@ class ModelAdapter(ABC):
         self.placement = placement
 
 
+def trained_positions(cfg: TransformerConfig) -> int | None:
+    """The training length of a from-scratch config that may run past it, else None."""
+    return cfg.max_positions if cfg.run_positions > cfg.max_positions else None
+
+
+def scratch_description(cfg: TransformerConfig, description: str) -> str:
+    """A checkpoint's description, plus its training length where it may run past it."""
+    trained = trained_positions(cfg)
+    if not trained:
+        return description
+    return f"{description}; {cfg.positional} positions, trained at {trained} tokens, runs to {cfg.run_positions:,}"
+
+
 class ScratchAdapter(ModelAdapter):
     """A from-scratch model with one of our tokenizers."""
 
@@ -353,9 +398,9 @@ class ScratchAdapter(ModelAdapter):
         cfg = model.config
         self.info = ModelInfo(
             id=model_id, family=cfg.family, source="scratch", n_layers=cfg.n_layers, n_heads=cfg.n_heads,
-            d_model=cfg.d_model, max_positions=cfg.max_positions, positional=cfg.positional,
+            d_model=cfg.d_model, max_positions=cfg.run_positions, positional=cfg.positional,
             n_kv_heads=cfg.kv_heads, vocab_size=cfg.vocab_size, n_params=model.num_parameters(),
-            description=description,
+            description=scratch_description(cfg, description), trained_positions=trained_positions(cfg),
         )
         specials = getattr(tokenizer, "special_ids", {}) or {}
         self.eos_token_id = specials.get("<eos>")

@@ -26,6 +26,9 @@ SCORES = (
     "previous_token", "induction", "duplicate_token", "first_token_sink", "special_sink",
     "mean_offset", "diagonality", "entropy",
 )
+# cross-attention compares two sequences: the scores that compare a token with its own sequence do not apply
+TOKEN_SCORES = ("previous_token", "induction", "duplicate_token")
+CROSS_SCORES = tuple(name for name in SCORES if name not in TOKEN_SCORES)
 
 
 def _token_masks(ids: Tensor, rows: slice, q_offset: int, t_k: int) -> tuple[Tensor, Tensor]:
@@ -49,7 +52,9 @@ def head_scores(recorder: Recorder, kind: str, ids: Sequence[int] | Tensor,
     """Head-type scores, each an (L, H) table as nested lists.
 
     ``ids`` are the token ids of the keys (and queries, for self-attention); for
-    cross-attention the token-based scores are left at 0.
+    cross-attention (``kind="cross"``) only ``CROSS_SCORES`` are returned: the token-based ones
+    compare a query with earlier keys of its own sequence. ``mean_offset`` and ``diagonality`` of
+    cross-attention compare a decoder position with the same encoder position (a copy task's diagonal).
     """
     ids = torch.as_tensor(list(ids) if not isinstance(ids, Tensor) else ids).flatten()
     special_mask = torch.as_tensor(list(special), dtype=torch.bool) if special is not None else None
@@ -87,6 +92,8 @@ def head_scores(recorder: Recorder, kind: str, ids: Sequence[int] | Tensor,
         for name in SCORES:
             mean = sums[name] / counts[name] if counts[name] else sums[name]
             out[name].append(mean.tolist())
+    if kind == "cross":
+        return {name: out[name] for name in CROSS_SCORES}
     return out
 
 

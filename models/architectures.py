@@ -254,7 +254,7 @@ class Decoder(TransformerModel):
         out = ids
         step_input = ids
         for _ in range(max_new_tokens):
-            context = step_input if use_cache else out[:, -self.config.max_positions:]
+            context = step_input if use_cache else out[:, -self.config.run_positions:]
             logits = self(context, cache=cache).logits[:, -1]
             next_id = sample_next(logits, temperature, top_k, top_p, generator)
             out = torch.cat([out, next_id], dim=1)

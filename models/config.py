@@ -27,7 +27,11 @@ class TransformerConfig:
     n_kv_heads: int | None = None  # None = n_heads; fewer = grouped-query attention (Llama 2/3, SmolLM2)
     d_ff: int | None = None  # None = 4 * d_model, the ratio of the original Transformer and GPT-2
     n_decoder_layers: int | None = None  # encoder-decoder only; None = n_layers
-    max_positions: int = 512
+    max_positions: int = 512  # the length the model was trained at (the size of a learned position table)
+    # the longest input it may be run at; None: max_positions. Only for schemes without a position table
+    # (every scheme but "learned"): capture and flash attention are O(T * d) in memory, so a model trained at
+    # 64 tokens can be run, and its extrapolation seen, at 32,768
+    max_run_positions: int | None = None
     positional: Positional = "learned"
     rope_base: float = 10000.0
     norm: Norm = "layernorm"
@@ -55,6 +59,13 @@ class TransformerConfig:
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "max_positions"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.max_run_positions is not None:
+            if self.max_run_positions < self.max_positions:
+                raise ValueError(f"max_run_positions={self.max_run_positions} must be at least "
+                                 f"max_positions={self.max_positions}")
+            if self.positional == "learned" and self.max_run_positions > self.max_positions:
+                raise ValueError(f"max_run_positions={self.max_run_positions}: a learned position table has "
+                                 f"{self.max_positions} rows; it cannot be run past them")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -69,6 +80,11 @@ class TransformerConfig:
     @property
     def ff_dim(self) -> int:
         return self.d_ff or 4 * self.d_model
+
+    @property
+    def run_positions(self) -> int:
+        """The longest input this model may be run at (``max_run_positions``, else ``max_positions``)."""
+        return self.max_run_positions or self.max_positions
 
     @property
     def decoder_layers(self) -> int:

@@ -3,16 +3,19 @@
 Both the from-scratch layers (``attnlab.models.layers.MultiHeadAttention``) and the Hugging Face bridge
 (``attnlab.models.hf.bridge.attnlab_attention``) project and rotate Q/K/V themselves, then call
 :func:`attend`. It picks the backend (a ``use_backend`` block wins over the module's own),
-runs it on un-repeated grouped-query K/V (the backends' contract), and records
-(Q, K, spec, LSE) into the current capture, if any.
+runs it on un-repeated grouped-query K/V (the backends' contract), records
+(Q, K, spec, LSE) into the current capture, if any, and applies the current head gates, if any
+(``attnlab.models.gates``: ablation, patching, importance), to each head's output before W_O.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from .attention import AttentionSpec, active_backend, get_backend
 from .capture import current_recorder
+from .gates import intervene
 
 
 def attend(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, kind: str, layer: int | None,
@@ -22,14 +25,20 @@ def attend(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, kind: str, laye
     ``kind`` ("encoder", "decoder", "cross") and ``layer`` name the record in the capture; a
     ``layer`` of None numbers the calls of that kind in order within the capture (modules that
     do not know their index). ``default_backend`` runs unless a ``use_backend`` block is active.
+    Head gates (``attnlab.models.gates.gate_heads``) act on the output.
     Raises ``UnknownName`` for an unknown backend, ValueError for shapes outside the contract.
     """
     backend = get_backend(active_backend(default_backend))
     recorder = current_recorder()
+    if recorder is not None and recorder.store_dtype != q.dtype and q.dtype == torch.float32:
+        # round Q and K to the capture's dtype before attending: the backend's LSE is then the LSE of what
+        # the capture keeps, so tiles rebuilt from it are the weights used and rows sum to 1
+        q = q.to(recorder.store_dtype).to(q.dtype)
+        k = k.to(recorder.store_dtype).to(k.dtype)
     keep = recorder is not None and recorder.keep_weights and backend.returns_weights
     result = backend(q, k, v, spec, need_weights=keep)
     if recorder is not None:
         if layer is None:
             layer = sum(1 for r in recorder.records if r.kind == kind)
         recorder.add(kind, layer, q, k, spec, result.lse, result.weights)
-    return result.out
+    return intervene(result.out, kind, layer, spec.causal)

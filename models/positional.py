@@ -28,8 +28,11 @@ class PositionalScheme(nn.Module):
     label: ClassVar[str] = "none"
     summary: ClassVar[str] = "No positional information: attention alone is permutation-invariant."
     paper: ClassVar[str | None] = None
-    # drawn in the similarity-vs-offset comparison (a vector or a rotation to compare, or ALiBi's fixed bias)
-    in_similarity: ClassVar[bool] = False
+    # drawn in the similarity-vs-offset comparison: every scheme (a vector or a rotation to compare, a bias's
+    # factor on the weights, or none's 1 at every offset: positions it cannot tell apart)
+    in_similarity: ClassVar[bool] = True
+    # the sizes describe() depends on (the pages disable the others while this scheme is chosen)
+    parameters: ClassVar[tuple[str, ...]] = ()
     extrapolates: ClassVar[bool] = True  # can it be evaluated past max_positions?
 
     def __init__(self, d_model: int, n_heads: int, max_positions: int, head_dim: int | None = None, **_: object):
@@ -74,7 +77,7 @@ class Sinusoidal(PositionalScheme):
     label = "sinusoidal"
     summary = "Fixed sines and cosines added to the token embeddings (Vaswani et al. 2017)."
     paper = "Vaswani et al. 2017, Attention Is All You Need, arXiv 1706.03762"
-    in_similarity = True
+    parameters = ("d_model", "max_len")
 
     def __init__(self, d_model: int, n_heads: int, max_positions: int, base: float = 10000.0, **kw: object):
         super().__init__(d_model, n_heads, max_positions, **kw)
@@ -95,8 +98,9 @@ class Learned(PositionalScheme):
 
     name = "learned"
     label = "learned (random init)"
-    summary = "A learned table added to the embeddings; shown here at its random initialisation."
-    in_similarity = True
+    summary = ("A learned table added to the embeddings; shown here at its random initialisation (seed 0, the same on "
+               "every Show).")
+    parameters = ("d_model", "max_len")
     extrapolates = False
 
     def __init__(self, d_model: int, n_heads: int, max_positions: int, **kw: object):
@@ -124,7 +128,7 @@ class Rotary(PositionalScheme):
     label = "RoPE"
     summary = "Queries and keys rotated by position, so q\u00b7k depends on the offset only (Su et al. 2021)."
     paper = "Su et al. 2021, RoFormer, arXiv 2104.09864"
-    in_similarity = True
+    parameters = ("d_model", "n_heads", "max_len")  # the rotation acts on each head's d_model / n_heads
 
     def __init__(self, d_model: int, n_heads: int, max_positions: int, base: float = 10000.0, **kw: object):
         super().__init__(d_model, n_heads, max_positions, **kw)
@@ -199,7 +203,7 @@ class ALiBi(PositionalScheme):
     label = "ALiBi"
     summary = "A linear penalty on the scores, one slope per head (Press et al. 2021)."
     paper = "Press et al. 2021, Train Short, Test Long, arXiv 2108.12409"
-    in_similarity = True
+    parameters = ("n_heads", "max_len")
 
     def __init__(self, d_model: int, n_heads: int, max_positions: int, causal: bool = True, **kw: object):
         super().__init__(d_model, n_heads, max_positions, **kw)
@@ -252,8 +256,10 @@ class T5Relative(PositionalScheme):
 
     name = "t5_relative"
     label = "T5 relative"
-    summary = "A learned bias per head and relative-offset bucket (Raffel et al. 2019)."
+    summary = ("A learned bias per head and relative-offset bucket (Raffel et al. 2019); shown at its random "
+               "initialisation (seed 0).")
     paper = "Raffel et al. 2019, T5, arXiv 1910.10683"
+    parameters = ("n_heads", "max_len")
 
     def __init__(self, d_model: int, n_heads: int, max_positions: int, causal: bool = False,
                  num_buckets: int = 32, max_distance: int = 128, **kw: object):

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
-from .adapter import ModelAdapter, ModelInfo, ScratchAdapter
+from .adapter import ModelAdapter, ModelInfo, ScratchAdapter, scratch_description, trained_positions
+from .cards import PRETRAINED_CARDS, load_card
 from .catalogue import Entry, UnavailableModel, UnknownModel
 from .device import Placement
 from .names import lookup
-from .paths import ZOO
+from .paths import USER_PREFIX, ZOO, labs_dir
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +33,10 @@ def scratch_entry(model_id: str, directory: Path, description: str = "") -> Entr
 
         cfg = TransformerConfig.load(directory / "config.json")
         return ModelInfo(id=model_id, family=cfg.family, source="scratch", n_layers=cfg.n_layers,
-                         n_heads=cfg.n_heads, d_model=cfg.d_model, max_positions=cfg.max_positions,
+                         n_heads=cfg.n_heads, d_model=cfg.d_model, max_positions=cfg.run_positions,
                          positional=cfg.positional, n_kv_heads=cfg.kv_heads, vocab_size=cfg.vocab_size,
-                         description=description)
+                         description=scratch_description(cfg, description), trained_positions=trained_positions(cfg),
+                         card=load_card(directory))
 
     def load() -> ModelAdapter:
         from .architectures import load_model
@@ -44,15 +47,81 @@ def scratch_entry(model_id: str, directory: Path, description: str = "") -> Entr
     return Entry(model_id, info, load)
 
 
-def zoo_entries(zoo: Path = ZOO) -> list[Entry]:
-    """Every trained checkpoint under models/zoo/<name>/ (written by `attnlab lab`)."""
+def zoo_entries(zoo: Path = ZOO, prefix: str = "", where: str = "models/zoo") -> list[Entry]:
+    """Every trained checkpoint under ``zoo/<name>/`` (written by `attnlab lab`), as ``<prefix><name>``, and each
+    variant a lab keeps in a sub-directory as ``<prefix><name>-<variant>`` (``extrapolation-sinusoidal``, ...)."""
     entries = []
-    for config in sorted(zoo.glob("*/config.json")):
+    zoo = Path(zoo)
+    for config in sorted([*zoo.glob("*/config.json"), *zoo.glob("*/*/config.json")]):
         directory = config.parent
-        if (directory / "model.safetensors").exists():
-            entries.append(scratch_entry(directory.name, directory,
-                                         f"from-scratch checkpoint models/zoo/{directory.name}"))
+        if not (directory / "model.safetensors").exists():
+            continue
+        relative = directory.relative_to(zoo)
+        entries.append(scratch_entry(prefix + "-".join(relative.parts), directory,
+                                     f"from-scratch checkpoint {where}/{relative.as_posix()}"))
     return entries
+
+
+def user_lab_entries(root: Path | None = None) -> list[Entry]:
+    """The user's own lab runs (``labs_dir()/<name>``, written by `attnlab lab NAME`), as ``my-<name>``:
+    listed beside the bundled zoo's ``<name>``, which stays the shipped result."""
+    root = Path(root) if root is not None else labs_dir()
+    return zoo_entries(root, USER_PREFIX, str(root))
+
+
+class ModelPathError(ValueError):
+    """A model directory named at start (``attnlab serve --model PATH``) that cannot be served; says why."""
+
+
+def path_entry(path: Path | str) -> Entry:
+    """A model directory the operator named at start: a ``save_pretrained`` directory (its ``config.json`` has
+    ``model_type``) or a from-scratch checkpoint (``config.json`` with ``family``, ``model.safetensors``).
+
+    The operator's explicit choice, so it may lie outside the model root; requests name it only by its id,
+    the directory's name, never by path. Hugging Face directories load with ``local_files_only`` and never
+    with remote code (``attnlab.models.hf.load_hf``). Reads the config only; raises ``ModelPathError``.
+    """
+    import json
+    import os
+
+    named = Path(os.path.abspath(Path(path).expanduser()))  # its name is the id, also for a symlink
+    directory = named.resolve()
+    config = directory / "config.json"
+    if not config.is_file():
+        raise ModelPathError(f"--model {path}: no config.json in {directory} (a save_pretrained directory or an "
+                             "attnlab checkpoint)")
+    try:
+        cfg = json.loads(config.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelPathError(f"--model {path}: config.json is not readable JSON ({exc})") from None
+    description = f"model directory {named.name} (attnlab serve --model)"  # never the path: clients read it
+    if isinstance(cfg, dict) and "model_type" in cfg:
+        from .hf.sources import directory_entry
+
+        return directory_entry(named.name, directory, description)
+    if isinstance(cfg, dict) and "family" in cfg and (directory / "model.safetensors").is_file():
+        return scratch_entry(named.name, directory, description)
+    raise ModelPathError(f"--model {path}: config.json has neither model_type (Hugging Face) nor family and "
+                         "model.safetensors (attnlab checkpoint)")
+
+
+def path_entries(paths: Sequence[Path | str]) -> list[Entry]:
+    """``path_entry`` of each path; ``ModelPathError`` when two directories share a name (their id)."""
+    entries: dict[str, Entry] = {}
+    for path in paths:
+        entry = path_entry(path)
+        if entry.id in entries:
+            raise ModelPathError(f"--model {path}: another directory is also named {entry.id!r} (a model's id is "
+                                 "its directory's name)")
+        entries[entry.id] = entry
+    return list(entries.values())
+
+
+def _with_card(info: ModelInfo) -> ModelInfo:
+    """The info with the bundled card of its id when its entry gave none (pretrained models)."""
+    if info.card is None and info.id in PRETRAINED_CARDS:
+        info.card = PRETRAINED_CARDS[info.id]
+    return info
 
 
 class Registry:
@@ -75,10 +144,10 @@ class Registry:
 
     def info(self, model_id: str) -> ModelInfo:
         """The entry's description (no weights read); ``UnknownModel`` names the known ids."""
-        return lookup(self.entries, model_id, "model", error=UnknownModel).info()
+        return _with_card(lookup(self.entries, model_id, "model", error=UnknownModel).info())
 
     def list(self) -> list[ModelInfo]:
-        return [entry.info() for entry in self.entries.values()]
+        return [_with_card(entry.info()) for entry in self.entries.values()]
 
     def loaded(self) -> list[str]:
         return list(self._loaded)
@@ -102,8 +171,12 @@ class Registry:
 
 
 def default_registry(allowlist: list[str] | None = None, model_root: Path | None = None,
-                     zoo: Path = ZOO, placement: Placement | None = None) -> Registry:
-    """Bundled pretrained models, allowlisted hub ids, local directories, the zoo; loaded onto ``placement``."""
+                     zoo: Path = ZOO, user_labs: Path | None = None,
+                     model_paths: Sequence[Path | str] = (), placement: Placement | None = None) -> Registry:
+    """Bundled pretrained models, allowlisted hub ids, local directories, the zoo, the user's lab runs
+    (``user_labs``, default ``labs_dir()``, listed as ``my-<name>``), and the directories named at start
+    (``model_paths``: ``path_entries``; one named like another model replaces it, the operator's explicit choice).
+    Models load onto ``placement`` (None: as loaded, CPU float32)."""
     registry = Registry(placement=placement)
     try:
         from .hf import pretrained_entries
@@ -112,7 +185,11 @@ def default_registry(allowlist: list[str] | None = None, model_root: Path | None
     else:
         for entry in pretrained_entries(allowlist or [], model_root):
             registry.register(entry)
-    for entry in zoo_entries(zoo):
+    for entry in zoo_entries(zoo) + user_lab_entries(user_labs):
+        registry.register(entry)
+    for entry in path_entries(model_paths):
+        if entry.id in registry.entries:
+            log.warning("model %s: the directory named at start replaces the registered one", entry.id)
         registry.register(entry)
     return registry
 

@@ -60,6 +60,23 @@ def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float = 0.0) ->
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def warmup_linear(step: int, warmup: int, total: int, min_ratio: float = 0.0) -> float:
+    """Multiplier: linear warmup to 1, then a straight line down to `min_ratio` at `total`.
+
+    The schedule BERT was trained with (Devlin et al. 2019, arXiv 1810.04805, with `min_ratio=0`)
+    and `transformers`' `get_linear_schedule_with_warmup`. Stays at `min_ratio` after `total`.
+    """
+    _check_warmup(warmup)
+    if total <= warmup:
+        raise ValueError(f"total ({total}) must be greater than warmup ({warmup})")
+    if not 0.0 <= min_ratio <= 1.0:
+        raise ValueError(f"min_ratio must be in [0, 1], got {min_ratio}")
+    if step < warmup:
+        return _linear_warmup(step, warmup)
+    progress = min(1.0, (step - warmup) / (total - warmup))
+    return 1.0 - (1.0 - min_ratio) * progress
+
+
 def inverse_sqrt(step: int, warmup: int, d_model: int) -> float:
     """Absolute LR from Vaswani et al. 2017, "Attention Is All You Need", eq. 3.
 
@@ -109,6 +126,7 @@ SCHEDULES: dict[str, Schedule] = {
     for s in (
         Schedule("constant", constant, False, "linear warmup, then flat"),
         Schedule("warmup_cosine", warmup_cosine, False, "linear warmup, cosine decay to min_ratio"),
+        Schedule("warmup_linear", warmup_linear, False, "linear warmup, linear decay to min_ratio"),
         Schedule("inverse_sqrt", inverse_sqrt, True, "Vaswani et al. 2017 eq. 3, absolute LR"),
         Schedule("inverse_sqrt_normalized", inverse_sqrt_normalized, False, "eq. 3 scaled to peak 1"),
     )

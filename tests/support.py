@@ -54,7 +54,7 @@ def tiny_registry() -> Registry:
 
 
 def make_settings(**overrides: object) -> Settings:
-    base = dict(dense_budget=200_000, max_tokens=4096, run_cache_bytes=8 * 2**20, max_new_tokens=64,
+    base = dict(dense_budget=200_000, run_cache_bytes=8 * 2**20, max_new_tokens=64,
                 generate_timeout_s=20.0, benchmark_budget_s=3.0, benchmark_max_cells=4 * 2**20,
                 head_stats_max_tokens=256, per_model_concurrency=2, queue_limit=4, preload=False)
     base.update(overrides)

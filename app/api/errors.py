@@ -34,13 +34,14 @@ class Status:
 STATUSES: dict[type[ServiceError], Status] = {
     NotFound: Status(404, "unknown model or run (the message lists the known ones / says how to recreate the run)"),
     Unavailable: Status(409, "the model is registered but unavailable here; the message gives the reason"),
-    TooLarge: Status(413, "valid, but larger than a limit: more tokens than the model's max_positions or the "
-                          "server's max_tokens, or over a budget (dense_budget, max_tile_cells, run_cache_bytes, ...); "
+    TooLarge: Status(413, "valid, but larger than a limit: more tokens than the model's own max_positions, "
+                          "or over a budget (dense_budget, max_tile_cells, run_cache_bytes, ...); "
                           "the message names it"),
     Invalid: Status(422, "invalid request: a value outside the bounds stated here, or one this model or run does not "
                          "have (a layer, a head, a kind); `detail` names the field and the limit"),
     Busy: Status(429, "too many requests queued for this model; see Retry-After"),
-    Overloaded: Status(503, "waited too long for a model slot; see Retry-After"),
+    Overloaded: Status(503, "waited too long for a model slot, or the shared run store is unreachable; see "
+                            "Retry-After"),
     NotStarted: Status(503, "the server is starting (its lifespan has not run yet); see Retry-After"),
 }
 

@@ -100,6 +100,26 @@ class Strict(BaseModel):
 
 
 # -- models and health --------------------------------------------------------------------------------
+class ExampleOut(BaseModel):
+    label: str = Field(description="what the example shows")
+    text: str
+    pages: list[str] = Field(description="pages the example is meant for (explorer, heads, generate, seq2seq, "
+                                         "backends); empty: every page")
+
+
+class FocusOut(BaseModel):
+    kind: Kind
+    layer: int
+    head: int
+    why: str
+
+
+class ModelCardOut(BaseModel):
+    expects: str = Field(description="one line: what the model was trained on and the input it reads")
+    examples: list[ExampleOut]
+    focus: FocusOut | None = Field(None, description="the model's most telling head (pages open it first)")
+
+
 class ModelInfoOut(BaseModel):
     id: str
     family: Literal["encoder", "decoder", "encoder-decoder"]
@@ -116,6 +136,7 @@ class ModelInfoOut(BaseModel):
     vocab_size: int | None = None
     n_params: int | None = None
     description: str = ""
+    card: ModelCardOut | None = Field(None, description="trained on / expects, example inputs (attnlab.models.cards)")
 
 
 class ModelDetail(ModelInfoOut):
@@ -124,9 +145,11 @@ class ModelDetail(ModelInfoOut):
 
 
 class Health(BaseModel):
-    status: Literal["ok"]
+    status: Literal["ok", "preparing"] = Field(description="`preparing` while models load in the background at "
+                                                            "start-up (prepare_on_start); the server answers meanwhile")
     version: str
     loaded_models: list[str]
+    preparing: dict[str, str] = Field(default_factory=dict, description="model id -> what its preparation is doing")
     n_models: int
     uptime_s: float
     device: Literal["cpu", "cuda"] = Field(description="where the models run (ATTNLAB_DEVICE)")
@@ -405,6 +428,8 @@ class SchemeOut(BaseModel):
     summary: str
     paper: str | None
     in_similarity: bool
+    parameters: list[Literal["d_model", "n_heads", "max_len"]] = Field(
+        description="the sizes this scheme's figures depend on (the page disables the others)")
 
 
 def _distinct(values: list[str]) -> list[str]:
@@ -469,6 +494,49 @@ class BenchmarkResponse(BaseModel):
         "with `format=figure`: Plotly figure JSON of the results (time and memory vs T, log-log; app.web.figures)"))
 
 
+class BenchmarkLatest(BenchmarkResponse):
+    source: Literal["shipped", "this server"] = Field(description=(
+        "`this server`: the last benchmark this process ran; `shipped`: measured when attnlab was packaged "
+        "(bench/ship_benchmark.py), on `machine`"))
+    request: dict[str, BenchmarkValue | list[BenchmarkValue]] = Field(description="the request it answered")
+    machine: str = Field(description="where it was measured: CPU or GPU, torch threads, torch version")
+    measured_at: str = Field(description="UTC time of the measurement, ISO 8601")
+
+
 class ErrorOut(BaseModel):
     detail: str
     errors: list[dict[str, object]] | None = None
+
+
+# -- long inputs: the demo passage, streamed runs, batched overviews (app.api.routes.longrun) -----------------
+class LongTextResponse(BaseModel):
+    model: str
+    text: str = Field(description="the bundled passage, numbered copies cut at a sentence end to fit `limit`")
+    n_tokens: int = Field(description="tokens of `text` for this model (special tokens included)")
+    limit: int = Field(description="the fewest of the model's max_positions, the tokens "
+                                   "whose capture fits run_cache_bytes, long_text_tokens and `tokens`")
+    limit_reason: Literal["max_positions", "run_cache_bytes", "long_text_tokens", "tokens"]
+    backend: str = Field(description="what backend `auto` picks for this text")
+    backend_reason: str
+    estimate_s: float = Field(description="estimated seconds of its run on this server (from its recent runs)")
+    dropped: list[str] = Field(description="characters the model's vocabulary lacks, left out of the passage")
+    lowercased: bool = Field(description="upper-case letters the vocabulary lacks were lower-cased")
+
+
+class StreamRunRequest(Strict):
+    model: ModelId
+    text: Text
+    text_pair: Text | None = None
+    backend: BackendName | Literal["auto"] = Field(
+        "auto", description="`auto`: flash from auto_flash_min_tokens tokens on (where the model has it), else math")
+
+
+class OverviewsResponse(BaseModel):
+    run_id: str
+    kind: Kind
+    layers: list[int] = Field(description="[a, b): the layers covered")
+    pool: int
+    pool_mode: Literal["max", "mean"]
+    factor: int = Field(description="each cell pools factor x factor weights (1: exact)")
+    shape: list[int] = Field(description="[layers, heads, rows, cols]")
+    attention: list[list[Floats2]]

@@ -1,5 +1,5 @@
-"""``python -m attnlab.cli``: the `attnlab` command."""
+"""``python -m attnlab.cli``: the `attnlab` command (user mistakes as one line: app.cli.errors)."""
 
-from .commands import app
+from .errors import main
 
-app()
+main()

@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import json as jsonlib
 import logging
+import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -44,16 +49,65 @@ def server_log_config(level: str) -> dict:
 def serve(host: str = typer.Option(None, help="default: ATTNLAB_HOST or 127.0.0.1"),
           port: int = typer.Option(None, help="default: ATTNLAB_PORT or 8000"),
           workers: int = typer.Option(None, help="uvicorn worker processes (default: ATTNLAB_WORKERS or 1)"),
-          reload: bool = False) -> None:
+          reload: bool = False,
+          model: list[Path] = typer.Option(None, "--model", metavar="PATH",
+                                           help="also serve this model directory (a save_pretrained directory or an "
+                                                "attnlab checkpoint) under its directory's name; repeatable"),
+          prepare: bool | None = typer.Option(None, help="load the default models in the background at start-up "
+                                                         "(SmolLM2's first load converts its GGUF, ~60 s); /api/health "
+                                                         "says preparing meanwhile (default: on, or "
+                                                         "ATTNLAB_PREPARE_ON_START)")
+          ) -> None:
     """Start the web server (pages at /, API at /api, OpenAPI at /docs)."""
+    import os
+
     import uvicorn
+
+    from attnlab.models.registry import ModelPathError, path_entries
 
     from ..core.settings import get_settings
 
+    # every worker process reads its settings from the environment: the option, else the variable, else on
+    if prepare is None:
+        os.environ.setdefault("ATTNLAB_PREPARE_ON_START", "1")
+    else:
+        os.environ["ATTNLAB_PREPARE_ON_START"] = "1" if prepare else "0"
+    get_settings.cache_clear()
+    if model:
+        try:  # checked here, before the server starts: a bad path is the operator's error, exit 2
+            entries = path_entries(model)
+        except ModelPathError as exc:
+            console.print(str(exc), style="red", markup=False)
+            raise typer.Exit(2) from None
+        # the workers read it from the environment (ATTNLAB_MODEL_PATHS), as every setting
+        os.environ["ATTNLAB_MODEL_PATHS"] = jsonlib.dumps([str(p.expanduser().resolve()) for p in model])
+        get_settings.cache_clear()
+        console.print("serving " + ", ".join(e.id for e in entries) + " besides the registry's models", markup=False)
     settings = get_settings()
-    uvicorn.run("attnlab.main:create_app", factory=True, host=host or settings.host, port=port or settings.port,
-                workers=workers or settings.workers, reload=reload, timeout_graceful_shutdown=10,
-                access_log=False, log_config=server_log_config(settings.log_level))
+    workers = workers or settings.workers
+    with _metrics_dir(workers):
+        uvicorn.run("attnlab.main:create_app", factory=True, host=host or settings.host, port=port or settings.port,
+                    workers=workers, reload=reload, timeout_graceful_shutdown=10,
+                    access_log=False, log_config=server_log_config(settings.log_level))
+
+
+@contextmanager
+def _metrics_dir(workers: int) -> Iterator[None]:
+    """Several workers: a fresh folder for prometheus_client's multiprocess mode (each worker writes its values
+    there, /api/metrics sums them), named in PROMETHEUS_MULTIPROC_DIR before the workers start, removed after.
+    A folder already named there is used as is (and must be emptied between runs by whoever made it)."""
+    from ..core.metrics import MULTIPROC_ENV
+
+    if workers <= 1 or os.environ.get(MULTIPROC_ENV):
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="attnlab-metrics-")
+    os.environ[MULTIPROC_ENV] = folder
+    try:
+        yield
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @app.command("models")
@@ -65,7 +119,8 @@ def list_models(as_json: bool = typer.Option(False, "--json", help="machine-read
 
     _logging("WARNING")
     settings = get_settings()
-    infos = default_registry(settings.allowlist, settings.model_dir, settings.zoo_dir).list()
+    infos = default_registry(settings.allowlist, settings.model_dir, settings.zoo_dir, user_labs=settings.labs_dir,
+                             model_paths=settings.model_paths).list()
     if as_json:
         typer.echo(jsonlib.dumps([i.to_dict() for i in infos], indent=2))
         return
@@ -179,6 +234,46 @@ def bench_api() -> None:
     run_api_bench()
 
 
+@bench.command("checkpointing")
+def bench_checkpointing(
+        models: list[str] = typer.Option(None, "--model", help="only these (repeat the option); default: every "
+                                                              "zoo architecture and minilm-shape"),
+        batch_size: int = typer.Option(8, min=1, max=256, help="sequences per step"),
+        seq_len: int = typer.Option(128, min=1, max=8192, help="tokens per sequence (capped at a model's positions)"),
+        repeats: int = typer.Option(3, min=1, max=50, help="timed steps per setting (the median is reported)"),
+        device: str = typer.Option("cpu", help="cpu or cuda"),
+        threads: int = typer.Option(1, min=0, help="intra-op threads (0: torch's default)"),
+        out: Path | None = typer.Option(None, help="write results.json here (default: <data dir>/labs/"
+                                                   "checkpointing; models/zoo/checkpointing is the shipped copy)"),
+        json: bool = typer.Option(False, "--json", help="machine-readable results")) -> None:
+    """Gradient checkpointing: peak training memory (torch's allocator) and step time, with and without."""
+    from attnlab.models.paths import labs_dir
+    from attnlab.models.training.checkpointing import checkpointing_table, default_configs, write_table
+
+    from ..core.settings import get_settings
+
+    _logging("WARNING")
+    configs = default_configs(get_settings().zoo_dir, models)
+    table = checkpointing_table(configs, batch_size=batch_size, seq_len=seq_len, repeats=repeats, device=device,
+                                threads=threads or None, progress=not json)
+    path = write_table(table, out if out is not None else labs_dir() / "checkpointing")
+    if json:
+        typer.echo(jsonlib.dumps(table, indent=2))
+        return
+    t = Table(title=f"gradient checkpointing, one forward+backward of {batch_size} x {seq_len} tokens on {device} "
+                    f"(memory: {table['rows'][0]['method'] if table['rows'] else ''})")
+    for col in ("model", "layers", "params", "peak MiB without", "peak MiB with", "saved", "ms without", "ms with",
+                "slowdown", "CPU ms without", "CPU ms with", "CPU slowdown"):
+        t.add_column(col, justify="right")
+    for r in table["rows"]:
+        t.add_row(r["model"], str(r["n_layers"]), f"{r['n_params']:,}", f"{r['peak_without_mib']:.1f}",
+                  f"{r['peak_with_mib']:.1f}", f"{100 * r['saving_ratio']:.0f}%", f"{r['step_ms_without']:.0f}",
+                  f"{r['step_ms_with']:.0f}", f"{r['slowdown']:.2f}x", f"{r['step_cpu_ms_without']:.0f}",
+                  f"{r['step_cpu_ms_with']:.0f}", f"{r['cpu_slowdown']:.2f}x")
+    console.print(t)
+    console.print(f"written to {path}")
+
+
 def train_parser():
     """The options of `attnlab train` (argparse: they pass through typer untouched, and torchrun runs them)."""
     import argparse
@@ -242,8 +337,10 @@ def train(ctx: typer.Context) -> None:
 
 
 @app.command()
-def lab(name: str = typer.Argument(..., help="induction, extrapolation, seq2seq, lm or mlm"),
-        out: Path | None = typer.Option(None, help="default: models/zoo/NAME"),
+def lab(name: str = typer.Argument(..., help="induction, extrapolation, seq2seq, lm, mlm, heads, stability or "
+                                               "schedules"),
+        out: Path | None = typer.Option(None, help="default: <data dir>/labs/NAME (ATTNLAB_DATA_DIR; listed as "
+                                                   "my-NAME beside the shipped zoo)"),
         quick: bool = typer.Option(False, help="a seconds-long version (for tests)")) -> None:
     """Run one of the week's labs; writes a checkpoint and results.json."""
     from attnlab.models.labs import run_lab

@@ -88,6 +88,7 @@ class RequestLogMiddleware:
                                                                   else "unmatched")
             self.metrics.requests.labels(route, scope["method"], str(status)).inc()
             self.metrics.latency.labels(route).observe(seconds)
+            self.metrics.after_request()
             # never the query string (pages keep the user's text there) nor the body: sizes only
             extra = {"request_id": request_id, "method": scope["method"], "path": _log_path(scope), "status": status,
                      "ms": round(seconds * 1e3, 1), "bytes_in": bytes_in, "bytes_out": bytes_out, **fields}

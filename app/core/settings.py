@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from attnlab.models.device import Placement, resolve
 from attnlab.models.paths import ZOO as ZOO_DIR
+from attnlab.models.paths import data_dir as user_data_dir
 
 
 class Settings(BaseSettings):
@@ -24,14 +25,27 @@ class Settings(BaseSettings):
     # models: hub ids allowed besides the bundled ones, and the root of local model directories
     allowlist: list[str] = Field(default_factory=lambda: ["gpt2", "distilgpt2", "bert-base-uncased"])
     model_dir: Path | None = None
+    # model directories the operator named at start (`attnlab serve --model PATH`): served by their directory's
+    # name, wherever they lie; requests never name a path
+    model_paths: list[Path] = Field(default_factory=list)
     zoo_dir: Path = ZOO_DIR  # trained demo checkpoints and lab results (extrapolation/results.json)
+    # the user's own files (ATTNLAB_DATA_DIR, else platformdirs' user data dir): lab re-runs in <data_dir>/labs,
+    # listed as my-<name> beside the shipped zoo
+    data_dir: Path = Field(default_factory=user_data_dir)
     default_models: list[str] = Field(default_factory=lambda: ["minilm", "smollm2"])
     preload: bool = False  # load default models at start-up instead of on first use
+    # load default models in the background at start-up (SmolLM2's first load converts its GGUF, ~60 s);
+    # /api/health says `preparing` meanwhile. `attnlab serve` turns it on unless --no-prepare
+    prepare_on_start: bool = False
+    # backend `auto` (and POST /api/runs/stream without one): flash from this many tokens on, where the model has it
+    auto_flash_min_tokens: int = 512
+    # GET /api/long-text: the demo passage's default length (also bounded by the model and the run cache); 2048
+    # tokens run in ~10 s on SmolLM2 with flash on 2 CPU cores
+    long_text_tokens: int = 2048
     # limits
     max_text_chars: int = 100_000  # all text fields of one request together
     # request bodies past this are refused (413) before they are read; None: body_limit_bytes()
     max_body_bytes: int | None = None
-    max_tokens: int = 8192
     dense_budget: int = 4_000_000  # L*H*T^2 weights in one /api/attention answer; values of one positional answer
     # GET /api/positional/{scheme} (data or figures) and /api/figures/similarity: the largest sizes asked for;
     # dense_budget bounds the values they give together (max_len x d_model, n_heads x max_len^2)
@@ -42,6 +56,20 @@ class Settings(BaseSettings):
     head_stats_max_tokens: int = 1024  # POST /api/runs computes head scores inline up to this length
     head_stats_max_cells: int = 2_000_000_000  # GET .../heads on longer runs: L*H*T^2 weights visited (~10 s CPU)
     run_cache_bytes: int = 512 * 2**20
+    # runs up to this many tokens keep Q and K in float32 (tiles equal `math` to ~1e-6); longer runs keep them in
+    # float16 (2 bytes), attention run on the rounded values: tiles within 2e-3 of the float32 model, rows sum
+    # to 1. SmolLM2 at 8,192 tokens: 368 MiB instead of 736 (per token per layer: 9x64 + 3x64 values + 9 LSE)
+    capture_float32_max_tokens: int = 4096
+    # runs of at least this many tokens pool every head's whole map in the background as soon as they exist,
+    # at these sizes (the Explorer's 48-cell thumbnails, then its 512-cell head view), so a page finds them ready
+    prepool_min_tokens: int = 8192
+    prepool_sizes: list[int] = Field(default_factory=lambda: [48, 512])
+    # where every worker finds a run's request (app.services.run_store): 'sqlite' (<cache_dir>/runs.sqlite3, the
+    # workers of one machine), 'sqlite:////abs/path.sqlite3', 'redis://host:6379/0' (replicas), 'memory' (one worker)
+    run_store: str = "sqlite"
+    run_ttl_s: float = Field(24 * 3600.0, gt=0)  # a stored run expires this long after its last POST /api/runs
+    # POST /api/objectives: the masked side runs the text once per token (n x n tokens)
+    objectives_max_tokens: int = 128
     max_new_tokens: int = 256
     generate_timeout_s: float = 60.0
     # rows stop once this is spent; the row running then finishes (one row is bounded by benchmark_max_cells),
@@ -52,6 +80,15 @@ class Settings(BaseSettings):
     # on 2 idle CPU cores and ~10 s on 2 busy ones: MiniLM-L6 up to 116 tokens; SmolLM2-135M (320 GFLOP at 4
     # tokens) only where this is raised
     profile_max_gflop: float = 100.0
+    # /api/interventions/* and /api/lens (app.services.interventions). 128 tokens keeps the slowest of them on
+    # SmolLM2 (the lens: 30 unembeddings of 49152 logits per token) within a few seconds on 2 CPU cores
+    intervention_max_tokens: int = 128
+    ablation_grid_max_heads: int = 64  # importance adds the exact single-head ablation grid up to this many heads
+    # activation patching stops once this is spent (cells left null). SmolLM2 on a 14-token name swap, 1 thread: the
+    # 30 whole layers take ~6 s, then ~2 s per layer of heads; the full 270-head grid ~60 s
+    patch_budget_s: float = 8.0
+    importance_max_probes: int = 16  # random projections for encoders without a head (one batch row each)
+    lens_max_k: int = 20  # top tokens per layer and position in the logit lens
     # concurrency: requests running per model, and how many may wait behind them
     per_model_concurrency: int = 2
     queue_limit: int = 16
@@ -61,6 +98,8 @@ class Settings(BaseSettings):
     gzip_min_bytes: int = 16 * 1024
     gzip_level: int = 5  # level 9 costs ~3x the CPU for a few percent on JSON
     cors_origins: list[str] = Field(default_factory=list)
+    # SSE keep-alive comments on long streams, so proxies (nginx proxy_read_timeout: 60 s) keep them open
+    sse_ping_s: float = Field(15.0, gt=0)
     log_level: str = "INFO"
     # intra-op threads per forward. None: cores / per_model_concurrency, so concurrent requests do
     # not oversubscribe the CPU (measured on 2 busy cores: 2 threads per forward ran ~20x slower)
@@ -104,6 +143,11 @@ class Settings(BaseSettings):
 
         free = free_gpu_bytes if free_gpu_bytes is not None else torch.cuda.mem_get_info(placement.device)[0]
         return max(1, min(self.per_model_concurrency, free // self.gpu_request_bytes))
+
+    @property
+    def labs_dir(self) -> Path:
+        """Where `attnlab lab NAME` writes by default (attnlab.models.paths.labs_dir under this data_dir)."""
+        return self.data_dir / "labs"
 
     def threads_per_forward(self) -> int:
         return self.torch_threads or max(1, (os.cpu_count() or 1) // self.per_model_concurrency)

@@ -13,6 +13,8 @@ from .attention import AttentionService
 from .benchmark import BenchmarkService
 from .generation import GenerationService
 from .hub import ModelHub
+from .interventions import InterventionService
+from .longrun import LongRunService, Preparer
 from .runs import RunService
 
 
@@ -25,19 +27,30 @@ class Services:
     generation: GenerationService
     benchmark: BenchmarkService
     metrics: Metrics
+    interventions: InterventionService
+    longrun: LongRunService
+    preparer: Preparer
     started: float = field(default_factory=time.time)
 
 
 def build_services(settings: Settings, registry: Registry, metrics: Metrics) -> Services:
     hub = ModelHub(registry, settings)
     runs = RunService(hub, settings)
+
+    async def find_run(run_id: str):
+        run = await runs.get(run_id)
+        return run.model, run.backend, run.input
+
     services = Services(settings, hub, runs, AttentionService(hub, settings), GenerationService(hub, settings, metrics),
-                        BenchmarkService(hub, settings), metrics)
+                        BenchmarkService(hub, settings), metrics,
+                        interventions=InterventionService(hub, settings, find_run),
+                        longrun=LongRunService(hub, runs, settings), preparer=Preparer(hub))
 
     def refresh() -> None:
         metrics.cache_bytes.set(runs.cache.nbytes)
         metrics.cache_runs.set(len(runs.cache))
         metrics.cache_evictions.set(runs.cache.evictions)
+        metrics.runs_restored.set(runs.restored)
         metrics.loaded_models.set(len(hub.loaded()))
         for model_id, gate in hub.gates().items():
             metrics.model_running.labels(model_id).set(gate.running)

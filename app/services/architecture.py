@@ -9,6 +9,7 @@ from attnlab.models.introspection import describe_architecture, profile_architec
 from ..core.settings import Settings
 from .errors import Invalid, TooLarge
 from .hub import ModelHub
+from .inputs import too_many_tokens
 
 MODEL_FIELDS = ("id", "family", "source", "n_params", "positional", "description")
 
@@ -32,8 +33,7 @@ async def profile(hub: ModelHub, settings: Settings, model_id: str, tokens: int)
     adapter = await hub.adapter(model_id)  # 404 or 409 first
     info = adapter.info
     if tokens > info.max_positions:
-        raise TooLarge(f"tokens: {tokens} tokens is more than model {model_id!r} accepts "
-                       f"(max_positions {info.max_positions})")
+        raise too_many_tokens(info, "tokens", tokens)
     n_params = info.n_params or sum(p.numel() for p in adapter.model.parameters())
     cost, budget = profile_cost_gflop(n_params, tokens), settings.profile_max_gflop
     if cost > budget:

@@ -2,11 +2,20 @@
 
 One benchmark runs at a time per process (they measure the machine; two at once would
 measure each other) and each is bounded by ``benchmark_budget_s``.
+
+The Backends page opens on :meth:`BenchmarkService.latest`: the last benchmark this process ran, else
+the results shipped in ``benchmark_shipped.json`` (measured by ``bench/ship_benchmark.py``), so a class
+of thirty opening the page starts no benchmark; it measures only on a click.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import platform
+import time
+from importlib.resources import files
+from pathlib import Path
 
 from attnlab.models import ModelAdapter
 
@@ -15,12 +24,52 @@ from .errors import Busy, Invalid, TooLarge, Unavailable
 from .hub import ModelHub, in_thread
 from .inputs import attention_cells, encode_checked
 
+SHIPPED = "benchmark_shipped.json"
+
+
+def shipped_results() -> dict:
+    """The results shipped with attnlab: ``{form, request, results, measured_at, machine, budget_s}``."""
+    return json.loads((files(__package__) / SHIPPED).read_text(encoding="utf-8"))
+
+
+def machine() -> str:
+    """The machine a measurement ran on, in words (CPU, threads, torch)."""
+    import torch
+
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else _cpu_name()
+    return f"{device}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+
+
+def _cpu_name() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
 
 class BenchmarkService:
     def __init__(self, hub: ModelHub, settings: Settings):
         self.hub = hub
         self.settings = settings
         self._lock = asyncio.Lock()
+        self._latest: dict | None = None  # the last measurement of this process
+
+    def latest(self) -> dict:
+        """The last benchmark this process ran (``source: "this server"``), else the shipped one
+        (``source: "shipped"``); never measures."""
+        if self._latest is not None:
+            return {**self._latest, "source": "this server"}
+        return {**shipped_results(), "source": "shipped"}
+
+    def remember(self, form: str, request: dict, results: list[dict]) -> None:
+        """Keep a finished measurement for :meth:`latest`."""
+        self._latest = {"form": form, "request": request, "results": results, "budget_s":
+                        self.settings.benchmark_budget_s, "machine": machine(),
+                        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
     async def _exclusive(self, fn):
         if self._lock.locked():

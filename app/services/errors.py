@@ -10,7 +10,7 @@ app.api.errors'):
   (pydantic answers those before a service runs), or one this model or run does not have: a layer,
   a head, a kind, a second segment for a decoder.
 - 413 ``TooLarge``: every value is valid, but the input is larger than a limit: more tokens than
-  the model's ``max_positions`` or the server's ``max_tokens``, characters past ``max_text_chars``
+  the model's own ``max_positions`` (limits are per model), characters past ``max_text_chars``
   together, work or memory over a budget (``dense_budget``, ``max_tile_cells``, ``run_cache_bytes``,
   ``head_stats_max_cells``, ``benchmark_max_cells``, ``profile_max_gflop``). Refused before the work.
 

@@ -39,13 +39,15 @@ class GenerateParams:
 
 
 def new_token_rows(step: GenerationStep) -> np.ndarray:
-    """(L, H, t): the attention row of the query that produced this step's token."""
+    """(L, H, context_len): the attention row of the query that produced this step's token."""
     rec = step.recorder
     rows = []
     for layer in range(rec.layers("decoder")):
         r = rec.get("decoder", layer)
         t_q, t_k = r.shape
-        rows.append(r.block(slice(0, r.n_heads), slice(t_q - 1, t_q), slice(0, t_k))[:, 0])  # (H, t)
+        row = r.block(slice(0, r.n_heads), slice(t_q - 1, t_q), slice(0, t_k))[:, 0]  # (H, t_k)
+        # a sliding-window cache (Mistral) keeps only the last t_k keys: the dropped ones had weight 0
+        rows.append(torch.nn.functional.pad(row, (step.context_len - t_k, 0)))  # (H, context_len)
     return torch.stack(rows).cpu().numpy()  # from the model's device
 
 
@@ -86,13 +88,15 @@ class GenerationService:
 
     async def events(self, p: GenerateParams, is_disconnected: Callable[[], Awaitable[bool]]
                      ) -> AsyncIterator[tuple[str, dict]]:
-        """('token', event) per step, then ('summary', event). Call check() first."""
+        """('prompt', event) once the prompt is read (its tokens, so a page labels the context from the first
+        token on), ('token', event) per step, then ('summary', event). Call check() first."""
         backend = self.check(p)
         t_start = time.perf_counter()
         deadline = t_start + self.settings.generate_timeout_s
         async with self.hub.use(p.model, backend) as adapter:
             enc = await in_thread(
                 lambda: encode_checked(adapter, p.prompt, None, self.settings, field="prompt", reserve=1))
+            yield "prompt", {"model": p.model, "backend": backend, **enc.seq().fields("prompt_", segments=False)}
             steps = adapter.generate(p.prompt, p.max_new_tokens, p.temperature, p.top_k, p.top_p, p.seed, backend,
                                      n_top=p.n_top)
             tokens: list[str] = []  # labels, completed by later steps' relabel
@@ -153,6 +157,6 @@ class GenerationService:
         async for name, event in self.events(p, is_disconnected):
             if name == "token":
                 steps.append(event)
-            else:
+            elif name == "summary":
                 summary = event
         return {"steps": steps, "summary": summary}

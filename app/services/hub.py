@@ -90,6 +90,8 @@ class ModelHub:
         # reading an entry's info may touch disk (config.json): once per model per process
         self._infos: dict[str, ModelInfo] = {}
         self._adapters: dict[str, ModelAdapter] = {}
+        # loads under way: a request arriving while the start-up preparation loads a model waits for that load
+        self._loading: dict[str, asyncio.Future] = {}
 
     # -- metadata (never loads weights) -------------------------------------------------
     def list(self) -> list[ModelInfo]:
@@ -145,7 +147,10 @@ class ModelHub:
         info = self.info(model_id)
         if not info.available:
             raise Unavailable(self._unavailable(model_id))
-        adapter = await in_thread(self._load_sync, model_id)
+        if model_id not in self._loading:
+            self._loading[model_id] = asyncio.ensure_future(in_thread(self._load_sync, model_id))
+            self._loading[model_id].add_done_callback(lambda _: self._loading.pop(model_id, None))
+        adapter = await asyncio.shield(self._loading[model_id])
         self._adapters[model_id] = adapter
         return adapter
 

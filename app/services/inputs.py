@@ -11,7 +11,11 @@ from .errors import Invalid, TooLarge, with_article
 
 def encode_checked(adapter: ModelAdapter, text: str, text_pair: str | None, settings: Settings,
                    field: str = "text", reserve: int = 0) -> Encoded:
-    """Tokens of the input, refused with 413 past max_positions or the server's max_tokens.
+    """Tokens of the input, refused with 413 past the model's own limit (``ModelInfo.max_positions``).
+
+    Limits are per model: a from-scratch model without a position table declares how far it may run
+    (``max_run_positions``), a pretrained one its position embeddings; the memory a run needs is bounded
+    separately (``run_cache_bytes``).
 
     The one place token counts are checked, so "too many tokens" is the same 413, in the same words,
     for every model family (adapters do not count). ``reserve`` keeps room for tokens still to come
@@ -35,12 +39,24 @@ def encode_checked(adapter: ModelAdapter, text: str, text_pair: str | None, sett
     note(tokens=n)
     limit = adapter.info.max_positions
     if n + reserve > limit:
-        extra = f" plus {reserve} new token{'s' if reserve > 1 else ''}" if reserve else ""
-        raise TooLarge(f"{field}: {n} tokens{extra} is more than model {adapter.info.id!r} accepts "
-                       f"(max_positions {limit})")
-    if n > settings.max_tokens:
-        raise TooLarge(f"{field}: {n} tokens is over the server limit of {settings.max_tokens} tokens (max_tokens)")
+        raise too_many_tokens(adapter.info, field, n, reserve)
     return enc
+
+
+def too_many_tokens(info: ModelInfo, field: str, n: int, reserve: int = 0) -> TooLarge:
+    """The one 413 for more tokens than a model accepts, naming its limit and why it is that."""
+    extra = f" plus {reserve} new token{'s' if reserve > 1 else ''}" if reserve else ""
+    return TooLarge(f"{field}: {n} tokens{extra} is more than model {info.id!r} accepts "
+                    f"(max_positions {info.max_positions}{_limit_reason(info)})")
+
+
+def _limit_reason(info: ModelInfo) -> str:
+    """Why a model's limit is what it is, where the model says."""
+    if info.trained_positions:
+        return f"; trained at {info.trained_positions} tokens, its {info.positional} positions run further"
+    if info.source == "scratch" and info.positional == "learned":
+        return f": its learned position table has {info.max_positions} rows"
+    return ""
 
 
 def _check_own_tokens(adapter: ModelAdapter, enc: Encoded, field: str, pair: bool) -> None:

@@ -1,10 +1,12 @@
 """Runs: a forward pass kept as its capture (Q, K, LSE), addressed by a content hash.
 
-``run_id`` hashes (model, text, text_pair, backend), so the same request gives the
-same id on every worker; a worker that has not cached a run answers 404 and the
-client POSTs it again (stateless serving). The cache is an LRU bounded in bytes.
-Tiles, pooled overviews, head scores and rollout are all computed from the capture,
-never from a T x T tensor of the whole map.
+``run_id`` hashes the run's request: model, a fingerprint of its weights, text, text_pair,
+backend and the format version, so the same request gives the same id on every worker. The
+request is kept in the shared run store (``app.services.run_store``: SQLite for the workers of
+one machine, Redis for replicas); a worker asked for a run it has not computed reads the request
+there and recomputes the capture (the same weights and code: the same tiles). Each worker caches
+captures in an LRU bounded in bytes. Tiles, pooled overviews, head scores and rollout are all
+computed from the capture, never from a T x T tensor of the whole map.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,23 +25,32 @@ import orjson
 import torch
 
 from attnlab.models import ModelAdapter, Recorder, TokenSeq, axis_seqs
-from attnlab.models.capture import pooled_overview
+from attnlab.models.capture import capture_dtype, pooled_overview
+from attnlab.models.fingerprint import module_fingerprint
 
 from ..core.logctx import note
 from ..core.settings import Settings
 from .errors import Invalid, NotFound, TooLarge
 from .hub import ModelHub, in_thread
 from .inputs import encode_checked
+from .run_store import RunStore, open_run_store
 
 log = logging.getLogger(__name__)
 
-RUN_FORMAT_VERSION = 2  # bump when what a run contains changes, so old ids do not alias new runs
+RUN_FORMAT_VERSION = 3  # bump when what a run contains changes, so old ids do not alias new runs
 
 
-def run_id_for(model: str, text: str, text_pair: str | None, backend: str) -> str:
-    key = orjson.dumps({"v": RUN_FORMAT_VERSION, "model": model, "text": text, "text_pair": text_pair,
-                        "backend": backend}, option=orjson.OPT_SORT_KEYS)
-    return hashlib.blake2b(key, digest_size=16).hexdigest()
+def run_request(model: str, fingerprint: str, text: str, text_pair: str | None, backend: str) -> dict:
+    """Everything that determines a run's capture: what the run store keeps and ``run_id_for`` hashes.
+    ``fingerprint`` is ``attnlab.models.fingerprint.module_fingerprint`` of the loaded model (weights, dtype,
+    device)."""
+    return {"v": RUN_FORMAT_VERSION, "model": model, "fingerprint": fingerprint, "text": text,
+            "text_pair": text_pair, "backend": backend}
+
+
+def run_id_for(request: dict) -> str:
+    """32 hex digits: blake2b of the request's canonical JSON (sorted keys)."""
+    return hashlib.blake2b(orjson.dumps(request, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
 
 
 @dataclass
@@ -52,6 +64,11 @@ class Run:
     timings: dict[str, float]
     head_stats: dict[str, dict[str, list[list[float]]]] | None = None
     created: float = field(default_factory=time.time)
+    # whole-map pooled overviews, (kind, layer, head, pool, mode) -> Future of (pooled, factor): long runs
+    # pool them in the background as soon as they exist (RunService.prepool), requests share the result
+    overviews: dict[tuple, Future] = field(default_factory=dict, repr=False, compare=False)
+    # decoders: the loss of each next token, [T - 1] nats (position i predicts token i + 1); None otherwise
+    token_loss: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def kinds(self) -> list[str]:
@@ -93,6 +110,15 @@ class Run:
             if not 0 <= head < n_heads:
                 raise Invalid(f"head: {head} is outside 0..{n_heads - 1} ({n_heads} heads)")
         return kind
+
+
+def next_token_loss(adapter: ModelAdapter, enc, logits: torch.Tensor | None) -> np.ndarray | None:
+    """A decoder's loss at each position: -log p(token i+1 | tokens <= i), [T - 1] float32 nats; None for
+    other families (an encoder's logits do not predict the next token)."""
+    if logits is None or adapter.info.family != "decoder" or logits.shape[1] < 2:
+        return None
+    return torch.nn.functional.cross_entropy(logits[0, :-1].float(), enc.ids[0, 1:].to(logits.device),
+                                             reduction="none").cpu().numpy().astype(np.float32)
 
 
 class RunCache:
@@ -159,21 +185,41 @@ def parse_range(text: str | None, n: int, name: str) -> tuple[int, int]:
 
 
 class RunService:
-    def __init__(self, hub: ModelHub, settings: Settings):
+    def __init__(self, hub: ModelHub, settings: Settings, store: RunStore | None = None):
         self.hub = hub
         self.settings = settings
         self.cache = RunCache(settings.run_cache_limit(hub.placement))  # on a GPU, also gpu_cache_fraction
+        self.store = store or open_run_store(settings.run_store, settings.run_ttl_s, settings.retry_after_s)
+        self.restored = 0  # runs this worker recomputed from the shared store
         self._pending: dict[str, asyncio.Future] = {}
+        self._prepool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attnlab-prepool")
+        self._fingerprints: dict[str, str] = {}
 
     # -- creating -----------------------------------------------------------------------------
+    def capture_half(self, n_tokens: int) -> bool:
+        """Whether a run of ``n_tokens`` keeps Q and K in float16 (past ``capture_float32_max_tokens``)."""
+        return n_tokens > self.settings.capture_float32_max_tokens
+
     def estimate_bytes(self, adapter: ModelAdapter, n_tokens: int) -> int:
-        """Bytes of the capture before running it: q, k (float32) and lse per layer and kind."""
+        """Bytes of the capture before running it: q and k (float32, or float16 for long runs; K per KV head
+        under grouped-query attention) and the float32 LSE, per layer and kind."""
         info = adapter.info
         head_dim = info.d_model // info.n_heads
         kv = info.n_kv_heads or info.n_heads
-        per_layer = n_tokens * (info.n_heads * head_dim + kv * head_dim + info.n_heads) * 4
+        qk_bytes = 2 if self.capture_half(n_tokens) else 4
+        per_layer = n_tokens * ((info.n_heads * head_dim + kv * head_dim) * qk_bytes + info.n_heads * 4)
         kinds = len(info.kinds)
         return per_layer * info.n_layers * kinds
+
+    def tokens_in_budget(self, adapter: ModelAdapter) -> int:
+        """The most tokens whose capture fits ``run_cache_bytes`` (past ``capture_float32_max_tokens`` a token
+        costs the float16 bytes)."""
+        budget, threshold = self.cache.budget, self.settings.capture_float32_max_tokens
+        n = budget // max(1, self.estimate_bytes(adapter, 1))
+        if n < threshold:
+            return n
+        half = self.estimate_bytes(adapter, threshold + 1) / (threshold + 1)
+        return max(n, int(budget // half))
 
     def _compute(self, adapter: ModelAdapter, run_id: str, text: str, text_pair: str | None, backend: str) -> Run:
         enc = encode_checked(adapter, text, text_pair, self.settings)
@@ -181,20 +227,25 @@ class RunService:
         if estimate > self.cache.budget:
             raise TooLarge(f"text: a run of {len(enc)} tokens needs about {estimate / 2**20:.0f} MiB of capture, over "
                            f"the run cache budget of {self.cache.budget / 2**20:.0f} MiB (run_cache_bytes)")
-        result = adapter.forward_encoded(enc, backend)
+        with capture_dtype(torch.float16 if self.capture_half(len(enc)) else torch.float32):
+            result = adapter.forward_encoded(enc, backend)
         run = Run(run_id, adapter.info.id, backend, result.input, result.target, result.recorder,
-                  dict(result.timings))
+                  dict(result.timings), token_loss=next_token_loss(adapter, enc, result.logits))
         if len(enc) <= self.settings.head_stats_max_tokens:
             t0 = time.perf_counter()
             run.head_stats = compute_head_stats(run)
             run.timings["head_stats_ms"] = (time.perf_counter() - t0) * 1e3
         return run
 
-    async def create(self, model: str, text: str, text_pair: str | None, backend: str | None) -> tuple[Run, bool]:
-        """The run for this input: (run, cached)."""
-        backend = self.hub.check_backend(model, backend)
-        run_id = run_id_for(model, text, text_pair, backend)
-        note(run_id=run_id)
+    async def fingerprint(self, model: str) -> str:
+        """The loaded model's weights fingerprint (computed once per process, in a thread; loads the model)."""
+        if model not in self._fingerprints:
+            adapter = await self.hub.adapter(model)
+            self._fingerprints[model] = await in_thread(module_fingerprint, adapter.model)
+        return self._fingerprints[model]
+
+    async def _obtain(self, request: dict, run_id: str) -> tuple[Run, bool]:
+        """The run of ``request`` from this worker's cache, or computed once however many ask at a time."""
         run = self.cache.get(run_id)
         if run is not None:
             return run, True
@@ -202,9 +253,12 @@ class RunService:
             return await asyncio.shield(self._pending[run_id]), True
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         self._pending[run_id] = future
+        model, text, text_pair, backend = request["model"], request["text"], request["text_pair"], request["backend"]
         try:
             run = await self.hub.call(model, backend, lambda a: self._compute(a, run_id, text, text_pair, backend))
             self.cache.put(run)
+            if len(run.tokens) >= self.settings.prepool_min_tokens:
+                self.prepool(run)
             future.set_result(run)
             return run, False
         except BaseException as err:
@@ -214,14 +268,97 @@ class RunService:
         finally:
             del self._pending[run_id]
 
-    def get(self, run_id: str) -> Run:
+    async def create(self, model: str, text: str, text_pair: str | None, backend: str | None) -> tuple[Run, bool]:
+        """The run for this input: (run, cached). Stores its request in the shared run store (refreshing its
+        expiry), so every worker can serve it."""
+        backend = self.hub.check_backend(model, backend)  # unknown ids fail (404) before anything is loaded
+        request = run_request(model, await self.fingerprint(model), text, text_pair, backend)
+        run_id = run_id_for(request)
+        note(run_id=run_id)
+        run, cached = await self._obtain(request, run_id)
+        await self.store.put(run_id, request)
+        return run, cached
+
+    async def get(self, run_id: str) -> Run:
+        """The run, from this worker's cache or recomputed from the request in the shared store.
+
+        Raises NotFound (404) when the store does not know it (never created, or expired after run_ttl_s),
+        or when this worker's copy of the model has other weights than the one that created it."""
         run = self.cache.get(run_id)
         if run is None:
-            raise NotFound(f"run_id: run {run_id} is not cached on this server (evicted, or computed by another "
-                           "worker); POST /api/runs again with the same model, text and backend: it gets the same "
-                           "run_id")
+            request = await self.store.get(run_id)
+            if request is None:
+                raise NotFound(f"run_id: run {run_id} is unknown or expired (runs are kept "
+                               f"{self.settings.run_ttl_s / 3600:g} h after their last POST, run_ttl_s); POST "
+                               "/api/runs again with the same model, text and backend: it gets the same run_id")
+            await self._check_request(run_id, request)
+            run, cached = await self._obtain(request, run_id)
+            if not cached:
+                self.restored += 1
+                log.info("run %s recomputed from the %s run store", run_id, self.store.kind)
         note(model=run.model, run_id=run_id, tokens=len(run.tokens))
         return run
+
+    def loss(self, run: Run, bucket: int) -> dict:
+        """The run's next-token loss by position, averaged over buckets of ``bucket`` positions (the last
+        bucket may be shorter): {"positions": first position of each bucket, "loss": nats, "mean": nats}.
+        422 for a run of a model that does not predict the next token."""
+        if run.token_loss is None:
+            raise Invalid(f"run_id: run {run.run_id} is of model {run.model!r}, which does not predict the next "
+                          "token; per-position loss needs a decoder")
+        loss = run.token_loss
+        starts = np.arange(0, len(loss), bucket)
+        means = np.add.reduceat(loss, starts) / np.diff(np.append(starts, len(loss)))
+        return {"positions": starts.tolist(), "loss": means.astype(np.float32).tolist(), "bucket": bucket,
+                "mean": float(loss.mean()), "n_predictions": len(loss)}
+
+    # -- pooled overviews of long runs ------------------------------------------------------------
+    def prepool(self, run: Run) -> None:
+        """Pool every head's whole map of a long run in the background, at the sizes the pages ask first
+        (``prepool_sizes``: the Explorer's thumbnails, then its head view), in that order. A request for
+        one of them waits for it, or computes it at once if it has not started."""
+        for pool in self.settings.prepool_sizes:
+            for kind in run.kinds:
+                rec0 = run.recorder.get(kind, 0)
+                for layer in range(run.recorder.layers(kind)):
+                    for head in range(rec0.n_heads):
+                        key = (kind, layer, head, pool, "max")
+                        if key not in run.overviews:
+                            run.overviews[key] = self._prepool.submit(self._pool_whole, run, key)
+
+    def close(self) -> None:
+        """Drop the background pooling not yet started (at shutdown: never wait for it)."""
+        self._prepool.shutdown(wait=False, cancel_futures=True)
+
+    @staticmethod
+    def _pool_whole(run: Run, key: tuple) -> tuple:
+        kind, layer, head, pool, mode = key
+        record = run.recorder.get(kind, layer)
+        t_q, t_k = record.shape
+        return pooled_overview(record, head, pool, mode, (0, t_q), (0, t_k))
+
+    def _overview(self, run: Run, key: tuple) -> tuple:
+        """A whole-map overview: the background one if it is done or running, else computed here."""
+        future = run.overviews.get(key)
+        if future is not None and (future.done() or future.running()):
+            return future.result()
+        result = self._pool_whole(run, key)  # not started yet (or never queued): do not wait behind others
+        done: Future = Future()
+        done.set_result(result)
+        run.overviews[key] = done
+        if future is not None:
+            future.cancel()
+        return result
+    async def _check_request(self, run_id: str, request: dict) -> None:
+        """A stored request this worker can recompute exactly: same format, same model weights."""
+        if request.get("v") != RUN_FORMAT_VERSION or run_id_for(request) != run_id:
+            raise NotFound(f"run_id: run {run_id} was stored by another attnlab version (run format "
+                           f"{request.get('v')}, this server's {RUN_FORMAT_VERSION}); POST /api/runs again")
+        model = request["model"]
+        self.hub.check_backend(model, request["backend"])
+        if await self.fingerprint(model) != request["fingerprint"]:
+            raise NotFound(f"run_id: run {run_id} was computed with other weights of {model!r} than this server "
+                           "has loaded (replicas should serve the same checkpoints); POST /api/runs again")
 
     # -- reading --------------------------------------------------------------------------------
     def _tile(self, run: Run, kind: str, layer: int, head: int, rows: str | None, cols: str | None,
@@ -240,7 +377,10 @@ class RunService:
             return Tile(data.cpu().numpy(), r, c, 1, q_tokens[r[0]:r[1]], k_tokens[c[0]:c[1]])
         if pool > self.settings.max_pool:
             raise Invalid(f"pool: {pool} is over max_pool {self.settings.max_pool}")
-        data, factor = pooled_overview(run.recorder.get(kind, layer), head, pool, pool_mode, r, c)
+        if r == (0, t_q) and c == (0, t_k):
+            data, factor = self._overview(run, (kind, layer, head, pool, pool_mode))
+        else:
+            data, factor = pooled_overview(run.recorder.get(kind, layer), head, pool, pool_mode, r, c)
         labels = factor == 1
         return Tile(data.cpu().numpy(), r, c, factor, q_tokens[r[0]:r[1]] if labels else None,
                     k_tokens[c[0]:c[1]] if labels else None)
@@ -284,14 +424,13 @@ class RunService:
 
 
 def compute_head_stats(run: Run) -> dict[str, dict[str, list[list[float]]]]:
-    """Head-type scores (models.analysis) for every self-attention kind of a run."""
+    """Head-type scores (models.analysis) for every kind of a run; cross-attention gets the scores that
+    apply to two sequences (analysis.CROSS_SCORES)."""
     from attnlab.models import analysis
 
     out = {}
     with torch.no_grad():
         for kind in run.kinds:
-            if kind == "cross":
-                continue  # detectors compare a sequence with itself
             seq = run.axis(kind)[1]  # the keys: special flags are by id, typed control strings included
             out[kind] = analysis.head_scores(run.recorder, kind, seq.ids, seq.special)
     return out

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from attnlab.models.paths import USER_PREFIX
+
 from .errors import Invalid, NotFound
 
 RESULT_FILES = (("results.json", "results"), ("train_summary.json", "summary"), ("snapshots.json", "snapshots"))
@@ -18,18 +20,28 @@ def training_models(root: Path) -> list[str]:
     return sorted(p.parent.name for p in root.glob("*/log.jsonl")) if root.is_dir() else []
 
 
-def checkpoints(zoo_dir: Path) -> list[dict]:
-    """``[{name, snapshots}]``: checkpoints with a training log, and whether they have attention snapshots."""
+def checkpoints(zoo_dir: Path, user_dir: Path | None = None) -> list[dict]:
+    """``[{name, snapshots}]``: checkpoints with a training log, and whether they have attention snapshots; the
+    user's own lab runs (``user_dir``, the data dir's ``labs``) after the zoo's, as ``my-<name>``."""
+    out = []
+    for prefix, root in (("", Path(zoo_dir)), (USER_PREFIX, user_dir)):
+        if root is not None:
+            out += [{"name": prefix + n, "snapshots": (root / n / "snapshots.json").is_file()}
+                    for n in training_models(root)]
+    return out
+
+
+def checkpoint_dir(zoo_dir: Path, name: str, user_dir: Path | None = None) -> Path:
+    """The directory of checkpoint ``name`` (``my-<name>``: the user's own run in ``user_dir``); NotFound (404)
+    for a name outside the zoo or without a log."""
     root = Path(zoo_dir)
-    return [{"name": n, "snapshots": (root / n / "snapshots.json").is_file()} for n in training_models(root)]
-
-
-def checkpoint_dir(zoo_dir: Path, name: str) -> Path:
-    """The directory of checkpoint ``name``; NotFound (404) for a name outside the zoo or without a log."""
-    root = Path(zoo_dir).resolve()
+    if user_dir is not None and name.startswith(USER_PREFIX):
+        root, name = Path(user_dir), name[len(USER_PREFIX):]
+    root = root.resolve()
     directory = (root / name).resolve()
     if directory.parent != root or not (directory / "log.jsonl").is_file():
-        raise NotFound(f"model: no training log for {name!r}; checkpoints with one: {training_models(root)}")
+        known = [c["name"] for c in checkpoints(zoo_dir, user_dir)]
+        raise NotFound(f"model: no training log for {name!r}; checkpoints with one: {known}")
     return directory
 
 
@@ -45,9 +57,9 @@ def read_log(directory: Path) -> list[dict]:
     return records
 
 
-def training_record(zoo_dir: Path, name: str) -> dict:
+def training_record(zoo_dir: Path, name: str, user_dir: Path | None = None) -> dict:
     """``{name, log, results?, summary?, snapshots?}`` of one checkpoint (the optional files it has)."""
-    directory = checkpoint_dir(zoo_dir, name)
+    directory = checkpoint_dir(zoo_dir, name, user_dir)
     record: dict = {"name": name, "log": read_log(directory)}
     for file, key in RESULT_FILES:
         if (directory / file).is_file():
@@ -55,12 +67,13 @@ def training_record(zoo_dir: Path, name: str) -> dict:
     return record
 
 
-def snapshot_maps(zoo_dir: Path, name: str, probe: str, kind: str | None, layer: int, head: int) -> dict:
+def snapshot_maps(zoo_dir: Path, name: str, probe: str, kind: str | None, layer: int, head: int,
+                  user_dir: Path | None = None) -> dict:
     """One head's attention on a probe at every snapshot step: ``maps`` (steps, T_query, T_key), with the tokens
     labelling each axis. NotFound without snapshots; Invalid for a probe, kind, layer or head not recorded."""
     from attnlab.models.training import load_snapshots
 
-    directory = checkpoint_dir(zoo_dir, name)
+    directory = checkpoint_dir(zoo_dir, name, user_dir)
     if not (directory / "snapshots.json").is_file():
         raise NotFound(f"model: {name!r} was trained without attention snapshots")
     meta, tensors = load_snapshots(directory)

@@ -24,6 +24,7 @@ PAGE = """<!doctype html>
   <link rel="stylesheet" href="/docs-assets/swagger-ui.css">
 </head>
 <body>
+  <nav aria-label="back to the pages"><a id="back-to-pages" href="/">&larr; attnlab pages</a></nav>
   <div id="swagger-ui" data-openapi-url="{openapi_url}"></div>
   <script src="/docs-assets/swagger-ui-bundle.js"></script>
   <script src="/static/js/swagger-init.js"></script>

@@ -63,26 +63,42 @@ def positional_matrix(desc: Mapping) -> go.Figure:
     return _layout(fig, f"{desc.get('scheme', '')} encoding: position x dimension")
 
 
-def positional_similarity(descs: Mapping[str, Mapping]) -> go.Figure:
-    """Similarity of position 0 with every offset, one line per scheme that has one.
+SIMILARITY_DEFINITION = (
+    "Similarity of position 0 and the position at each offset, 1 at offset 0: sinusoidal and learned, the dot product "
+    "of their position vectors; RoPE, q\u00b7k of one fixed vector rotated to both positions; ALiBi and T5 (biases, "
+    "not vectors), exp(bias) of head 0, the factor the bias multiplies an attention weight by; none, 1 at every "
+    "offset (no position signal: positions cannot be told apart). Learned and T5 are drawn at their random "
+    "initialisation (seed 0).")
 
-    Sinusoidal/learned: dot product of encodings; RoPE: q.k of a fixed vector after
-    rotation; ALiBi and T5 (biases, not vectors): exp(bias) of head 0, the factor the
-    bias multiplies an attention weight by.
-    """
+
+def scheme_style(name: str) -> dict:
+    """One colour per positional scheme, the same in every chart (the order of models.positional.POSITIONAL)."""
+    from attnlab.models.positional import POSITIONAL
+
+    order = list(POSITIONAL)
+    return _style(order.index(name) if name in order else len(order))
+
+
+def positional_similarity(descs: Mapping[str, Mapping], skipped: Mapping[str, str] | None = None) -> go.Figure:
+    """Similarity of position 0 with every offset, one line per scheme (``SIMILARITY_DEFINITION``); a scheme
+    in ``skipped`` (it cannot take these sizes) is named under the chart with the reason."""
     fig = go.Figure()
-    for i, (name, desc) in enumerate(descs.items()):
+    for name, desc in descs.items():
         if "similarity" in desc:
             x, y = desc["similarity"]["offset"], desc["similarity"]["value"]
         elif "bias" in desc and desc["bias"]:
             row = desc["bias"][0][-1]  # head 0, last query: offsets 0..T-1 reading backwards
             x = list(range(len(row)))
             y = [math.exp(v - row[-1]) for v in reversed(row)]
-        else:
-            continue
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=name, line=_style(i)))
+        else:  # no vector, rotation or bias: every position looks the same
+            x = list(range(int(desc.get("max_len", 0))))
+            y = [1.0] * len(x)
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=name, line=scheme_style(name)))
     fig.update_xaxes(title="offset from position 0")
     fig.update_yaxes(title="similarity (1 at offset 0)")
+    for i, (name, reason) in enumerate((skipped or {}).items()):
+        fig.add_annotation(text=escape_label(f"{name} not shown: {reason}"), xref="paper", yref="paper", x=0,
+                           y=-0.25 - 0.07 * i, showarrow=False, xanchor="left")
     return _layout(fig, "Similarity vs offset")
 
 
@@ -144,12 +160,12 @@ def extrapolation_curve(results: Mapping) -> go.Figure:
     """
     fig = go.Figure()
     lengths: set[int] = set()
-    for i, (name, data) in enumerate((results.get("table") or {}).items()):
+    for name, data in (results.get("table") or {}).items():
         values = data.get("perplexity") or {}
         xs = sorted(values, key=int)
         lengths.update(int(x) for x in xs)
         fig.add_trace(go.Scatter(x=[int(x) for x in xs], y=[values[x] for x in xs], mode="lines+markers",
-                                 name=name, line=_style(i)))
+                                 name=name, line=scheme_style(name)))
     train_len = results.get("train_len")
     if train_len:
         fig.add_vline(x=train_len, line=dict(color="grey", dash="dot"))
@@ -183,8 +199,29 @@ def _log_ticks(values: Iterable[float | None]) -> dict:
     return dict(tickmode="array", tickvals=ticks, ticktext=[f"{t:,.0f}" if t >= 1 else f"{t:g}" for t in ticks])
 
 
+def _benchmark_bars(rows: Sequence[Mapping]) -> go.Figure:
+    """One length (the model form: one input): time and memory as one bar per backend, linear axes."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("time", "peak memory allocated by torch"),
+                        horizontal_spacing=0.12)
+    names = [str(r["backend"]) for r in rows]
+    colours = [PALETTE[i % len(PALETTE)] for i in range(len(rows))]
+    mem = [(r.get("peak_memory_bytes") or r.get("attention_peak_memory_bytes") or 0) / 2**20 for r in rows]
+    fig.add_trace(go.Bar(x=names, y=[r.get("median_ms") for r in rows], marker_color=colours, showlegend=False,
+                         hovertemplate="%{x}<br>%{y:.3g} ms<extra></extra>"), 1, 1)
+    fig.add_trace(go.Bar(x=names, y=mem, marker_color=colours, showlegend=False,
+                         hovertemplate="%{x}<br>%{y:.3g} MiB<extra></extra>"), 1, 2)
+    fig.update_yaxes(title="median ms", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(title="peak MiB", rangemode="tozero", row=1, col=2)
+    fig.update_xaxes(title="backend")
+    size = next((_size(r) for r in rows if _size(r) is not None), None)
+    return _layout(fig, f"Attention backends on one input ({size} tokens)" if size else "Attention backends")
+
+
 def benchmark_figure(rows: Sequence[Mapping]) -> go.Figure:
-    """Median time and peak memory against sequence length, log-log, one line per backend."""
+    """Median time and peak memory against sequence length, log-log, one line per backend; with one
+    length only (the model form), one bar per backend instead (three dots on log axes say nothing)."""
+    if len({_size(r) for r in rows}) <= 1:
+        return _benchmark_bars(rows)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("time", "peak memory allocated by torch"),
                         horizontal_spacing=0.12)
     by_backend: dict[str, list[Mapping]] = {}
@@ -248,12 +285,22 @@ def architecture_figure(arch: Mapping) -> go.Figure:
 
 
 def training_curves(records: Iterable[Mapping]) -> go.Figure:
-    """Training loss (and eval loss) and learning rate against step, from log.jsonl records."""
+    """Training loss (and eval loss), learning rate and, when logged, the gradient norm (before clipping)
+    against step, from log.jsonl records."""
     records = list(records)
     train = [r for r in records if "loss" in r]
     evals = [r for r in records if "eval_loss" in r]
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.08,
-                        subplot_titles=("loss", "learning rate"))
+    grads = [r for r in train if r.get("grad_norm") is not None]
+    if grads:
+        fig = make_subplots(rows=3, cols=1, shared_xaxes=True, row_heights=[0.5, 0.25, 0.25], vertical_spacing=0.07,
+                            subplot_titles=("loss", "learning rate", "gradient norm"))
+        fig.add_trace(go.Scatter(x=[r["step"] for r in grads], y=[r["grad_norm"] for r in grads], mode="lines",
+                                 name="grad norm", line=_style(3)), 3, 1)
+        fig.update_yaxes(title="\u2016g\u2016\u2082", row=3, col=1)
+        fig.update_layout(height=620)
+    else:
+        fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.08,
+                            subplot_titles=("loss", "learning rate"))
     fig.add_trace(go.Scatter(x=[r["step"] for r in train], y=[r["loss"] for r in train], mode="lines",
                              name="train loss", line=_style(0)), 1, 1)
     if evals:
@@ -267,7 +314,7 @@ def training_curves(records: Iterable[Mapping]) -> go.Figure:
     lr = [r for r in train if "lr" in r]
     fig.add_trace(go.Scatter(x=[r["step"] for r in lr], y=[r["lr"] for r in lr], mode="lines", name="lr",
                              line=_style(2)), 2, 1)
-    fig.update_xaxes(title="step", row=2, col=1)
+    fig.update_xaxes(title="step", row=3 if grads else 2, col=1)
     fig.update_yaxes(title="loss", row=1, col=1)
     fig.update_yaxes(title="lr", exponentformat="e", row=2, col=1)
     return _layout(fig, "Training curves")
@@ -276,35 +323,46 @@ def training_curves(records: Iterable[Mapping]) -> go.Figure:
 # ----------------------------------------------------------------------------- attention summaries
 
 
+HEAD_SCORE_UNITS = {"entropy": "nats", "mean_offset": "tokens"}  # the others: attention mass in [0, 1]
+
+
 def head_type_grids(scores: Mapping[str, Sequence[Sequence[float]]],
                     detectors: Sequence[str] | None = None) -> go.Figure:
-    """One layers x heads heatmap per detector (the scores of GET /api/runs/{id}/heads)."""
+    """One layers x heads heatmap per detector (the scores of GET /api/runs/{id}/heads), each with its own
+    colour bar beside it titled with its unit: attention mass (0 to 1), tokens (mean offset, signed) or nats
+    (entropy, from 0)."""
     names = [d for d in (detectors or list(scores)) if d in scores]
-    units = {"entropy": "nats", "mean_offset": "tokens"}  # the others are attention mass in [0, 1]
-
-    def title(name: str) -> str:
-        if name not in units:
-            return name.replace("_", " ")
-        top = max((v for row in scores[name] for v in row), default=0.0)
-        return f"{name.replace('_', ' ')} ({units[name]}, 0–{top:.3g})"
-
     cols = min(4, max(1, len(names)))
     rows = max(1, math.ceil(len(names) / cols))
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[title(n) for n in names],
-                        horizontal_spacing=0.06, vertical_spacing=0.14)
+    h_space, v_space = 0.1, 0.14
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[n.replace("_", " ") for n in names],
+                        horizontal_spacing=h_space, vertical_spacing=v_space)
     for i, name in enumerate(names):
         z = scores[name]
-        bounded = name not in units
+        row, col = i // cols + 1, i % cols + 1
+        axis = fig.get_subplot(row, col)
+        x_domain, y_domain = axis.xaxis.domain, axis.yaxis.domain
+        unit = HEAD_SCORE_UNITS.get(name, "weight")
+        values = [v for r in z for v in r]
+        if name == "mean_offset":  # signed: a head looking back has a positive offset
+            top = max((abs(v) for v in values), default=1.0) or 1.0
+            bounds = dict(zmin=-top, zmax=top, colorscale="RdBu", zmid=0)
+        elif name == "entropy":
+            bounds = dict(zmin=0, zmax=max(values, default=1.0) or 1.0, colorscale=SEQUENTIAL)
+        else:
+            bounds = dict(zmin=0, zmax=1, colorscale=SEQUENTIAL)
         fig.add_trace(go.Heatmap(
             z=z, x=[f"H{h}" for h in range(len(z[0]) if z else 0)], y=[f"L{layer}" for layer in range(len(z))],
-            colorscale=SEQUENTIAL, zmin=0, zmax=1 if bounded else None,
-            showscale=i == 0, name=name, colorbar=dict(title="score", len=0.5),
-            hovertemplate=f"{name}<br>%{{y}} %{{x}}<br>%{{z:.3f}}<extra></extra>"),
-            i // cols + 1, i % cols + 1)
+            showscale=True, name=name, **bounds,
+            colorbar=dict(title=dict(text=unit, side="right"), x=x_domain[1] + 0.008, xanchor="left",
+                          y=sum(y_domain) / 2, yanchor="middle", len=(y_domain[1] - y_domain[0]) * 1.05,
+                          thickness=10),
+            hovertemplate=f"{name}<br>%{{y}} %{{x}}<br>%{{z:.3f}} {unit}<extra></extra>"),
+            row, col)
     fig.update_yaxes(autorange="reversed", title_text="")
     fig.update_layout(height=280 * rows + 100)
     fig = _layout(fig, "Head types (layer x head)")
-    fig.update_layout(margin=dict(t=90))
+    fig.update_layout(margin=dict(t=90, r=60))
     return fig
 
 

@@ -54,6 +54,7 @@ VIEWS = (
     View("/backends", "backends", "Attention backends", "Backends"),
     View("/training", "training", "Training curves and snapshots", "Training"),
     View("/architecture", "architecture", "Architecture and profile", "Architecture"),
+    View("/interventions", "interventions", "Interventions: ablation, patching, logit lens", "Interventions"),
 )
 
 

@@ -22,10 +22,13 @@ import torch
 from torch import Tensor
 
 from ..attention import AttentionSpec, row_lse
+from .progress import notify
 
 Kind = Literal["encoder", "decoder", "cross"]
 
 _current: contextvars.ContextVar[Recorder | None] = contextvars.ContextVar("attnlab_recorder", default=None)
+_store_dtype: contextvars.ContextVar[torch.dtype] = contextvars.ContextVar("attnlab_capture_dtype",
+                                                                          default=torch.float32)
 
 
 def _as_slice(r: slice | tuple[int, int] | None, n: int, what: str) -> slice:
@@ -100,9 +103,13 @@ class AttentionRecord:
 class Recorder:
     """Collects AttentionRecords; serves tiles, dense maps and pooled overviews."""
 
-    def __init__(self, detach: bool = True, keep_weights: bool = False):
+    def __init__(self, detach: bool = True, keep_weights: bool = False, store_dtype: torch.dtype | None = None):
         self.records: list[AttentionRecord] = []
         self.detach = detach
+        # the dtype Q and K are kept in: float32, or float16 for long runs (half the memory). The attention
+        # call rounds Q and K to it *before* its backend runs (attnlab.models.dispatch.attend), so the LSE the
+        # backend returns is the LSE of the stored values: every rebuilt row still sums to 1
+        self.store_dtype = store_dtype or _store_dtype.get()
         # for dense answers of small inputs: a backend that computes the weights anyway
         # (`math`) hands them over instead of the tiles rebuilding them from (Q, K, LSE)
         self.keep_weights = keep_weights
@@ -112,13 +119,16 @@ class Recorder:
             weights: Tensor | None = None) -> None:
         if self.detach:
             q, k = q.detach(), k.detach()
+        if self.store_dtype != q.dtype and q.dtype == torch.float32:
+            q, k = q.to(self.store_dtype), k.to(self.store_dtype)
         # the capture keeps a float32 LSE: a kernel that has none (sdpa), or one in a 16-bit dtype (math on a
         # bfloat16 model: its scores, and so its LSE, carry 8 bits), gets it recomputed in float32 from Q and K
         if lse is None or lse.dtype.itemsize < 4:
             group = q.shape[1] // k.shape[1]
-            lse = row_lse(q, k.repeat_interleave(group, dim=1), spec)
+            lse = row_lse(q.float(), k.float().repeat_interleave(group, dim=1), spec)
         kept = weights.detach() if weights is not None and self.keep_weights else None
         self.records.append(AttentionRecord(kind, layer, q, k, spec, lse.detach().float(), kept))
+        notify(kind, layer)  # progress of a long run; a cancelled one stops here, between layers
 
     # -- lookup -------------------------------------------------------------------
     @property
@@ -180,6 +190,19 @@ class Recorder:
 
 def current_recorder() -> Recorder | None:
     return _current.get()
+
+
+@contextlib.contextmanager
+def capture_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """Captures started in this block keep Q and K in ``dtype`` (``torch.float16``: 2 bytes per value instead
+    of 4; the LSE stays float32). Attention inside such a capture runs on Q and K rounded to ``dtype``, so the
+    captured weights are exactly those the model used; the model's output then differs from a float32
+    forward by that rounding (as a half-precision forward's would)."""
+    token = _store_dtype.set(dtype)
+    try:
+        yield
+    finally:
+        _store_dtype.reset(token)
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from ..attention import AttentionSpec
+from ..attention.window import SlidingWindow
 from ..dispatch import attend
 
 ATTN_IMPLEMENTATION = "attnlab"  # the name under which transformers finds our attention function
@@ -50,13 +51,14 @@ def _allowed_and_bias(mask: Tensor) -> tuple[Tensor, Tensor | None]:
 
 
 def spec_from_hf(query: Tensor, key: Tensor, attention_mask: Tensor | None, scale: float,
-                 is_causal: bool) -> AttentionSpec:
+                 is_causal: bool, sliding_window: int | None = None) -> AttentionSpec:
     """Our lazy spec for one HF attention call; exact, or an error when it cannot be.
 
     The queries are the last ``Tq`` of ``Tk`` positions (a KV cache holds the rest).
     HF hands us None (plain causal or no mask) or a (B, 1, Tq, Tk) mask; we recognise
-    causal + key padding, check the rebuilt mask equals HF's, and otherwise fall back
-    to the dense mask as a bias (batch size 1 only).
+    causal + key padding (within a ``sliding_window`` when the layer has one: Mistral),
+    check the rebuilt mask equals HF's, and otherwise fall back to the dense mask as a
+    bias (batch size 1 only).
     """
     batch, n_heads, t_q, _ = query.shape
     t_k = key.shape[-2]
@@ -68,8 +70,9 @@ def spec_from_hf(query: Tensor, key: Tensor, attention_mask: Tensor | None, scal
     if extra is None and allowed.shape[1] == 1:
         key_padding = allowed.any(dim=-2)[:, 0]  # (B, Tk): a key some query may see is a real token
         padding = None if bool(key_padding.all()) else key_padding.expand(batch, t_k)
-        for causal in (is_causal, not is_causal):
-            spec = AttentionSpec(scale, causal=causal, key_padding=padding, q_offset=q_offset)
+        windows = (None,) if not sliding_window else (SlidingWindow(int(sliding_window)), None)
+        for causal, pattern in ((c, w) for w in windows for c in (is_causal, not is_causal)):
+            spec = AttentionSpec(scale, causal=causal, key_padding=padding, pattern=pattern, q_offset=q_offset)
             q_pos, k_pos = spec.positions(t_q, t_k, query.device)
             rebuilt = spec.mask_block(q_pos, k_pos)
             if rebuilt is None:
@@ -100,11 +103,17 @@ def attnlab_attention(module, query: Tensor, key: Tensor, value: Tensor, attenti
     """
     if module.training and dropout > 0:
         raise NotImplementedError("attnlab attention is for inference: it does not apply attention dropout")
+    # features of HF's eager attention our spec has no term for: refuse rather than draw a different map
+    for name, feature in (("softcap", "logit soft-capping"), ("s_aux", "attention sinks"),
+                          ("position_bias", "a relative position bias")):
+        if kwargs.get(name) is not None:
+            raise NotImplementedError(f"attnlab capture: this attention layer uses {feature} ({name}), which "
+                                      "attnlab's attention spec does not have")
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     is_causal = kwargs.get("is_causal")
     if is_causal is None:
         is_causal = bool(getattr(module, "is_causal", False))
-    spec = spec_from_hf(query, key, attention_mask, scale, is_causal)
+    spec = spec_from_hf(query, key, attention_mask, scale, is_causal, kwargs.get("sliding_window"))
     if getattr(module, "is_cross_attention", False):
         kind = "cross"
     else:

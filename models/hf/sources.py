@@ -247,6 +247,21 @@ def local_entry(name: str, model_root: Path) -> Entry:
     return Entry(model_id, info, load)
 
 
+def directory_entry(model_id: str, directory: Path, description: str) -> Entry:
+    """A ``save_pretrained`` directory named by the operator (``attnlab.models.registry.path_entry``)."""
+
+    def info() -> ModelInfo:
+        if not _dir_has_weights(directory):
+            return _unavailable(model_id, "encoder", f"{model_id}: no config.json and weights in the directory",
+                                description)
+        return info_from_config(model_id, read_config(directory), description)
+
+    def load() -> ModelAdapter:
+        return load_hf(model_id, directory, description)
+
+    return Entry(model_id, info, load)
+
+
 def _allowlist_entry(item: str, root: Path | None) -> Entry:
     """A hub id, or a directory under the root (a name that exists there is the directory)."""
     if root is not None and (root / item).exists() or not _HUB_ID.match(item) or ".." in Path(item).parts:

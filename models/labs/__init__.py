@@ -1,10 +1,14 @@
-"""The labs: one command each, every one writing a checkpoint and ``results.json``.
+"""The labs: one command each, every one writing ``results.json`` (and a checkpoint where it trains one model).
 
     from attnlab.models.labs import run_lab
-    results = run_lab("induction")                     # -> models/zoo/induction/
+    results = run_lab("induction")                     # -> <data_dir>/labs/induction/
     results = run_lab("lm", "runs/lm", preset="gpt2-small", corpus="wikitext-2", device="cuda")
 
 ``python -m attnlab.models.labs NAME [--out-dir DIR] [--quick] [--set key=value ...]`` does the same.
+
+A run writes to the user's data directory (``attnlab.models.paths.labs_dir()``, ``$ATTNLAB_DATA_DIR/labs``
+when set), never into the installed package: the registry lists it as ``my-<name>`` beside the bundled
+``models/zoo/<name>`` (the shipped results). ``bench/make_zoo.py`` passes ``out_dir`` to refresh the zoo.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..names import lookup
-from ..paths import ZOO
+from ..paths import labs_dir
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,12 @@ LABS: dict[str, Lab] = {lab.name: lab for lab in (
         "small GPT with byte-level BPE; samples and validation perplexity"),
     Lab("mlm", "mlm", "Masked LM on Jane Austen",
         "small BERT-style encoder (15% masking, 80/10/10); fill-mask examples"),
+    Lab("heads", "heads", "Why multiple heads help",
+        "head importance, single-head ablation and the pruning curve of the shipped induction and lm models"),
+    Lab("stability", "stability", "Training stability: pre- vs post-norm, warmup",
+        "the same 6-layer decoder, pre-norm and post-norm, with and without warmup, at two learning rates"),
+    Lab("schedules", "schedules", "Learning-rate schedules",
+        "constant, warmup + linear decay, warmup + cosine, inverse square root on one model and data"),
 )}
 
 
@@ -49,12 +59,13 @@ def get_lab(name: str) -> Lab:
 def run_lab(name: str, out_dir: str | Path | None = None, quick: bool = False, **options: object) -> dict:
     """Run one lab; return its results (also written to ``<out_dir>/results.json``).
 
-    ``out_dir`` defaults to ``models/zoo/<name>`` (where the registry and pages look);
+    ``out_dir`` defaults to ``labs_dir() / name`` (the user's data directory; the registry and pages list
+    it as ``my-<name>``);
     ``quick`` is a seconds-long version for tests; ``options`` are the lab's own flags
     (``steps``, ``threads``, ``seed``, and per lab e.g. ``positional``, ``preset``, ``corpus``).
     """
     lab = get_lab(name)
-    return lab.run(Path(out_dir) if out_dir is not None else ZOO / name, quick, **options)
+    return lab.run(Path(out_dir) if out_dir is not None else labs_dir() / name, quick, **options)
 
 
 __all__ = ["LABS", "Lab", "get_lab", "run_lab"]

@@ -14,7 +14,7 @@ from . import LABS, run_lab
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m attnlab.models.labs", description="run one attnlab lab")
     p.add_argument("name", choices=list(LABS))
-    p.add_argument("--out-dir", help="default: models/zoo/NAME")
+    p.add_argument("--out-dir", help="default: <data dir>/labs/NAME (ATTNLAB_DATA_DIR)")
     p.add_argument("--quick", action="store_true", help="a seconds-long run (tests)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="lab options, e.g. steps=500")
     args = p.parse_args(argv)

@@ -105,13 +105,17 @@ class BPECorpus:
     tokenizer_seconds: float
 
 
-def bpe_corpus(name: str, vocab_size: int, quick: bool) -> BPECorpus:
+def bpe_corpus(name: str, vocab_size: int, quick: bool, max_chars: int | None = None) -> BPECorpus:
+    """``name`` (``load_corpus``) with a byte-level BPE of ``vocab_size`` trained on it; ``quick`` keeps the first
+    100,000 characters, ``max_chars`` the first ``max_chars``."""
     from ..data import load_corpus, train_val_split
     from ..tokenization import train_bpe
 
     text = load_corpus(name)
     if quick:
         text = text[:100_000]
+    if max_chars is not None:
+        text = text[:max_chars]
     t0 = time.perf_counter()
     tok = train_bpe(text, vocab_size)
     seconds = time.perf_counter() - t0

@@ -35,6 +35,10 @@ FACTORS = (1, 2, 4, 8)
 SHIPPED = "alibi"
 
 
+# schemes without a position table may be run to this length (the Explorer's 32,768-token demo; issue 15)
+MAX_RUN_POSITIONS = 32768
+
+
 @torch.no_grad()
 def perplexity_at(model, val_ids: torch.Tensor, length: int, n_tokens: int) -> tuple[float, list[float]]:
     """Perplexity over non-overlapping windows of ``length`` (about ``n_tokens`` in all),
@@ -80,6 +84,7 @@ def run(out_dir: str | Path, quick: bool = False, *, steps: int | None = None, t
         torch.manual_seed(seed)
         config = TransformerConfig(family="decoder", vocab_size=tok.vocab_size, d_model=d_model, n_layers=n_layers,
                                    n_heads=n_heads, positional=scheme, max_positions=train_len,
+                                   max_run_positions=None if scheme == "learned" else MAX_RUN_POSITIONS,
                                    pad_token_id=tok.pad_id)
         model = build_model(config)
         train_cfg = TrainConfig(steps=steps, lr=lr, warmup=min(50, steps // 10), log_every=20, seed=seed,

@@ -63,8 +63,8 @@ class TrainConfig:
         get_schedule(self.schedule)
         if self.steps <= 0:
             raise ValueError(f"steps must be positive, got {self.steps}")
-        if self.schedule == "warmup_cosine" and self.steps <= self.warmup:
-            raise ValueError(f"warmup_cosine needs steps ({self.steps}) > warmup ({self.warmup})")
+        if self.schedule in ("warmup_cosine", "warmup_linear") and self.steps <= self.warmup:
+            raise ValueError(f"{self.schedule} needs steps ({self.steps}) > warmup ({self.warmup})")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be fp32 or bf16, got {self.precision!r}")
 
@@ -73,6 +73,7 @@ class TrainConfig:
         return {
             "constant": {"warmup": self.warmup},
             "warmup_cosine": {"warmup": self.warmup, "total": self.steps, "min_ratio": self.min_lr_ratio},
+            "warmup_linear": {"warmup": self.warmup, "total": self.steps, "min_ratio": self.min_lr_ratio},
             "inverse_sqrt": {"warmup": max(self.warmup, 1), "d_model": d_model},
             "inverse_sqrt_normalized": {"warmup": max(self.warmup, 1)},
         }[self.schedule]

@@ -84,6 +84,8 @@ def train_main(
     if plot_lr:
         cfg = preset(preset_name)
         return lr_curve(schedule, steps, lr, warmup, d_model=int(model_overrides.get("d_model", cfg.d_model)))
+    # a bad schedule name, or a warmup the step count cannot hold, fails now, not after seconds of corpus and tokenizer
+    lr_curve(schedule, steps, lr, warmup, d_model=int(model_overrides.get("d_model", preset(preset_name).d_model)))
     torch.manual_seed(seed)
     out_dir = Path(out_dir)
     from ..data import load_corpus, train_val_split

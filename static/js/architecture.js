@@ -3,7 +3,8 @@
 // forward/backward time-per-component profile. Only the latest model's answers are drawn.
 import { api } from "./api.js";
 import { initChrome } from "./chrome.js";
-import { downloadJSON } from "./export.js";
+import { followCards } from "./examples.js";
+import { downloadJSON, fileName } from "./export.js";
 import { setupModelSelect } from "./forms.js";
 import { Latest } from "./latest.js";
 import { plotFigure } from "./plots.js";
@@ -37,7 +38,8 @@ async function describe() {
   profiled.cancel();
   profile = null;
   $("profile-chart").replaceChildren();
-  $("profile-note").textContent = "";
+  $("profile-chart").hidden = true; // no blank band: the chart shows once a profile is drawn
+  $("profile-note").textContent = "Press Profile to time the forward and backward pass of each component.";
   view.save();
   const url = `/api/figures/architecture/${encodeURIComponent($("model").value)}?context=${Number($("context").value)}`;
   const answer = await described.run((signal) => api(url, { signal }));
@@ -82,6 +84,7 @@ async function runProfile() {
   profile = answer.profile;
   $("profile-note").textContent = `${profile.tokens} tokens, forward ${profile.total_forward_ms.toFixed(1)} ms, backward `
     + `${profile.total_backward_ms.toFixed(1)} ms on ${profile.threads} CPU threads (${profile.note}).`;
+  $("profile-chart").hidden = false;
   await plotFigure($("profile-chart"), answer.figure, `${profile.model}-profile`);
   view.save();
 }
@@ -91,14 +94,17 @@ async function main() {
   view.restore();
   const info = await withLoading("Loading models", () => setupModelSelect($("model"), $("backend"), state.model, ""));
   if (!info) return;
+  await followCards({ select: $("model"), info, page: "architecture",
+                      wanted: new URLSearchParams(window.location.search).get("model") || "" });
   $("controls").addEventListener("submit", (ev) => { ev.preventDefault(); withLoading("Loading the model's config", describe); });
   $("profile").addEventListener("click", () => withLoading("Profiling forward and backward", runProfile));
-  $("export-arch-json").addEventListener("click", () => arch && downloadJSON("architecture.json", arch));
-  $("export-profile-json").addEventListener("click", () => profile && downloadJSON("profile.json", profile));
-  if (new URLSearchParams(window.location.search).has("model")) {
-    await withLoading("Loading the model's config", describe);
-    if (state.profile) await withLoading("Profiling forward and backward", runProfile);
-  }
+  $("export-arch-json").addEventListener("click", () => arch && downloadJSON(fileName({ model: $("model").value, view: "architecture" }, "json"), arch));
+  $("export-profile-json").addEventListener("click", () => profile && downloadJSON(fileName({ model: $("model").value, view: "profile" }, "json"), profile));
+  // the page opens with a result: the structure, then the profile (a small model's profile takes well
+  // under a second), unless a shared link says it had none
+  const params = new URLSearchParams(window.location.search);
+  await withLoading("Loading the model's config", describe);
+  if (arch && (state.profile || !params.has("model"))) await withLoading("Profiling forward and backward", runProfile);
 }
 
 main();

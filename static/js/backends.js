@@ -1,10 +1,13 @@
 // Backends: math vs sdpa vs flash on a synthetic size sweep or on one model's input; the
 // server runs the measurement and draws time and memory against T, log-log. Only the latest
-// submit's answer is drawn.
+// submit's answer is drawn. The page opens on the last measured results (GET /api/benchmark/latest: this
+// server's last run, else the results shipped with attnlab) and measures only when Run is pressed, so a
+// class opening the page starts no benchmark; controls that the chosen form does not use are disabled.
 import { api } from "./api.js";
 import { showBackendsHere } from "./backends_here.js";
 import { initChrome } from "./chrome.js";
-import { downloadJSON } from "./export.js";
+import { followCards } from "./examples.js";
+import { downloadJSON, fileName } from "./export.js";
 import { setupModelSelect } from "./forms.js";
 import { Latest } from "./latest.js";
 import { plotFigure } from "./plots.js";
@@ -32,6 +35,16 @@ function cell(row, text, numeric = false) {
   row.appendChild(td);
 }
 
+// the controls each form uses; the others are disabled while it is chosen
+const SYNTHETIC_ONLY = ["seq_lens", "n_heads", "head_dim", "passes", "causal"];
+const MODEL_ONLY = ["model", "backend", "text"];
+
+function enableForForm() {
+  const synthetic = form() === "synthetic";
+  for (const id of SYNTHETIC_ONLY) $(id).disabled = !synthetic;
+  for (const id of MODEL_ONLY) if ($(id)) $(id).disabled = synthetic;
+}
+
 async function run() {
   view.save();
   let body;
@@ -46,12 +59,20 @@ async function run() {
     body = { model: $("model").value, text: $("text").value, backends: backends() };
   }
   result = await submits.run((signal) => api("/api/benchmark?format=figure", { method: "POST", body, signal }));
+  await show(result, "Measured now on this server.");
+}
+
+/** Draw a benchmark answer: chart, table and what each column measured. */
+async function show(answer, source) {
+  result = answer;
+  $("bench-source").textContent = source;
   $("bench-panel").hidden = false;
   await plotFigure($("bench"), result.figure, "benchmark");
   const synthetic = result.form === "synthetic";
   // what one timed run is (models/benchmark.py): one attention call, or the app's whole forward
   $("bench-time-head").textContent = synthetic
-    ? `median ms of one attention call (${$("passes").value === "fwd_bwd" ? "forward + backward" : "forward"})`
+    ? `median ms of one attention call (${(result.request?.passes ?? $("passes").value) === "fwd_bwd"
+      ? "forward + backward" : "forward"})`
     : "median ms of one model forward (tokenise, run, capture), 3\u201310 runs";
   $("bench-mem-head").textContent = synthetic ? "peak MiB allocated by torch during the call"
     : "peak MiB allocated by torch in one attention kernel call";
@@ -77,6 +98,25 @@ async function run() {
   }
 }
 
+/** The last measured results, without measuring: this server's last run or the shipped one. */
+async function latest() {
+  const answer = await api("/api/benchmark/latest?format=figure");
+  const when = answer.measured_at.replace("T", " ").replace("Z", " UTC");
+  const where = answer.source === "shipped" ? `shipped with attnlab, measured on ${answer.machine} at ${when}`
+    : `the last run on this server (${answer.machine}) at ${when}`;
+  await show(answer, `Last measured results: ${where}. Press \u201cRun benchmark\u201d to measure on this server.`);
+}
+
+/** The controls of a request (the latest answer's, when the URL names none). */
+function setControls(request) {
+  if (request.seq_lens) $("seq_lens").value = request.seq_lens.join(",");
+  for (const key of ["n_heads", "head_dim", "passes"]) if (request[key] !== undefined) $(key).value = String(request[key]);
+  if (request.causal !== undefined) $("causal").checked = Boolean(request.causal);
+  if (request.backends) {
+    for (const b of document.querySelectorAll("input[name=backends]")) b.checked = request.backends.includes(b.value);
+  }
+}
+
 async function main() {
   initChrome();
   await withLoading("Listing this machine's backends", showBackendsHere);  // first: it may add checkboxes
@@ -85,10 +125,23 @@ async function main() {
   for (const b of document.querySelectorAll("input[name=backends]")) b.checked = wanted.includes(b.value);
   view.restore();
   if (state.text) $("text").value = state.text;
-  await withLoading("Loading models", () => setupModelSelect($("model"), $("backend"), state.model, state.backend));
+  const info = await withLoading("Loading models", () => setupModelSelect($("model"), $("backend"), state.model,
+                                                                       state.backend));
+  const params = new URLSearchParams(window.location.search);
+  if (info) {
+    await followCards({ select: $("model"), info, text: $("text"), page: "backends", wanted: params.get("model") || "",
+                        hadText: params.has("text") });
+  }
   $("controls").addEventListener("submit", (ev) => { ev.preventDefault(); withLoading("Measuring (up to the server's time budget)", run); });
-  $("export-bench-json").addEventListener("click", () => result && downloadJSON("benchmark.json", result.results));
-  if (new URLSearchParams(window.location.search).has("form")) await withLoading("Measuring", run);
+  $("export-bench-json").addEventListener("click", () => result && downloadJSON(
+    fileName({ model: result.form === "model" ? $("model").value : "synthetic", view: "benchmark" }, "json"), result.results));
+  for (const radio of document.querySelectorAll("input[name=form]")) radio.addEventListener("change", enableForForm);
+  enableForForm();
+  const named = params.has("form");
+  await withLoading("Loading the last measured results", async () => {
+    await latest();
+    if (!named && result.form === "synthetic") setControls(result.request); // the controls say what is shown
+  });
 }
 
 main();

@@ -1,6 +1,7 @@
 // Page chrome shared by every view: the large-font toggle for a projector (kept in
 // localStorage) and arrow-key navigation over (layer, head).
 import { relayoutFonts } from "./plots.js";
+import { watchPreparing } from "./preparing.js";
 
 function applyLargeFont(on) {
   document.body.classList.toggle("large", on);
@@ -19,6 +20,7 @@ export function initChrome() {
     try { window.localStorage.setItem("attnlab-large", next ? "1" : "0"); } catch (_) { /* storage off */ }
     applyLargeFont(next);
   });
+  watchPreparing(); // a note while the server prepares models at start-up
 }
 
 /** Arrow-key navigation over (layer, head), ignoring keys typed into form fields. */

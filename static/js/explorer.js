@@ -5,25 +5,31 @@
 // /api/runs/{id}/attention as float16; an evicted run is recreated (runs.js).
 import { apiBinary } from "./api.js";
 import { initChrome, onArrowKeys } from "./chrome.js";
-import { downloadJSON, downloadNPY } from "./export.js";
+import { cardFocus, followCards, warnUnknown } from "./examples.js";
+import { addImageButtons, downloadJSON, downloadNPY, excerpt, fileName } from "./export.js";
 import { fillSelect, setupModelSelect } from "./forms.js";
 import { Latest } from "./latest.js";
-import { createRun, withRun } from "./runs.js";
-import { SCALES, scaleName } from "./scale.js";
+import { withRun } from "./runs.js";
+import { SCALES, scaleName, viridis } from "./scale.js";
 import { bindState } from "./state.js";
 import { withLoading } from "./status.js";
 import { HeadGrid, THUMB } from "./explorer/grid.js";
 import { HeadView } from "./explorer/head-view.js";
+import { addAutoBackend, longText, RunProgress, streamRun } from "./explorer/long-run.js";
 
 const $ = (id) => document.getElementById(id);
 const view = bindState({
   model: "minilm", text: "", text_pair: "", backend: "", kind: "",
   layer: -1, head: -1, // the open head (-1: none)
-  colour: { value: "", el: "colour-by" }, scale: "linear", exclude_special: { value: false, el: "exclude-special" },
+  colour: { value: "", el: "colour-by" }, shared: { value: false, el: "shared-scale" }, scale: "linear", exclude_special: { value: false, el: "exclude-special" },
 });
 const { state } = view;
 let run = null; // the POST /api/runs answer
-const runs = new Latest(); // POST /api/runs of the latest submit
+const runs = new Latest(); // the run of the latest submit (POST /api/runs/stream)
+const progress = new RunProgress($("controls"), () => { runs.cancel(); progress.cancelled(); });
+let modelInfo = () => null; // setupModelSelect's lookup
+let focusOpen = false; // the first run of a page opened with no head named: open the card's focus head
+const named = new URLSearchParams(window.location.search); // what a shared link asked for
 
 /** A tile of the run shown (kind of the kind select unless params name one). */
 function tile(params, signal) {
@@ -31,9 +37,16 @@ function tile(params, signal) {
   return withRun(run, (id) => apiBinary(`/api/runs/${id}/attention?${query}`, { signal }), signal);
 }
 
+/** Every head's pooled thumbnail of layers [first, last), one request (explorer/grid.js). */
+function overviews(first, last, signal) {
+  const query = new URLSearchParams({ kind: $("kind").value, layers: `${first}:${last}`, pool: String(THUMB), format: "f16" });
+  return withRun(run, (id) => apiBinary(`/api/runs/${id}/overviews?${query}`, { signal }), signal);
+}
+
 const grid = new HeadGrid($("grid"), {
-  fetchThumb: (layer, head, signal) => tile({ layer, head, pool: String(THUMB) }, signal),
-  onOpen: (layer, head) => openHead(layer, head),
+  fetchLayers: overviews,
+  onOpen: (layer, head) => openHead(layer, head, true),
+  shared: () => $("shared-scale").checked,
 });
 const headView = new HeadView({ heatmap: $("heatmap"), lines: $("lines"), zoomNote: $("zoom-note") }, {
   tile,
@@ -43,7 +56,37 @@ const headView = new HeadView({ heatmap: $("heatmap"), lines: $("lines"), zoomNo
 function colourGrid() {
   const detector = $("colour-by").value;
   const scores = run && run.head_stats && run.head_stats[$("kind").value];
-  grid.colour(detector && scores ? scores[detector] : null, detector);
+  const table = detector && scores ? scores[detector] : null;
+  grid.colour(table, detector);
+  legend(table, detector);
+}
+
+/** The legend of "Colour by": the score's range on the tint's colour scale (its lowest to highest head). */
+function legend(table, detector) {
+  $("colour-legend").hidden = !table;
+  if (!table) return;
+  const values = table.flat();
+  const lo = Math.min(...values);
+  const hi = Math.max(...values);
+  const unit = { entropy: " nats", mean_offset: " tokens" }[detector] || "";
+  $("legend-lo").textContent = `${detector.replace(/_/g, " ")}: ${lo.toFixed(2)}${unit}`;
+  $("legend-hi").textContent = `${hi.toFixed(2)}${unit}`;
+  const bar = $("legend-bar");
+  const ctx = bar.getContext("2d");
+  for (let x = 0; x < bar.width; x++) {
+    const [r, g, b] = viridis(x / (bar.width - 1));
+    ctx.fillStyle = `rgb(${r}, ${g}, ${b})`;
+    ctx.fillRect(x, 0, 1, bar.height);
+  }
+}
+
+/** "Colour by": the head-type scores of the kind shown (cross-attention has fewer than self-attention). */
+function fillColourBy() {
+  const stats = run.head_stats && run.head_stats[$("kind").value];
+  const names = stats ? Object.keys(stats) : [];
+  const current = $("colour-by").value || state.colour;
+  fillSelect($("colour-by"), ["", ...names], ["attention pattern", ...names.map((k) => k.replace(/_/g, " "))],
+             names.includes(current) ? current : "");
 }
 
 function buildGrid() {
@@ -51,13 +94,21 @@ function buildGrid() {
   colourGrid();
 }
 
-async function openHead(layer, head) {
+/** Bring the head view into sight (a tall grid puts it far below the thumbnail clicked). */
+function revealHead() {
+  const panel = $("head-view-panel");
+  const box = panel.getBoundingClientRect();
+  if (box.top < 0 || box.top > window.innerHeight * 0.5) panel.scrollIntoView({ block: "start" });
+}
+
+async function openHead(layer, head, reveal = false) {
   state.layer = layer;
   state.head = head;
   view.save();
   grid.select(layer, head);
   $("head-view-panel").hidden = false;
   $("head-title").textContent = `Head view: ${$("kind").value} layer ${layer}, head ${head}`;
+  if (reveal) revealHead();
   await withLoading("Loading head", () => headView.open(run, { kind: $("kind").value, layer, head }));
 }
 
@@ -66,20 +117,25 @@ async function go() {
   headView.cancel(); // a head of the previous run is not drawn any more
   const request = { model: $("model").value, text: $("text").value, text_pair: $("text_pair").value,
                     backend: $("backend").value };
-  run = await runs.run((signal) => createRun(request, signal));
+  run = await runs.run((signal) => streamRun(request, progress, signal));
   const kinds = run.kinds;
   fillSelect($("kind"), kinds, null, kinds.includes(state.kind) ? state.kind : kinds[0]);
-  const stats = run.head_stats && run.head_stats[$("kind").value];
-  const current = $("colour-by").value || state.colour;
-  fillSelect($("colour-by"), ["", ...(stats ? Object.keys(stats) : [])],
-             ["attention pattern", ...(stats ? Object.keys(stats).map((k) => k.replace(/_/g, " ")) : [])], current);
   $("run-info").textContent = `${run.n_tokens} tokens, ${run.layers_by_kind[$("kind").value]} layers \u00d7 ${run.n_heads} heads, `
     + `forward ${Math.round(run.timings.forward_ms || 0)} ms${run.cached ? " (cached)" : ""}`;
   $("model-view-panel").hidden = false;
+  warnUnknown(run.tokens, modelInfo(run.model));
+  const focus = cardFocus(modelInfo(run.model));
+  if (focusOpen && state.layer < 0 && focus && run.kinds.includes(focus.kind)) {
+    // the model's most telling head, opened when nothing else was asked for
+    $("kind").value = focus.kind;
+    state.layer = focus.layer;
+    state.head = focus.head;
+  }
+  fillColourBy();
   buildGrid();
   const nLayers = run.layers_by_kind[$("kind").value];
   if (state.layer >= 0 && state.head >= 0 && state.layer < nLayers && state.head < run.n_heads) {
-    await openHead(state.layer, state.head);
+    await openHead(state.layer, state.head, true);
   } else {
     state.layer = -1;
     state.head = -1;
@@ -94,6 +150,13 @@ async function main() {
   fillSelect($("scale"), Object.keys(SCALES), Object.values(SCALES), scaleName(state.scale));
   const info = await withLoading("Loading models", () => setupModelSelect($("model"), $("backend"), state.model, state.backend));
   if (!info) return;
+  addAutoBackend($("backend"), state.backend);
+  let backendChoice = $("backend").value; // kept across a model change (forms.js refills the backends)
+  $("backend").addEventListener("change", () => { backendChoice = $("backend").value; });
+  $("model").addEventListener("change", () => addAutoBackend($("backend"), backendChoice));
+  modelInfo = info;
+  await followCards({ select: $("model"), info, text: $("text"), page: "explorer", wanted: named.get("model") || "",
+                      hadText: named.has("text") });
   const togglePair = () => { $("pair-label").hidden = (info() || {}).family !== "encoder"; };
   togglePair();
   $("model").addEventListener("change", togglePair);
@@ -101,6 +164,7 @@ async function main() {
     ev.preventDefault();
     state.layer = -1;
     state.head = -1;
+    focusOpen = false;
     withLoading("Running the model", go);
   });
   $("kind").addEventListener("change", () => {
@@ -109,24 +173,39 @@ async function main() {
     state.layer = -1;
     state.head = -1;
     $("head-view-panel").hidden = true;
+    fillColourBy();
     view.save();
     buildGrid();
   });
   $("colour-by").addEventListener("change", () => { colourGrid(); view.save(); });
+  $("shared-scale").addEventListener("change", () => { grid.rescale(); view.save(); });
   const redraw = () => { view.save(); headView.redraw(); };
   $("scale").addEventListener("change", redraw);
   $("exclude-special").addEventListener("change", redraw);
   document.addEventListener("fontsizechange", () => headView.drawLines());
-  $("long-demo").addEventListener("click", () => {
-    const paragraph = "Attention lets every token look at every other token; a long context shows a pooled overview first. ";
-    $("text").value = paragraph.repeat(120);
+  $("long-demo").addEventListener("click", () => withLoading("Fitting the passage to the model", async () => {
+    const lt = await longText($("model").value);
+    $("text").value = lt.text;
+    $("text_pair").value = "";
+    $("backend").value = "auto";
+    progress.note.textContent = `Long text: ${lt.n_tokens} tokens, the most ${$("model").value} takes (${lt.limit_reason} ${lt.limit}); `
+      + `${lt.backend_reason}; estimated ${lt.estimate_s.toFixed(1)} s. Press Run.`;
+  }));
+  // one name pattern for every file of the head view (export.js); images are titled with what they show
+  const headFile = (d) => ({ model: d.model, view: `head-${d.kind}`, layer: d.layer, head: d.head });
+  addImageButtons($("export-head-npy"), $("heatmap"), () => {
+    const d = headView.data;
+    if (!d) return null;
+    const rows = d.factor === 1 ? "" : ` (pooled ${d.factor}\u00d7${d.factor})`;
+    return { file: headFile(d),
+             title: `${d.model} \u00b7 ${d.kind} layer ${d.layer}, head ${d.head}${rows} \u00b7 \u201c${excerpt(run.texts[0])}\u201d` };
   });
-  const shownName = (d) => `attention-${d.kind}-L${d.layer}H${d.head}`;
   $("export-head-npy").addEventListener("click", () => headView.data && downloadNPY(
-    `${shownName(headView.data)}.npy`, headView.data.z));
+    fileName(headFile(headView.data), "npy"), headView.data.z));
   $("export-head-json").addEventListener("click", () => headView.data && downloadJSON(
-    `${shownName(headView.data)}.json`, headView.data)); // weights and labels of one reply
-  $("export-grid-json").addEventListener("click", () => run && downloadJSON("run.json", run));
+    fileName(headFile(headView.data), "json"), headView.data)); // weights and labels of one reply
+  $("export-grid-json").addEventListener("click", () => run && downloadJSON(
+    fileName({ model: run.model, view: "run" }, "json"), run));
   onArrowKeys((dLayer, dHead) => {
     if (!run) return false;
     const nLayers = run.layers_by_kind[$("kind").value];
@@ -135,15 +214,16 @@ async function main() {
     withLoading("Loading head", () => openHead(layer, head));
     return true;
   });
-  if (state.text) {
-    const layer = state.layer;
-    const head = state.head;
-    await withLoading("Running the model", async () => {
-      state.layer = layer;
-      state.head = head;
-      await go();
-    });
-  }
+  // the page opens with a result: the link's input, or the model's example
+  const layer = state.layer;
+  const head = state.head;
+  focusOpen = !named.has("layer");
+  await withLoading("Running the model", async () => {
+    state.layer = layer;
+    state.head = head;
+    await go();
+  });
+  focusOpen = false;
 }
 
 main();

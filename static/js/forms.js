@@ -22,7 +22,7 @@ export async function setupModelSelect(select, backendSelect, wanted, wantedBack
     option.value = m.id;
     option.textContent = m.available
       ? `${m.id} (${m.family}, ${m.n_layers}\u00d7${m.n_heads})`
-      : `${m.id} \u2014 unavailable: ${m.reason || "unknown reason"}`;
+      : `${m.id} (unavailable: hover for why)`; // the reason in the title: a long one would widen the page
     option.disabled = !m.available;
     if (!m.available) option.title = m.reason || "";
     select.appendChild(option);

@@ -6,17 +6,19 @@
 // back by the server until complete); the chips below it show one label per token.
 import { ApiError, apiStream } from "./api.js";
 import { initChrome, onArrowKeys } from "./chrome.js";
-import { downloadJSON, downloadNPY } from "./export.js";
+import { followCards, warnUnknown } from "./examples.js";
+import { addImageButtons, downloadJSON, downloadNPY, excerpt, fileName } from "./export.js";
 import { fillSelect, player, setupModelSelect } from "./forms.js";
 import { CodePoints, escapeLabel, rawLiteral, rawTexts, showToken } from "./labels.js";
 import { Latest } from "./latest.js";
-import { baseLayout, heatmapTrace, plot } from "./plots.js";
+import { baseLayout, fontSize, heatmapTrace, plot } from "./plots.js";
 import { bindState } from "./state.js";
 import { withLoading } from "./status.js";
 
 const $ = (id) => document.getElementById(id);
 const view = bindState({
-  model: "smollm2", prompt: "", max_new_tokens: 16, temperature: 0,
+  // a small causal LM opens the page at once (SmolLM2 loads in seconds to a minute)
+  model: "lm", prompt: "", max_new_tokens: 16, temperature: 0,
   top_k: { value: 0, get: () => Number($("top_k").value) || "" }, // 0: all tokens, left out of the URL
   seed: 0, backend: "",
   step: { value: -1, get: () => (steps.length ? Number($("step").value) : state.step) }, // -1: follow the stream
@@ -27,6 +29,9 @@ let steps = [];
 let summary = null;
 const streams = new Latest(); // the latest Generate: a new one (or Stop) ends the stream before it
 let promptText = ""; // the prompt of the trace shown (the field may change afterwards)
+let promptSeq = null; // the prompt's tokens: the stream's first event (`prompt`), before any new token
+let ending = ""; // how the trace ended, shown with every step: the summary's reason, or Stop
+let modelInfo = () => null; // setupModelSelect's lookup
 
 /** Parse an SSE byte stream: calls onEvent(name, data) per event; ignores comments (pings). */
 async function readSSE(response, onEvent) {
@@ -80,8 +85,9 @@ function tailBytes() {
 function contextTokens(stepIndex) {
   const step = steps[stepIndex];
   const nPrompt = step.context_len - stepIndex;
-  const promptLabels = summary ? summary.prompt_tokens : Array.from({ length: nPrompt }, (_, i) => `p${i}`);
-  const promptRaw = summary ? rawTexts(summary, [promptText], "prompt_") : promptLabels.map(() => null);
+  const seq = summary || promptSeq; // the prompt event names the prompt's tokens before the first step
+  const promptLabels = seq ? seq.prompt_tokens : Array.from({ length: nPrompt }, (_, i) => `p${i}`);
+  const promptRaw = seq ? rawTexts(seq, [promptText], "prompt_") : promptLabels.map(() => null);
   const text = new CodePoints(generatedText());
   const earlier = steps.slice(0, stepIndex);
   const n = step.attention[0][0].length;
@@ -169,7 +175,7 @@ async function drawStep(index) {
   $("step").value = String(i);
   $("step-out").textContent = String(i);
   $("chosen").textContent = `${step.token} (id ${step.token_id})`;
-  $("trace-info").textContent = `step ${i}, context ${step.context_len} tokens`;
+  $("trace-info").textContent = `step ${i}, context ${step.context_len} tokens${ending}`;
   renderText(i);
   const top = step.top;
   // the chosen token reads as its chip does: a later step's relabel names the character it began
@@ -191,11 +197,19 @@ async function drawStep(index) {
   const z = stepMatrix(step);
   const context = contextTokens(i);
   const tokens = context.labels;
+  const last = tokens.length - 1; // the query: the last context token, whose output predicts the chosen token
+  const heads = $("head").value === "avg" ? "average over heads" : `head ${$("head").value}`;
   await plot($("step-attention"), [heatmapTrace(z, {
     colTokens: tokens, colRaw: context.raw, rowName: "layer", colName: "key" })], baseLayout({
-    title: { text: `Attention of the new token (${$("head").value === "avg" ? "average over heads" : `head ${$("head").value}`})` },
-    height: 380, xaxis: { title: { text: "context token" } },
+    // two lines at the tick font size, with room above the plot for them (large fonts too)
+    title: { text: `Attention of the last context token “${escapeLabel(showToken(tokens[last] ?? ""))}”<br>`
+      + `(it predicts “${escapeLabel(showToken(step.token))}”; ${heads})`, font: { size: fontSize() } },
+    margin: { l: 70, r: 20, t: Math.round(fontSize() * 2.6) + 24, b: 60 },
+    height: 380, xaxis: { title: { text: "context token (the query is the last)" } },
     yaxis: { title: { text: "layer" }, autorange: "reversed" },
+    // the query's column, outlined: each row is the weights this token gives the context
+    shapes: [{ type: "rect", xref: "x", yref: "paper", x0: last - 0.5, x1: last + 0.5, y0: 0, y1: 1,
+               line: { color: "#E69F00", width: 3 } }],
   }), `new-token-attention-step${i}`, {
     // layers too: SmolLM2's 30 labels overprint in the chart's height unless fitted
     tokenAxes: { xaxis: { tokens }, yaxis: { tokens: z.map((_, l) => String(l)) } },
@@ -222,6 +236,8 @@ async function generate() {
   await streams.run(async (signal) => {
     steps = [];
     summary = null;
+    promptSeq = null;
+    ending = "";
     promptText = body.prompt;
     $("stop").disabled = false;
     try {
@@ -233,8 +249,18 @@ async function generate() {
   if (!steps.length) throw new Error("The model produced no tokens (end of sequence at once?)");
   const target = state.step >= 0 ? state.step : steps.length - 1;
   state.step = -1;
+  ending = summary ? ` \u00b7 stopped: ${summary.stopped}, ${Math.round(summary.timings.per_token_ms || 0)} ms/token` : "";
   await showStep(target);
-  $("trace-info").textContent += summary ? ` \u00b7 stopped: ${summary.stopped}, ${Math.round(summary.timings.per_token_ms || 0)} ms/token` : "";
+}
+
+/** Stop: the stream ends (the server stops at the next step) and the trace so far stays, complete. */
+function stopByUser() {
+  streams.cancel();
+  $("stop").disabled = true;
+  if (!steps.length) return;
+  ending = ` \u00b7 stopped by the user (Stop) after ${steps.length} token${steps.length === 1 ? "" : "s"}`;
+  $("step").max = String(steps.length - 1);
+  showStep(steps.length - 1);
 }
 
 /** POST /api/generate and read its events into steps and summary, while the signal allows. */
@@ -242,7 +268,10 @@ async function stream(body, signal) {
   const response = await apiStream("/api/generate", { body, signal }); // a refusal throws the server's error
   await readSSE(response, (name, data) => {
     signal.throwIfAborted(); // a newer Generate started: this stream's events are not shown
-    if (name === "token") {
+    if (name === "prompt") {
+      promptSeq = data; // the context's labels from the first token on
+      warnUnknown(data.prompt_tokens, modelInfo(data.model));
+    } else if (name === "token") {
       for (const r of data.relabel || []) steps[r.step].token = r.token; // a character is now whole
       steps.push(data);
       if (steps.length === 1) setupTrace();
@@ -264,20 +293,29 @@ async function main() {
   if (state.top_k) $("top_k").value = String(state.top_k);
   const info = await withLoading("Loading models", () => setupModelSelect($("model"), $("backend"), state.model, state.backend));
   if (!info) return;
+  modelInfo = info;
+  const named = new URLSearchParams(window.location.search);
+  await followCards({ select: $("model"), info, text: $("prompt"), page: "generate", wanted: named.get("model") || "",
+                      hadText: named.has("prompt") });
   $("controls").addEventListener("submit", (ev) => {
     ev.preventDefault();
     state.step = -1;
     withLoading("Generating", generate);
   });
-  $("stop").addEventListener("click", () => { streams.cancel(); $("stop").disabled = true; });
+  $("stop").addEventListener("click", stopByUser);
   $("step").addEventListener("input", () => showStep(Number($("step").value)));
   $("head").addEventListener("change", () => { state.head = $("head").value; showStep(Number($("step").value)); });
   player($("play"), $("step"), (i) => showStep(i));
-  $("export-trace-json").addEventListener("click", () => steps.length && downloadJSON("generation-trace.json", { steps, summary }));
+  addImageButtons($("export-trace-json"), $("step-attention"), () => steps.length && {
+    file: { model: $("model").value, view: `generation-step${$("step").value}` },
+    title: `${$("model").value} \u00b7 step ${$("step").value}: attention of the last context token \u00b7 `
+      + `\u201c${excerpt(promptText)}\u201d` });
+  $("export-trace-json").addEventListener("click", () => steps.length && downloadJSON(
+    fileName({ model: $("model").value, view: "generation" }, "json"), { steps, summary }));
   $("export-step-npy").addEventListener("click", () => {
     if (!steps.length) return;
     const i = Number($("step").value);
-    downloadNPY(`step${i}-attention.npy`, steps[i].attention); // [layer][head][context]
+    downloadNPY(fileName({ model: $("model").value, view: `generation-step${i}` }, "npy"), steps[i].attention); // [layer][head][context]
   });
   onArrowKeys((dLayer, dHead) => {
     if (!steps.length) return false;
@@ -292,10 +330,9 @@ async function main() {
     showStep(Number($("step").value));
     return true;
   });
-  if (state.prompt) {
-    const wanted = state.step;
-    await withLoading("Generating", async () => { state.step = wanted; await generate(); });
-  }
+  // the page opens with a trace: the link's prompt, or the model's example
+  const wanted = state.step;
+  await withLoading("Generating", async () => { state.step = wanted; await generate(); });
 }
 
 main();

@@ -3,7 +3,8 @@
 // A run and its kind are one selection: a newer one refuses the older's replies.
 import { api } from "./api.js";
 import { initChrome, onArrowKeys } from "./chrome.js";
-import { downloadJSON, downloadNPY } from "./export.js";
+import { followCards, warnUnknown } from "./examples.js";
+import { addImageButtons, downloadJSON, downloadNPY, excerpt, fileName } from "./export.js";
 import { fillSelect, setupModelSelect } from "./forms.js";
 import { rawTexts } from "./labels.js";
 import { Latest } from "./latest.js";
@@ -23,6 +24,7 @@ let run = null;
 let heads = null;
 let rollout = null;
 const selection = new Latest(); // the latest run and kind
+let modelInfo = () => null; // setupModelSelect's lookup
 
 function explorerLink(layer, head) {
   const params = new URLSearchParams({ model: $("model").value, text: $("text").value, backend: $("backend").value,
@@ -88,7 +90,8 @@ async function go() {
   const request = { model: $("model").value, text: $("text").value, backend: $("backend").value };
   await selection.run(async (signal) => {
     run = await createRun(request, signal);
-    const kinds = run.kinds.filter((k) => k !== "cross");
+    warnUnknown(run.tokens, modelInfo(run.model));
+    const kinds = run.kinds; // cross-attention too: its scores for two sequences (no rollout)
     fillSelect($("kind"), kinds, null, kinds.includes(state.kind) ? state.kind : kinds[0]);
     $("heads-panel").hidden = false;
     await showKind(signal);
@@ -101,6 +104,10 @@ async function main() {
   view.restore();
   const info = await withLoading("Loading models", () => setupModelSelect($("model"), $("backend"), state.model, state.backend));
   if (!info) return;
+  modelInfo = info;
+  const named = new URLSearchParams(window.location.search);
+  await followCards({ select: $("model"), info, text: $("text"), page: "heads", wanted: named.get("model") || "",
+                      hadText: named.has("text") });
   $("controls").addEventListener("submit", (ev) => { ev.preventDefault(); state.layer = -1; withLoading("Running the model", go); });
   $("kind").addEventListener("change", () => {
     state.kind = $("kind").value;
@@ -108,11 +115,19 @@ async function main() {
   });
   $("layer").addEventListener("input", () => { state.layer = Number($("layer").value); drawRollout(); });
   $("method").addEventListener("change", () => rollout && drawRollout());
-  $("export-heads-json").addEventListener("click", () => heads && downloadJSON("head-types.json",
+  // PNG/SVG of each chart, titled with the model, kind and the start of the text (export.js)
+  addImageButtons($("export-heads-json"), $("head-types"), () => heads && run && {
+    file: { model: heads.model, view: "head-types" },
+    title: `${heads.model} \u00b7 head types \u00b7 \u201c${excerpt(run.texts[0])}\u201d` });
+  addImageButtons($("export-rollout-npy"), $("rollout"), () => rollout && run && {
+    file: { model: run.model, view: `${$("method").value}-${rollout.kind}` },
+    title: `${run.model} \u00b7 ${$("method").value} (${rollout.kind}) after layer ${$("layer").value} `
+      + `\u00b7 \u201c${excerpt(run.texts[0])}\u201d` });
+  $("export-heads-json").addEventListener("click", () => heads && downloadJSON(fileName({ model: heads.model, view: "head-types" }, "json"),
     { model: heads.model, run_id: heads.run_id, kind: heads.kind, scores: heads.scores }));
-  $("export-rollout-json").addEventListener("click", () => rollout && downloadJSON("rollout.json", rollout));
+  $("export-rollout-json").addEventListener("click", () => rollout && downloadJSON(fileName({ model: $("model").value, view: "rollout" }, "json"), rollout));
   $("export-rollout-npy").addEventListener("click", () => rollout && downloadNPY(
-    `${$("method").value}.npy`, rollout[$("method").value]));
+    fileName({ model: $("model").value, view: $("method").value }, "npy"), rollout[$("method").value]));
   onArrowKeys((dLayer) => {
     if (!rollout || dLayer === 0) return false;
     const next = Math.max(0, Math.min(Number($("layer").max), Number($("layer").value) + dLayer));
@@ -121,7 +136,7 @@ async function main() {
     drawRollout();
     return true;
   });
-  if (state.text) await withLoading("Running the model", go);
+  await withLoading("Running the model", go); // the page opens with a result: the link's input or the example
 }
 
 main();

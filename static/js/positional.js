@@ -5,7 +5,7 @@
 // scheme's figures are drawn: a newer choice refuses the older's replies.
 import { api } from "./api.js";
 import { initChrome } from "./chrome.js";
-import { downloadJSON } from "./export.js";
+import { downloadJSON, fileName } from "./export.js";
 import { Latest } from "./latest.js";
 import { plotFigure } from "./plots.js";
 import { bindState } from "./state.js";
@@ -26,8 +26,20 @@ function show() {
   return selection.run(showScheme);
 }
 
+/** Sizes the chosen scheme does not use are disabled (their values are kept for the others). */
+function enableForScheme() {
+  const uses = schemes[$("scheme").value]?.parameters || ["d_model", "max_len", "n_heads"];
+  for (const id of ["d_model", "max_len", "n_heads"]) {
+    $(id).disabled = !uses.includes(id);
+    $(id).title = uses.includes(id) ? "" : `${schemes[$("scheme").value]?.label || "this scheme"} does not use it`;
+  }
+}
+
 async function showScheme(signal) {
   view.save();
+  enableForScheme();
+  shown = null; // a failed Show exports nothing rather than the scheme before
+  $("scheme-figures").replaceChildren();
   $("scheme-note").textContent = schemes[$("scheme").value]?.summary || "";
   const query = params();
   query.set("format", "figure");
@@ -50,6 +62,9 @@ async function showScheme(signal) {
     signal.throwIfAborted();
   }
   const similarity = await api(`/api/figures/similarity?${params()}`, { signal });
+  const skipped = Object.entries(similarity.skipped || {}).map(([name, why]) => `${name} is not shown: ${why}.`);
+  $("similarity-skipped").textContent = skipped.join(" ");
+  $("similarity-definition").textContent = similarity.definition;
   await plotFigure($("similarity"), similarity.figure, "similarity-vs-offset");
 }
 
@@ -91,7 +106,9 @@ async function main() {
   view.restore();
   $("controls").addEventListener("submit", (ev) => { ev.preventDefault(); withLoading("Computing", show); });
   $("scheme").addEventListener("change", () => withLoading("Computing", show));
-  $("export-scheme-json").addEventListener("click", () => shown && downloadJSON(`${shown.scheme}.json`, withoutFigures(shown)));
+  enableForScheme();
+  $("export-scheme-json").addEventListener("click", () => shown && downloadJSON(
+    fileName({ model: "positional", view: shown.scheme }, "json"), withoutFigures(shown)));
   await withLoading("Computing", show);
   await withLoading("Loading extrapolation results", extrapolation);
 }

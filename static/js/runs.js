@@ -1,8 +1,8 @@
-// Runs: POST /api/runs captures a forward pass once; later requests name it by run_id. A run
-// lives in one server worker's cache: evicted (the cache is full) or asked of another worker,
-// it answers 404. Every page asks for a run's data through withRun, which then recreates the
-// run from the request that made it (the id is a hash of that request: it comes back the same)
-// and asks once more.
+// Runs: POST /api/runs captures a forward pass once; later requests name it by run_id. Any
+// worker or replica serves a run from the shared run store (it recomputes what it has not
+// cached); a run past its expiry (run_ttl_s after its last POST) answers 404. Every page asks
+// for a run's data through withRun, which then recreates the run from the request that made it
+// (the id is a hash of that request: it comes back the same) and asks once more.
 import { api, ApiError } from "./api.js";
 
 const requests = new WeakMap(); // run answer -> the body that created it (kept out of the answer: pages export it)
@@ -15,7 +15,11 @@ const recreating = new WeakMap(); // run answer -> the POST under way (concurren
 export async function createRun({ model, text, text_pair: pair = "", backend = "" }, signal) {
   const body = { model, text, backend: backend || null };
   if (pair && pair.trim()) body.text_pair = pair;
-  const answer = await api("/api/runs", { method: "POST", body, signal });
+  return adoptRun(await api("/api/runs", { method: "POST", body, signal }), body);
+}
+
+/** A POST /api/runs answer (or a streamed run's) made by `body`: `texts` added, and withRun can recreate it. */
+export function adoptRun(answer, body) {
   answer.texts = [body.text, body.text_pair ?? null];
   requests.set(answer, body);
   return answer;
@@ -35,7 +39,7 @@ function recreate(run) {
 }
 
 /**
- * call(runId) for a run made by createRun; a 404 (the run evicted, or another worker) recreates
+ * call(runId) for a run made by createRun; a 404 (the run expired from the run store) recreates
  * the run and calls once more. Every other error, and a second 404, goes to the caller.
  */
 export async function withRun(run, call, signal) {

@@ -3,7 +3,8 @@
 // latest submit's answer is drawn; layer and head are picked from that answer, no fetch.
 import { api } from "./api.js";
 import { initChrome, onArrowKeys } from "./chrome.js";
-import { downloadJSON, downloadNPY } from "./export.js";
+import { cardFocus, followCards, warnUnknown } from "./examples.js";
+import { addImageButtons, downloadJSON, downloadNPY, excerpt, fileName } from "./export.js";
 import { fillSelect, setupModelSelect } from "./forms.js";
 import { rawTexts } from "./labels.js";
 import { Latest } from "./latest.js";
@@ -16,6 +17,9 @@ const view = bindState({ model: "seq2seq", text: "", backend: "", layer: 0, head
 const { state } = view;
 let result = null;
 const submits = new Latest();
+let modelInfo = () => null; // setupModelSelect's lookup
+let submitted = false; // a submit keeps the layer and head shown; the first draw may open the card's focus head
+const named = new URLSearchParams(window.location.search); // what a shared link asked for
 const PANELS = [["encoder", "enc", "Encoder self-attention"], ["decoder", "dec", "Decoder self-attention (causal)"],
                 ["cross", "cross", "Cross-attention (decoder \u2192 encoder)"]];
 
@@ -40,7 +44,7 @@ async function draw() {
       margin: { l: 70, r: 10, t: Math.round(fontSize() * 2.6) + 24, b: 80 },
       xaxis: { title: { text: colName } },
       yaxis: { title: { text: rowName }, autorange: "reversed" },
-    }), `${kind}-L${l}H${head}`, { tokenAxes: { xaxis: { tokens: maps.key_tokens }, yaxis: { tokens: maps.tokens } } });
+    }), `attnlab-${$("model").value}-seq2seq-${kind}-L${l}H${head}`, { tokenAxes: { xaxis: { tokens: maps.key_tokens }, yaxis: { tokens: maps.tokens } } });
   }
   view.save();
 }
@@ -53,6 +57,13 @@ async function go() {
   result.source_text = text; // what the encoder tokens' offsets index, kept with the answer
   const first = result.encoder || result.decoder;
   if (!first) throw new Error("This model returned no encoder or decoder maps: pick an encoder-decoder model.");
+  warnUnknown(result.encoder ? result.encoder.tokens : [], modelInfo(result.model));
+  const focus = cardFocus(modelInfo(result.model));
+  if (focus && !named.has("layer") && !named.has("head") && !submitted) {
+    // the model's most telling head (its card), when the link named none
+    state.layer = focus.layer;
+    state.head = focus.head;
+  }
   const [nLayers, nHeads] = first.shape;
   fillSelect($("layer"), [...Array(nLayers).keys()], null, Math.min(state.layer, nLayers - 1));
   fillSelect($("head"), [...Array(nHeads).keys()], null, Math.min(state.head, nHeads - 1));
@@ -65,12 +76,45 @@ async function main() {
   view.restore();
   const info = await withLoading("Loading models", () => setupModelSelect($("model"), $("backend"), state.model, state.backend));
   if (!info) return;
-  $("controls").addEventListener("submit", (ev) => { ev.preventDefault(); withLoading("Running the model", go); });
+  modelInfo = info;
+  await followCards({ select: $("model"), info, text: $("text"), page: "seq2seq", wanted: named.get("model") || "",
+                      hadText: named.has("text") });
+  $("controls").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    submitted = true;
+    state.layer = Number($("layer").value || state.layer);
+    state.head = Number($("head").value || state.head);
+    withLoading("Running the model", go);
+  });
   $("layer").addEventListener("change", draw);
   $("head").addEventListener("change", draw);
-  $("export-s2s-json").addEventListener("click", () => result && downloadJSON("seq2seq-attention.json", result));
-  $("export-s2s-npy").addEventListener("click", () => result && downloadNPY(
-    `cross-L${$("layer").value}.npy`, result.cross.attention[Number($("layer").value)]));
+  // NPY: the map on screen of the kind chosen here (layer and head as shown), named by export.js's pattern
+  const npyKind = document.createElement("select");
+  npyKind.id = "export-s2s-kind";
+  npyKind.setAttribute("aria-label", "kind of the NPY export");
+  fillSelect(npyKind, PANELS.map(([kind]) => kind), PANELS.map(([kind]) => `NPY of ${kind}`), "cross");
+  $("export-s2s-npy").before(npyKind);
+  // PNG/SVG of the chosen kind's chart, as shown
+  const panelOf = Object.fromEntries(PANELS.map(([kind, id]) => [kind, id]));
+  addImageButtons(npyKind, () => $(panelOf[npyKind.value]), () => {
+    const maps = result && result[npyKind.value];
+    if (!maps) return null;
+    const layer = Math.min(Number($("layer").value), maps.shape[0] - 1);
+    const head = Number($("head").value);
+    const model = result.model || $("model").value;
+    return { file: { model, view: `seq2seq-${npyKind.value}`, layer, head },
+             title: `${model} \u00b7 ${npyKind.value} layer ${layer}, head ${head} \u00b7 \u201c${excerpt(result.source_text)}\u201d` };
+  });
+  $("export-s2s-json").addEventListener("click", () => result && downloadJSON(
+    fileName({ model: result.model || $("model").value, view: "seq2seq" }, "json"), result));
+  $("export-s2s-npy").addEventListener("click", () => {
+    const maps = result && result[npyKind.value];
+    if (!maps) return;
+    const layer = Math.min(Number($("layer").value), maps.shape[0] - 1);
+    const head = Number($("head").value);
+    downloadNPY(fileName({ model: result.model || $("model").value, view: `seq2seq-${npyKind.value}`, layer, head },
+                         "npy"), maps.attention[layer][head]);
+  });
   onArrowKeys((dLayer, dHead) => {
     if (!result) return false;
     const move = (select, d) => {
@@ -82,7 +126,7 @@ async function main() {
     withLoading("Drawing", draw);
     return true;
   });
-  if (state.text) await withLoading("Running the model", go);
+  await withLoading("Running the model", go); // the page opens with a result: the link's input or the example
 }
 
 main();

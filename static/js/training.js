@@ -4,22 +4,70 @@
 // the older's replies, and the slider steps through the snapshots of one reply.
 import { api } from "./api.js";
 import { initChrome, onArrowKeys } from "./chrome.js";
-import { downloadJSON, downloadNPY } from "./export.js";
-import { fillSelect, player } from "./forms.js";
+import { cardFocus, setNotice } from "./examples.js";
+import { addImageButtons, downloadJSON, downloadNPY, fileName } from "./export.js";
+import { fillSelect, listModels, player } from "./forms.js";
 import { Latest } from "./latest.js";
 import { baseLayout, heatmapTrace, plot, plotFigure } from "./plots.js";
 import { bindState } from "./state.js";
 import { withLoading } from "./status.js";
+import { initCompare } from "./training-compare.js";
+import { initObjectives } from "./training-objectives.js";
 
 const $ = (id) => document.getElementById(id);
 const view = bindState({
   model: { value: "", el: "checkpoint" }, probe: "", kind: "", layer: 0, head: 0,
+  runs: "", metric: { value: "loss", el: "metric" }, // the runs overlaid (ids, comma-separated) and what is drawn
   step: { value: -1, get: () => (snaps ? snaps.steps[Number($("step").value)] : state.step) }, // a training step, not an index
 });
 const { state } = view;
 let info = null;
 let snaps = null;
 const selection = new Latest(); // the latest checkpoint or snapshot selection
+const named = new URLSearchParams(window.location.search);
+let openFocus = !named.has("layer") && !named.has("head"); // the first show may open the card's focus head
+
+// results.json fields that are not results: the configs (shown on the Architecture page) and stored figures
+const NOT_RESULTS = new Set(["config", "train_config", "figures", "samples", "examples", "lab"]);
+
+function formatValue(v) {
+  if (typeof v === "number") return Number.isInteger(v) ? String(v) : (Math.abs(v) >= 1e4 || Math.abs(v) < 1e-3
+    ? v.toExponential(3) : String(Number(v.toPrecision(4))));
+  if (Array.isArray(v)) return v.length > 8 ? `${v.length} values` : v.map(formatValue).join(", ");
+  return v === null ? "\u2014" : String(v);
+}
+
+/** Rows of a results object: scalars as they are, small objects one level deep ("exact_match reverse"). */
+function resultRows(results) {
+  const rows = [];
+  for (const [key, value] of Object.entries(results || {})) {
+    if (NOT_RESULTS.has(key)) continue;
+    if (value && typeof value === "object" && !Array.isArray(value)) {
+      for (const [sub, v] of Object.entries(value)) {
+        if (v === null || typeof v !== "object" || Array.isArray(v)) rows.push([`${key} ${sub}`, formatValue(v)]);
+      }
+    } else {
+      rows.push([key, formatValue(value)]);
+    }
+  }
+  return rows.map(([k, v]) => [k.replace(/_/g, " "), v]);
+}
+
+function showResults(results) {
+  const table = $("results");
+  const tbody = table.querySelector("tbody");
+  tbody.replaceChildren();
+  for (const [key, value] of resultRows(results)) {
+    const tr = document.createElement("tr");
+    for (const text of [key, value]) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      tr.appendChild(td);
+    }
+    tbody.appendChild(tr);
+  }
+  table.hidden = !tbody.children.length;
+}
 
 async function loadSnapshots(signal) {
   const query = new URLSearchParams({ probe: $("probe").value, kind: $("kind").value, layer: $("layer").value,
@@ -48,8 +96,7 @@ async function show(signal) {
   $("curves-panel").hidden = false;
   await plotFigure($("curves"), info.figure, `${info.name}-training`);
   signal.throwIfAborted();
-  const results = info.results || info.summary;
-  $("results").textContent = results ? JSON.stringify(results, null, 1) : "";
+  showResults(info.results || info.summary);
   const meta = info.snapshots;
   if (!meta || !meta.probes || !meta.probes.length) {
     $("snap-panel").hidden = true;
@@ -61,6 +108,10 @@ async function show(signal) {
   const probes = meta.probes.map((p) => p.name);
   fillSelect($("probe"), probes, null, probes.includes(state.probe) ? state.probe : probes[0]);
   const probe = meta.probes.find((p) => p.name === $("probe").value);
+  // the checkpoint's most telling head (its model card) when the link named no head
+  const focus = openFocus ? cardFocus((await listModels()).find((m) => m.id === info.name)) : null;
+  openFocus = false;
+  if (focus && probe.kinds.includes(focus.kind)) Object.assign(state, { kind: focus.kind, layer: focus.layer, head: focus.head });
   fillSelect($("kind"), probe.kinds, null, probe.kinds.includes(state.kind) ? state.kind : probe.kinds[0]);
   // layer and head counts come back with the first snapshot request
   fillSelect($("layer"), [0], null, 0);
@@ -74,6 +125,9 @@ async function show(signal) {
 
 async function main() {
   initChrome();
+  // the comparisons and the objectives do not depend on a checkpoint being chosen
+  withLoading("Loading runs", () => initCompare(state, view.save));
+  withLoading("Loading models", initObjectives);
   const list = await withLoading("Loading checkpoints", () => api("/api/training"));
   if (!list) return;
   if (!list.length) {
@@ -81,20 +135,35 @@ async function main() {
     $("run").disabled = true;
     return;
   }
+  const asked = named.get("model");
+  if (asked && !list.some((c) => c.name === asked)) {
+    setNotice("link", `The link asked for checkpoint \u201c${asked}\u201d, but this server has no training log of `
+      + `that name (it has ${list.map((c) => c.name).join(", ")}). Showing another instead.`);
+  }
   fillSelect($("checkpoint"), list.map((c) => c.name),
              list.map((c) => `${c.name}${c.snapshots ? " (with attention snapshots)" : ""}`),
              list.some((c) => c.name === state.model) ? state.model : (list.find((c) => c.snapshots) || list[0]).name);
   const showLatest = () => selection.run(show);
   const snapshotsLatest = () => selection.run(loadSnapshots);
-  $("controls").addEventListener("submit", (ev) => { ev.preventDefault(); state.step = -1; withLoading("Loading", showLatest); });
+  $("controls").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    state.step = -1;
+    openFocus = !info || info.name !== $("checkpoint").value; // another checkpoint opens on its telling head
+    withLoading("Loading", showLatest);
+  });
   for (const id of ["probe", "kind", "layer", "head"]) {
     $(id).addEventListener("change", () => { state[id] = $(id).value; withLoading("Loading snapshots", snapshotsLatest); });
   }
   $("step").addEventListener("input", drawSnapshot);
   player($("play"), $("step"), drawSnapshot);
-  $("export-log-json").addEventListener("click", () => info && downloadJSON(`${info.name}-log.json`, info.log));
+  addImageButtons($("export-log-json"), $("curves"), () => info && {
+    file: { model: info.name, view: "training-curves" }, title: `${info.name} \u00b7 loss and learning rate` });
+  addImageButtons($("export-snap-npy"), $("snapshot"), () => snaps && {
+    file: { model: snaps.name, view: `snapshots-${snaps.kind}`, layer: snaps.layer, head: snaps.head },
+    title: `${snaps.name} \u00b7 ${snaps.kind} layer ${snaps.layer}, head ${snaps.head} over training` });
+  $("export-log-json").addEventListener("click", () => info && downloadJSON(fileName({ model: info.name, view: "training-log" }, "json"), info.log));
   $("export-snap-npy").addEventListener("click", () => snaps && downloadNPY(
-    `${snaps.name}-${snaps.kind}-L${snaps.layer}H${snaps.head}-snapshots.npy`, snaps.maps));
+    fileName({ model: snaps.name, view: `snapshots-${snaps.kind}`, layer: snaps.layer, head: snaps.head }, "npy"), snaps.maps));
   onArrowKeys((dLayer, dHead) => {
     if (!snaps) return false;
     const move = (select, d) => {

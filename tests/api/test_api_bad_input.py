@@ -62,7 +62,7 @@ CASES = [
      ["pool", "less than or equal to 2048", "max_pool"]),
     ("range in other digits", "GET", f"/api/runs/{RUN_ID}/attention?rows=\u0661:\u0662", {}, {422}, ["rows"]),
     ("rollout of cross-attention", "GET", f"/api/runs/{RUN_ID}/rollout?kind=cross", {}, {422}, ["kind", "decoder"]),
-    ("head scores of cross-attention", "GET", f"/api/figures/heads/{RUN_ID}?kind=cross", {}, {422}, ["kind"]),
+    ("head scores of an unknown kind", "GET", f"/api/figures/heads/{RUN_ID}?kind=sideways", {}, {422}, ["kind"]),
     ("bad range syntax", "GET", f"/api/runs/{RUN_ID}/attention?rows=a:b", {}, {422}, ["rows"]),
     ("bad pool mode", "GET", f"/api/runs/{RUN_ID}/attention?pool=4&pool_mode=median", {}, {422}, ["pool_mode"]),
     ("bad kind", "GET", f"/api/runs/{RUN_ID}/attention?kind=sideways", {}, {422}, ["kind"]),
@@ -91,7 +91,8 @@ CASES = [
     ("positional unknown", "GET", "/api/positional/wavelet", {}, {422}, ["scheme"]),
     ("positional figures unknown", "GET", "/api/positional/wavelet?format=figure", {}, {422}, ["scheme", "alibi"]),
     ("profile past positions", "GET", "/api/figures/profile/tiny-bert?tokens=65", {}, {413},
-     ["tokens: 65 tokens is more than model 'tiny-bert' accepts (max_positions 64)"]),
+     ["tokens: 65 tokens is more than model 'tiny-bert' accepts (max_positions 64: its learned position table "
+      "has 64 rows)"]),
     ("benchmark empty seq_lens", "POST", "/api/benchmark", {"json": {"seq_lens": []}}, {422}, ["seq_lens"]),
     ("benchmark passes", "POST", "/api/benchmark", {"json": {"seq_lens": [8], "passes": "bwd"}}, {422}, ["passes"]),
     ("benchmark unknown backend", "POST", "/api/benchmark", {"json": {"seq_lens": [8], "backends": ["warp"]}}, {422},
@@ -184,7 +185,8 @@ HF = {"minilm", "smollm2"}
 
 def _too_many_tokens(field: str, f: Family, reserve: str = "") -> str:
     """The one shape of "too many tokens", whatever the family."""
-    return rf"^{field}: \d+ tokens{reserve} is more than model '{f.model}' accepts \(max_positions {f.max_positions}\)$"
+    return (rf"^{field}: \d+ tokens{reserve} is more than model '{f.model}' accepts \(max_positions {f.max_positions}"
+            r"(: its learned position table has \d+ rows|; trained at \d+ tokens, .*)?\)$")
 
 
 def family_cases(f: Family) -> list[tuple]:

@@ -42,7 +42,11 @@ def test_sse_events_match_json_and_are_deterministic(client):
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
     events = parse_sse(r.text)
     names = [name for name, _ in events]
-    assert names == ["token"] * 6 + ["summary"]
+    assert names == ["prompt"] + ["token"] * 6 + ["summary"]
+    # the prompt's tokens come first, before any new token: the same labels the summary gives at the end
+    prompt, summary = events[0][1], events[-1][1]
+    assert prompt["prompt_tokens"] == summary["prompt_tokens"] and len(prompt["prompt_tokens"]) == len(REQ["prompt"])
+    assert prompt["prompt_offsets"] == summary["prompt_offsets"]
     steps = [data for name, data in events if name == "token"]
     _check_steps(steps, len(REQ["prompt"]))
     as_json = client.post("/api/generate", json=REQ).json()

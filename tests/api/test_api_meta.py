@@ -282,8 +282,10 @@ def test_closed_sets_are_enums_from_their_registries(client):
     assert _param(spec, tile, "pool_mode")["schema"]["enum"] == ["max", "mean"]
     assert _param(spec, tile, "format")["schema"]["enum"] == ["json", "f16", "u8"]
     assert _param(spec, tile, "kind")["schema"]["anyOf"][0]["enum"] == ["encoder", "decoder", "cross"]
-    for path in ["/api/runs/{run_id}/rollout", "/api/figures/heads/{run_id}"]:  # self-attention only
-        assert _param(spec, path, "kind")["schema"]["anyOf"][0]["enum"] == ["encoder", "decoder"]
+    # rollout composes self-attention only; head scores cover cross-attention too
+    assert _param(spec, "/api/runs/{run_id}/rollout", "kind")["schema"]["anyOf"][0]["enum"] == ["encoder", "decoder"]
+    assert _param(spec, "/api/figures/heads/{run_id}", "kind")["schema"]["anyOf"][0]["enum"] == [
+        "encoder", "decoder", "cross"]
 
 
 def test_every_status_the_app_sends_is_documented(client):

@@ -159,10 +159,15 @@ def test_cache_evicts_by_bytes(one_thread):
     # one run of ~60 tokens holds 2 layers x (q, k, lse) = 2 * 60 * (32 + 32 + 4) * 4 bytes ~ 33 KB
     app = create_app(make_settings(run_cache_bytes=80_000), registry=tiny_registry())
     with TestClient(app) as c:
-        ids = [c.post("/api/runs", json={"model": "tiny-gpt", "text": f"{i} " + "x" * 60}).json()["run_id"]
-               for i in range(4)]
-        assert c.get(f"/api/runs/{ids[0]}/attention").status_code == 404  # evicted, oldest first
-        assert c.get(f"/api/runs/{ids[-1]}/attention").status_code == 200
+        ids, tiles = [], []
+        for i in range(4):
+            ids.append(c.post("/api/runs", json={"model": "tiny-gpt", "text": f"{i} " + "x" * 60}).json()["run_id"])
+            tiles.append(c.get(f"/api/runs/{ids[-1]}/attention", params={"layer": 1, "format": "f16"}).content)
+        assert app.state.services.runs.cache.get(ids[0]) is None  # evicted, oldest first
+        # an evicted run is recomputed from its request in the run store: the same bytes as before
+        again = c.get(f"/api/runs/{ids[0]}/attention", params={"layer": 1, "format": "f16"})
+        assert again.status_code == 200 and again.content == tiles[0]
+        assert app.state.services.runs.restored == 1
         assert app.state.services.runs.cache.nbytes <= 80_000
         assert "attnlab_run_cache_evictions" in c.get("/api/metrics").text
         too_big = c.post("/api/runs", json={"model": "tiny-gpt", "text": "y" * 1000})

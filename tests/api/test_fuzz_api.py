@@ -36,7 +36,7 @@ pytestmark = pytest.mark.slow  # ~1-2 minutes on 2 cores
 EXAMPLES = int(os.environ.get("ATTNLAB_FUZZ_EXAMPLES", "15"))  # per operation and phase; raise it for a deeper run
 SEED = int(os.environ.get("ATTNLAB_FUZZ_SEED", "7"))  # another seed explores other cases
 MAX_RESPONSE_S = 10.0
-SETTINGS = dict(benchmark_budget_s=1.0, generate_timeout_s=5.0, max_new_tokens=16, max_pool=512)
+SETTINGS = dict(benchmark_budget_s=1.0, generate_timeout_s=5.0, max_new_tokens=16, max_pool=512, patch_budget_s=2.0)
 
 TINY = ["tiny-gpt", "tiny-bert", "tiny-t5"]
 HF = [m for m, entry in (("minilm", pretrained.minilm_entry), ("smollm2", pretrained.smollm2_entry))
@@ -58,12 +58,16 @@ def ops(*labels: str) -> frozenset[str]:
 
 
 POSITIONAL = ops("GET /api/positional/{scheme}", "GET /api/figures/similarity")
-TEXT_IN = ops("POST /api/attention", "POST /api/runs", "POST /api/benchmark")
+TEXT_IN = ops("POST /api/attention", "POST /api/runs", "POST /api/benchmark", "POST /api/runs/stream",
+              "POST /api/fill-mask", "POST /api/objectives")
+OBJECTIVES = ops("POST /api/fill-mask", "POST /api/objectives")
 PROMPT_IN = ops("POST /api/generate")
 ON_A_RUN = ops("GET /api/runs/{run_id}/attention", "GET /api/runs/{run_id}/rollout", "GET /api/runs/{run_id}/heads",
-               "GET /api/figures/heads/{run_id}")
+               "GET /api/figures/heads/{run_id}", "GET /api/runs/{run_id}/overviews")
 BENCHMARKS = ops("POST /api/benchmark")
 SNAPSHOTS = ops("GET /api/training/{name}/snapshots")
+INTERVENE = ops("POST /api/interventions/ablate", "POST /api/interventions/importance", "POST /api/interventions/patch",
+                "POST /api/lens")
 
 EXPECTED = [
     # -- 422: one field against another, or against the model, the run or the checkpoint it names
@@ -95,26 +99,64 @@ EXPECTED = [
              "per checkpoint: a kind the probe did not record"),
     Expected(422, r"layer/head: \d+/\d+ outside \d+ layers x \d+ heads$", SNAPSHOTS,
              "per checkpoint: more layers or heads than the checkpoint has"),
+    Expected(422, r"(model|text|clean): required \(give model and (text|clean), or a run_id\)$", INTERVENE,
+             "cross-field: model and text, or a run_id in their place"),
+    Expected(422, r"run_id: give either run_id or model and (text|clean), not both$", INTERVENE,
+             "cross-field: a run_id stands in for model and text"),
+    Expected(422, r"backend: run [0-9a-f]{32} ran on ", INTERVENE, "per run: the run's backend"),
+    Expected(422, r"model: '.*' is an encoder-decoder; interventions take encoders and decoders$", INTERVENE,
+             "per model: interventions take encoders and decoders"),
+    Expected(422, r"heads: (layer|head) \d+ is outside 0\.\.\d+ \(the model has \d+ ", INTERVENE,
+             "per model: the schema bounds layer and head by 1024; the model has fewer"),
+    Expected(422, r"layers: \[.*\] outside 0\.\.\d+ \(the model has \d+ layers\)$", INTERVENE,
+             "per model: the lens's layers"),
+    Expected(422, r"(text|clean|corrupted): (no tokens after tokenisation$|gives no token of its own: )", INTERVENE,
+             "per model: text the model's tokenizer drops entirely"),
+    Expected(422, r"text: no position has a target ", INTERVENE, "per model: one token has no next token"),
+    Expected(422, r"corrupted: (\d+ tokens, but clean has \d+|the clean and corrupted runs give the target the same)",
+             INTERVENE, "cross-field: patching needs texts of one token length that differ at the read-out"),
+    Expected(422, r"target: token id \d+ is outside 0\.\.\d+$", INTERVENE, "per model: the vocabulary size"),
+    Expected(422, r"model: '.*' has no LM head", INTERVENE, "per model: patching reads a logit"),
+    Expected(422, r"text: has no mask token", ops("POST /api/fill-mask"), "per text: fill-mask needs a [MASK] in it"),
+    Expected(422, r"(model|clm_model|mlm_model): model '.*' is an? [\w-]+; .* needs an? [\w-]+$", OBJECTIVES,
+             "per model: fill-mask and the masked side need an encoder, the causal side a decoder"),
+    Expected(422, r"(model|mlm_model): '.*' has no mask token", OBJECTIVES, "per model: a masked LM has a mask token"),
+    Expected(422, r"mlm_model: '.*' tokenizes the text differently", ops("POST /api/objectives"),
+             "cross-field: both models must share one vocabulary"),
+    Expected(422, r"(position: \d+ is outside 1\.\.\d+|text: gives 1 token)", ops("POST /api/objectives"),
+             "per text: the position must be a token of the text, after the first"),
     # -- 413: larger than a limit of the model or of the server (app.services.errors)
     Expected(413, r"(text|prompt|tokens): \d+ tokens( plus \d+ new tokens?)? is more than model '.*' accepts "
-                  r"\(max_positions \d+\)$", TEXT_IN | PROMPT_IN | ops("GET /api/figures/profile/{model_id}"),
+                  r"\(max_positions \d+(: its learned position table has \d+ rows|; trained at \d+ tokens, .*)?\)$",
+             TEXT_IN | PROMPT_IN | ops("GET /api/figures/profile/{model_id}"),
              "per model: more tokens than the model's positions"),
-    Expected(413, r"(text|prompt): \d+ tokens is over the server limit of \d+ tokens \(max_tokens\)$",
-             TEXT_IN | PROMPT_IN, "per server: more tokens than max_tokens"),
     Expected(413, r"text and text_pair together: \d+ characters is over .*\(max_text_chars\)$", TEXT_IN,
              "cross-field: each text is bounded in the schema; their sum is not expressible"),
+    Expected(413, r"text: \d+ tokens is over the objectives view's limit", ops("POST /api/objectives"),
+             "budget: the masked side runs the text once per token"),
     Expected(413, r"text: the maps asked for hold .* over dense_budget", ops("POST /api/attention"),
              "budget: layers x heads x T^2 of the answer, T known only after tokenizing"),
-    Expected(413, r"text: .* over the run cache budget .*\(run_cache_bytes\)", ops("POST /api/runs"),
+    Expected(413, r"text: .* over the run cache budget .*\(run_cache_bytes\)",
+             ops("POST /api/runs", "POST /api/runs/stream"),
              "budget: bytes of the capture, from the model's shape and the token count"),
     Expected(413, r"(seq_lens: n_heads x T\^2|text: the maps of \d+ tokens) .* over benchmark_max_cells", BENCHMARKS,
              "budget: n_heads x T^2 across two fields, or layers x heads x T^2 of the model's maps"),
     Expected(413, r"max_len: \d+ positions give .* over dense_budget", POSITIONAL,
              "budget: max_len x d_model or n_heads x max_len^2 across fields"),
     Expected(413, r"rows/cols: a \d+x\d+ tile is over max_tile_cells", ON_A_RUN, "budget: cells of an exact tile"),
+    Expected(422, r"layers: \d+:\d+ is outside 0:\d+ ", ops("GET /api/runs/{run_id}/overviews"),
+             "per run: a layer range past the run's layers, or an empty one (a >= b)"),
+    Expected(413, r"layers: \d+ layers x \d+ heads x \d+x\d+ cells is over max_tile_cells",
+             ops("GET /api/runs/{run_id}/overviews"), "budget: cells of every thumbnail of the layers asked"),
     Expected(413, r"text: rollout of .* over dense_budget", ON_A_RUN, "budget: layers x T^2 of the rollout"),
     Expected(413, r"run_id: head scores of this run visit .* over head_stats_max_cells", ON_A_RUN,
              "budget: weights visited by the head detectors"),
+    Expected(413, r"(text|clean|corrupted|run_id: the run's input): \d+ tokens is over the limit of \d+ tokens for "
+                  r"interventions \(intervention_max_tokens\)$", INTERVENE, "per server: intervention_max_tokens"),
+    Expected(413, r"(text|clean|corrupted): \d+ tokens is more than model '.*' accepts \(max_positions \d+\)$",
+             INTERVENE, "per model: more tokens than the model's positions"),
+    Expected(413, r"(text|clean|corrupted): \d+ characters is over the server limit", INTERVENE,
+             "per server: max_text_chars"),
     Expected(413, r"tokens: profiling '.*' \(.* parameters\) at \d+ tokens is about .* over profile_max_gflop",
              ops("GET /api/figures/profile/{model_id}"), "budget: the profile's work, from the model's size"),
 ]
@@ -152,6 +194,7 @@ def contract(one_thread):
         "parameters": {"body.model": {"dictionary": "models", "probability": 0.8},
                        "path.model_id": {"dictionary": "models", "probability": 0.8},
                        "path.run_id": {"dictionary": "runs", "probability": 0.8},
+                       "body.run_id": {"dictionary": "runs", "probability": 0.5},
                        "path.name": {"dictionary": "names", "probability": 0.8},
                        "query.probe": {"dictionary": "probes", "probability": 0.8}},
         "generation": {"max-examples": EXAMPLES},

@@ -44,7 +44,10 @@ def test_positional_figures_have_their_traces():
     assert len(figures.alibi_biases(describe("alibi")).data) == 4  # one line per head
     assert figures.t5_buckets(describe("t5_relative")).data[0].line.shape == "hv"
     sim = figures.positional_similarity({s: describe(s) for s in ("sinusoidal", "rope", "alibi", "none")})
-    assert [t.name for t in sim.data] == ["sinusoidal", "rope", "alibi"]  # "none" has nothing to compare
+    assert [t.name for t in sim.data] == ["sinusoidal", "rope", "alibi", "none"]
+    assert set(sim.data[-1].y) == {1.0}  # "none": no position signal, every offset looks like offset 0
+    # one colour per scheme, the same in the similarity and the extrapolation charts
+    assert len({t.line.color for t in sim.data}) == 4
     with pytest.raises(ValueError, match="rotations"):
         figures.rope_rotations(describe("sinusoidal"))
 
@@ -72,9 +75,12 @@ def test_benchmark_profile_training_heads_and_bars():
     log = [{"step": i, "loss": 3 - i / 10, "lr": 1e-3} for i in range(1, 6)] + [{"step": 5, "eval_loss": 2.6}]
     curves = figures.training_curves(log)
     assert [t.name for t in curves.data] == ["train loss", "eval loss", "lr"]
+    with_grads = figures.training_curves([{**r, "grad_norm": 1.0 + r["step"]} for r in log[:-1]])
+    assert [t.name for t in with_grads.data] == ["grad norm", "train loss", "lr"]
+    assert list(with_grads.data[0].y) == [2.0, 3.0, 4.0, 5.0, 6.0]
     scores = {"previous_token": [[0.1, 0.9], [0.2, 0.3]], "entropy": [[1.0, 2.0], [0.5, 0.1]]}
     grid = figures.head_type_grids(scores)
-    assert len(grid.data) == 2 and grid.data[0].zmax == 1 and grid.data[1].zmax is None
+    assert len(grid.data) == 2 and grid.data[0].zmax == 1 and grid.data[1].zmax == 2.0  # entropy: 0 to its max
 
 
 def test_probability_bars_keep_equal_labels_apart_and_match_the_chosen_by_id():
@@ -197,7 +203,7 @@ def test_figure_endpoints(client):
     assert client.get("/api/positional/nope", params=figure).status_code == 422
     assert client.get("/api/positional/rope", params={"d_model": 30, "n_heads": 4, **figure}).status_code == 422
     sim = client.get("/api/figures/similarity", params={"d_model": 32, "max_len": 32, "n_heads": 4}).json()
-    assert len(sim["figure"]["data"]) == 4
+    assert len(sim["figure"]["data"]) == 6  # every scheme (issue 12)
     assert client.get("/api/figures/extrapolation").json()["available"] is False
     run = client.post("/api/runs", json={"model": "tiny", "text": "the cat sat"}).json()
     heads = client.get(f"/api/figures/heads/{run['run_id']}").json()

@@ -413,7 +413,8 @@ def _check_clean_but_404s(watched, n: int) -> None:
 
 def _run_posts(page) -> list[str]:
     posts: list[str] = []
-    page.on("request", lambda r: r.method == "POST" and urlparse(r.url).path == "/api/runs" and posts.append(r.url))
+    page.on("request", lambda r: r.method == "POST" and urlparse(r.url).path in ("/api/runs", "/api/runs/stream")
+            and posts.append(r.url))
     return posts
 
 
@@ -468,7 +469,7 @@ def test_positional_figures(watched):
     watched.wait_plot("#scheme-figures .chart")
     watched.wait_plot("#similarity")
     assert watched.traces("#scheme-figures .chart") == 8  # one bias line per head
-    assert watched.traces("#similarity") == 4
+    assert watched.traces("#similarity") == 6  # every scheme
     page.select_option("#scheme", "rope")
     page.wait_for_function("() => new URLSearchParams(location.search).get('scheme') === 'rope'")
     watched.wait_plot("#scheme-figures .chart[data-figure='rotations']")
@@ -487,6 +488,9 @@ def test_positional_figures(watched):
 def test_backends_sweep(watched):
     page = watched.goto("/backends", form="synthetic", seq_lens="32,64", backends="math,sdpa,flash",
                         n_heads=2, head_dim=16)
+    page.wait_for_selector("#bench-source:has-text('Last measured')")  # the page opens on results; Run measures
+    page.click("#run")
+    page.wait_for_selector("#bench-source:has-text('Measured now')", timeout=90_000)
     watched.wait_plot("#bench", timeout=90_000)
     assert watched.traces("#bench") == 6  # time and memory, one line per backend
     rows = page.locator("#bench-table tbody tr").count()
@@ -979,6 +983,9 @@ def test_every_tick_label_shows_where_they_fit(browser, server, shots):
 def test_log_axes_read_cleanly_and_one_spelling(watched):
     page = watched.goto("/backends", form="synthetic", seq_lens="32,64,128", backends="math,sdpa",
                         n_heads=2, head_dim=16)
+    page.wait_for_selector("#bench-source:has-text('Last measured')")
+    page.click("#run")
+    page.wait_for_selector("#bench-source:has-text('Measured now')", timeout=90_000)
     watched.wait_plot("#bench", timeout=90_000)
     x = page.evaluate("() => document.getElementById('bench').layout.xaxis.ticktext")
     assert x == ["32", "64", "128"]
@@ -990,3 +997,49 @@ def test_log_axes_read_cleanly_and_one_spelling(watched):
     ticks = page.evaluate("() => document.getElementById('arch-chart').layout.yaxis.ticktext")
     assert ticks and all(not t.isdigit() or int(t) in (1, 2, 5) or t[0] in "125" for t in ticks)
     watched.check_clean()
+
+
+def test_interventions_importance_ablation_patching_and_lens(watched):
+    """Importance grid, click (and shift-click) to ablate, the changed predictions as text, patching and the
+    lens on the tiny decoder; the URL keeps the ablated heads."""
+    text = f"the cat sat on the mat. {XSS[0]}"
+    page = watched.goto("/interventions", model="tinylm", text=text)
+    watched.wait_plot("#importance")
+    watched.wait_plot("#lens")
+    z = page.evaluate("() => document.getElementById('importance').data[0].z")
+    assert (len(z), len(z[0])) == (2, 4) and all(v >= 0 for row in z for v in row)
+    lens_text = page.evaluate("() => document.getElementById('lens').data[0].text")
+    assert len(lens_text) == 2 and len(lens_text[0]) == len(text)
+    assert page.evaluate("() => document.getElementById('norms').data.length") == 3
+    page.evaluate("""() => document.getElementById('importance').emit('plotly_click',
+        {points: [{pointIndex: [1, 2]}], event: {shiftKey: false}})""")
+    watched.wait_plot("#ablation")
+    page.evaluate("""() => document.getElementById('importance').emit('plotly_click',
+        {points: [{pointIndex: [0, 1]}], event: {shiftKey: true}})""")
+    page.wait_for_function("() => document.getElementById('ablated').textContent.includes('L0H1')")
+    assert page.locator("#ablated").text_content().endswith("L1H2, L0H1")
+    assert watched.state()["heads"] == "1.2,0.1"
+    marks = page.evaluate("() => document.getElementById('importance').data[0].text")
+    assert marks[1][2] == marks[0][1] == "\u2716" and marks[0][0] == ""
+    bars = page.evaluate("() => document.getElementById('ablation').data[0].y")
+    assert len(bars) == len(text) and bars[-1] is None
+    assert page.locator("#loss-change").text_content().startswith("mean loss ")
+    # patching a name swap of equal length
+    page.fill("#clean", "the cat sat on the mat")
+    page.fill("#corrupted", "the dog sat on the mat")
+    page.click("#patch-run")
+    watched.wait_plot("#patch")
+    grid = page.evaluate("() => document.getElementById('patch').data[0].z")
+    assert (len(grid), len(grid[0])) == (2, 5)  # the whole layer, then each head
+    assert page.locator("#patch-note").text_content().startswith("target ")
+    watched.shot("interventions")
+    watched.check_clean()
+    # unequal lengths: the server's message, in words
+    page.fill("#corrupted", "a dog")
+    page.click("#patch-run")
+    page.wait_for_selector("#error:not([hidden])")
+    assert page.locator("#error").text_content().startswith("corrupted: 5 tokens, but clean has 22")
+    # a reload restores the ablated heads from the URL
+    page.reload()
+    watched.wait_plot("#ablation")
+    assert page.locator("#ablated").text_content().endswith("L1H2, L0H1")

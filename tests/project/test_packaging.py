@@ -68,10 +68,12 @@ def wheel(tmp_path_factory) -> Path:
 def test_wheel_holds_the_package_data(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for expected in ("attnlab/__init__.py", "attnlab/py.typed", "attnlab/main.py", "attnlab/models/__init__.py",
-                     "attnlab/models/hf/adapter.py", "attnlab/templates/base.html", "attnlab/templates/explorer.html",
+                     "attnlab/models/hf/adapter.py", "attnlab/models/hf/attach.py", "attnlab/notebook/views.py",
+                     "attnlab/templates/base.html", "attnlab/templates/explorer.html",
                      "attnlab/static/js/api.js", "attnlab/static/js/explorer/grid.js", "attnlab/static/css/app.css",
                      "attnlab/models/zoo/lm/model.safetensors", "attnlab/models/zoo/lm/config.json",
-                     "attnlab/models/zoo/extrapolation/results.json"):
+                     "attnlab/models/zoo/extrapolation/results.json", "attnlab/models/zoo/seq2seq/card.json",
+                     "attnlab/services/benchmark_shipped.json", "attnlab/static/js/examples.js"):
         assert expected in names, f"{expected} missing from {wheel.name}"
     assert not any(n.startswith(("app/", "models/", "static/", "templates/")) for n in names)
     assert not any("__pycache__" in n or n.startswith("attnlab/static/screenshots") for n in names)
@@ -109,6 +111,25 @@ def test_installed_wheel_wins_over_a_users_own_models_folder(wheel, tmp_path):
                 assert client.get(url).status_code == 200, url
             listed = [m["id"] for m in client.get("/api/models").json()]
             assert "lm" in listed, listed
+        # attach from the installed wheel: a tiny in-memory GPT-2, its maps equal transformers' eager ones
+        import torch
+        from tokenizers import Tokenizer, models as tok_models, pre_tokenizers
+        from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+        words = "<eos> the cat sat on a mat".split()
+        core = Tokenizer(tok_models.WordLevel({{w: i for i, w in enumerate(words)}}, unk_token="<eos>"))
+        core.pre_tokenizer = pre_tokenizers.Whitespace()
+        tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<eos>", unk_token="<eos>")
+        torch.manual_seed(0)
+        gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(words), n_positions=32, n_embd=16, n_layer=2, n_head=2,
+                                          bos_token_id=0, eos_token_id=0)).eval()
+        gpt2.set_attn_implementation("eager")
+        with attnlab.attach(gpt2, tokenizer) as mine:
+            assert sys.modules["attnlab.models.hf.attach"].__file__.startswith({str(target)!r})
+            run = mine.forward("the cat sat on a mat")
+        with torch.no_grad():  # eager again after detach
+            eager = gpt2(input_ids=torch.tensor([run.input.ids]), output_attentions=True).attentions
+        assert abs(run.maps() - torch.stack(eager)[:, 0].numpy()).max() < 1e-5
+        assert "window.Plotly.newPlot" in run.show("model")._repr_mimebundle_()["text/html"]
         assert models.USERS_OWN and "attnlab.models" in sys.modules
         print("ok", attnlab.__file__)
     """)

@@ -73,7 +73,7 @@ def test_closing_an_sse_stream_stops_generation(server):
     with httpx.stream("POST", f"{base}/api/generate", json=body, timeout=120) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         for line in r.iter_lines():
-            if line.startswith("data:") and "token_id" in line:
+            if line.startswith("data:") and '"step"' in line:  # token events (the first, `prompt`, has none)
                 event = json.loads(line[5:])
                 assert event["step"] == seen
                 seen += 1

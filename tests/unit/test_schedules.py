@@ -14,6 +14,7 @@ from attnlab.models.schedules import (
     make_scheduler,
     schedule_curve,
     warmup_cosine,
+    warmup_linear,
 )
 
 
@@ -38,6 +39,21 @@ def test_warmup_cosine():
     # min_ratio 0.1 at halfway: 0.1 + 0.9 * 0.5 = 0.55; past total it stays at the floor.
     assert warmup_cosine(60, 10, 110, min_ratio=0.1) == pytest.approx(0.55)
     assert warmup_cosine(500, 10, 110, min_ratio=0.1) == pytest.approx(0.1)
+
+
+def test_warmup_linear():
+    # warmup 10, total 110: the straight line spans steps 10..110.
+    assert warmup_linear(0, 10, 110) == 0.0
+    assert warmup_linear(5, 10, 110) == 0.5
+    assert warmup_linear(10, 10, 110) == 1.0
+    assert warmup_linear(60, 10, 110) == pytest.approx(0.5)  # halfway down
+    assert warmup_linear(35, 10, 110) == pytest.approx(0.75)  # a quarter down
+    assert warmup_linear(110, 10, 110) == pytest.approx(0.0)
+    # min_ratio 0.2 at halfway: 1 - 0.8 * 0.5 = 0.6; past total it stays at the floor
+    assert warmup_linear(60, 10, 110, min_ratio=0.2) == pytest.approx(0.6)
+    assert warmup_linear(500, 10, 110, min_ratio=0.2) == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="total"):
+        warmup_linear(0, 10, 10)
 
 
 def test_inverse_sqrt_matches_paper():
@@ -76,6 +92,7 @@ def test_bad_arguments_fail_early():
 @pytest.mark.parametrize("name", sorted(SCHEDULES))
 def test_make_scheduler_follows_the_function(name):
     kw = {"constant": {"warmup": 3}, "warmup_cosine": {"warmup": 3, "total": 20, "min_ratio": 0.1},
+          "warmup_linear": {"warmup": 3, "total": 20, "min_ratio": 0.1},
           "inverse_sqrt": {"warmup": 3, "d_model": 16}, "inverse_sqrt_normalized": {"warmup": 3}}[name]
     base_lr = 0.5
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base_lr)

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from ...web.figures import benchmark_figure, fig_json
 from ..deps import ServicesDep
 from ..errors import ERRORS
-from ..schemas import BenchmarkRequest, BenchmarkResponse, SyntheticBenchmarkRequest
+from ..schemas import BenchmarkLatest, BenchmarkRequest, BenchmarkResponse, SyntheticBenchmarkRequest
 from ..transport import OrjsonResponse
 
 router = APIRouter(prefix="/api", tags=["benchmark"])
@@ -31,7 +31,19 @@ async def benchmark(req: BenchmarkRequest, services: ServicesDep,
     else:
         results = await service.on_model(req.model, req.text, req.backends)
         form = "model"
+    service.remember(form, req.model_dump(), results)
     answer = BenchmarkResponse(form=form, budget_s=services.settings.benchmark_budget_s, results=results)
     if format == "figure":
         answer.figure = fig_json(benchmark_figure(results))
+    return answer
+
+
+@router.get("/benchmark/latest", response_model=BenchmarkLatest, response_class=OrjsonResponse)
+async def latest_benchmark(services: ServicesDep, format: Literal["json", "figure"] = "json") -> BenchmarkLatest:
+    """The last benchmark this server ran (`source: "this server"`), else the results shipped with attnlab
+    (`source: "shipped"`, with the machine they were measured on). Measures nothing: the Backends page opens on it
+    and measures only when asked (POST /api/benchmark). `format=figure` adds the page's chart."""
+    answer = BenchmarkLatest(**services.benchmark.latest())
+    if format == "figure":
+        answer.figure = fig_json(benchmark_figure(answer.results))
     return answer

@@ -21,7 +21,7 @@ from ...web import figures
 from ...web.figures import fig_json
 from ..deps import ServicesDep
 from ..errors import ERRORS
-from ..schemas import PositionalDModel, PositionalHeads, PositionalLen, SelfKind
+from ..schemas import Kind, PositionalDModel, PositionalHeads, PositionalLen
 from ..transport import OrjsonResponse
 
 router = APIRouter(tags=["figures"])
@@ -40,10 +40,13 @@ def _answer(fig, **data: object) -> Response:
 @router.get("/api/figures/similarity", responses={k: ERRORS[k] for k in (413, 422)})
 async def similarity_figure(services: ServicesDep, d_model: PositionalDModel = 64,
                             max_len: PositionalLen = 128, n_heads: PositionalHeads = 8) -> Response:
-    """Similarity vs offset for every scheme that has one (learned is its random initialisation)."""
-    descs = await anyio.to_thread.run_sync(describe_similarity, d_model, max_len, n_heads, services.settings)
+    """Similarity vs offset for every scheme (learned and T5 at their seeded random initialisation); `skipped`
+    names a scheme that cannot take these sizes, and why (the figure says so too)."""
+    descs, skipped = await anyio.to_thread.run_sync(describe_similarity, d_model, max_len, n_heads,
+                                                    services.settings)
     data = {s: d.get("similarity") for s, d in descs.items()}
-    return _answer(figures.positional_similarity(descs), data=data)
+    return _answer(figures.positional_similarity(descs, skipped), data=data, skipped=skipped,
+                   definition=figures.SIMILARITY_DEFINITION)
 
 
 @router.get("/api/figures/extrapolation")
@@ -60,11 +63,12 @@ async def extrapolation_figure(services: ServicesDep) -> Response:
 # ----------------------------------------------------------------------------- heads
 
 
-@router.get("/api/figures/heads/{run_id}", responses={k: ERRORS[k] for k in (404, 413, 422)})
+@router.get("/api/figures/heads/{run_id}", responses={k: ERRORS[k] for k in (404, 409, 413, 422, 429, 503)})
 async def heads_figure(run_id: RunIdPath, services: ServicesDep,
-                       kind: SelfKind | None = Query(None, description="default: the run's first kind")) -> Response:
-    """Head-type scores of a run as one layers x heads heatmap per detector."""
-    run = services.runs.get(run_id)
+                       kind: Kind | None = Query(None, description="default: the run's first kind")) -> Response:
+    """Head-type scores of a run as one layers x heads heatmap per detector, each with its own colour bar and
+    unit; cross-attention (encoder-decoder) has the scores that apply to two sequences."""
+    run = await services.runs.get(run_id)
     stats = await services.runs.heads(run)
     kind = kind or next(iter(stats), None)
     if kind not in stats:

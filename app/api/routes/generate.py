@@ -18,7 +18,9 @@ from ..transport import OrjsonResponse, dumps
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["generation"])
 
-SSE_DOC = """With `stream: true` the answer is `text/event-stream`: one `token` event per new token, its data a
+SSE_DOC = """With `stream: true` the answer is `text/event-stream`: first one `prompt` event (`{model, backend,
+prompt_tokens, prompt_token_ids, prompt_offsets, prompt_special}`: the context a page labels before any token
+comes), then one `token` event per new token, its data a
 GenerateStepOut JSON (`{step, token, token_id, text, offsets, relabel, top:[{token, token_id, prob}], context_len,
 attention:[L][H][t]}`), then one `summary` event (GenerateSummary). An `error` event carries `{detail}` if the run
 fails midway. Without stream: GenerateResponse `{steps, summary}`. Deterministic for a seed; stops at
@@ -39,8 +41,9 @@ completed; `summary.tokens` are the final labels. Top-k entries carry `token_id`
 SSE_EVENT = {
     "type": "object", "required": ["data"],
     "properties": {
-        "event": {"type": "string", "enum": ["token", "summary", "error"]},
-        "data": {"type": "string", "description": "JSON: GenerateStepOut (token), GenerateSummary (summary), "
+        "event": {"type": "string", "enum": ["prompt", "token", "summary", "error"]},
+        "data": {"type": "string", "description": "JSON: the prompt's tokens (prompt), GenerateStepOut (token), "
+                                                   "GenerateSummary (summary), "
                                                    "{detail, status} (error)"},
     },
 }
@@ -69,4 +72,4 @@ async def generate(req: GenerateRequest, request: Request, services: ServicesDep
             yield {"event": "error", "data": dumps({"detail": "internal error while generating; see the server log",
                                                     "status": 500})}
 
-    return EventSourceResponse(events(), ping=15, headers={"Cache-Control": "no-store"})
+    return EventSourceResponse(events(), ping=services.settings.sse_ping_s, headers={"Cache-Control": "no-store"})

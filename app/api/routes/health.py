@@ -16,10 +16,11 @@ router = APIRouter(prefix="/api", tags=["meta"])
 @router.get("/health", response_model=Health)
 async def health(request: Request, services: ServicesDep) -> Health:
     """Liveness: answers at once even while a model computes (inference runs in threads)."""
-    placement = services.hub.placement
-    return Health(status="ok", version=request.app.version, loaded_models=services.hub.loaded(),
+    preparing = dict(services.preparer.preparing)
+    return Health(status="preparing" if preparing else "ok", preparing=preparing, version=request.app.version,
+                  loaded_models=services.hub.loaded(),
                   n_models=len(services.hub.registry.ids()), uptime_s=time.time() - services.started,
-                  device=placement.device.type, dtype=placement.dtype_name)
+                  device=services.hub.placement.device.type, dtype=services.hub.placement.dtype_name)
 
 
 @router.get("/metrics", response_class=Response,

@@ -47,7 +47,7 @@ async def create_run(req: RunRequest, services: ServicesDep) -> RunResponse:
             description=TILE_DOC,
             responses={200: {"content": {"application/octet-stream": {"schema": {"type": "string",
                                                                                  "format": "binary"}}}},
-                       **{k: ERRORS[k] for k in (404, 413, 422)}})
+                       **{k: ERRORS[k] for k in (404, 409, 413, 422, 429, 503)}})
 async def run_attention(
     run_id: RunIdPath,
     services: ServicesDep,
@@ -61,7 +61,7 @@ async def run_attention(
     pool_mode: Literal["max", "mean"] = "max",
     format: Literal["json", "f16", "u8"] = "json",
 ) -> Response:
-    run = services.runs.get(run_id)
+    run = await services.runs.get(run_id)
     kind, tile = await services.runs.tile(run, kind, layer, head, rows, cols, pool, pool_mode)
     meta = {"run_id": run_id, "kind": kind, "layer": layer, "head": head, "rows": list(tile.rows),
             "cols": list(tile.cols), "pool": pool, "pool_mode": pool_mode, "factor": tile.factor,
@@ -72,21 +72,33 @@ async def run_attention(
 
 
 @router.get("/{run_id}/heads", response_model=HeadsResponse, response_class=OrjsonResponse,
-            responses={k: ERRORS[k] for k in (404, 413, 422)})
+            responses={k: ERRORS[k] for k in (404, 409, 413, 422, 429, 503)})
 async def run_heads(run_id: RunIdPath, services: ServicesDep) -> HeadsResponse:
     """Head-type scores per kind, [layer][head] each: previous_token, induction, duplicate_token,
     first_token_sink, special_sink ([CLS]/[SEP]), mean_offset, diagonality, entropy."""
-    run = services.runs.get(run_id)
+    run = await services.runs.get(run_id)
     return HeadsResponse(run_id=run_id, model=run.model, scores=await services.runs.heads(run))
 
 
+@router.get("/{run_id}/loss", response_class=OrjsonResponse,
+            responses={k: ERRORS[k] for k in (404, 409, 422, 429, 503)})
+async def run_loss(run_id: RunIdPath, services: ServicesDep,
+                   bucket: int = Query(1, ge=1, le=4096, description="average over buckets of this many positions")
+                   ) -> Response:
+    """A decoder run's next-token loss by position (nats; position i predicts token i + 1), averaged over
+    buckets: the extrapolation lab's per-position loss, for any text. A model trained at 64 tokens shows
+    where its loss rises past them (sinusoidal) or stays flat (ALiBi)."""
+    run = await services.runs.get(run_id)
+    return OrjsonResponse({"run_id": run_id, "model": run.model, **services.runs.loss(run, bucket)})
+
+
 @router.get("/{run_id}/rollout", response_model=RolloutResponse, response_class=OrjsonResponse,
-            responses={k: ERRORS[k] for k in (404, 413, 422)})
+            responses={k: ERRORS[k] for k in (404, 409, 413, 422, 429, 503)})
 async def run_rollout(run_id: RunIdPath, services: ServicesDep,
                       kind: SelfKind | None = Query(None, description="default: the run's first kind"),
                       add_residual: bool = True) -> Response:
     """Attention rollout (Abnar & Zuidema 2020, arXiv 2005.00928) and flow across layers, [L][T][T]."""
-    run = services.runs.get(run_id)
+    run = await services.runs.get(run_id)
     kind, maps = await services.runs.rollout(run, kind, add_residual)
     tokens = run.axis(kind)[0].fields()
     return OrjsonResponse({"run_id": run_id, "kind": kind, **tokens, "shape": list(maps["rollout"].shape),

@@ -1,19 +1,24 @@
-// The Explorer's model view: a layers x heads grid of pooled thumbnails, each fetched when it
-// scrolls into view (six at a time) and drawn on a canvas; tinted by a head-type score on demand.
+// The Explorer's model view: a layers x heads grid of pooled thumbnails, fetched a band of layers
+// at a time (GET /api/runs/{id}/overviews: every head of up to BAND layers in one answer) when
+// their rows scroll into view, and drawn on canvases; tinted by a head-type score on demand.
+// One request per band instead of one per head: SmolLM2's 30 x 9 grid is 4 requests, not 270
+// (bench/grid.py measures the page's draw time both ways).
 import { isAbort } from "../latest.js";
 import { viridis } from "../scale.js";
 
 export const THUMB = 48; // pooled thumbnail side, in cells and canvas pixels
-const PARALLEL = 6; // thumbnail requests in flight at once
+const PARALLEL = 2; // band requests in flight at once
+const BAND = 8; // layers per request: bands start at multiples of BAND
 
-function drawThumb(canvas, t) {
-  const [rows, cols] = t.shape;
+function drawThumb(canvas, t, shared = false) {
+  canvas.tile = t; // kept to redraw on a change of scale
+  const [rows, cols] = t.shape.slice(-2);
   canvas.width = cols;
   canvas.height = rows;
   const ctx = canvas.getContext("2d");
   const image = ctx.createImageData(cols, rows);
-  let max = 0;
-  for (const v of t.data) if (v > max) max = v;
+  let max = shared ? 1 : 0; // shared: every head on one scale, weight 0 to 1; else its own maximum
+  if (!shared) for (const v of t.data) if (v > max) max = v;
   for (let i = 0; i < t.data.length; i++) {
     // square root: a sink or the diagonal (weight ~1) would otherwise leave the rest black
     const [r, g, b] = viridis(max > 0 ? Math.sqrt(t.data[i] / max) : 0);
@@ -36,10 +41,13 @@ export class HeadGrid {
   #queue = [];
   #active = 0;
 
-  /** `fetchThumb(layer, head, signal)` resolves with a pooled tile; `onOpen(layer, head)` on a click. */
-  constructor(el, { fetchThumb, onOpen }) {
+  /** `fetchLayers(first, last, signal)` resolves with the pooled overviews of layers [first, last), every
+   *  head: {data, shape: [layers, heads, rows, cols]}; `onOpen(layer, head)` on a click; `shared()` says
+   *  whether every thumbnail is drawn on one scale (weight 0 to 1) instead of its own maximum. */
+  constructor(el, { fetchLayers, onOpen, shared = () => false }) {
     this.el = el;
-    this.fetchThumb = fetchThumb;
+    this.shared = shared;
+    this.fetchLayers = fetchLayers;
     this.onOpen = onOpen;
   }
 
@@ -51,19 +59,22 @@ export class HeadGrid {
     this.#thumbs.abort();
     this.#thumbs = new AbortController();
     this.#queue.length = 0;
+    delete grid.dataset.drawn;
     grid.style.setProperty("--heads", String(nHeads));
     grid.appendChild(axisLabel(""));
     for (let h = 0; h < nHeads; h++) grid.appendChild(axisLabel(`H${h}`));
     this.#observer = new IntersectionObserver((entries) => {
       for (const entry of entries) {
         if (!entry.isIntersecting) continue;
-        this.#observer.unobserve(entry.target);
-        this.#queue.push(entry.target);
-        this.#pump();
+        this.#queueBand(Math.floor(Number(entry.target.dataset.layer) / BAND));
       }
+      this.#pump();
     }, { rootMargin: "200px" });
     for (let l = 0; l < nLayers; l++) {
-      grid.appendChild(axisLabel(`L${l}`));
+      const label = axisLabel(`L${l}`);
+      label.dataset.layer = String(l);
+      grid.appendChild(label);
+      this.#observer.observe(label); // a row's thumbnails are fetched with its band
       for (let h = 0; h < nHeads; h++) {
         const button = document.createElement("button");
         button.type = "button";
@@ -81,22 +92,70 @@ export class HeadGrid {
         button.appendChild(score);
         button.addEventListener("click", () => this.onOpen(l, h));
         grid.appendChild(button);
-        this.#observer.observe(button);
       }
     }
   }
 
+  /** Queue band b (layers [b*BAND, (b+1)*BAND)): its rows are not watched any more. */
+  #queueBand(band) {
+    const labels = [...this.el.querySelectorAll(".axis[data-layer]")]
+      .filter((label) => Math.floor(Number(label.dataset.layer) / BAND) === band && !label.dataset.queued);
+    if (!labels.length) return;
+    for (const label of labels) {
+      this.#observer.unobserve(label);
+      label.dataset.queued = "1";
+    }
+    this.#queue.push(band);
+  }
+
+  /** The rows in sight are drawn: fetch the others too (a band costs one request), then mark the grid drawn. */
+  #rest() {
+    const left = [...this.el.querySelectorAll(".axis[data-layer]")].filter((label) => !label.dataset.queued);
+    if (!left.length) { this.el.dataset.drawn = "1"; return; }
+    for (const label of left) this.#queueBand(Math.floor(Number(label.dataset.layer) / BAND));
+  }
+
+  /** Fetch the queued bands, PARALLEL requests at once. */
   #pump() {
     while (this.#active < PARALLEL && this.#queue.length) {
-      const button = this.#queue.shift();
+      const band = this.#queue.shift();
+      const nLayers = this.el.querySelectorAll(".axis[data-layer]").length;
+      const first = band * BAND;
+      const last = Math.min(first + BAND, nLayers);
       this.#active += 1;
-      const { layer, head } = button.dataset;
       const { signal } = this.#thumbs;
-      this.fetchThumb(layer, head, signal)
-        .then((t) => { if (!signal.aborted) drawThumb(button.querySelector("canvas"), t); })
-        .catch((err) => { if (!isAbort(err)) { button.classList.add("failed"); button.title = err.message; } })
-        .finally(() => { this.#active -= 1; this.#pump(); });
+      const buttons = (layer) => this.el.querySelectorAll(`.thumb[data-layer="${layer}"]`);
+      this.fetchLayers(first, last, signal)
+        .then((t) => {
+          if (signal.aborted) return;
+          const [, heads, rows, cols] = t.shape;
+          const cells = rows * cols;
+          for (let l = first; l < last; l++) {
+            buttons(l).forEach((button, h) => {
+              const offset = ((l - first) * heads + h) * cells;
+              drawThumb(button.querySelector("canvas"), { shape: [rows, cols], data: t.data.subarray(offset, offset + cells) },
+                        this.shared());
+            });
+          }
+        })
+        .catch((err) => {
+          if (isAbort(err)) return;
+          for (let l = first; l < last; l++) {
+            buttons(l).forEach((button) => { button.classList.add("failed"); button.title = err.message; });
+          }
+        })
+        .finally(() => {
+          this.#active -= 1;
+          if (signal.aborted) return;
+          if (this.#active === 0 && !this.#queue.length) this.#rest();
+          this.#pump();
+        });
     }
+  }
+
+  /** Redraw the thumbnails drawn so far on the current scale (own maximum, or shared). */
+  rescale() {
+    for (const canvas of this.el.querySelectorAll("canvas[data-loaded]")) drawThumb(canvas, canvas.tile, this.shared());
   }
 
   /** Tint every head by table[layer][head] (a detector's scores), or clear the tints (no table). */

