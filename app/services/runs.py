@@ -26,6 +26,7 @@ import torch
 
 from attnlab.models import ModelAdapter, Recorder, TokenSeq, axis_seqs
 from attnlab.models.capture import capture_dtype, pooled_overview
+from attnlab.models.device import CPU
 from attnlab.models.fingerprint import module_fingerprint
 
 from ..core.logctx import note
@@ -188,7 +189,8 @@ class RunService:
     def __init__(self, hub: ModelHub, settings: Settings, store: RunStore | None = None):
         self.hub = hub
         self.settings = settings
-        self.cache = RunCache(settings.run_cache_limit(hub.placement))  # on a GPU, also gpu_cache_fraction
+        # on a GPU, also at most gpu_cache_fraction of its memory (a service built without a hub: CPU)
+        self.cache = RunCache(settings.run_cache_limit(hub.placement if hub is not None else CPU))
         self.store = store or open_run_store(settings.run_store, settings.run_ttl_s, settings.retry_after_s)
         self.restored = 0  # runs this worker recomputed from the shared store
         self._pending: dict[str, asyncio.Future] = {}
