@@ -44,7 +44,8 @@ def compile_one(kernel_name: str, arch: int, dtype: str, head_dim: int, features
     from attnlab.models.attention.triton_flash import dot_precision, launch_config, padded_head_dim
 
     fn = getattr(tk, kernel_name)
-    cfg = launch_config(head_dim, backward=kernel_name != "flash_fwd", on_gpu=True)
+    cfg = launch_config(head_dim, backward=kernel_name != "flash_fwd", on_gpu=True,
+                        itemsize=getattr(torch, dtype).itemsize)
     constexprs = dict(CAUSAL=True, HAS_PAD=features, BIAS_MODE=1 if features else 0, HAS_MASK=features,
                       PRECISION=dot_precision(getattr(torch, dtype)), UPCAST=False, BLOCK_M=cfg.block_m,
                       BLOCK_N=cfg.block_n, BLOCK_D=padded_head_dim(head_dim), BIAS_GRAD=features)

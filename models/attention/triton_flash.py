@@ -82,15 +82,23 @@ class LaunchConfig:
     num_stages: int
 
 
-def launch_config(head_dim: int, backward: bool, on_gpu: bool) -> LaunchConfig:
-    """Tiles by head dim: register and shared-memory use grow with BLOCK_D, so tiles shrink as it grows.
+def launch_config(head_dim: int, backward: bool, on_gpu: bool, itemsize: int = 2) -> LaunchConfig:
+    """Tiles by head dim and input size: register and shared-memory use grow with BLOCK_D, so tiles shrink as it grows.
 
     The GPU values are FlashAttention-2's and Triton's tutorial's starting points for an
-    A100/H100 (bf16); they have not been tuned on a GPU here (none was lent). Under the
-    interpreter, tiles of 32 keep the number of (Python-run) programs small.
+    A100/H100 (bf16); they have not been tuned on a GPU here (none was lent). float32 inputs
+    take half the tiles: bench/triton_compile.py found the 16-bit ones over sm_80's 163 KiB of
+    shared memory per block in float32 (e.g. the d128 forward: 289 KiB). Under the interpreter,
+    tiles of 32 keep the number of (Python-run) programs small.
     """
     if not on_gpu:
         return LaunchConfig(32, 32, 1, 1)
+    if itemsize >= 4:
+        if backward:
+            return LaunchConfig(64, 64, 4, 2) if head_dim <= 64 else LaunchConfig(32, 32, 4, 1)
+        if head_dim <= 64:
+            return LaunchConfig(64, 64, 4, 2)
+        return LaunchConfig(64, 32, 4, 2) if head_dim <= 128 else LaunchConfig(32, 32, 4, 1)
     if backward:  # dK and dV accumulate two (BLOCK_N, BLOCK_D) float32 tiles: 8 warps keep them in registers
         if head_dim <= 64:
             return LaunchConfig(64, 64, 4, 2)
@@ -179,7 +187,7 @@ def _forward(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, group: int, b
 
     b, h, t_q, d = q.shape
     t_k = k.shape[2]
-    cfg = launch_config(d, backward=False, on_gpu=q.is_cuda)
+    cfg = launch_config(d, backward=False, on_gpu=q.is_cuda, itemsize=q.element_size())
     bm, bn = blocks[0] or cfg.block_m, blocks[1] or cfg.block_n
     out = torch.empty_like(q)
     lse = torch.empty(b, h, t_q, dtype=torch.float32, device=q.device)
@@ -211,7 +219,7 @@ def _backward(ctx, d_out: Tensor, d_lse: Tensor | None):
     delta = delta.contiguous()
     # base-2 LSE; +inf on rows with no key, so every p = exp2(s - lse2) there is 0
     lse2 = (lse * LOG2E).masked_fill(lse == float("-inf"), float("inf")).contiguous()
-    cfg = launch_config(d, backward=True, on_gpu=q.is_cuda)
+    cfg = launch_config(d, backward=True, on_gpu=q.is_cuda, itemsize=q.element_size())
     bm, bn = blocks[0] or cfg.block_m, blocks[1] or cfg.block_n
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     common = (h, group, t_q, t_k, d, spec.q_offset, spec.scale * LOG2E, spec.scale, *extra.args())

@@ -7,6 +7,8 @@ so shapes here are tiny; the cuda-marked tests compile them on a GPU (bench/gpu_
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -117,11 +119,10 @@ def test_cpu_without_the_interpreter_says_why(monkeypatch):
 
 
 def test_launch_configs_are_fixed_and_fit_the_kernels():
-    for d in (32, 64, 96, 128, 160, 256):
-        for backward in (False, True):
-            cfg = launch_config(d, backward, on_gpu=True)
-            assert cfg.block_m >= 16 and cfg.block_n >= 16 and cfg.num_warps in (4, 8)
-            assert cfg.block_m & (cfg.block_m - 1) == 0 and cfg.block_n & (cfg.block_n - 1) == 0
+    for d, backward, itemsize in itertools.product((32, 64, 96, 128, 160, 256), (False, True), (2, 4)):
+        cfg = launch_config(d, backward, on_gpu=True, itemsize=itemsize)
+        assert cfg.block_m >= 16 and cfg.block_n >= 16 and cfg.num_warps in (4, 8)
+        assert cfg.block_m & (cfg.block_m - 1) == 0 and cfg.block_n & (cfg.block_n - 1) == 0
 
 
 # --- on a GPU: real sizes, compiled kernels --------------------------------------------------
