@@ -205,9 +205,40 @@ def interventions(s: Shooter) -> None:
     s.shot("interventions")
 
 
+def explain(s: Shooter) -> None:
+    page = s.goto("/explain", model="minilm", text="The cat sat on the mat because it was warm.", layer=2, head=5,
+                  query=3)
+    for sel in ("#vectors", "#products", "#scores", "#weights", "#output", "#shares", "#qk"):
+        s.wait_plot(sel)
+    page.wait_for_function("() => document.getElementById('qk').data.length === 3")
+    s.shot("explain")
+
+
+def sparse(s: Shooter) -> None:
+    page = s.goto("/sparse", model="minilm", text="The cat sat on the mat. The dog sat on the log. A cat and a dog "
+                  "met on the mat by the log.", layer=2, head=5, pattern="longformer", window=6)
+    for sel in ("#dense", "#allowed", "#sparse", "#kept"):
+        s.wait_plot(sel)
+    page.click("#measure")
+    s.wait_plot("#cost", timeout=300_000)
+    s.shot("sparse")
+
+
+def positional_trained(s: Shooter) -> None:
+    page = s.goto("/positional", trained="seq2seq")
+    s.wait_plot("#trained-main")
+    s.wait_plot("#trained-side")
+    page.locator("#trained-panel").scroll_into_view_if_needed()
+    page.wait_for_timeout(700)
+    path = s.out / "positional-trained.png"
+    page.locator("#trained-panel").screenshot(path=str(path))
+    log.info("wrote %s", path)
+
+
 VIEWS = {"explorer": explorer, "explorer-long": explorer_long, "heads": heads, "generate": generate,
          "seq2seq": seq2seq, "positional": positional, "backends": backends, "training": training,
          "architecture": architecture, "interventions": interventions}
+VIEWS |= {"explain": explain, "sparse": sparse, "positional-trained": positional_trained}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,8 @@ from .cards import ModelCard
 from .config import TransformerConfig
 from .device import CPU, Placement, place
 from .labels import Piece, TextStream, token_labels
-from .layers import KVCache
+from .layers import KVCache, MultiHeadAttention
+from .positional import Rotary
 from .tokenization import BPETokenizer
 
 Family = Literal["encoder", "decoder", "encoder-decoder"]
@@ -304,25 +305,30 @@ class ModelAdapter(ABC):
 
     @torch.no_grad()
     def forward(self, text: str, text_pair: str | None = None, backend: str = "math",
-                keep_weights: bool = False) -> ForwardResult:
+                keep_weights: bool = False, keep_values: bool = False) -> ForwardResult:
         """Tokenise, run under capture, time both.
 
         ``keep_weights``: for dense answers of small inputs; a backend that computes the
         weights anyway (math) keeps them in the capture instead of them being rebuilt.
+        ``keep_values``: the capture also keeps V per KV head (``attnlab.models.explain``).
         """
         t0 = time.perf_counter()
         enc = self.tokenize(text, text_pair)
-        result = self.forward_encoded(enc, backend, keep_weights)
+        result = self.forward_encoded(enc, backend, keep_weights, keep_values)
         result.timings["tokenize_ms"] = (time.perf_counter() - t0) * 1e3 - result.timings["forward_ms"]
         return result
 
     @torch.no_grad()
-    def forward_encoded(self, enc: Encoded, backend: str = "math", keep_weights: bool = False) -> ForwardResult:
-        """Run an input tokenised by ``tokenize`` under capture (services tokenise once, to check limits)."""
+    def forward_encoded(self, enc: Encoded, backend: str = "math", keep_weights: bool = False,
+                        keep_values: bool = False) -> ForwardResult:
+        """Run an input tokenised by ``tokenize`` under capture (services tokenise once, to check limits).
+
+        ``keep_values``: the capture also keeps V per KV head (``attnlab.models.explain``).
+        """
         self.check_backend(backend)
         t0 = time.perf_counter()
         enc = enc.to(self.placement.device)
-        with self.using_backend(backend), capture(keep_weights=keep_weights) as rec:
+        with self.using_backend(backend), capture(keep_weights=keep_weights, keep_values=keep_values) as rec:
             logits = self._forward(enc)
         return ForwardResult(enc.seq(), rec, logits, {"forward_ms": (time.perf_counter() - t0) * 1e3})
 
@@ -372,6 +378,21 @@ class ModelAdapter(ABC):
         """Move the model to a device and dtype (``attnlab.models.device``); inputs follow it."""
         place(self.model, placement)
         self.placement = placement
+
+    def output_projection(self, kind: str, layer: int) -> tuple[Tensor, Tensor | None]:
+        """W_O of one attention layer as (weight (d_model, H * hd), bias (d_model,) or None), read from the model.
+
+        Head h's slice is ``weight[:, h * hd:(h + 1) * hd]``: the block output is
+        ``sum_h weight_h @ out_h + bias`` (Vaswani et al. 2017, arXiv 1706.03762, multi-head attention).
+        Raises KeyError for a (kind, layer) the model does not have.
+        """
+        raise NotImplementedError(f"model {self.info.id!r}: no output projection lookup")
+
+    def unrotate(self, x: Tensor, positions: Tensor) -> Tensor | None:
+        """Queries or keys (B, H, T, hd) before the rotary embedding at ``positions`` (T,), or None when the
+        model uses no rotary embedding (RoPE: Su et al. 2021, arXiv 2104.09864; a rotation, so its inverse is
+        the rotation by minus the angle)."""
+        return None
 
 
 def trained_positions(cfg: TransformerConfig) -> int | None:
@@ -447,9 +468,10 @@ class ScratchAdapter(ModelAdapter):
         return self.model(enc.ids, attention_mask=enc.attention_mask).logits
 
     @torch.no_grad()
-    def forward_encoded(self, enc: Encoded, backend: str = "math", keep_weights: bool = False) -> ForwardResult:
+    def forward_encoded(self, enc: Encoded, backend: str = "math", keep_weights: bool = False,
+                        keep_values: bool = False) -> ForwardResult:
         if not isinstance(self.model, EncoderDecoder):
-            return super().forward_encoded(enc, backend, keep_weights)
+            return super().forward_encoded(enc, backend, keep_weights, keep_values)
         # encoder-decoder: decode greedily first, then capture one teacher-forced pass
         # over the source and the generated target (encoder, decoder and cross maps)
         self.check_backend(backend)
@@ -459,11 +481,21 @@ class ScratchAdapter(ModelAdapter):
             target = self.model.generate(enc.ids, self.bos_token_id or 0, self.eos_token_id,
                                          max_new_tokens=min(2 * enc.ids.shape[1] + 2, self.info.max_positions - 1))
             t1 = time.perf_counter()
-            with capture(keep_weights=keep_weights) as rec:
+            with capture(keep_weights=keep_weights, keep_values=keep_values) as rec:
                 logits = self.model(enc.ids, target).logits
         t2 = time.perf_counter()
         return ForwardResult(enc.seq(), rec, logits, {"generate_ms": (t1 - t0) * 1e3, "forward_ms": (t2 - t1) * 1e3},
                              target=self.decoder_target(target[0].tolist()))
+
+    def output_projection(self, kind: str, layer: int) -> tuple[Tensor, Tensor | None]:
+        for module in self.model.modules():
+            if isinstance(module, MultiHeadAttention) and module.kind == kind and module.layer == layer:
+                return module.o_proj.weight, module.o_proj.bias
+        raise KeyError(f"model {self.info.id!r} has no {kind} attention at layer {layer}")
+
+    def unrotate(self, x: Tensor, positions: Tensor) -> Tensor | None:
+        rope = next((m for m in self.model.modules() if isinstance(m, Rotary)), None)
+        return None if rope is None else rope.rotate(x, -positions)
 
     def decoder_target(self, ids: list[int]) -> TokenSeq:
         """The decoder's tokens: the start token (which the model did not generate: offsets None),

@@ -40,5 +40,5 @@ def attend(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, kind: str, laye
     if recorder is not None:
         if layer is None:
             layer = sum(1 for r in recorder.records if r.kind == kind)
-        recorder.add(kind, layer, q, k, spec, result.lse, result.weights)
+        recorder.add(kind, layer, q, k, spec, result.lse, result.weights, v if recorder.keep_values else None)
     return intervene(result.out, kind, layer, spec.causal)

@@ -43,20 +43,29 @@ def constant(step: int, warmup: int = 0) -> float:
     return 1.0
 
 
-def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float = 0.0) -> float:
-    """Multiplier: linear warmup to 1, then half a cosine down to `min_ratio` at `total`.
-
-    After `total` it stays at `min_ratio`, so training a little past the planned
-    length never makes the rate climb again.
-    """
+def _decay_progress(step: int, warmup: int, total: int, min_ratio: float) -> float | None:
+    """How far a warmup-then-decay schedule is into its decay at ``step``: in [0, 1] (1 from ``total`` on),
+    or None during the warmup. Raises ValueError for a negative warmup, ``total <= warmup`` or a
+    ``min_ratio`` outside [0, 1]."""
     _check_warmup(warmup)
     if total <= warmup:
         raise ValueError(f"total ({total}) must be greater than warmup ({warmup})")
     if not 0.0 <= min_ratio <= 1.0:
         raise ValueError(f"min_ratio must be in [0, 1], got {min_ratio}")
     if step < warmup:
+        return None
+    return min(1.0, (step - warmup) / (total - warmup))
+
+
+def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float = 0.0) -> float:
+    """Multiplier: linear warmup to 1, then half a cosine down to `min_ratio` at `total`.
+
+    After `total` it stays at `min_ratio`, so training a little past the planned
+    length never makes the rate climb again.
+    """
+    progress = _decay_progress(step, warmup, total, min_ratio)
+    if progress is None:
         return _linear_warmup(step, warmup)
-    progress = min(1.0, (step - warmup) / (total - warmup))
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
@@ -66,14 +75,9 @@ def warmup_linear(step: int, warmup: int, total: int, min_ratio: float = 0.0) ->
     The schedule BERT was trained with (Devlin et al. 2019, arXiv 1810.04805, with `min_ratio=0`)
     and `transformers`' `get_linear_schedule_with_warmup`. Stays at `min_ratio` after `total`.
     """
-    _check_warmup(warmup)
-    if total <= warmup:
-        raise ValueError(f"total ({total}) must be greater than warmup ({warmup})")
-    if not 0.0 <= min_ratio <= 1.0:
-        raise ValueError(f"min_ratio must be in [0, 1], got {min_ratio}")
-    if step < warmup:
+    progress = _decay_progress(step, warmup, total, min_ratio)
+    if progress is None:
         return _linear_warmup(step, warmup)
-    progress = min(1.0, (step - warmup) / (total - warmup))
     return 1.0 - (1.0 - min_ratio) * progress
 
 

@@ -63,7 +63,10 @@ def _field(loc: tuple) -> str:
     (app.api.schemas.BenchmarkRequest) puts the chosen form's tag after "body": the field is the form's own."""
     if len(loc) > 1 and loc[0] == "body" and loc[1] in UNION_TAGS:
         loc = loc[:1] + loc[2:]
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    # only the first item is where the value was; a parameter may itself be named "query" (GET .../computation)
+    if loc and loc[0] in ("body", "query", "path", "header"):
+        loc = loc[1:]
+    parts = [str(p) for p in loc]
     return ".".join(parts) or "body"
 
 

@@ -257,6 +257,8 @@ class RunRequest(Strict):
     text: Text
     text_pair: Text | None = None
     backend: BackendName | None = None
+    values: bool = Field(False, description="also keep V per KV head (as many bytes again as K), for "
+                                            "/computation and weighting=value_norm; part of the run_id")
 
 
 class RunResponse(BaseModel):
@@ -285,6 +287,19 @@ class RunResponse(BaseModel):
                           "head_stats_max_tokens, fetch them from GET /api/runs/{run_id}/heads")
     cached: bool
     nbytes: int = Field(description="bytes of the capture kept for this run")
+    values: bool = Field(False, description="whether the capture keeps V (requested with values: true)")
+
+    @classmethod
+    def of(cls, run, cached: bool) -> RunResponse:
+        """The answer of an ``attnlab.services.runs.Run``: the same for POST /api/runs and the `done` event of
+        POST /api/runs/stream."""
+        rec = run.recorder
+        first = run.kinds[0]
+        return cls(
+            run_id=run.run_id, model=run.model, backend=run.backend, **run.token_fields(), kinds=run.kinds,
+            n_layers=rec.layers(first), n_heads=rec.get(first, 0).n_heads,
+            layers_by_kind={k: rec.layers(k) for k in run.kinds}, n_tokens=len(run.tokens), timings=run.timings,
+            head_stats=run.head_stats, cached=cached, nbytes=run.nbytes(), values=run.values)
 
 
 class TileResponse(BaseModel):
@@ -301,6 +316,9 @@ class TileResponse(BaseModel):
     row_tokens: list[str] | None = Field(description="labels of the rows (exact tiles only)")
     col_tokens: list[str] | None
     attention: Floats2
+    weighting: Literal["raw", "value_norm"] = Field(
+        "raw", description="raw: the softmax weights; value_norm: alpha_ij ||v_j W_O^h|| normalised per row "
+                           "(Kobayashi et al. 2020, arXiv 2004.10102)")
 
 
 class HeadsResponse(BaseModel):
@@ -529,6 +547,7 @@ class StreamRunRequest(Strict):
     text_pair: Text | None = None
     backend: BackendName | Literal["auto"] = Field(
         "auto", description="`auto`: flash from auto_flash_min_tokens tokens on (where the model has it), else math")
+    values: bool = Field(False, description="also keep V (the computation view, value weighting): a run of its own id")
 
 
 class OverviewsResponse(BaseModel):
@@ -540,3 +559,97 @@ class OverviewsResponse(BaseModel):
     factor: int = Field(description="each cell pools factor x factor weights (1: exact)")
     shape: list[int] = Field(description="[layers, heads, rows, cols]")
     attention: list[list[Floats2]]
+
+
+# -- explaining a head (GET /api/runs/{run_id}/computation, /qk; app.services.explain) --------------------------
+
+Weighting = Literal["raw", "value_norm"]
+QKMethod = Literal["pca", "tsne", "umap"]
+
+
+class ComputationResponse(BaseModel):
+    """One query's attention in one head, step by step. T keys, d = head_dim, float32."""
+
+    run_id: str
+    kind: Kind
+    layer: int
+    head: int
+    query: int = Field(description="the query token's index")
+    query_token: str
+    key_tokens: list[str]
+    head_dim: int
+    kv_head: int = Field(description="the key/value head this query head reads (grouped-query attention)")
+    scale: float = Field(description="the factor of q.k: 1/sqrt(d) in most models")
+    values: bool = Field(description="whether the run kept V: the value fields are null without it")
+    q: Floats1 = Field(description="[d] the query, after rotary where the model uses it (as used)")
+    k: Floats2 = Field(description="[T, d] the keys, after rotary")
+    q_pre_rotary: Floats1 | None = Field(description="[d] before rotary (RoPE models); null otherwise")
+    k_pre_rotary: Floats2 | None = Field(description="[T, d] before rotary (RoPE models); null otherwise")
+    products: Floats2 = Field(description="[T, d] q * k_j elementwise (BertViz's neuron view); rows sum to dot")
+    dot: Floats1 = Field(description="[T] q . k_j")
+    bias: Floats1 | None = Field(description="[T] additive bias (ALiBi, T5 relative); null without one")
+    mask: list[bool] = Field(description="[T] true = the query may attend this key")
+    scores: list[float | None] = Field(description="[T] dot * scale + bias; null where masked (-inf)")
+    weights: Floats1 = Field(description="[T] softmax(scores): the map's row")
+    v: Floats2 | None = Field(description="[T, d] the values (with values)")
+    weighted_v: Floats2 | None = Field(description="[T, d] weights_j * v_j")
+    output: Floats1 | None = Field(description="[d] sum_j weights_j v_j: the head's output")
+    output_projected: Floats1 | None = Field(description="[d_model] the head's output through its slice of W_O")
+    output_bias: Floats1 | None = Field(description="[d_model] W_O's bias, added once to the sum over heads")
+    value_norms: Floats1 | None = Field(description="[T] ||v_j W_O^h||, Kobayashi et al. 2020 (arXiv 2004.10102)")
+    server_ms: float
+
+
+class QKResponse(BaseModel):
+    """The joint 2-D embedding of one head's queries and keys (AttentionViz, arXiv 2305.03210): one point
+    per query, then one per key."""
+
+    run_id: str
+    kind: Kind
+    layer: int
+    head: int
+    method: QKMethod
+    seed: int
+    runs: list[str] = Field(description="the runs pooled: this one, then the `also` runs")
+    run: list[int] = Field(description="per point, the index in `runs` it came from")
+    role: list[Literal["query", "key"]]
+    position: list[int]
+    token: list[str]
+    x: Floats1
+    y: Floats1
+    server_ms: float
+
+
+TrainedSource = Literal["minilm", "seq2seq", "extrapolation-learned"]
+
+
+class LearnedTableOut(BaseModel):
+    name: str = Field(description="the module holding the table")
+    n_positions: int
+    d_model: int
+    shown: int = Field(description="positions shown: the first min(max_len, n_positions)")
+    similarity: Floats2 = Field(description="[shown][shown] cosine similarity of the position vectors")
+    norms: Floats1 = Field(description="[shown] norm of each position vector")
+    by_offset: Floats1 = Field(description="[shown] mean similarity of positions that far apart")
+
+
+class T5BiasOut(BaseModel):
+    name: str
+    bidirectional: bool
+    num_buckets: int
+    max_distance: int
+    n_heads: int
+    buckets: Floats2 = Field(description="[num_buckets][n_heads] the learned bias of each bucket and head")
+    offsets: list[int] = Field(description="key - query, from -(max_len-1) to max_len-1")
+    bucket_of_offset: list[int]
+    by_offset: Floats2 = Field(description="[n_heads][offsets] the bias each head adds at each offset")
+
+
+class TrainedPositionalResponse(BaseModel):
+    """The positional tables a trained model learned (not a scheme at its initialisation)."""
+
+    source: TrainedSource
+    description: str
+    max_len: int
+    tables: list[LearnedTableOut]
+    t5_biases: list[T5BiasOut]

@@ -70,6 +70,14 @@ class Settings(BaseSettings):
     run_ttl_s: float = Field(24 * 3600.0, gt=0)  # a stored run expires this long after its last POST /api/runs
     # POST /api/objectives: the masked side runs the text once per token (n x n tokens)
     objectives_max_tokens: int = 128
+    # GET /api/runs/{id}/qk: queries + keys of one head embedded by t-SNE or UMAP (PCA is not capped: 2 x 8192
+    # points take well under a second); t-SNE of 2 x 1024 points takes ~10 s on 2 busy cores
+    qk_max_points: int = 1024
+    qk_umap: bool = True  # UMAP's first call compiles with numba (~90 s on 2 busy cores): a server may turn it off
+    # GET /api/runs/{id}/sparse answers three T x T maps (dense, pattern, sparse) as JSON
+    sparse_max_tokens: int = 512
+    # GET /api/sparse/cost: the longest length timed (dense and sparse flash forward, 3 runs each)
+    sparse_cost_max_len: int = 4096
     max_new_tokens: int = 256
     generate_timeout_s: float = 60.0
     # rows stop once this is spent; the row running then finishes (one row is bounded by benchmark_max_cells),

@@ -11,6 +11,7 @@ from ..core.metrics import Metrics
 from ..core.settings import Settings
 from .attention import AttentionService
 from .benchmark import BenchmarkService
+from .explain import ExplainService, TrainedPositional
 from .generation import GenerationService
 from .hub import ModelHub
 from .interventions import InterventionService
@@ -31,6 +32,8 @@ class Services:
     longrun: LongRunService
     preparer: Preparer
     started: float = field(default_factory=time.time)
+    explain: ExplainService | None = None  # set by build_services
+    trained_positional: TrainedPositional | None = None  # set by build_services
 
 
 def build_services(settings: Settings, registry: Registry, metrics: Metrics) -> Services:
@@ -56,5 +59,7 @@ def build_services(settings: Settings, registry: Registry, metrics: Metrics) -> 
             metrics.model_running.labels(model_id).set(gate.running)
             metrics.model_waiting.labels(model_id).set(gate.waiting)
 
+    services.explain = ExplainService(hub, settings)
+    services.trained_positional = TrainedPositional(hub, settings)
     metrics.on_collect(refresh)
     return services

@@ -29,13 +29,13 @@ import numpy as np
 import torch
 
 from attnlab.models import ModelAdapter, ModelInfo
-from attnlab.models.capture import Cancelled, on_record, pooled_overview
+from attnlab.models.capture import Cancelled, on_record
 
 from ..core.settings import Settings
 from .errors import Invalid, ServiceError, TooLarge
 from .hub import ModelHub, in_thread
 from .inputs import encode_checked
-from .runs import Run, RunService, parse_range, run_id_for
+from .runs import Run, RunService, parse_range, run_id_for, run_request
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ class LongRunService:
 
     # -- a run with its progress ------------------------------------------------------------------
     async def stream(self, model: str, text: str, text_pair: str | None, backend: str | None,
-                     ) -> AsyncIterator[tuple[str, dict | Run]]:
+                     values: bool = False) -> AsyncIterator[tuple[str, dict | Run]]:
         """("estimate", {...}), ("progress", {...})*, ("done", run) or ("cached", run). Closing the iterator early
         (the client went) cancels the forward between layers."""
         info = self.hub.info(model)
@@ -215,12 +215,15 @@ class LongRunService:
         enc = await in_thread(encode_checked, adapter, text, text_pair, self.settings)
         n = len(enc)
         chosen, why = self.resolve_backend(info, backend, n)
-        run_id = run_id_for(model, text, text_pair, chosen)
+        # the same request, id and shared-store entry as POST /api/runs: any worker can serve the run after
+        request = run_request(model, await self.runs.fingerprint(model), text, text_pair, chosen, values)
+        run_id = run_id_for(request)
         run = self.runs.cache.get(run_id)
         if run is not None:
+            await self.runs.store.put(run_id, request)
             yield "cached", run
             return
-        estimate = self.runs.estimate_bytes(adapter, n)
+        estimate = self.runs.estimate_bytes(adapter, n, values)
         if estimate > self.runs.cache.budget:
             raise TooLarge(f"text: a run of {n} tokens needs about {estimate / 2**20:.0f} MiB of capture, over the "
                            f"run cache budget of {self.runs.cache.budget / 2**20:.0f} MiB (run_cache_bytes)")
@@ -239,7 +242,7 @@ class LongRunService:
 
         def compute(a: ModelAdapter) -> Run:
             with on_record(hook):
-                return self.runs._compute(a, run_id, text, text_pair, chosen)
+                return self.runs._compute(a, run_id, text, text_pair, chosen, values)
 
         t0 = time.perf_counter()
         task = asyncio.ensure_future(self.hub.call(model, chosen, compute))
@@ -259,7 +262,7 @@ class LongRunService:
                     continue
                 getter.cancel()
                 run = task.result()  # raises the service error of a failed run
-                self.runs.cache.put(run)
+                await self.runs.keep(run, request)
                 seconds = time.perf_counter() - t0
                 self.calibration.update(model, chosen, forward_gflop(info, n), seconds)
                 run.timings["stream_ms"] = seconds * 1e3
@@ -275,12 +278,11 @@ class LongRunService:
 
     # -- the grid's thumbnails in one answer --------------------------------------------------------
     def _overviews(self, run: Run, kind: str, layers: tuple[int, int], pool: int, mode: str) -> tuple[np.ndarray, int]:
-        t_q, t_k = run.recorder.get(kind, 0).shape
         maps, factor = [], 1
         for layer in range(*layers):
-            rec = run.recorder.get(kind, layer)
-            for head in range(rec.n_heads):
-                data, factor = pooled_overview(rec, head, pool, mode, (0, t_q), (0, t_k))
+            for head in range(run.recorder.get(kind, layer).n_heads):
+                # a long run's overviews are pooled in the background as soon as it exists: shared here
+                data, factor = self.runs.overview(run, (kind, layer, head, pool, mode))
                 maps.append(data)
         stacked = torch.stack(maps).view(layers[1] - layers[0], -1, *maps[0].shape)
         return stacked.cpu().numpy(), factor  # from the model's device

@@ -41,12 +41,16 @@ log = logging.getLogger(__name__)
 RUN_FORMAT_VERSION = 3  # bump when what a run contains changes, so old ids do not alias new runs
 
 
-def run_request(model: str, fingerprint: str, text: str, text_pair: str | None, backend: str) -> dict:
+def run_request(model: str, fingerprint: str, text: str, text_pair: str | None, backend: str,
+                values: bool = False) -> dict:
     """Everything that determines a run's capture: what the run store keeps and ``run_id_for`` hashes.
     ``fingerprint`` is ``attnlab.models.fingerprint.module_fingerprint`` of the loaded model (weights, dtype,
-    device)."""
-    return {"v": RUN_FORMAT_VERSION, "model": model, "fingerprint": fingerprint, "text": text,
-            "text_pair": text_pair, "backend": backend}
+    device). ``values``: the capture keeps V too, another run (a key only when true, so other ids stay)."""
+    request = {"v": RUN_FORMAT_VERSION, "model": model, "fingerprint": fingerprint, "text": text,
+               "text_pair": text_pair, "backend": backend}
+    if values:
+        request["values"] = True
+    return request
 
 
 def run_id_for(request: dict) -> str:
@@ -70,6 +74,7 @@ class Run:
     overviews: dict[tuple, Future] = field(default_factory=dict, repr=False, compare=False)
     # decoders: the loss of each next token, [T - 1] nats (position i predicts token i + 1); None otherwise
     token_loss: np.ndarray | None = field(default=None, repr=False, compare=False)
+    values: bool = False  # the capture keeps V per KV head (POST /api/runs with "values": true)
 
     @property
     def kinds(self) -> list[str]:
@@ -202,14 +207,16 @@ class RunService:
         """Whether a run of ``n_tokens`` keeps Q and K in float16 (past ``capture_float32_max_tokens``)."""
         return n_tokens > self.settings.capture_float32_max_tokens
 
-    def estimate_bytes(self, adapter: ModelAdapter, n_tokens: int) -> int:
+    def estimate_bytes(self, adapter: ModelAdapter, n_tokens: int, values: bool = False) -> int:
         """Bytes of the capture before running it: q and k (float32, or float16 for long runs; K per KV head
-        under grouped-query attention) and the float32 LSE, per layer and kind."""
+        under grouped-query attention), v with ``values`` (per KV head, float32) and the float32 LSE, per layer
+        and kind."""
         info = adapter.info
         head_dim = info.d_model // info.n_heads
         kv = info.n_kv_heads or info.n_heads
         qk_bytes = 2 if self.capture_half(n_tokens) else 4
-        per_layer = n_tokens * ((info.n_heads * head_dim + kv * head_dim) * qk_bytes + info.n_heads * 4)
+        v_bytes = kv * head_dim * 4 if values else 0
+        per_layer = n_tokens * ((info.n_heads * head_dim + kv * head_dim) * qk_bytes + v_bytes + info.n_heads * 4)
         kinds = len(info.kinds)
         return per_layer * info.n_layers * kinds
 
@@ -223,16 +230,17 @@ class RunService:
         half = self.estimate_bytes(adapter, threshold + 1) / (threshold + 1)
         return max(n, int(budget // half))
 
-    def _compute(self, adapter: ModelAdapter, run_id: str, text: str, text_pair: str | None, backend: str) -> Run:
+    def _compute(self, adapter: ModelAdapter, run_id: str, text: str, text_pair: str | None, backend: str,
+                 values: bool = False) -> Run:
         enc = encode_checked(adapter, text, text_pair, self.settings)
-        estimate = self.estimate_bytes(adapter, len(enc))
+        estimate = self.estimate_bytes(adapter, len(enc), values)
         if estimate > self.cache.budget:
             raise TooLarge(f"text: a run of {len(enc)} tokens needs about {estimate / 2**20:.0f} MiB of capture, over "
                            f"the run cache budget of {self.cache.budget / 2**20:.0f} MiB (run_cache_bytes)")
         with capture_dtype(torch.float16 if self.capture_half(len(enc)) else torch.float32):
-            result = adapter.forward_encoded(enc, backend)
+            result = adapter.forward_encoded(enc, backend, keep_values=values)
         run = Run(run_id, adapter.info.id, backend, result.input, result.target, result.recorder,
-                  dict(result.timings), token_loss=next_token_loss(adapter, enc, result.logits))
+                  dict(result.timings), token_loss=next_token_loss(adapter, enc, result.logits), values=values)
         if len(enc) <= self.settings.head_stats_max_tokens:
             t0 = time.perf_counter()
             run.head_stats = compute_head_stats(run)
@@ -256,8 +264,10 @@ class RunService:
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         self._pending[run_id] = future
         model, text, text_pair, backend = request["model"], request["text"], request["text_pair"], request["backend"]
+        values = bool(request.get("values", False))
         try:
-            run = await self.hub.call(model, backend, lambda a: self._compute(a, run_id, text, text_pair, backend))
+            run = await self.hub.call(model, backend, lambda a: self._compute(a, run_id, text, text_pair, backend,
+                                                                                 values))
             self.cache.put(run)
             if len(run.tokens) >= self.settings.prepool_min_tokens:
                 self.prepool(run)
@@ -270,16 +280,25 @@ class RunService:
         finally:
             del self._pending[run_id]
 
-    async def create(self, model: str, text: str, text_pair: str | None, backend: str | None) -> tuple[Run, bool]:
-        """The run for this input: (run, cached). Stores its request in the shared run store (refreshing its
-        expiry), so every worker can serve it."""
+    async def create(self, model: str, text: str, text_pair: str | None, backend: str | None,
+                     values: bool = False) -> tuple[Run, bool]:
+        """The run for this input: (run, cached). ``values``: keep V too (a run of its own id). Stores its
+        request in the shared run store (refreshing its expiry), so every worker can serve it."""
         backend = self.hub.check_backend(model, backend)  # unknown ids fail (404) before anything is loaded
-        request = run_request(model, await self.fingerprint(model), text, text_pair, backend)
+        request = run_request(model, await self.fingerprint(model), text, text_pair, backend, values)
         run_id = run_id_for(request)
         note(run_id=run_id)
         run, cached = await self._obtain(request, run_id)
         await self.store.put(run_id, request)
         return run, cached
+
+    async def keep(self, run: Run, request: dict) -> None:
+        """Cache a run computed outside ``create`` (a streamed run), pool a long one's overviews in the
+        background, and store its request so every worker can serve it."""
+        self.cache.put(run)
+        if len(run.tokens) >= self.settings.prepool_min_tokens:
+            self.prepool(run)
+        await self.store.put(run.run_id, request)
 
     async def get(self, run_id: str) -> Run:
         """The run, from this worker's cache or recomputed from the request in the shared store.
@@ -339,7 +358,7 @@ class RunService:
         t_q, t_k = record.shape
         return pooled_overview(record, head, pool, mode, (0, t_q), (0, t_k))
 
-    def _overview(self, run: Run, key: tuple) -> tuple:
+    def overview(self, run: Run, key: tuple) -> tuple:
         """A whole-map overview: the background one if it is done or running, else computed here."""
         future = run.overviews.get(key)
         if future is not None and (future.done() or future.running()):
@@ -364,7 +383,7 @@ class RunService:
 
     # -- reading --------------------------------------------------------------------------------
     def _tile(self, run: Run, kind: str, layer: int, head: int, rows: str | None, cols: str | None,
-              pool: int | None, pool_mode: str) -> Tile:
+              pool: int | None, pool_mode: str, view=None) -> Tile:
         t_q, t_k = run.recorder.get(kind, layer).shape
         r = parse_range(rows, t_q, "rows")
         c = parse_range(cols, t_k, "cols")
@@ -375,22 +394,25 @@ class RunService:
                 raise TooLarge(f"rows/cols: a {r[1] - r[0]}x{c[1] - c[0]} tile is over max_tile_cells "
                                f"{self.settings.max_tile_cells}; ask a smaller rows=a:b&cols=c:d or a pooled "
                                "overview with pool=N")
-            data = run.recorder.tile(kind, layer, head, r, c)
+            data = run.recorder.tile(kind, layer, head, r, c) if view is None else view.block(slice(*r), slice(*c))
             return Tile(data.cpu().numpy(), r, c, 1, q_tokens[r[0]:r[1]], k_tokens[c[0]:c[1]])
         if pool > self.settings.max_pool:
             raise Invalid(f"pool: {pool} is over max_pool {self.settings.max_pool}")
-        if r == (0, t_q) and c == (0, t_k):
-            data, factor = self._overview(run, (kind, layer, head, pool, pool_mode))
+        source = run.recorder.get(kind, layer) if view is None else view
+        if view is None and r == (0, t_q) and c == (0, t_k):
+            data, factor = self.overview(run, (kind, layer, head, pool, pool_mode))
         else:
-            data, factor = pooled_overview(run.recorder.get(kind, layer), head, pool, pool_mode, r, c)
+            data, factor = pooled_overview(source, head, pool, pool_mode, r, c)
         labels = factor == 1
         return Tile(data.cpu().numpy(), r, c, factor, q_tokens[r[0]:r[1]] if labels else None,
                     k_tokens[c[0]:c[1]] if labels else None)
 
     async def tile(self, run: Run, kind: str | None, layer: int, head: int, rows: str | None, cols: str | None,
-                   pool: int | None, pool_mode: str) -> tuple[str, Tile]:
+                   pool: int | None, pool_mode: str, view=None) -> tuple[str, Tile]:
+        """One tile of a head's map; ``view``: another reading of that head with a record's ``log_block`` (the
+        value-weighted one, attnlab.models.explain.ValueWeighted)."""
         kind = run.check(kind, layer, head)
-        tile = await in_thread(self._tile, run, kind, layer, head, rows, cols, pool, pool_mode)
+        tile = await in_thread(self._tile, run, kind, layer, head, rows, cols, pool, pool_mode, view)
         return kind, tile
 
     async def heads(self, run: Run) -> dict[str, dict[str, list[list[float]]]]:

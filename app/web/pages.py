@@ -56,6 +56,8 @@ VIEWS = (
     View("/architecture", "architecture", "Architecture and profile", "Architecture"),
     View("/interventions", "interventions", "Interventions: ablation, patching, logit lens", "Interventions"),
 )
+VIEWS += (View("/explain", "explain", "Explain a head: one weight, step by step, and the Q/K geometry", "Explain"),
+          View("/sparse", "sparse", "Sparse attention patterns on a real input", "Sparse"))
 
 
 def _plotly_source() -> Path:

@@ -53,6 +53,7 @@ class AttentionRecord:
     spec: AttentionSpec
     lse: Tensor  # (B, H, Tq), float32
     weights: Tensor | None = None  # (B, H, Tq, Tk), only under capture(keep_weights=True)
+    v: Tensor | None = None  # (B, Hkv, Tk, hd), only under capture(keep_values=True)
 
     @property
     def n_heads(self) -> int:
@@ -66,7 +67,7 @@ class AttentionRecord:
         return head // (self.q.shape[1] // self.k.shape[1])
 
     def nbytes(self) -> int:
-        kept = [self.q, self.k, self.lse] + ([self.weights] if self.weights is not None else [])
+        kept = [self.q, self.k, self.lse] + [t for t in (self.weights, self.v) if t is not None]
         return sum(t.numel() * t.element_size() for t in kept)
 
     def log_block(self, heads: slice | Tensor, rows: slice, cols: slice, batch: int = 0) -> Tensor:
@@ -103,7 +104,8 @@ class AttentionRecord:
 class Recorder:
     """Collects AttentionRecords; serves tiles, dense maps and pooled overviews."""
 
-    def __init__(self, detach: bool = True, keep_weights: bool = False, store_dtype: torch.dtype | None = None):
+    def __init__(self, detach: bool = True, keep_weights: bool = False, keep_values: bool = False,
+                 store_dtype: torch.dtype | None = None):
         self.records: list[AttentionRecord] = []
         self.detach = detach
         # the dtype Q and K are kept in: float32, or float16 for long runs (half the memory). The attention
@@ -113,21 +115,24 @@ class Recorder:
         # for dense answers of small inputs: a backend that computes the weights anyway
         # (`math`) hands them over instead of the tiles rebuilding them from (Q, K, LSE)
         self.keep_weights = keep_weights
+        # opt-in: V per KV head (as much again as K), for the computation view and value weighting
+        self.keep_values = keep_values
 
     # -- recording (called by attention modules) ---------------------------------
     def add(self, kind: str, layer: int, q: Tensor, k: Tensor, spec: AttentionSpec, lse: Tensor | None,
-            weights: Tensor | None = None) -> None:
+            weights: Tensor | None = None, v: Tensor | None = None) -> None:
         if self.detach:
             q, k = q.detach(), k.detach()
         if self.store_dtype != q.dtype and q.dtype == torch.float32:
             q, k = q.to(self.store_dtype), k.to(self.store_dtype)
+        kept_v = v.detach() if v is not None and self.keep_values else None
         # the capture keeps a float32 LSE: a kernel that has none (sdpa), or one in a 16-bit dtype (math on a
         # bfloat16 model: its scores, and so its LSE, carry 8 bits), gets it recomputed in float32 from Q and K
         if lse is None or lse.dtype.itemsize < 4:
             group = q.shape[1] // k.shape[1]
             lse = row_lse(q.float(), k.float().repeat_interleave(group, dim=1), spec)
         kept = weights.detach() if weights is not None and self.keep_weights else None
-        self.records.append(AttentionRecord(kind, layer, q, k, spec, lse.detach().float(), kept))
+        self.records.append(AttentionRecord(kind, layer, q, k, spec, lse.detach().float(), kept, kept_v))
         notify(kind, layer)  # progress of a long run; a cancelled one stops here, between layers
 
     # -- lookup -------------------------------------------------------------------
@@ -206,13 +211,16 @@ def capture_dtype(dtype: torch.dtype) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def capture(model: object | None = None, detach: bool = True, keep_weights: bool = False) -> Iterator[Recorder]:
+def capture(model: object | None = None, detach: bool = True, keep_weights: bool = False,
+            keep_values: bool = False) -> Iterator[Recorder]:
     """Record every attention call made in this block (by any model, in this context).
+
+    ``keep_values`` also keeps V (B, Hkv, Tk, hd) per call, for ``attnlab.models.explain``.
 
     ``model`` is accepted for readability (``with capture(model) as rec``); the
     recorder is bound to the current context, so concurrent requests do not mix.
     """
-    rec = Recorder(detach=detach, keep_weights=keep_weights)
+    rec = Recorder(detach=detach, keep_weights=keep_weights, keep_values=keep_values)
     token = _current.set(rec)
     try:
         yield rec

@@ -157,6 +157,50 @@ class HFAdapter(ModelAdapter):
         stream.fffd_per_byte = '"ByteFallback"' in self._decoder_types
         return stream
 
+    # the output projection's name inside an attention module (Llama, GPT-2, BART/T5-style), else in its
+    # parent (BERT keeps it beside the attention module, as `output.dense`)
+    _O_PROJ_NAMES = ("o_proj", "c_proj", "out_proj", "o", "output.dense", "dense")
+
+    @cached_property
+    def _attention_modules(self) -> dict[int, tuple[torch.nn.Module, torch.nn.Module | None]]:
+        """{layer: (attention module, its parent)}: the modules transformers numbers with ``layer_idx``."""
+        out: dict[int, tuple[torch.nn.Module, torch.nn.Module | None]] = {}
+        parents = {id(child): mod for mod in self.model.modules() for child in mod.children()}
+        for module in self.model.modules():
+            idx = getattr(module, "layer_idx", None)
+            is_attention = type(module).__name__.endswith("Attention")  # not the decoder layer holding it
+            if is_attention and isinstance(idx, int) and not getattr(module, "is_cross_attention", False) \
+                    and idx not in out:
+                out[idx] = (module, parents.get(id(module)))
+        return out
+
+    def output_projection(self, kind: str, layer: int) -> tuple[Tensor, Tensor | None]:
+        if kind not in self.kinds or kind == "cross" or layer not in self._attention_modules:
+            raise KeyError(f"model {self.info.id!r} has no {kind} attention at layer {layer}")
+        module, parent = self._attention_modules[layer]
+        for owner in (module, parent):
+            for name in self._O_PROJ_NAMES:
+                proj = owner.get_submodule(name) if owner is not None and _has(owner, name) else None
+                if proj is None or not hasattr(proj, "weight"):
+                    continue
+                # torch Linear keeps (out, in); GPT-2's Conv1D keeps (in, out)
+                weight = proj.weight if isinstance(proj, torch.nn.Linear) else proj.weight.T
+                return weight, proj.bias
+        raise KeyError(f"model {self.info.id!r}: no output projection found for layer {layer}")
+
+    def unrotate(self, x: Tensor, positions: Tensor) -> Tensor | None:
+        rotary = next((m for name, m in self.model.named_modules() if name.endswith("rotary_emb")), None)
+        if rotary is None:
+            return None
+        # transformers' rotary: x * cos + rotate_half(x) * sin, both scaled by attention_scaling (s); rotating
+        # by minus the angle gives s^2 x back
+        cos, sin = rotary(x, (-positions)[None])
+        cos, sin = cos[0].to(x.dtype), sin[0].to(x.dtype)  # (T, hd): broadcast over x's leading dims
+        half = x.shape[-1] // 2
+        rotated_half = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+        scaling = float(getattr(rotary, "attention_scaling", 1.0))
+        return (x * cos + rotated_half * sin) / scaling**2
+
     def set_backend(self, backend: str) -> None:
         """The backend when no per-request one is given (a notebook's ``adapter.model(...)``)."""
         self.check_backend(backend)
@@ -185,6 +229,14 @@ class HFAdapter(ModelAdapter):
         with self._backend_context():
             out = self.model(input_ids=ids, cache=cache, use_cache=True)
         return out.logits[:, -1], out.cache
+
+
+def _has(module: torch.nn.Module, name: str) -> bool:
+    try:
+        module.get_submodule(name)
+    except AttributeError:
+        return False
+    return True
 
 
 def load_hf(model_id: str, source: Path, description: str = "", family: Family | None = None,

@@ -21,12 +21,9 @@ import logging
 import time
 from pathlib import Path
 
-import torch
-
 from ..training import TrainConfig
-from .common import bpe_corpus, prepare_dir, set_threads, write_results
-from .mlm import reinit
-from .variants import Variant, run_variants
+from .common import write_results
+from .variants import Variant, compare
 
 log = logging.getLogger(__name__)
 
@@ -101,25 +98,18 @@ def run(out_dir: str | Path, quick: bool = False, *, steps: int | None = None, l
         vocab_size: int | None = None, corpus: str = "austen", max_chars: int = 300_000, block_size: int = 64,
         batch_size: int = 16, threads: int | None = 1, seed: int = 0) -> dict:
     started = time.perf_counter()
-    set_threads(threads)
-    torch.manual_seed(seed)
-    out = prepare_dir(out_dir)
-    data = bpe_corpus(corpus, vocab_size or (300 if quick else 512), quick, max_chars=max_chars)
-    tok = data.tokenizer
     steps = steps or (6 if quick else 300)
     warmup = warmup if warmup is not None else max(1, steps // 10)
-    base_model = {"family": "decoder", "vocab_size": tok.vocab_size, "d_model": d_model, "n_layers": n_layers,
-                  "n_heads": n_heads, "positional": "rope", "max_positions": max(block_size, 64),
-                  "pad_token_id": tok.pad_id}
     base_train = {"steps": steps, "lr": lr, "min_lr_ratio": min_lr_ratio}
-    runs = run_variants(variants(warmup), data, base_model, base_train, block_size=block_size,
-                        batch_size=batch_size, n_val=2 if quick else 16, seed=seed, init=lambda m: reinit(m, None))
+    cmp = compare(out_dir, quick, variants(warmup), base_train, n_layers=n_layers, d_model=d_model, n_heads=n_heads,
+                  vocab_size=vocab_size, corpus=corpus, max_chars=max_chars, block_size=block_size,
+                  batch_size=batch_size, threads=threads, seed=seed)
+    runs = cmp.runs
     verdict = judge(runs)
     body = {
-        "setup": {"model": base_model, "train": {**kept_defaults(), **base_train, "warmup": warmup},
+        "setup": {"model": cmp.base_model, "train": {**kept_defaults(), **base_train, "warmup": warmup},
                   "init": "linear weights N(0, 1/fan_in), as in the stability lab",
-                  "block_size": block_size, "batch_size": batch_size, "corpus": corpus, "corpus_chars": max_chars,
-                  "corpus_tokens": len(data.ids), "tokenizer": f"byte-level BPE, {tok.vocab_size} tokens",
+                  **cmp.setup(corpus=corpus, max_chars=max_chars, block_size=block_size, batch_size=batch_size),
                   "margin_nats": MARGIN},
         **verdict,
         "table": {r["name"]: {k: r[k] for k in ("label", "final_loss", "val_loss", "seconds")} for r in runs},
@@ -127,5 +117,5 @@ def run(out_dir: str | Path, quick: bool = False, *, steps: int | None = None, l
         "figures": {"curves": figure(runs)},
     }
     log.info("schedules: holds=%s, ranking %s", verdict["holds"], verdict["ranking"])
-    return write_results(out, "schedules", quick, started, body)
+    return write_results(cmp.out, "schedules", quick, started, body)
 

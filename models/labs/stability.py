@@ -29,11 +29,8 @@ import logging
 import time
 from pathlib import Path
 
-import torch
-
-from .common import bpe_corpus, prepare_dir, set_threads, write_results
-from .mlm import reinit
-from .variants import Variant, curves_figure, run_variants, uniform_loss
+from .common import write_results
+from .variants import Variant, compare, curves_figure, uniform_loss
 
 log = logging.getLogger(__name__)
 
@@ -109,28 +106,21 @@ def run(out_dir: str | Path, quick: bool = False, *, steps: int | None = None, l
         vocab_size: int | None = None, corpus: str = "austen", max_chars: int = 300_000, block_size: int = 64,
         batch_size: int = 16, threads: int | None = 1, seed: int = 0) -> dict:
     started = time.perf_counter()
-    set_threads(threads)
-    torch.manual_seed(seed)
-    out = prepare_dir(out_dir)
-    data = bpe_corpus(corpus, vocab_size or (300 if quick else 512), quick, max_chars=max_chars)
-    tok = data.tokenizer
     steps = steps or (6 if quick else 250)
     warmup = warmup if warmup is not None else max(1, steps // 2)
-    base_model = {"family": "decoder", "vocab_size": tok.vocab_size, "d_model": d_model, "n_layers": n_layers,
-                  "n_heads": n_heads, "positional": "rope", "max_positions": max(block_size, 64),
-                  "pad_token_id": tok.pad_id}
     base_train = {"steps": steps, "schedule": "constant", "grad_clip": 0.0, "betas": (0.9, 0.98),
                   "weight_decay": 0.01}
-    runs = run_variants(variants(lr, high_lr, warmup), data, base_model, base_train, block_size=block_size,
-                        batch_size=batch_size, n_val=2 if quick else 16, seed=seed, init=lambda m: reinit(m, None))
-    verdict = judge(runs, tok.vocab_size)
+    cmp = compare(out_dir, quick, variants(lr, high_lr, warmup), base_train, n_layers=n_layers, d_model=d_model,
+                  n_heads=n_heads, vocab_size=vocab_size, corpus=corpus, max_chars=max_chars, block_size=block_size,
+                  batch_size=batch_size, threads=threads, seed=seed)
+    runs, vocab = cmp.runs, cmp.data.tokenizer.vocab_size
+    verdict = judge(runs, vocab)
     body = {
         "paper": "Xiong et al. 2020, On Layer Normalization in the Transformer Architecture, arXiv 2002.04745",
-        "setup": {"model": base_model, "train": {**base_train, "warmup": warmup, "lr": lr, "high_lr": high_lr},
+        "setup": {"model": cmp.base_model, "train": {**base_train, "warmup": warmup, "lr": lr, "high_lr": high_lr},
                   "init": "linear weights N(0, 1/fan_in) (PyTorch's own scale; Xiong et al. use Xavier)",
-                  "block_size": block_size, "batch_size": batch_size, "corpus": corpus, "corpus_chars": max_chars,
-                  "corpus_tokens": len(data.ids), "tokenizer": f"byte-level BPE, {tok.vocab_size} tokens",
-                  "uniform_loss": round(uniform_loss(tok.vocab_size), 4), "margin_nats": MARGIN},
+                  **cmp.setup(corpus=corpus, max_chars=max_chars, block_size=block_size, batch_size=batch_size),
+                  "uniform_loss": round(uniform_loss(vocab), 4), "margin_nats": MARGIN},
         **verdict,
         "table": {r["name"]: {k: r[k] for k in ("label", "final_loss", "val_loss", "diverged_at", "seconds")}
                   | {"spikes": len(r["spikes"]), "skipped": len(r["skipped"])} for r in runs},
@@ -141,4 +131,4 @@ def run(out_dir: str | Path, quick: bool = False, *, steps: int | None = None, l
     }
     log.info("stability: holds=%s, diverged %s, ended worse %s", verdict["holds"], verdict["diverged"],
              verdict["ended_worse"])
-    return write_results(out, "stability", quick, started, body)
+    return write_results(cmp.out, "stability", quick, started, body)

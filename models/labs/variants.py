@@ -20,6 +20,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -27,7 +28,8 @@ from torch import Tensor, nn
 from ..architectures import build_model
 from ..config import TransformerConfig
 from ..training import TrainConfig, Trainer, TrainingDiverged, evaluate_loss, lm_batches
-from .common import BPECorpus, finite
+from .common import BPECorpus, bpe_corpus, finite, prepare_dir, set_threads
+from .mlm import reinit
 
 log = logging.getLogger(__name__)
 
@@ -159,3 +161,40 @@ def curves_figure(runs: Sequence[dict], key: str, title: str, yaxis: str, log_y:
     layout = {"title": {"text": title}, "xaxis": {"title": {"text": "step"}},
               "yaxis": {"title": {"text": yaxis}, **({"type": "log"} if log_y else {})}}
     return {"data": data, "layout": layout}
+
+
+@dataclass
+class Comparison:
+    """What ``compare`` ran: the output folder, the corpus, the shared model fields and every variant's run."""
+
+    out: Path
+    data: BPECorpus
+    base_model: dict
+    runs: list[dict]
+
+    def setup(self, *, corpus: str, max_chars: int, block_size: int, batch_size: int) -> dict:
+        """The ``setup`` fields of results.json every comparison lab shares, after its model, train and init."""
+        return {"block_size": block_size, "batch_size": batch_size, "corpus": corpus,
+                "corpus_chars": max_chars, "corpus_tokens": len(self.data.ids),
+                "tokenizer": f"byte-level BPE, {self.data.tokenizer.vocab_size} tokens"}
+
+
+def compare(out_dir: str | Path, quick: bool, variants: Sequence[Variant], base_train: dict, *,
+            n_layers: int, d_model: int, n_heads: int, vocab_size: int | None, corpus: str, max_chars: int,
+            block_size: int, batch_size: int, threads: int | None, seed: int) -> Comparison:
+    """A comparison lab's shared run: threads and seed set, ``out_dir`` prepared, ``corpus`` tokenised with a
+    byte-level BPE (``vocab_size``, default 300 quick / 512), then every variant of one rotary decoder
+    (``n_layers`` x ``d_model``, ``n_heads`` heads, block ``block_size``) trained from the same linear init
+    (N(0, 1/fan_in), ``mlm.reinit``) on the same batches (``run_variants``; 2 validation batches quick, else 16).
+    """
+    set_threads(threads)
+    torch.manual_seed(seed)
+    out = prepare_dir(out_dir)
+    data = bpe_corpus(corpus, vocab_size or (300 if quick else 512), quick, max_chars=max_chars)
+    tok = data.tokenizer
+    base_model = {"family": "decoder", "vocab_size": tok.vocab_size, "d_model": d_model, "n_layers": n_layers,
+                  "n_heads": n_heads, "positional": "rope", "max_positions": max(block_size, 64),
+                  "pad_token_id": tok.pad_id}
+    runs = run_variants(variants, data, base_model, base_train, block_size=block_size, batch_size=batch_size,
+                        n_val=2 if quick else 16, seed=seed, init=lambda m: reinit(m, None))
+    return Comparison(out, data, base_model, runs)

@@ -22,6 +22,7 @@ const view = bindState({
   model: "minilm", text: "", text_pair: "", backend: "", kind: "",
   layer: -1, head: -1, // the open head (-1: none)
   colour: { value: "", el: "colour-by" }, shared: { value: false, el: "shared-scale" }, scale: "linear", exclude_special: { value: false, el: "exclude-special" },
+  weighting: "raw", // value_norm: alpha_ij ||v_j W_O|| per row (Kobayashi et al. 2020); the run then keeps V
 });
 const { state } = view;
 let run = null; // the POST /api/runs answer
@@ -34,6 +35,8 @@ const named = new URLSearchParams(window.location.search); // what a shared link
 /** A tile of the run shown (kind of the kind select unless params name one). */
 function tile(params, signal) {
   const query = new URLSearchParams({ kind: $("kind").value, format: "f16", ...params });
+  // only a run that kept V can be value-weighted (a toggle while the old run's thumbnails load)
+  if (run.values && $("weighting").value === "value_norm") query.set("weighting", "value_norm");
   return withRun(run, (id) => apiBinary(`/api/runs/${id}/attention?${query}`, { signal }), signal);
 }
 
@@ -109,6 +112,9 @@ async function openHead(layer, head, reveal = false) {
   $("head-view-panel").hidden = false;
   $("head-title").textContent = `Head view: ${$("kind").value} layer ${layer}, head ${head}`;
   if (reveal) revealHead();
+  $("explain-link").href = `/explain?${new URLSearchParams({ model: run.model, text: $("text").value,
+                                                             backend: $("backend").value, kind: $("kind").value,
+                                                             layer: String(layer), head: String(head) })}`;
   await withLoading("Loading head", () => headView.open(run, { kind: $("kind").value, layer, head }));
 }
 
@@ -116,7 +122,7 @@ async function go() {
   view.save();
   headView.cancel(); // a head of the previous run is not drawn any more
   const request = { model: $("model").value, text: $("text").value, text_pair: $("text_pair").value,
-                    backend: $("backend").value };
+                    backend: $("backend").value, values: $("weighting").value === "value_norm" };
   run = await runs.run((signal) => streamRun(request, progress, signal));
   const kinds = run.kinds;
   fillSelect($("kind"), kinds, null, kinds.includes(state.kind) ? state.kind : kinds[0]);
@@ -179,6 +185,17 @@ async function main() {
   });
   $("colour-by").addEventListener("change", () => { colourGrid(); view.save(); });
   $("shared-scale").addEventListener("change", () => { grid.rescale(); view.save(); });
+  $("weighting").addEventListener("change", () => {
+    view.save();
+    if (!run) return;
+    const layer = state.layer;
+    const head = state.head;
+    withLoading("Running the model", async () => {
+      state.layer = layer;
+      state.head = head;
+      await go(); // a run that keeps V has its own id; the same head reopens
+    });
+  });
   const redraw = () => { view.save(); headView.redraw(); };
   $("scale").addEventListener("change", redraw);
   $("exclude-special").addEventListener("change", redraw);

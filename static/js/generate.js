@@ -4,7 +4,7 @@
 // head or the average over heads). A step slider and a play button replay the trace.
 // The text box shows the real text (each step's `text`, the bytes of a split character held
 // back by the server until complete); the chips below it show one label per token.
-import { ApiError, apiStream } from "./api.js";
+import { ApiError } from "./api.js";
 import { initChrome, onArrowKeys } from "./chrome.js";
 import { followCards, warnUnknown } from "./examples.js";
 import { addImageButtons, downloadJSON, downloadNPY, excerpt, fileName } from "./export.js";
@@ -12,6 +12,7 @@ import { fillSelect, player, setupModelSelect } from "./forms.js";
 import { CodePoints, escapeLabel, rawLiteral, rawTexts, showToken } from "./labels.js";
 import { Latest } from "./latest.js";
 import { baseLayout, fontSize, heatmapTrace, plot } from "./plots.js";
+import { postSSE } from "./sse.js";
 import { bindState } from "./state.js";
 import { withLoading } from "./status.js";
 
@@ -32,34 +33,6 @@ let promptText = ""; // the prompt of the trace shown (the field may change afte
 let promptSeq = null; // the prompt's tokens: the stream's first event (`prompt`), before any new token
 let ending = ""; // how the trace ended, shown with every step: the summary's reason, or Stop
 let modelInfo = () => null; // setupModelSelect's lookup
-
-/** Parse an SSE byte stream: calls onEvent(name, data) per event; ignores comments (pings). */
-async function readSSE(response, onEvent) {
-  const reader = response.body.getReader();
-  const decoder = new TextDecoder();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buffer += decoder.decode(value, { stream: true }).replace(/\r\n?/g, "\n");
-    let cut;
-    while ((cut = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, cut);
-      buffer = buffer.slice(cut + 2);
-      let name = "message";
-      const data = [];
-      for (const line of block.split("\n")) {
-        if (!line || line.startsWith(":")) continue;
-        const colon = line.indexOf(":");
-        const field = colon < 0 ? line : line.slice(0, colon);
-        const val = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
-        if (field === "event") name = val;
-        else if (field === "data") data.push(val);
-      }
-      if (data.length) onEvent(name, JSON.parse(data.join("\n")));
-    }
-  }
-}
 
 /** The generated text so far: every step's released text, then what the summary flushed. */
 function generatedText() {
@@ -265,8 +238,8 @@ function stopByUser() {
 
 /** POST /api/generate and read its events into steps and summary, while the signal allows. */
 async function stream(body, signal) {
-  const response = await apiStream("/api/generate", { body, signal }); // a refusal throws the server's error
-  await readSSE(response, (name, data) => {
+  // a refusal before the stream throws the server's error; the events are read by the shared SSE reader
+  await postSSE("/api/generate", body, (name, data) => {
     signal.throwIfAborted(); // a newer Generate started: this stream's events are not shown
     if (name === "prompt") {
       promptSeq = data; // the context's labels from the first token on
@@ -284,7 +257,7 @@ async function stream(body, signal) {
     } else if (name === "error") {
       throw new ApiError(data.status || 500, data.detail);
     }
-  });
+  }, signal);
 }
 
 async function main() {

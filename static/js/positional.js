@@ -10,9 +10,11 @@ import { Latest } from "./latest.js";
 import { plotFigure } from "./plots.js";
 import { bindState } from "./state.js";
 import { withLoading } from "./status.js";
+import { initTrained } from "./positional-trained.js";
 
 const $ = (id) => document.getElementById(id);
-const view = bindState({ scheme: "sinusoidal", d_model: 64, max_len: 128, n_heads: 8 });
+const view = bindState({ scheme: "sinusoidal", d_model: 64, max_len: 128, n_heads: 8,
+                         trained: { value: "minilm", el: "trained-source" } });
 let shown = null;
 const selection = new Latest(); // the latest scheme and sizes
 
@@ -111,6 +113,7 @@ async function main() {
     fileName({ model: "positional", view: shown.scheme }, "json"), withoutFigures(shown)));
   await withLoading("Computing", show);
   await withLoading("Loading extrapolation results", extrapolation);
+  await initTrained(() => view.save());
 }
 
 main();

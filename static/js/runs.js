@@ -9,12 +9,13 @@ const requests = new WeakMap(); // run answer -> the body that created it (kept 
 const recreating = new WeakMap(); // run answer -> the POST under way (concurrent 404s share one)
 
 /**
- * POST /api/runs for {model, text, text_pair?, backend}; the answer, with `texts` (what its
- * offsets index: [text, text_pair or null]) added.
+ * POST /api/runs for {model, text, text_pair?, backend, values?}; the answer, with `texts` (what its
+ * offsets index: [text, text_pair or null]) added. `values`: the run keeps V too (a run of its own id).
  */
-export async function createRun({ model, text, text_pair: pair = "", backend = "" }, signal) {
+export async function createRun({ model, text, text_pair: pair = "", backend = "", values = false }, signal) {
   const body = { model, text, backend: backend || null };
   if (pair && pair.trim()) body.text_pair = pair;
+  if (values) body.values = true;
   return adoptRun(await api("/api/runs", { method: "POST", body, signal }), body);
 }
 

@@ -36,7 +36,8 @@ pytestmark = pytest.mark.slow  # ~1-2 minutes on 2 cores
 EXAMPLES = int(os.environ.get("ATTNLAB_FUZZ_EXAMPLES", "15"))  # per operation and phase; raise it for a deeper run
 SEED = int(os.environ.get("ATTNLAB_FUZZ_SEED", "7"))  # another seed explores other cases
 MAX_RESPONSE_S = 10.0
-SETTINGS = dict(benchmark_budget_s=1.0, generate_timeout_s=5.0, max_new_tokens=16, max_pool=512, patch_budget_s=2.0)
+SETTINGS = dict(benchmark_budget_s=1.0, generate_timeout_s=5.0, max_new_tokens=16, max_pool=512, patch_budget_s=2.0,
+                qk_umap=False)  # UMAP's first call compiles for ~90 s: past the response-time limit
 
 TINY = ["tiny-gpt", "tiny-bert", "tiny-t5"]
 HF = [m for m, entry in (("minilm", pretrained.minilm_entry), ("smollm2", pretrained.smollm2_entry))
@@ -64,6 +65,8 @@ OBJECTIVES = ops("POST /api/fill-mask", "POST /api/objectives")
 PROMPT_IN = ops("POST /api/generate")
 ON_A_RUN = ops("GET /api/runs/{run_id}/attention", "GET /api/runs/{run_id}/rollout", "GET /api/runs/{run_id}/heads",
                "GET /api/figures/heads/{run_id}", "GET /api/runs/{run_id}/overviews")
+EXPLAIN = ops("GET /api/runs/{run_id}/computation", "GET /api/runs/{run_id}/qk", "GET /api/runs/{run_id}/sparse")
+ON_A_RUN |= EXPLAIN
 BENCHMARKS = ops("POST /api/benchmark")
 SNAPSHOTS = ops("GET /api/training/{name}/snapshots")
 INTERVENE = ops("POST /api/interventions/ablate", "POST /api/interventions/importance", "POST /api/interventions/patch",
@@ -88,6 +91,8 @@ EXPECTED = [
     Expected(422, r"(text|text_pair|prompt): (no tokens after tokenisation$|gives no token of its own: )",
              TEXT_IN | PROMPT_IN,
              "per model: text the model's tokenizer drops entirely"),
+    Expected(422, r"run_id: run [0-9a-f]{32} is of model '.*', which does not predict the next token; ",
+             ops("GET /api/runs/{run_id}/loss"), "per run: per-position loss needs a decoder"),
     Expected(422, r"kind: run [0-9a-f]{32} (recorded|has head scores for) \[.*\], not '\w+'$", ON_A_RUN,
              "per run: a kind this run did not record"),
     Expected(422, r"(layer|head): \d+ is outside 0\.\.\d+ ", ON_A_RUN,
@@ -159,6 +164,21 @@ EXPECTED = [
              "per server: max_text_chars"),
     Expected(413, r"tokens: profiling '.*' \(.* parameters\) at \d+ tokens is about .* over profile_max_gflop",
              ops("GET /api/figures/profile/{model_id}"), "budget: the profile's work, from the model's size"),
+    # -- explaining a head (app.services.explain)
+    Expected(422, r"query: \d+ is outside 0\.\.\d+ ", ops("GET /api/runs/{run_id}/computation"),
+             "per run: the schema bounds query by 2^20; the run has fewer tokens"),
+    Expected(422, r"values: run [0-9a-f]{32} did not keep V", ops("GET /api/runs/{run_id}/attention"),
+             "per run: weighting=value_norm needs a run created with values: true"),
+    Expected(422, r"also: run [0-9a-f]{32} is of model", ops("GET /api/runs/{run_id}/qk"),
+             "per run: texts pooled into one Q/K map must come from one model"),
+    Expected(409, r"method: 'umap' (needs umap-learn|is turned off)", ops("GET /api/runs/{run_id}/qk"),
+             "per server: UMAP is an optional extra, and a setting (qk_umap) may turn it off"),
+    Expected(413, r"method: \w+ of \d+ queries \+ keys is over qk_max_points", ops("GET /api/runs/{run_id}/qk"),
+             "budget: points of a t-SNE or UMAP embedding, known from the runs"),
+    Expected(413, r"text: the sparse view answers three \d+x\d+ maps", ops("GET /api/runs/{run_id}/sparse"),
+             "budget: three T x T maps, T known from the run"),
+    Expected(413, r"seq_lens: n_heads x T\^2 = .* over benchmark_max_cells", ops("GET /api/sparse/cost"),
+             "budget: n_heads x T^2 across two fields"),
 ]
 
 

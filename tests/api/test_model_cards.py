@@ -18,6 +18,11 @@ from tests.support import make_settings
 ZOO_IDS = sorted(e.id for e in zoo_entries())
 
 
+def zoo_dir(model_id: str):
+    """The checkpoint directory of a zoo id (a lab's variant ``name-variant`` lives in ``name/variant``)."""
+    return ZOO / model_id if (ZOO / model_id).is_dir() else ZOO.joinpath(*model_id.split("-", 1))
+
+
 @pytest.fixture(scope="module")
 def client(one_thread):
     app = create_app(make_settings(), registry=Registry(zoo_entries()))
@@ -28,7 +33,7 @@ def client(one_thread):
 def test_every_zoo_checkpoint_has_a_card_in_its_metadata():
     assert {"induction", "lm", "mlm", "seq2seq", "extrapolation"} <= set(ZOO_IDS)
     for model_id in ZOO_IDS:
-        card = load_card(ZOO / model_id)
+        card = load_card(zoo_dir(model_id))
         assert card is not None, f"models/zoo/{model_id}/card.json is missing"
         assert card.expects and card.examples, model_id
 
@@ -37,7 +42,7 @@ def test_models_endpoint_serves_each_card(client):
     models = {m["id"]: m for m in client.get("/api/models").json()}
     for model_id in ZOO_IDS:
         card = models[model_id]["card"]
-        assert card["expects"] == load_card(ZOO / model_id).expects
+        assert card["expects"] == load_card(zoo_dir(model_id)).expects
         assert all(e["text"] for e in card["examples"])
     assert models["seq2seq"]["card"]["focus"] == {
         "kind": "cross", "layer": 1, "head": 3, "why": load_card(ZOO / "seq2seq").focus.why}
@@ -49,7 +54,7 @@ def test_models_endpoint_serves_each_card(client):
 @pytest.mark.parametrize("model_id", ["induction", "lm", "mlm", "seq2seq", "extrapolation"])
 def test_every_example_is_input_the_model_can_read(client, model_id):
     """No example turns into <unk>: each token of it is in the model's vocabulary."""
-    card = load_card(ZOO / model_id)
+    card = load_card(zoo_dir(model_id))
     from attnlab.models.registry import scratch_entry
 
     adapter = scratch_entry(model_id, ZOO / model_id).load()

@@ -192,7 +192,7 @@ def test_sse_stream_headers_stop_proxy_buffering(client):
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
     assert r.headers["x-accel-buffering"] == "no" and r.headers["cache-control"] == "no-store"
     assert "content-encoding" not in r.headers  # gzip would hold events back too
-    assert [name for name, _ in parse_sse(r.text)] == ["token"] * 3 + ["summary"]
+    assert [name for name, _ in parse_sse(r.text)] == ["prompt"] + ["token"] * 3 + ["summary"]
 
 
 def test_long_streams_carry_keep_alive_comments_every_sse_ping_s(one_thread):
@@ -204,4 +204,4 @@ def test_long_streams_carry_keep_alive_comments_every_sse_ping_s(one_thread):
     lines = r.text.replace("\r\n", "\n").split("\n")
     assert any(line.startswith(": ping") for line in lines)
     names = [name for name, _ in parse_sse(r.text)]  # the comments are no events: the trace is intact
-    assert names[-1] == "summary" and set(names[:-1]) == {"token"}
+    assert names[0] == "prompt" and names[-1] == "summary" and set(names[1:-1]) == {"token"}

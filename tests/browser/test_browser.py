@@ -18,25 +18,18 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-import threading
-import time
 from pathlib import Path
-from urllib.parse import parse_qs, urlencode, urlparse
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]  # the checkout
 XSS = ['<script>alert(1)</script>', '"><img src=x onerror=alert(1)>']
 CORPUS = ("the cat sat on the mat. the dog sat on the log. <script>alert(1)</script> "
           '"><img src=x onerror=alert(1)> a cat and a dog met on the mat. ') * 40
 
-if not CHROMIUM.exists():
-    pytest.skip("Debian chromium is not installed at /usr/bin/chromium (apt-get install chromium); "
-                "the browser tests never download a browser", allow_module_level=True)
 playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
 
 
@@ -75,16 +68,8 @@ def build_tiny_zoo(root: Path) -> Path:
 # ----------------------------------------------------------------------------- the server
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    import uvicorn
-
+def server(tmp_path_factory, serve):
     from attnlab.core.settings import Settings
     from attnlab.main import create_app
     from attnlab.models.hf import pretrained_entries
@@ -99,100 +84,11 @@ def server(tmp_path_factory):
     for entry in zoo_entries(zoo):
         registry.register(entry)
     settings = Settings(preload=False, zoo_dir=zoo, benchmark_budget_s=5.0, log_level="WARNING")
-    port = _free_port()
-    config = uvicorn.Config(create_app(settings, registry=registry), host="127.0.0.1", port=port,
-                            log_level="warning", lifespan="on")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not srv.started:
-        if time.time() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serve(create_app(settings, registry=registry)) as base:
+        yield base
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
-        yield b
-        b.close()
-
-
-@pytest.fixture(scope="module")
-def context(browser):
-    # one context for the module: the browser cache keeps plotly.min.js (4.6 MB) between tests
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-    yield ctx
-    ctx.close()
-
-
-class Watched:
-    """A page whose console errors, page errors, CSP violations and dialogs are collected."""
-
-    def __init__(self, context, base: str, shots: Path):
-        self.base = base
-        self.shots = shots
-        self.page = context.new_page()
-        self.errors: list[str] = []
-        self.dialogs: list[str] = []
-        self.page.add_init_script(
-            "document.addEventListener('securitypolicyviolation', e => "
-            "console.error('CSP violation', e.violatedDirective, e.sourceFile, e.lineNumber));")
-        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
-        self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
-
-        def on_dialog(dialog):
-            self.dialogs.append(dialog.message)
-            dialog.dismiss()
-
-        self.page.on("dialog", on_dialog)
-
-    def goto(self, path: str, **params: object):
-        url = f"{self.base}{path}" + (f"?{urlencode(params)}" if params else "")
-        self.page.goto(url)
-        return self.page
-
-    def traces(self, selector: str) -> int:
-        return self.page.eval_on_selector(selector, "el => (el.data || []).length")
-
-    def wait_plot(self, selector: str, timeout: float = 60_000):
-        self.page.wait_for_function(
-            "(sel) => { const el = document.querySelector(sel); return el && el.data && el.data.length > 0 "
-            "&& el.querySelector('.main-svg'); }", arg=selector, timeout=timeout)
-
-    def state(self) -> dict[str, str]:
-        return {k: v[0] for k, v in parse_qs(urlparse(self.page.url).query).items()}
-
-    def shot(self, name: str) -> None:
-        self.page.wait_for_timeout(300)
-        self.page.screenshot(path=str(self.shots / f"{name}.png"), full_page=True)
-
-    def check_clean(self) -> None:
-        assert self.page.locator("#error").is_hidden(), self.page.locator("#error").text_content()
-        assert not self.errors, self.errors
-        assert not self.dialogs, f"a dialog fired: {self.dialogs}"
-        assert self.page.locator("img[src='x']").count() == 0, "an injected <img> element was created"
-
-    def close(self) -> None:
-        self.page.close()
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("screenshots")
-
-
-@pytest.fixture
-def watched(context, server, shots):
-    w = Watched(context, server, shots)
-    yield w
-    w.close()
+# the browser, the module's context, the watched pages and the screenshot folder: tests/browser/conftest.py
 
 
 # ----------------------------------------------------------------------------- views
@@ -939,9 +835,8 @@ def test_colour_bar_title_fits_and_no_zero_lines(watched):
 WORDPIECE = "Tokenization of internationalization shows wordpiece splitting in the tokenizer"
 
 
-def test_axis_titles_sit_outside_tick_labels_at_large_font(browser, server, shots):
-    ctx = browser.new_context(viewport={"width": 1000, "height": 1000})
-    w = Watched(ctx, server, shots)
+def test_axis_titles_sit_outside_tick_labels_at_large_font(open_watched, server):
+    w = open_watched(server, 1000, 1000)
     page = w.goto("/")
     page.evaluate("() => localStorage.setItem('attnlab-large', '1')")
     try:
@@ -958,14 +853,12 @@ def test_axis_titles_sit_outside_tick_labels_at_large_font(browser, server, shot
         w.check_clean()
     finally:
         page.evaluate("() => localStorage.setItem('attnlab-large', '0')")
-        ctx.close()
 
 
-def test_every_tick_label_shows_where_they_fit(browser, server, shots):
+def test_every_tick_label_shows_where_they_fit(open_watched, server):
     text = SENTENCE[:150]
     for width in (1400, 1000):
-        ctx = browser.new_context(viewport={"width": width, "height": 1000})
-        w = Watched(ctx, server, shots)
+        w = open_watched(server, width, 1000)
         page = w.goto("/", model="minilm", text=text, layer=0, head=0)
         w.wait_plot("#heatmap")
         page.wait_for_selector("#heatmap[data-ticks='fitted']")
@@ -977,7 +870,7 @@ def test_every_tick_label_shows_where_they_fit(browser, server, shots):
             assert len(boxes) == n, f"{width} px: {len(boxes)} of {n} labels in {length / n:.1f} px each"
         _assert_apart(boxes, f"x axis at {width} px")
         w.check_clean()
-        ctx.close()
+        w.close()
 
 
 def test_log_axes_read_cleanly_and_one_spelling(watched):

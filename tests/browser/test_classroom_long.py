@@ -12,7 +12,6 @@ SVG exports carry the file name pattern and a title.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from pathlib import Path
@@ -22,21 +21,9 @@ import pytest
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip("Debian chromium is not installed at /usr/bin/chromium (apt-get install chromium); "
-                "the browser tests never download a browser", allow_module_level=True)
-playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
-
 VIEWS = ["/", "/heads", "/generate", "/seq2seq", "/positional", "/backends", "/training", "/architecture"]
 LONG_REASON = ("weights not found in the Hugging Face cache or ATTNLAB_MODEL_DIR; download them once on a machine "
                "with network: `huggingface-cli download some-org/a-very-long-model-name-that-stretches-pages`")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _registry():
@@ -65,54 +52,21 @@ def _registry():
     return reg
 
 
-def start(app):
-    """uvicorn serving ``app`` in a thread on a free port: (server, thread, base url)."""
-    import uvicorn
-
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not srv.started:
-        if time.time() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    return srv, thread, f"http://127.0.0.1:{port}"
-
-
 @pytest.fixture(scope="module")
-def served():
+def served(serve):
     from attnlab.core.settings import Settings
     from attnlab.main import create_app
 
     settings = Settings(_env_file=None, preload=False, log_level="WARNING", auto_flash_min_tokens=256)
     app = create_app(settings, registry=_registry())
-    srv, thread, base = start(app)
-    yield app, base
-    srv.should_exit = True
-    thread.join(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
-        yield b
-        b.close()
+    with serve(app) as base:
+        yield app, base
 
 
 @pytest.fixture
-def page(browser):
-    ctx = browser.new_context(viewport={"width": 1280, "height": 720}, accept_downloads=True)
-    pg = ctx.new_page()
-    errors: list[str] = []
-    pg.on("console", lambda m: m.type == "error" and errors.append(m.text))
-    pg.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-    pg.errors = errors
-    yield pg
-    ctx.close()
+def page(open_watched):
+    """A watched page (tests/browser/conftest.py) in a fresh 1280 x 720 context of its own."""
+    return open_watched(None, 1280, 720, accept_downloads=True).page
 
 
 def state(pg) -> dict[str, str]:
@@ -126,27 +80,20 @@ def run_explorer(pg, base: str, model: str, text: str, backend: str = "auto") ->
 
 # -- a projector ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("size", [(1024, 768), (1280, 720)])
-def test_no_page_scrolls_sideways_on_a_projector(browser, served, size):
+def test_no_page_scrolls_sideways_on_a_projector(open_watched, served, size):
     _, base = served
-    ctx = browser.new_context(viewport={"width": size[0], "height": size[1]})
-    pg = ctx.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-    pg.on("console", lambda m: m.type == "error" and errors.append(m.text))
-    try:
-        for large in (False, True):
-            pg.goto(base + "/")
-            pg.evaluate(f"localStorage.setItem('attnlab-large', '{1 if large else 0}')")
-            for view in VIEWS:
-                pg.goto(base + view)
-                pg.wait_for_function("() => document.querySelector('#model') === null "
-                                     "|| document.querySelector('#model').options.length > 0", timeout=30_000)
-                assert pg.evaluate("document.body.classList.contains('large')") is large
-                widths = pg.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
-                assert widths[0] <= widths[1], f"{view} at {size} (A+ {large}): {widths[0]} px wide"
-                assert not errors, (view, errors)
-    finally:
-        ctx.close()
+    pg = open_watched(base, *size).page
+    for large in (False, True):
+        pg.goto(base + "/")
+        pg.evaluate(f"localStorage.setItem('attnlab-large', '{1 if large else 0}')")
+        for view in VIEWS:
+            pg.goto(base + view)
+            pg.wait_for_function("() => document.querySelector('#model') === null "
+                                 "|| document.querySelector('#model').options.length > 0", timeout=30_000)
+            assert pg.evaluate("document.body.classList.contains('large')") is large
+            widths = pg.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+            assert widths[0] <= widths[1], f"{view} at {size} (A+ {large}): {widths[0]} px wide"
+            assert not pg.errors, (view, pg.errors)
 
 
 def test_nav_links_to_the_api_docs_and_back(page, served):
@@ -208,6 +155,8 @@ def test_long_text_demo_fits_minilm_and_runs_on_flash(page, served):
     assert page.locator("#backend").input_value() == "sdpa"
     page.select_option("#backend", "auto")
     page.click("#run")
+    # the page opened with its example already drawn: wait for the long run's grid, not that one
+    page.wait_for_function("() => parseInt(document.getElementById('run-info').textContent) > 400", timeout=120_000)
     page.wait_for_selector("#grid[data-drawn='1']", timeout=60_000)
     info = page.locator("#run-info").text_content()
     n_tokens = int(info.split(" tokens")[0])
@@ -264,7 +213,7 @@ def test_png_and_svg_exports_are_named_and_titled(page, served):
 
 
 # -- start-up ---------------------------------------------------------------------------------------------------
-def test_pages_say_while_a_model_is_prepared_then_the_note_goes(page):
+def test_pages_say_while_a_model_is_prepared_then_the_note_goes(page, serve):
     """prepare_on_start: a model still loading in the background is named on every page, with what is
     happening; the page works meanwhile, and the note goes once /api/health says ok."""
     from attnlab.core.settings import Settings
@@ -283,19 +232,17 @@ def test_pages_say_while_a_model_is_prepared_then_the_note_goes(page):
     slow = Registry([Entry("tall", lambda: tall, slow_load)])
     settings = Settings(_env_file=None, preload=False, log_level="WARNING", prepare_on_start=True,
                         default_models=["tall"])
-    srv, thread, base = start(create_app(settings, registry=slow))
-    try:
-        page.goto(base + "/positional")
-        page.wait_for_selector("#preparing-note", timeout=30_000)
-        assert page.locator("#preparing-note").text_content() == (
-            "Preparing tall: loading its weights. Other models work meanwhile.")
-        release.set()
-        page.wait_for_selector("#preparing-note", state="detached", timeout=30_000)
-        assert not page.errors, page.errors
-    finally:
-        release.set()
-        srv.should_exit = True
-        thread.join(timeout=10)
+    with serve(create_app(settings, registry=slow)) as base:
+        try:
+            page.goto(base + "/positional")
+            page.wait_for_selector("#preparing-note", timeout=30_000)
+            assert page.locator("#preparing-note").text_content() == (
+                "Preparing tall: loading its weights. Other models work meanwhile.")
+            release.set()
+            page.wait_for_selector("#preparing-note", state="detached", timeout=30_000)
+            assert not page.errors, page.errors
+        finally:
+            release.set()
 
 
 def test_seq2seq_npy_exports_the_kind_and_head_on_screen(page, served):

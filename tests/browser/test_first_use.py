@@ -10,12 +10,7 @@ listed as unavailable, so the defaults tested are the ones a user gets.
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
-
-from tests.browser.test_browser import CHROMIUM, Watched, _free_port, playwright_api
 
 pytestmark = pytest.mark.browser
 
@@ -23,9 +18,7 @@ SEQ2SEQ_DEFAULT = "rev:attention"
 
 
 @pytest.fixture(scope="module")
-def server():
-    import uvicorn
-
+def server(serve):
     from attnlab.core.settings import Settings
     from attnlab.main import create_app
     from attnlab.models.hf import pretrained_entries
@@ -38,37 +31,16 @@ def server():
     for entry in zoo_entries():
         registry.register(entry)
     settings = Settings(_env_file=None, preload=False, benchmark_budget_s=3.0, log_level="WARNING")
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(settings, registry=registry), host="127.0.0.1", port=port,
-                                        log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not srv.started:
-        if time.time() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serve(create_app(settings, registry=registry)) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
-def context():
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
-        ctx = browser.new_context(viewport={"width": 1280, "height": 900})
-        yield ctx
-        ctx.close()
-        browser.close()
+def viewport():
+    return {"width": 1280, "height": 900}
 
 
-@pytest.fixture
-def watched(context, server, tmp_path):
-    w = Watched(context, server, tmp_path)
-    yield w
-    w.close()
+# the browser, the context and the ``watched`` page: tests/browser/conftest.py
 
 
 # the chart each page must draw with no click, and what it must hold

@@ -3,18 +3,11 @@ with the captured weights and the tokens as text."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip("Debian chromium is not installed at /usr/bin/chromium (apt-get install chromium); "
-                "the browser tests never download a browser", allow_module_level=True)
-playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
 transformers = pytest.importorskip("transformers")
 
 import attnlab  # noqa: E402
@@ -25,25 +18,24 @@ DRAWN = ("() => { const el = document.querySelector('.attnlab-figure'); "
 
 
 @pytest.fixture(scope="module")
-def page():
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
-        pg = browser.new_page(viewport={"width": 1200, "height": 900})
-        pg.requested = []
-        pg.errors = []
+def page(browser):
+    """A page (the session's chromium, tests/browser/conftest.py) with every network request refused."""
+    ctx = browser.new_context(viewport={"width": 1200, "height": 900})
+    pg = ctx.new_page()
+    pg.requested = []
+    pg.errors = []
 
-        def refuse(route):  # offline: anything but the page itself is refused, and noted
-            if route.request.url.startswith("file://"):
-                route.continue_()
-            else:
-                pg.requested.append(route.request.url)
-                route.abort()
+    def refuse(route):  # offline: anything but the page itself is refused, and noted
+        if route.request.url.startswith("file://"):
+            route.continue_()
+        else:
+            pg.requested.append(route.request.url)
+            route.abort()
 
-        pg.route("**/*", refuse)
-        pg.on("pageerror", lambda exc: pg.errors.append(str(exc)))
-        yield pg
-        browser.close()
+    pg.route("**/*", refuse)
+    pg.on("pageerror", lambda exc: pg.errors.append(str(exc)))
+    yield pg
+    ctx.close()
 
 
 def _open(page, fig, tmp_path) -> None:

@@ -6,10 +6,6 @@ shipped files and the API's own answers; no console error, no CSP violation, tok
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
-from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlparse
 
 import pytest
@@ -18,10 +14,6 @@ from attnlab.models.paths import ZOO
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip("Debian chromium is not installed at /usr/bin/chromium", allow_module_level=True)
-playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
 if not all((ZOO / name / "results.json").exists() for name in ("lm", "mlm", "stability", "checkpointing")):
     pytest.skip("needs the shipped lm, mlm, stability and checkpointing results", allow_module_level=True)
 
@@ -29,47 +21,18 @@ XSS = "<script>alert(1)</script>"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    import uvicorn
-
+def server(tmp_path_factory, serve):
     from attnlab.main import create_app
     from attnlab.models.registry import Registry, zoo_entries
     from tests.support import make_settings
 
     registry = Registry([e for e in zoo_entries(ZOO) if e.id in ("lm", "mlm")])
     settings = make_settings(zoo_dir=ZOO, data_dir=tmp_path_factory.mktemp("data"), log_level="WARNING")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(settings, registry=registry), host="127.0.0.1", port=port,
-                                       log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not srv.started:
-        if time.time() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serve(create_app(settings, registry=registry)) as base:
+        yield base
 
 
-@pytest.fixture(scope="module")
-def page(server):
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
-        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-        pg.errors = []
-        pg.add_init_script("document.addEventListener('securitypolicyviolation', e => "
-                           "console.error('CSP violation', e.violatedDirective));")
-        pg.on("console", lambda m: m.type == "error" and pg.errors.append(m.text))
-        pg.on("pageerror", lambda e: pg.errors.append(f"page error: {e}"))
-        pg.on("dialog", lambda d: (pg.errors.append(f"dialog {d.message}"), d.dismiss()))
-        pg.base = server
-        yield pg
-        browser.close()
+# the browser, the context and the module's watched ``page`` (errors, base): tests/browser/conftest.py
 
 
 def wait_plot(page, selector: str, traces: int = 1, timeout: float = 60_000) -> None:

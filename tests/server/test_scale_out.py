@@ -177,7 +177,7 @@ def test_sse_through_nginx_streams_events_before_the_generation_ends(replicas):
     with httpx.stream("POST", f"{proxy}/api/generate", json=body, timeout=120) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         for line in r.iter_lines():
-            if line.startswith("data:") and "token_id" in line:
+            if line.startswith("data:") and '"step"' in line:  # token events (the prompt event comes first)
                 steps.append(json.loads(line[5:])["step"])
                 if len(steps) == 2:
                     break  # close the connection: nginx closes its upstream one, the server stops generating

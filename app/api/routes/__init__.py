@@ -7,6 +7,7 @@ from . import (
     attention,
     backends,
     benchmark,
+    explain,
     figures,
     generate,
     health,
@@ -24,3 +25,4 @@ from . import (
 ROUTERS = (health.router, models.router, attention.router, runs.router, generate.router, positional.router,
            benchmark.router, figures.router, training_runs.router, training.router, objectives.router,
            interventions.router, longrun.router, backends.router)
+ROUTERS += (explain.router, explain.trained_router, explain.sparse_router)

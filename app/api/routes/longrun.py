@@ -42,16 +42,6 @@ SSE_EVENT = {
 }
 
 
-def run_response(run: Run, cached: bool) -> RunResponse:
-    rec = run.recorder
-    first = run.kinds[0]
-    return RunResponse(
-        run_id=run.run_id, model=run.model, backend=run.backend, **run.token_fields(), kinds=run.kinds,
-        n_layers=rec.layers(first), n_heads=rec.get(first, 0).n_heads,
-        layers_by_kind={k: rec.layers(k) for k in run.kinds}, n_tokens=len(run.tokens), timings=run.timings,
-        head_stats=run.head_stats, cached=cached, nbytes=run.nbytes())
-
-
 MAX_DEMO_TOKENS = 32768  # the longest any shipped model runs (the extrapolation decoders)
 
 
@@ -74,12 +64,12 @@ async def long_text(services: ServicesDep,
              responses={200: {"content": {"text/event-stream": {"schema": SSE_EVENT}}},
                         **{k: ERRORS[k] for k in (404, 409, 413, 422, 429, 503)}})
 async def stream_run(req: StreamRunRequest, services: ServicesDep) -> Response:
-    stream = services.longrun.stream(req.model, req.text, req.text_pair, req.backend)
+    stream = services.longrun.stream(req.model, req.text, req.text_pair, req.backend, req.values)
     first = await anext(stream)  # bad input fails as 4xx before the stream starts
 
     def event(name: str, data: object) -> dict:
         if isinstance(data, Run):
-            return {"event": "done", "data": run_response(data, name == "cached").model_dump_json()}
+            return {"event": "done", "data": RunResponse.of(data, name == "cached").model_dump_json()}
         return {"event": name, "data": dumps(data)}
 
     async def events():
@@ -116,7 +106,7 @@ async def run_overviews(
     pool_mode: Literal["max", "mean"] = "max",
     format: Literal["json", "f16", "u8"] = "f16",
 ) -> Response:
-    run = services.runs.get(run_id)
+    run = await services.runs.get(run_id)
     pool = pool or 48
     kind, span, maps, factor = await services.longrun.overviews(run, kind, layers, pool, pool_mode)
     meta = {"run_id": run_id, "kind": kind, "layers": list(span), "pool": pool, "pool_mode": pool_mode,

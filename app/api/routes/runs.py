@@ -33,14 +33,8 @@ factor x factor block. Computed from the capture (Q, K, LSE); no T x T tensor is
                          "any worker).\n\n" + TOKENS_DOC,
              responses={k: ERRORS[k] for k in (404, 409, 413, 422, 429, 503)})
 async def create_run(req: RunRequest, services: ServicesDep) -> RunResponse:
-    run, cached = await services.runs.create(req.model, req.text, req.text_pair, req.backend)
-    rec = run.recorder
-    first = run.kinds[0]
-    return RunResponse(
-        run_id=run.run_id, model=run.model, backend=run.backend, **run.token_fields(), kinds=run.kinds,
-        n_layers=rec.layers(first), n_heads=rec.get(first, 0).n_heads,
-        layers_by_kind={k: rec.layers(k) for k in run.kinds}, n_tokens=len(run.tokens), timings=run.timings,
-        head_stats=run.head_stats, cached=cached, nbytes=run.nbytes())
+    run, cached = await services.runs.create(req.model, req.text, req.text_pair, req.backend, req.values)
+    return RunResponse.of(run, cached)
 
 
 @router.get("/{run_id}/attention", response_model=TileResponse, response_class=OrjsonResponse,
@@ -60,12 +54,19 @@ async def run_attention(
         None, description="overview of at most pool x pool cells (at most max_pool)"),
     pool_mode: Literal["max", "mean"] = "max",
     format: Literal["json", "f16", "u8"] = "json",
+    weighting: Literal["raw", "value_norm"] = Query(
+        "raw", description="value_norm: alpha_ij ||v_j W_O^h|| normalised per row (Kobayashi et al. 2020, arXiv "
+                           "2004.10102); needs a run created with values: true (422 otherwise)"),
 ) -> Response:
     run = await services.runs.get(run_id)
-    kind, tile = await services.runs.tile(run, kind, layer, head, rows, cols, pool, pool_mode)
+    view = None
+    if weighting == "value_norm":
+        kind, view = await services.explain.value_weighted(run, kind, layer, head)
+    kind, tile = await services.runs.tile(run, kind, layer, head, rows, cols, pool, pool_mode, view)
     meta = {"run_id": run_id, "kind": kind, "layer": layer, "head": head, "rows": list(tile.rows),
             "cols": list(tile.cols), "pool": pool, "pool_mode": pool_mode, "factor": tile.factor,
-            "shape": list(tile.data.shape), "row_tokens": tile.row_tokens, "col_tokens": tile.col_tokens}
+            "shape": list(tile.data.shape), "row_tokens": tile.row_tokens, "col_tokens": tile.col_tokens,
+            "weighting": weighting}
     if format == "json":
         return OrjsonResponse({**meta, "attention": tile.data})
     return block_response(tile.data, format, meta)

@@ -64,6 +64,7 @@ export class RunProgress {
 export async function streamRun(request, progress, signal) {
   const body = { model: request.model, text: request.text, backend: request.backend || "auto" };
   if (request.text_pair && request.text_pair.trim()) body.text_pair = request.text_pair;
+  if (request.values) body.values = true;
   let answer = null;
   await postSSE("/api/runs/stream", body, (name, data) => {
     if (name === "estimate") progress.estimate(data);
