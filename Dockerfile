@@ -1,5 +1,11 @@
 # attnlab: CPU image. Build: docker build -t attnlab .   Run: docker run -p 8000:8000 attnlab
+# CUDA variant: the same image with torch's CUDA build, chosen by the torch wheel index:
+#   docker build --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu130 -t attnlab:cuda .
+#   docker run --gpus all -p 8000:8000 attnlab:cuda      (ATTNLAB_DEVICE=auto finds the GPU; bf16 there)
+# torch's CUDA wheel brings the Triton it was built with (the triton backend's compiler), so that variant
+# drops constraints.txt's triton pin (which is for the CPU test extra) instead of fighting it.
 FROM python:3.11-slim
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -17,7 +23,8 @@ WORKDIR /app
 
 # dependencies first, so code changes do not reinstall them; the same pins as `make install`
 COPY constraints.txt pyproject.toml README.md ./
-RUN pip install -c constraints.txt --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
+RUN case "$TORCH_INDEX" in */cpu) ;; *) sed -i '/^triton==/d' constraints.txt ;; esac
+RUN pip install -c constraints.txt --index-url "$TORCH_INDEX" torch==2.13.0
 COPY app ./app
 COPY models ./models
 COPY static ./static

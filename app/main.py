@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         measure_peak(lambda: None)
         reg = registry if registry is not None else default_registry(
             settings.allowlist, settings.model_dir, settings.zoo_dir, user_labs=settings.labs_dir,
-            model_paths=settings.model_paths)
+            model_paths=settings.model_paths, placement=settings.placement())
         services = build_services(settings, reg, metrics)
         app.state.services = services
         log.info("attnlab starting: %d models registered", len(reg.ids()))

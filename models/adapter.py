@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -29,6 +29,7 @@ from .attention import BACKENDS, use_backend
 from .capture import Recorder, capture, stack_maps
 from .cards import ModelCard
 from .config import TransformerConfig
+from .device import CPU, Placement, place
 from .labels import Piece, TextStream, token_labels
 from .layers import KVCache, MultiHeadAttention
 from .positional import Rotary
@@ -134,6 +135,12 @@ class Encoded:
 
     def seq(self) -> TokenSeq:
         return TokenSeq(self.tokens, self.ids[0].tolist(), self.offsets, self.special, self.segments)
+
+    def to(self, device: torch.device) -> Encoded:
+        """The same input with its tensors on ``device`` (the model's)."""
+        moved = {name: t.to(device) for name in ("ids", "token_type_ids", "attention_mask")
+                 if (t := getattr(self, name)) is not None}
+        return replace(self, **moved)
 
 
 def axis_seqs(kind: str, source: TokenSeq, target: TokenSeq | None) -> tuple[TokenSeq, TokenSeq]:
@@ -324,6 +331,7 @@ class ModelAdapter(ABC):
         """
         self.check_backend(backend)
         t0 = time.perf_counter()
+        enc = enc.to(self.placement.device)
         with self.using_backend(backend), capture(keep_weights=keep_weights, keep_values=keep_values) as rec:
             logits = self._forward(enc)
         return ForwardResult(enc.seq(), rec, logits, {"forward_ms": (time.perf_counter() - t0) * 1e3})
@@ -342,7 +350,7 @@ class ModelAdapter(ABC):
             raise ValueError(f"model {self.info.id!r} is an {self.info.family}; generation needs a decoder")
         self.check_backend(backend)
         generator = torch.Generator().manual_seed(seed)
-        ids = self.tokenize(prompt).ids
+        ids = self.tokenize(prompt).ids.to(self.placement.device)
         cache = None
         context = ids.shape[1]
         stream = self.text_stream()
@@ -352,7 +360,8 @@ class ModelAdapter(ABC):
             # the distribution shown is the model's at this temperature (greedy shows temperature 1)
             probs = filter_logits(logits, temperature if temperature > 0 else 1.0, None, None).softmax(-1)[0]
             top = torch.topk(probs, min(n_top, probs.shape[-1]))
-            next_id = sample_next(logits, temperature, top_k, top_p, generator)
+            # sampled on CPU in float32 with a CPU generator: the same tokens for a seed on any device
+            next_id = sample_next(logits.float().cpu(), temperature, top_k, top_p, generator)
             token_id = int(next_id[0, 0])
             candidates = [Candidate(stream.label_next(int(i)), int(i), float(p))
                           for p, i in zip(top.values, top.indices)]
@@ -360,13 +369,19 @@ class ModelAdapter(ABC):
             yield GenerationStep(step, token_id, new.label, new.text, new.offsets, new.relabel, candidates, rec,
                                  context)
             context += 1
-            ids = next_id
+            ids = next_id.to(self.placement.device)
             if stop_at_eos and token_id == self.eos_token_id:
                 return
             if context >= self.info.max_positions:
                 return
 
     eos_token_id: int | None = None
+    placement: Placement = CPU  # where the model and its inputs live; Registry(placement=...) moves it
+
+    def place(self, placement: Placement) -> None:
+        """Move the model to a device and dtype (``attnlab.models.device``); inputs follow it."""
+        place(self.model, placement)
+        self.placement = placement
 
     def output_projection(self, kind: str, layer: int) -> tuple[Tensor, Tensor | None]:
         """W_O of one attention layer as (weight (d_model, H * hd), bias (d_model,) or None), read from the model.
@@ -465,6 +480,7 @@ class ScratchAdapter(ModelAdapter):
         # over the source and the generated target (encoder, decoder and cross maps)
         self.check_backend(backend)
         t0 = time.perf_counter()
+        enc = enc.to(self.placement.device)
         with self.using_backend(backend):
             target = self.model.generate(enc.ids, self.bos_token_id or 0, self.eos_token_id,
                                          max_new_tokens=min(2 * enc.ids.shape[1] + 2, self.info.max_positions - 1))

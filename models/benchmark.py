@@ -309,6 +309,26 @@ def format_summary_line(results: Iterable[dict], seq_len: int = SUMMARY_SEQ_LEN)
     return f"flash_speed_vs_sdpa T={seq_len} causal fwd: {value}"
 
 
+def format_ratio_line(results: Iterable[dict], backend: str, reference: str, seq_len: int = SUMMARY_SEQ_LEN,
+                      pass_: Pass = "fwd", metric: Literal["speed", "memory"] = "speed") -> str:
+    """``triton_speed_vs_sdpa_flash T=4096 causal fwd bf16: 0.85``, from causal rows measured side by side.
+
+    speed: the reference's median time over the backend's (above 1: faster); memory: the backend's
+    peak memory over the reference's (below 1: less). ``n/a`` when either row is missing.
+    """
+    rows = {r["backend"]: r for r in results
+            if r["seq_len"] == seq_len and r["causal"] and r["pass"] == pass_ and r["median_ms"]}
+    got, ref = rows.get(backend), rows.get(reference)
+    dtype = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}.get((got or ref or {}).get("dtype"), "")
+    value = "n/a"
+    if got is not None and ref is not None:
+        if metric == "speed":
+            value = f"{ref['median_ms'] / got['median_ms']:.2f}"
+        elif got["peak_memory_bytes"] is not None and ref["peak_memory_bytes"]:
+            value = f"{got['peak_memory_bytes'] / ref['peak_memory_bytes']:.2f}"
+    return f"{backend}_{metric}_vs_{reference} T={seq_len} causal {pass_} {dtype}".rstrip() + f": {value}"
+
+
 def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
@@ -340,6 +360,8 @@ def run_attention_bench(
     head_dim: int = 64,
     time_budget_s: float | None = None,
     progress: bool = True,
+    dtype: torch.dtype = torch.float32,
+    backends: Sequence[str] = ("math", "sdpa", "flash"),
 ) -> list[dict]:
     """The ``bench attention`` command: run, print the results, end with the summary line.
 
@@ -347,10 +369,10 @@ def run_attention_bench(
     Otherwise the full sweep: T in 512..8192, causal and not, fwd and fwd_bwd, H=12,
     D=64 fp32, then flash alone with one head at T=16384 and 32768. Prints a table
     (or, with ``as_json``, one JSON list) and then, as the last line, the
-    ``format_summary_line``.
+    ``format_summary_line``. ``dtype`` and ``backends`` (any registered: on CUDA also ``triton`` and
+    ``sdpa_flash`` ...) apply to the sweep; the flash-only long rows run where ``flash`` is asked for.
     """
-    backends = ("math", "sdpa", "flash")
-    common = dict(device=device, progress=progress)
+    common = dict(device=device, progress=progress, dtype=dtype)
     if quick:
         results = benchmark_backends([summary_seq_len], backends, True, n_heads, head_dim, "fwd", time_budget_s,
                                      **common)
@@ -361,8 +383,9 @@ def run_attention_bench(
         results = benchmark_backends(seq_lens, backends, (False, True), n_heads, head_dim, ("fwd", "fwd_bwd"),
                                      budget, **common)
         left = max(0.0, budget - (time.perf_counter() - start))
-        results += benchmark_backends(FLASH_ONLY_SEQ_LENS, ("flash",), (False, True), 1, head_dim, ("fwd", "fwd_bwd"),
-                                      left, **common)
+        if "flash" in backends:
+            results += benchmark_backends(FLASH_ONLY_SEQ_LENS, ("flash",), (False, True), 1, head_dim,
+                                          ("fwd", "fwd_bwd"), left, **common)
     sys.stdout.write(report(results, as_json, summary_seq_len) + "\n")
     sys.stdout.flush()
     return results

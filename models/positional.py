@@ -161,6 +161,9 @@ class Rotary(PositionalScheme):
 class RelativeBias(nn.Module):
     """Base for biases that depend on (query position, key position) only."""
 
+    # ALiBi and T5 depend on k - q alone: a kernel may tabulate the bias per offset (O(H * T), not O(H * T^2))
+    shift_invariant = True
+
     def __init__(self, n_heads: int):
         super().__init__()
         self.n_heads = n_heads

@@ -18,6 +18,7 @@ from pathlib import Path
 from .adapter import ModelAdapter, ModelInfo, ScratchAdapter, scratch_description, trained_positions
 from .cards import PRETRAINED_CARDS, load_card
 from .catalogue import Entry, UnavailableModel, UnknownModel
+from .device import Placement
 from .names import lookup
 from .paths import USER_PREFIX, ZOO, labs_dir
 
@@ -124,9 +125,10 @@ def _with_card(info: ModelInfo) -> ModelInfo:
 
 
 class Registry:
-    """Thread-safe, lazy: each model loads once, on first use."""
+    """Thread-safe, lazy: each model loads once, on first use, onto ``placement`` (None: as loaded, CPU float32)."""
 
-    def __init__(self, entries: list[Entry] | None = None):
+    def __init__(self, entries: list[Entry] | None = None, placement: Placement | None = None):
+        self.placement = placement
         self.entries: dict[str, Entry] = {}
         self._loaded: dict[str, ModelAdapter] = {}
         self._locks: dict[str, threading.Lock] = {}
@@ -161,17 +163,21 @@ class Registry:
         with lock:  # a second caller waits for the first load instead of loading twice
             if model_id not in self._loaded:
                 log.info("loading model %s", model_id)
-                self._loaded[model_id] = self.entries[model_id].load()
+                adapter = self.entries[model_id].load()
+                if self.placement is not None:
+                    adapter.place(self.placement)
+                self._loaded[model_id] = adapter
         return self._loaded[model_id]
 
 
 def default_registry(allowlist: list[str] | None = None, model_root: Path | None = None,
                      zoo: Path = ZOO, user_labs: Path | None = None,
-                     model_paths: Sequence[Path | str] = ()) -> Registry:
+                     model_paths: Sequence[Path | str] = (), placement: Placement | None = None) -> Registry:
     """Bundled pretrained models, allowlisted hub ids, local directories, the zoo, the user's lab runs
     (``user_labs``, default ``labs_dir()``, listed as ``my-<name>``), and the directories named at start
-    (``model_paths``: ``path_entries``; one named like another model replaces it, the operator's explicit choice)."""
-    registry = Registry()
+    (``model_paths``: ``path_entries``; one named like another model replaces it, the operator's explicit choice).
+    Models load onto ``placement`` (None: as loaded, CPU float32)."""
+    registry = Registry(placement=placement)
     try:
         from .hf import pretrained_entries
     except ImportError:  # pretrained support not installed

@@ -7,8 +7,16 @@ server/ a served process, project/ the repository's own files (lint, contracts, 
 Helpers that are not fixtures (tiny models, test settings, response readers) are in tests/support.py.
 """
 
+import os
+
 import pytest
 import torch
+
+# Triton's interpreter runs our Triton kernels on CPU tensors (tests/unit/test_kernel_matrix.py); it is
+# chosen when a kernel is defined, so it must be set before attnlab's Triton module is first imported.
+# With a GPU the kernels compile and run on it instead (the cuda-marked tests).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(autouse=True)

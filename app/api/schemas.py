@@ -154,6 +154,45 @@ class Health(BaseModel):
     preparing: dict[str, str] = Field(default_factory=dict, description="model id -> what its preparation is doing")
     n_models: int
     uptime_s: float
+    device: Literal["cpu", "cuda"] = Field(description="where the models run (ATTNLAB_DEVICE)")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(description="the models' dtype (ATTNLAB_DTYPE)")
+
+
+# -- attention backends on this machine (GET /api/backends) -----------------------------------------
+class SdpaKernelOut(BaseModel):
+    kernel: Literal["flash", "efficient", "cudnn", "math"]
+    available: bool
+    reason: str | None = Field(description="why the kernel cannot run on the models' device, when it cannot")
+    paper: str
+
+
+class BackendStatusOut(BaseModel):
+    name: str
+    description: str
+    returns_lse: bool
+    returns_weights: bool
+    devices: list[Literal["cpu", "cuda"]]
+    registered: bool = Field(description="offered by the backend toggle (the `backend` enum) on this server")
+    available: bool = Field(description="can run on the models' device")
+    reason: str | None = Field(description="why not, when it cannot")
+
+
+class BackendsReport(BaseModel):
+    device: Literal["cpu", "cuda"]
+    dtype: Literal["float32", "bfloat16", "float16"]
+    name: str = Field(description="the GPU's name, or cpu")
+    memory_total_bytes: int | None = None
+    memory_free_bytes: int | None = None
+    memory_allocated_bytes: int | None = None
+    torch: str
+    cuda_available: bool
+    cuda_version: str | None
+    triton: str | None = Field(description="the installed Triton's version, or null")
+    triton_interpreter: bool = Field(description="TRITON_INTERPRET=1: Triton kernels run on CPU (tests only)")
+    sdpa_choice: Literal["flash", "efficient", "cudnn", "math", "overrideable"] | None = Field(
+        description="the kernel SDPA takes here for a causal 8 x 1024 x 64 call in the models' dtype")
+    sdpa_kernels: list[SdpaKernelOut]
+    backends: list[BackendStatusOut]
 
 
 # -- dense attention ----------------------------------------------------------------------------------

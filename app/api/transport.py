@@ -88,7 +88,7 @@ def _tensor(w: Weights) -> torch.Tensor:
 
 def to_f16(w: Weights) -> np.ndarray:
     """float16, converted by torch (numpy's astype(float16) is ~30x slower, no SIMD)."""
-    return _tensor(w).to(torch.float16).contiguous().numpy()
+    return _tensor(w).to(torch.float16).contiguous().cpu().numpy()
 
 
 def quantize_u8(w: Weights) -> tuple[np.ndarray, float]:
@@ -97,7 +97,7 @@ def quantize_u8(w: Weights) -> tuple[np.ndarray, float]:
     top = float(t.max()) if t.numel() else 0.0
     scale = top / 255.0 if top > 0 else 1.0 / 255.0
     q = torch.round(t / scale).clamp_(0, 255).to(torch.uint8)
-    return q.contiguous().numpy(), scale
+    return q.contiguous().cpu().numpy(), scale
 
 
 def npy_bytes(array: np.ndarray) -> bytes:

@@ -134,14 +134,56 @@ def list_models(as_json: bool = typer.Option(False, "--json", help="machine-read
     console.print(table)
 
 
-@bench.command("attention")
-def bench_attention(quick: bool = typer.Option(False, help="only T=4096 causal forward"),
-                    json: bool = typer.Option(False, "--json", help="machine-readable results")) -> None:
-    """math vs sdpa vs our flash: time, GFLOP/s, memory, error."""
-    from attnlab.models.benchmark import run_attention_bench
+@app.command("backends")
+def list_backends(as_json: bool = typer.Option(False, "--json", help="machine-readable")) -> None:
+    """List the attention backends and SDPA kernels, whether they run on this machine's device, and why not."""
+    from attnlab.services.backends import backends_report
+
+    from ..core.settings import get_settings
 
     _logging("WARNING")
-    run_attention_bench(quick=quick, as_json=json)
+    try:
+        placement = get_settings().placement()
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    report = backends_report(placement)
+    if as_json:
+        typer.echo(jsonlib.dumps(report, indent=2))
+        return
+    console.print(f"device {report['device']} ({report['name']}), dtype {report['dtype']}, torch {report['torch']}, "
+                  f"triton {report['triton'] or 'not installed'}; SDPA takes {report['sdpa_choice']} here")
+    table = Table(title="attention backends")
+    for col in ("backend", "offered", "runs here", "returns LSE", "description"):
+        table.add_column(col)
+    for b in report["backends"]:
+        table.add_row(b["name"], "yes" if b["registered"] else "no", "yes" if b["available"] else f"no: {b['reason']}",
+                      "yes" if b["returns_lse"] else "no", b["description"])
+    console.print(table)
+
+
+@bench.command("attention")
+def bench_attention(quick: bool = typer.Option(False, help="only T=4096 causal forward"),
+                    json: bool = typer.Option(False, "--json", help="machine-readable results"),
+                    device: str = typer.Option("auto", help="auto (cuda when present), cpu or cuda"),
+                    dtype: str = typer.Option("auto", help="auto (float32 on cpu, bfloat16 on cuda), float32, "
+                                                           "bfloat16 or float16"),
+                    backends: str = typer.Option("math,sdpa,flash", help="comma-separated; `attnlab backends` "
+                                                                          "lists those this machine has")) -> None:
+    """math vs sdpa vs our flash (on CUDA also triton, sdpa_flash, ...): time, GFLOP/s, memory, error."""
+    from attnlab.models.attention import BACKENDS
+    from attnlab.models.benchmark import run_attention_bench
+    from attnlab.models.device import resolve
+
+    _logging("WARNING")
+    try:
+        placement = resolve(device, dtype)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    names = [b.strip() for b in backends.split(",") if b.strip()]
+    unknown = [b for b in names if b not in BACKENDS]
+    if unknown or not names:
+        raise typer.BadParameter(f"backends: {unknown or names} not available here; known: {list(BACKENDS)}")
+    run_attention_bench(quick=quick, as_json=json, device=placement.device, dtype=placement.dtype, backends=names)
 
 
 def _typer_device(value: str) -> str:

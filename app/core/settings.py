@@ -6,10 +6,12 @@ import math
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from attnlab.models.device import Placement, resolve
 from attnlab.models.paths import ZOO as ZOO_DIR
 from attnlab.models.paths import data_dir as user_data_dir
 
@@ -113,12 +115,45 @@ class Settings(BaseSettings):
     # intra-op threads per forward. None: cores / per_model_concurrency, so concurrent requests do
     # not oversubscribe the CPU (measured on 2 busy cores: 2 threads per forward ran ~20x slower)
     torch_threads: int | None = None
+    # where models run (attnlab.models.device). device auto: CUDA when present, else CPU; dtype auto: float32 on
+    # CPU, bfloat16 on CUDA. The LSE and the capture's tiles stay float32 whatever the dtype
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    # on a GPU, captures in the run cache live in GPU memory: the cache takes at most this fraction of it
+    # (and at most run_cache_bytes), so the models' own forwards keep the rest
+    gpu_cache_fraction: float = Field(0.25, gt=0.0, le=0.9)
+    # on a GPU, the memory one request may need beyond the weights (activations and the capture of a long
+    # input; ~1 GiB for SmolLM2-135M at 8k tokens in bf16): per_model_concurrency is lowered so that this many
+    # requests fit in the memory free after the models loaded
+    gpu_request_bytes: int = Field(2 * 2**30, gt=0)
 
     @property
     def benchmark_max_seq_len(self) -> int:
         """The longest synthetic benchmark sequence: one head of T x T within benchmark_max_cells (a bound the
         API states, derived from the setting, so the schema never admits a length the budget always refuses)."""
         return math.isqrt(self.benchmark_max_cells)
+
+    def placement(self) -> Placement:
+        """Where models run; ValueError naming the setting for cuda without a CUDA device."""
+        return resolve(self.device, self.dtype)
+
+    def run_cache_limit(self, placement: Placement, total_gpu_bytes: int | None = None) -> int:
+        """The run cache's byte budget: run_cache_bytes, on a GPU also at most gpu_cache_fraction of its memory."""
+        if placement.device.type != "cuda":
+            return self.run_cache_bytes
+        import torch
+
+        total = total_gpu_bytes if total_gpu_bytes is not None else torch.cuda.mem_get_info(placement.device)[1]
+        return min(self.run_cache_bytes, int(self.gpu_cache_fraction * total))
+
+    def concurrency(self, placement: Placement, free_gpu_bytes: int | None = None) -> int:
+        """Requests running per model: per_model_concurrency, on a GPU also at most what gpu_request_bytes allows."""
+        if placement.device.type != "cuda":
+            return self.per_model_concurrency
+        import torch
+
+        free = free_gpu_bytes if free_gpu_bytes is not None else torch.cuda.mem_get_info(placement.device)[0]
+        return max(1, min(self.per_model_concurrency, free // self.gpu_request_bytes))
 
     @property
     def labs_dir(self) -> Path:

@@ -45,9 +45,9 @@ def _kind(run: ForwardResult, kind: str | None) -> str:
 def _pooled(run: ForwardResult, kind: str, layer: int, head: int, cells: int) -> tuple[np.ndarray, int]:
     t_q, t_k = run.recorder.get(kind, layer).shape
     if max(t_q, t_k) <= cells:
-        return run.recorder.dense(kind, layer, head).numpy(), 1
+        return run.recorder.dense(kind, layer, head).cpu().numpy(), 1
     pooled, factor = run.recorder.pooled(kind, layer, head, cells, "max")
-    return pooled.numpy(), factor
+    return pooled.cpu().numpy(), factor
 
 
 def model_view(run: ForwardResult, kind: str | None = None, layers: Sequence[int] | None = None,
@@ -117,9 +117,9 @@ class Trace:
             weights = rec.dense("decoder", lay)[:, -1]  # (H, keys in the cache)
             if head is not None:
                 (h,) = _pick(weights.shape[0], [head], "head")
-                row = weights[h].numpy()
+                row = weights[h].cpu().numpy()
             else:
-                row = weights.mean(0).numpy()
+                row = weights.mean(0).cpu().numpy()
             out.append(np.pad(row, (len(self.prompt) + s - row.shape[0], 0)))
         return out
 

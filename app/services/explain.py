@@ -32,7 +32,7 @@ QK_METHODS: tuple[str, ...] = ("pca", "tsne", "umap")
 
 
 def _floats(t: torch.Tensor | None) -> np.ndarray | None:
-    return None if t is None else np.ascontiguousarray(t.float().numpy())
+    return None if t is None else np.ascontiguousarray(t.float().cpu().numpy())
 
 
 def _need_values(run: Run, what: str) -> None:
@@ -69,7 +69,7 @@ class ExplainService:
                 q_pre = unrotated[0, 0, 0]
                 k_pre = adapter.unrotate(step.k[None, None], torch.arange(t_k))[0, 0]
         q_tokens, k_tokens = run.axis_tokens(kind)
-        scores = step.scores.float().numpy()
+        scores = step.scores.float().cpu().numpy()
         return {
             "run_id": run.run_id, "kind": kind, "layer": layer, "head": head, "query": query,
             "query_token": q_tokens[query], "key_tokens": k_tokens, "head_dim": int(step.q.shape[0]),
@@ -144,7 +144,7 @@ class ExplainService:
                 token += list(labels)
                 source += [i] * t.shape[0]
         q, k = qk_joint(torch.cat(qs), torch.cat(ks))
-        coords = project_2d(torch.cat([q, k]).numpy(), method, seed)
+        coords = project_2d(torch.cat([q, k]).cpu().numpy(), method, seed)
         return {
             "run_id": runs[0].run_id, "runs": [r.run_id for r in runs], "kind": kind, "layer": layer, "head": head,
             "method": method, "seed": seed, "role": role, "position": position, "token": token, "run": source,
@@ -235,8 +235,8 @@ def sparse_view(run: Run, kind: str, layer: int, head: int, name: str, params: d
     q_tokens, k_tokens = run.axis_tokens(kind)
     return {"run_id": run.run_id, "kind": kind, "layer": layer, "head": head, "pattern": name,
             "params": pattern.describe(1)["params"], "row_tokens": q_tokens, "col_tokens": k_tokens,
-            "dense": out.dense.numpy(), "allowed": out.allowed.to(torch.uint8).numpy(), "sparse": out.sparse.numpy(),
-            "kept": out.kept.numpy(), "kept_mean": float(out.kept.mean()), "kept_min": float(out.kept.min()),
+            "dense": out.dense.cpu().numpy(), "allowed": out.allowed.to(torch.uint8).cpu().numpy(), "sparse": out.sparse.cpu().numpy(),
+            "kept": out.kept.cpu().numpy(), "kept_mean": float(out.kept.mean()), "kept_min": float(out.kept.min()),
             "density": out.density, "max_abs_diff": out.max_abs_diff}
 
 

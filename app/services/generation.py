@@ -48,7 +48,7 @@ def new_token_rows(step: GenerationStep) -> np.ndarray:
         row = r.block(slice(0, r.n_heads), slice(t_q - 1, t_q), slice(0, t_k))[:, 0]  # (H, t_k)
         # a sliding-window cache (Mistral) keeps only the last t_k keys: the dropped ones had weight 0
         rows.append(torch.nn.functional.pad(row, (step.context_len - t_k, 0)))  # (H, context_len)
-    return torch.stack(rows).numpy()
+    return torch.stack(rows).cpu().numpy()  # from the model's device
 
 
 def step_event(step: GenerationStep) -> dict:

@@ -19,6 +19,7 @@ import anyio.to_thread
 import torch
 
 from attnlab.models import ModelAdapter, ModelInfo, Registry, UnavailableModel, UnknownModel
+from attnlab.models.device import CPU, Placement
 
 from ..core.logctx import note
 from ..core.settings import Settings
@@ -153,11 +154,17 @@ class ModelHub:
         self._adapters[model_id] = adapter
         return adapter
 
+    @property
+    def placement(self) -> Placement:
+        """Where the registry puts the models (CPU float32 when it was built without a placement)."""
+        return self.registry.placement or CPU
+
     def gate(self, model_id: str) -> ModelGate:
         if model_id not in self._gates:
             s = self.settings
-            self._gates[model_id] = ModelGate(model_id, s.per_model_concurrency, s.queue_limit, s.queue_timeout_s,
-                                              s.retry_after_s)
+            # on a GPU, as many slots as gpu_request_bytes fit in the free memory (at most per_model_concurrency)
+            capacity = s.concurrency(self.placement)
+            self._gates[model_id] = ModelGate(model_id, capacity, s.queue_limit, s.queue_timeout_s, s.retry_after_s)
         return self._gates[model_id]
 
     async def describe(self, model_id: str) -> dict:

@@ -285,7 +285,7 @@ class LongRunService:
                 data, factor = self.runs.overview(run, (kind, layer, head, pool, mode))
                 maps.append(data)
         stacked = torch.stack(maps).view(layers[1] - layers[0], -1, *maps[0].shape)
-        return stacked.numpy(), factor
+        return stacked.cpu().numpy(), factor  # from the model's device
 
     async def overviews(self, run: Run, kind: str | None, layers: str | None, pool: int,
                         mode: str) -> tuple[str, tuple[int, int], np.ndarray, int]:

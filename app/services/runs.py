@@ -26,6 +26,7 @@ import torch
 
 from attnlab.models import ModelAdapter, Recorder, TokenSeq, axis_seqs
 from attnlab.models.capture import capture_dtype, pooled_overview
+from attnlab.models.device import CPU
 from attnlab.models.fingerprint import module_fingerprint
 
 from ..core.logctx import note
@@ -124,8 +125,8 @@ def next_token_loss(adapter: ModelAdapter, enc, logits: torch.Tensor | None) -> 
         return None
     if logits.shape[1] < 2:
         return np.zeros(0, dtype=np.float32)
-    return torch.nn.functional.cross_entropy(logits[0, :-1].float(), enc.ids[0, 1:],
-                                             reduction="none").numpy().astype(np.float32)
+    return torch.nn.functional.cross_entropy(logits[0, :-1].float(), enc.ids[0, 1:].to(logits.device),
+                                             reduction="none").cpu().numpy().astype(np.float32)
 
 
 class RunCache:
@@ -195,7 +196,8 @@ class RunService:
     def __init__(self, hub: ModelHub, settings: Settings, store: RunStore | None = None):
         self.hub = hub
         self.settings = settings
-        self.cache = RunCache(settings.run_cache_bytes)
+        # on a GPU, also at most gpu_cache_fraction of its memory (a service built without a hub: CPU)
+        self.cache = RunCache(settings.run_cache_limit(hub.placement if hub is not None else CPU))
         self.store = store or open_run_store(settings.run_store, settings.run_ttl_s, settings.retry_after_s)
         self.restored = 0  # runs this worker recomputed from the shared store
         self._pending: dict[str, asyncio.Future] = {}
@@ -411,7 +413,7 @@ class RunService:
                                f"{self.settings.max_tile_cells}; ask a smaller rows=a:b&cols=c:d or a pooled "
                                "overview with pool=N")
             data = run.recorder.tile(kind, layer, head, r, c) if view is None else view.block(slice(*r), slice(*c))
-            return Tile(data.numpy(), r, c, 1, q_tokens[r[0]:r[1]], k_tokens[c[0]:c[1]])
+            return Tile(data.cpu().numpy(), r, c, 1, q_tokens[r[0]:r[1]], k_tokens[c[0]:c[1]])
         if pool > self.settings.max_pool:
             raise Invalid(f"pool: {pool} is over max_pool {self.settings.max_pool}")
         source = run.recorder.get(kind, layer) if view is None else view
@@ -420,7 +422,7 @@ class RunService:
         else:
             data, factor = pooled_overview(source, head, pool, pool_mode, r, c)
         labels = factor == 1
-        return Tile(data.numpy(), r, c, factor, q_tokens[r[0]:r[1]] if labels else None,
+        return Tile(data.cpu().numpy(), r, c, factor, q_tokens[r[0]:r[1]] if labels else None,
                     k_tokens[c[0]:c[1]] if labels else None)
 
     async def tile(self, run: Run, kind: str | None, layer: int, head: int, rows: str | None, cols: str | None,
@@ -454,7 +456,7 @@ class RunService:
         with torch.no_grad():
             rollout = analysis.rollout(run.recorder, kind, add_residual=add_residual)
             flow = analysis.flow(run.recorder, kind)
-        return {"rollout": rollout.float().numpy(), "flow": flow.float().numpy()}
+        return {"rollout": rollout.float().cpu().numpy(), "flow": flow.float().cpu().numpy()}
 
     async def rollout(self, run: Run, kind: str | None, add_residual: bool) -> tuple[str, dict[str, np.ndarray]]:
         kind = run.check(kind)

@@ -55,6 +55,7 @@ class Backend:
     returns_weights: bool
     returns_lse: bool
     description: str
+    devices: tuple[str, ...] = ("cpu", "cuda")  # device types whose tensors it takes
 
     def __call__(self, q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec,
                  need_weights: bool = False) -> AttentionResult:
@@ -73,9 +74,10 @@ class Backend:
 BACKENDS: dict[str, Backend] = {}
 
 
-def register_backend(name: str, *, returns_weights: bool, returns_lse: bool, description: str):
+def register_backend(name: str, *, returns_weights: bool, returns_lse: bool, description: str,
+                     devices: tuple[str, ...] = ("cpu", "cuda")):
     def deco(fn: KernelFn) -> KernelFn:
-        BACKENDS[name] = Backend(name, fn, returns_weights, returns_lse, description)
+        BACKENDS[name] = Backend(name, fn, returns_weights, returns_lse, description, devices)
         return fn
 
     return deco

@@ -127,7 +127,9 @@ class Recorder:
         if self.store_dtype != q.dtype and q.dtype == torch.float32:
             q, k = q.to(self.store_dtype), k.to(self.store_dtype)
         kept_v = v.detach() if v is not None and self.keep_values else None
-        if lse is None:
+        # the capture keeps a float32 LSE: a kernel that has none (sdpa), or one in a 16-bit dtype (math on a
+        # bfloat16 model: its scores, and so its LSE, carry 8 bits), gets it recomputed in float32 from Q and K
+        if lse is None or lse.dtype.itemsize < 4:
             group = q.shape[1] // k.shape[1]
             lse = row_lse(q.float(), k.float().repeat_interleave(group, dim=1), spec)
         kept = weights.detach() if weights is not None and self.keep_weights else None

@@ -4,6 +4,7 @@
 // server's last run, else the results shipped with attnlab) and measures only when Run is pressed, so a
 // class opening the page starts no benchmark; controls that the chosen form does not use are disabled.
 import { api } from "./api.js";
+import { showBackendsHere } from "./backends_here.js";
 import { initChrome } from "./chrome.js";
 import { followCards } from "./examples.js";
 import { downloadJSON, fileName } from "./export.js";
@@ -88,6 +89,7 @@ async function show(answer, source) {
     cell(tr, r.backend);
     cell(tr, String(r.seq_len ?? r.n_tokens ?? ""), true);
     cell(tr, r.median_ms == null ? "" : Number(r.median_ms).toFixed(3), true);
+    cell(tr, r.gflops == null ? "" : Number(r.gflops).toFixed(r.gflops < 10 ? 2 : 1), true);  // synthetic rows only
     const mem = r.peak_memory_bytes ?? r.attention_peak_memory_bytes;  // synthetic: the call; model: one kernel call
     cell(tr, mem == null ? "" : (mem / 2 ** 20).toFixed(mem < 2 ** 20 ? 3 : 1), true);
     const diff = r.max_abs_diff_vs_math ?? r.max_abs_diff;
@@ -117,6 +119,7 @@ function setControls(request) {
 
 async function main() {
   initChrome();
+  await withLoading("Listing this machine's backends", showBackendsHere);  // first: it may add checkboxes
   document.querySelector(`input[name=form][value=${state.form === "model" ? "model" : "synthetic"}]`).checked = true;
   const wanted = state.backends.split(",");
   for (const b of document.querySelectorAll("input[name=backends]")) b.checked = wanted.includes(b.value);

@@ -425,6 +425,13 @@ def test_backends_sweep(watched):
     assert watched.traces("#bench") == 6  # time and memory, one line per backend
     rows = page.locator("#bench-table tbody tr").count()
     assert rows == 6
+    gflops = page.locator("#bench-table tbody tr").first.locator("td").nth(3).inner_text()
+    assert float(gflops) > 0  # the GFLOP/s column (FlashAttention's count)
+    # which backends run on this machine (GET /api/backends): here, CPU; triton and SDPA's forced kernels not offered
+    here = page.locator("#here-table tbody")
+    assert here.locator("tr").count() == 8
+    assert "Models run on cpu in float32" in page.locator("#here-device").inner_text()
+    assert "no: offered on CUDA only" in here.locator("tr", has_text="sdpa_cudnn").inner_text()
     watched.shot("backends")
     watched.check_clean()
 

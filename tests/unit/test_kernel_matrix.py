@@ -16,6 +16,8 @@ fault in the shared spec code shows up here too.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import itertools
 from dataclasses import dataclass
 
@@ -23,7 +25,15 @@ import pytest
 import torch
 from torch import Tensor
 
-from attnlab.models.attention import BACKENDS, AttentionSpec, BigBirdPattern, LongformerPattern, get_backend
+from attnlab.models.attention import (
+    BACKENDS,
+    AttentionResult,
+    AttentionSpec,
+    BigBirdPattern,
+    LongformerPattern,
+    get_backend,
+)
+from attnlab.models.attention.triton_flash import TRITON, unavailable_reason
 from attnlab.models.capture import Recorder
 from attnlab.models.positional import ALiBiBias, T5Bias
 
@@ -209,11 +219,25 @@ def reference(q: Tensor, k: Tensor, v: Tensor, case: Case, parts: dict) -> tuple
 # --- running a backend ----------------------------------------------------------------------
 
 def call(name: str, q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, case: Case):
-    """The backend on this case: flash with the case's (small) tiles, others through the registry."""
+    """The backend on this case: flash and triton with the case's (small) tiles, others through the registry."""
+    if name == "triton":  # registered only on CUDA; here it may run under Triton's interpreter
+        return TRITON.fn(q, k, v, spec, block_m=case.tiles[0], block_n=case.tiles[1])
     backend = get_backend(name)
     if name == "flash":
         return backend.fn(q, k, v, spec, block_q=case.tiles[0], block_k=case.tiles[1])
     return backend(q, k, v, spec)
+
+
+def call_on(device: str, name: str, q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, case: Case):
+    """``call`` with the inputs and the spec's tensors on ``device``; out and LSE come back to the CPU,
+    still differentiable with respect to the CPU inputs."""
+    if device == "cpu":
+        return call(name, q, k, v, spec, case)
+    pad, bias = spec.key_padding, spec.bias
+    moved = dataclasses.replace(spec, key_padding=None if pad is None else pad.to(device),
+                                bias=copy.deepcopy(bias).to(device) if isinstance(bias, torch.nn.Module) else bias)
+    res = call(name, q.to(device), k.to(device), v.to(device), moved, case)
+    return AttentionResult(res.out.cpu(), None, None if res.lse is None else res.lse.cpu())
 
 
 def assert_close(got: Tensor, want: Tensor, plain: Tensor, what: str, terms: int, head_dim: int) -> None:
@@ -234,8 +258,16 @@ def assert_close(got: Tensor, want: Tensor, plain: Tensor, what: str, terms: int
 
 
 @pytest.mark.parametrize("case", PARAMS)
-@pytest.mark.parametrize("backend", sorted(BACKENDS))
+# backends that take CPU tensors (on a GPU machine the CUDA-only ones, triton and SDPA's forced
+# kernels, are registered too; triton is run below, the SDPA kernels are SDPA's own)
+@pytest.mark.parametrize("backend", sorted(n for n, b in BACKENDS.items() if "cpu" in b.devices))
 def test_backend_matches_float64_reference(backend: str, case: Case):
+    check_case(backend, case)
+
+
+def check_case(backend: str, case: Case, device: str = "cpu") -> None:
+    """One backend on one case, against the float64 reference (see the module's docstring); the kernel
+    runs on ``device``, the reference and the capture on the CPU."""
     parts = FEATURES[case.mask](case)
     spec = AttentionSpec(scale=case.head_dim**-0.5, causal=case.causal, q_offset=case.q_offset, **parts)
     b, d, h_kv = case.batch, case.head_dim, KV_HEADS[case.heads]
@@ -251,7 +283,7 @@ def test_backend_matches_float64_reference(backend: str, case: Case):
         refs[dtype] = (out, lse, weights, torch.autograd.grad(out, inputs, d_out.to(dtype)))
     (ref_out, ref_lse, ref_weights, ref_grads), (plain_out, plain_lse, plain_weights, plain_grads) = refs.values()
 
-    res = call(backend, q, k, v, spec, case)
+    res = call_on(device, backend, q, k, v, spec, case)
     assert res.out.dtype == q.dtype
     assert_close(res.out, ref_out, plain_out, "out", case.t_k, d)
     grads = torch.autograd.grad(res.out, [q, k, v], d_out)
@@ -260,7 +292,7 @@ def test_backend_matches_float64_reference(backend: str, case: Case):
         assert_close(got, want, plain, f"d{name}", n, d)
 
     with torch.no_grad():  # the inference path differs (math works in place, flash skips autograd)
-        inference = call(backend, q, k, v, spec, case)
+        inference = call_on(device, backend, q, k, v, spec, case)
     assert_close(inference.out, ref_out, plain_out, "out without grad", case.t_k, d)
 
     # What the capture keeps and draws: this backend's LSE (row_lse when it has none), and
@@ -277,14 +309,23 @@ def test_backend_matches_float64_reference(backend: str, case: Case):
 
 # --- the input contract ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("backend", sorted(BACKENDS))
+# triton keeps the contract too, wherever it is installed (it checks shapes before it launches)
+CONTRACT_BACKENDS = sorted({n for n, b in BACKENDS.items() if "cpu" in b.devices}
+                           | ({"triton"} if unavailable_reason("cpu") is None else set()))
+
+
+def _backend(name: str):
+    return TRITON if name == "triton" else get_backend(name)
+
+
+@pytest.mark.parametrize("backend", CONTRACT_BACKENDS)
 def test_kv_heads_must_divide_query_heads(backend: str):
     q, k = torch.randn(1, 4, 5, 8), torch.randn(1, 3, 6, 8)
     with pytest.raises(ValueError, match=r"K/V heads \(3\) must divide .* query heads \(4\)"):
-        get_backend(backend)(q, k, k, AttentionSpec(scale=1.0))
+        _backend(backend)(q, k, k, AttentionSpec(scale=1.0))
 
 
-@pytest.mark.parametrize("backend", sorted(BACKENDS))
+@pytest.mark.parametrize("backend", CONTRACT_BACKENDS)
 @pytest.mark.parametrize("shapes", [
     ((1, 4, 5, 8), (1, 4, 6, 8), (1, 4, 7, 8)),  # K and V lengths differ
     ((1, 4, 5, 8), (1, 4, 6, 16), (1, 4, 6, 16)),  # Q and K head dims differ
@@ -294,4 +335,50 @@ def test_kv_heads_must_divide_query_heads(backend: str):
 def test_mismatched_shapes_are_refused_with_the_shapes(backend: str, shapes):
     q, k, v = (torch.randn(*s) for s in shapes)
     with pytest.raises(ValueError, match=r"q \(.*\), k \(.*\), v \(.*\)"):
-        get_backend(backend)(q, k, v, AttentionSpec(scale=1.0))
+        _backend(backend)(q, k, v, AttentionSpec(scale=1.0))
+
+
+# --- the Triton kernels: compiled on CUDA, under Triton's interpreter on CPU (slow) ----------
+
+# The interpreter runs each program in Python: a fast subset, one case per feature plus the
+# core shapes that stress alignment and GQA/MQA, runs by default (~30 s); the rest of the
+# matrix (lengths up to 203, every feature x alignment) is marked slow, the 2049-long cases
+# and SLOW_CASES are left to a GPU (tests/unit/test_triton_flash.py runs them on CUDA).
+TRITON_FAST_IDS = {
+    "1x37-bottom_right-causal-gqa-d111-none-b2", "37x1-bottom_right-causal-mqa-d96-none-b2",
+    "17x17-shifted-causal-gqa-d256-none-b2", "40x67-top_left-causal-gqa-d111-none-b2",
+    "67x40-bottom_right-causal-gqa-d128-none-b2",
+}
+
+
+def _triton_params() -> list:
+    """Every case up to 256 long; fast: the ids above and, per feature, one case (its causal,
+    alignment and heads vary from feature to feature)."""
+    params, per_mask = [], {}
+    for c in CASES:
+        if max(c.t_q, c.t_k) > 256:
+            continue
+        n = per_mask[c.mask] = per_mask.get(c.mask, -1) + 1
+        pick = (5 * list(FEATURES).index(c.mask) + 3) % 12
+        fast = c.id in TRITON_FAST_IDS or (c.mask != "none" and n == pick)
+        params.append(pytest.param(c, id=c.id, marks=() if fast else pytest.mark.slow))
+    return params
+
+
+TRITON_PARAMS = _triton_params()
+
+
+@pytest.mark.skipif(unavailable_reason("cpu") is not None, reason=f"triton on CPU: {unavailable_reason('cpu')}")
+@pytest.mark.parametrize("case", TRITON_PARAMS)
+def test_triton_matches_float64_reference(case: Case):
+    check_case("triton", case)
+
+
+# On a GPU: the fast subset and the long cases, compiled (bench/gpu_check.sh runs these)
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available() or unavailable_reason("cuda") is not None,
+                    reason="needs a CUDA GPU and triton")
+@pytest.mark.parametrize("case", [p for p in TRITON_PARAMS if not p.marks] + [pytest.param(c, id=c.id)
+                                                                             for c in SLOW_CASES])
+def test_triton_compiled_matches_float64_reference(case: Case):
+    check_case("triton", case, device="cuda")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from . import (
     attention,
+    backends,
     benchmark,
     explain,
     figures,
@@ -23,5 +24,5 @@ from . import (
 # training_runs before training: /api/training/{name} would catch /api/training/runs
 ROUTERS = (health.router, models.router, attention.router, runs.router, generate.router, positional.router,
            benchmark.router, figures.router, training_runs.router, training.router, objectives.router,
-           interventions.router, longrun.router)
+           interventions.router, longrun.router, backends.router)
 ROUTERS += (explain.router, explain.trained_router, explain.sparse_router)

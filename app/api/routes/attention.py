@@ -25,7 +25,7 @@ dtype}` (and `target_text` for encoder-decoder models). Encoder-decoder models n
 
 def _maps_json(m: DenseMaps) -> dict:
     return {"kind": m.kind, **m.token_fields(), "shape": list(m.weights.shape),
-            "layers": m.layers, "heads": m.heads, "attention": m.weights.numpy()}
+            "layers": m.layers, "heads": m.heads, "attention": m.weights.cpu().numpy()}
 
 
 def _meta(result: DenseResult, m: DenseMaps) -> dict:

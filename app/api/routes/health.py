@@ -19,7 +19,8 @@ async def health(request: Request, services: ServicesDep) -> Health:
     preparing = dict(services.preparer.preparing)
     return Health(status="preparing" if preparing else "ok", preparing=preparing, version=request.app.version,
                   loaded_models=services.hub.loaded(),
-                  n_models=len(services.hub.registry.ids()), uptime_s=time.time() - services.started)
+                  n_models=len(services.hub.registry.ids()), uptime_s=time.time() - services.started,
+                  device=services.hub.placement.device.type, dtype=services.hub.placement.dtype_name)
 
 
 @router.get("/metrics", response_class=Response,
