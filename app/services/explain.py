@@ -235,7 +235,8 @@ def sparse_view(run: Run, kind: str, layer: int, head: int, name: str, params: d
     q_tokens, k_tokens = run.axis_tokens(kind)
     return {"run_id": run.run_id, "kind": kind, "layer": layer, "head": head, "pattern": name,
             "params": pattern.describe(1)["params"], "row_tokens": q_tokens, "col_tokens": k_tokens,
-            "dense": out.dense.cpu().numpy(), "allowed": out.allowed.to(torch.uint8).cpu().numpy(), "sparse": out.sparse.cpu().numpy(),
+            "dense": out.dense.cpu().numpy(), "allowed": out.allowed.to(torch.uint8).cpu().numpy(),
+            "sparse": out.sparse.cpu().numpy(),
             "kept": out.kept.cpu().numpy(), "kept_mean": float(out.kept.mean()), "kept_min": float(out.kept.min()),
             "density": out.density, "max_abs_diff": out.max_abs_diff}
 
