@@ -6,6 +6,7 @@ Every error answer is ``{"detail": "<field>: <what is wrong and the limit>", "er
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -17,6 +18,8 @@ from starlette.responses import Response
 from ..services.errors import Busy, Invalid, NotFound, Overloaded, ServiceError, TooLarge, Unavailable
 from .schemas import UNION_TAGS, ErrorOut
 from .transport import OrjsonResponse
+
+log = logging.getLogger(__name__)
 
 
 class NotStarted(ServiceError):
@@ -101,5 +104,12 @@ async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
     return OrjsonResponse({"detail": f"body: {error['msg']}", "errors": [error]}, status_code=422)
 
 
+async def internal_error(request: Request, exc: Exception) -> Response:
+    """A bug, not bad input: the documented JSON shape (the pages show `detail`), the traceback in the log."""
+    log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+    return OrjsonResponse({"detail": "internal error: this is a bug in attnlab, not in the request; the server log "
+                                     "has the traceback"}, status_code=500)
+
+
 HANDLERS = ((RequestValidationError, validation_error), (StarletteHTTPException, http_error),
-            (ServiceError, service_error))
+            (ServiceError, service_error), (Exception, internal_error))

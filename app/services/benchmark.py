@@ -37,7 +37,8 @@ def machine() -> str:
     import torch
 
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else _cpu_name()
-    return f"{device}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    threads = torch.get_num_threads()
+    return f"{device}, {threads} torch thread{'s' if threads != 1 else ''}, torch {torch.__version__}"
 
 
 def _cpu_name() -> str:

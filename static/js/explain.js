@@ -4,7 +4,7 @@
 // older's replies.
 import { api } from "./api.js";
 import { initChrome, onArrowKeys } from "./chrome.js";
-import { downloadJSON } from "./export.js";
+import { downloadJSON, fileName } from "./export.js";
 import { fillSelect, setupModelSelect } from "./forms.js";
 import { escapeLabel, showToken } from "./labels.js";
 import { Latest } from "./latest.js";
@@ -224,8 +224,8 @@ async function main() {
   $("pre-rotary").addEventListener("change", () => withLoading("Computing", showStep));
   $("method").addEventListener("change", () => { view.save(); withLoading("Embedding queries and keys", showGeometry); });
   $("colour").addEventListener("change", () => { view.save(); drawGeometry(); });
-  $("export-step-json").addEventListener("click", () => step && downloadJSON("computation.json", step));
-  $("export-qk-json").addEventListener("click", () => qk && downloadJSON("qk.json", qk));
+  $("export-step-json").addEventListener("click", () => step && downloadJSON(fileName({ model: $("model").value, view: "computation", layer: step.layer, head: step.head }, "json"), step));
+  $("export-qk-json").addEventListener("click", () => qk && downloadJSON(fileName({ model: $("model").value, view: `qk-${qk.method}`, layer: qk.layer, head: qk.head }, "json"), qk));
   onArrowKeys((dLayer, dHead) => {
     if (!run) return false;
     const q = $("query");

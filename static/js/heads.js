@@ -56,7 +56,10 @@ async function showHeads(signal) {
 
 async function showRollout(signal) {
   const kind = $("kind").value;
-  if (kind === "cross") { rollout = null; $("rollout-panel").hidden = true; return; }
+  // the previous run's rollout never stays on screen beside this run's scores (e.g. when this one is refused)
+  rollout = null;
+  $("rollout-panel").hidden = true;
+  if (kind === "cross") return;
   const answer = await withRun(run, (id) => api(`/api/runs/${id}/rollout?kind=${encodeURIComponent(kind)}`, { signal }),
                                signal);
   rollout = answer;

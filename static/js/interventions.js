@@ -4,7 +4,7 @@
 // Token text reaches the DOM through textContent and Plotly through escapeLabel only.
 import { api } from "./api.js";
 import { initChrome } from "./chrome.js";
-import { downloadJSON } from "./export.js";
+import { downloadJSON, fileName } from "./export.js";
 import { setupModelSelect } from "./forms.js";
 import { escapeLabel, showToken } from "./labels.js";
 import { Latest } from "./latest.js";
@@ -225,11 +225,12 @@ async function main() {
     view.save();
     if (importance && ablated.length) withLoading("Ablating", () => ablateSelection.run(showAblation));
   });
-  $("export-importance-json").addEventListener("click", () => importance && downloadJSON("importance.json", importance));
-  $("export-ablation-json").addEventListener("click", () => ablation && downloadJSON("ablation.json", ablation));
-  $("export-lens-json").addEventListener("click", () => lens && downloadJSON("logit-lens.json", lens));
+  $("export-importance-json").addEventListener("click", () => importance && downloadJSON(fileName({ model: importance.model, view: "importance" }, "json"), importance));
+  $("export-ablation-json").addEventListener("click", () => ablation && downloadJSON(fileName({ model: ablation.model, view: "ablation" }, "json"), ablation));
+  $("export-lens-json").addEventListener("click", () => lens && downloadJSON(fileName({ model: lens.model, view: "logit-lens" }, "json"), lens));
   withLoading("Loading the lab results", showLab);
-  if (state.text) await withLoading("Running the model", go);
+  // the page opens with its default example answered (a shared link's text, else the form's own)
+  if (state.text || $("text").value.trim()) await withLoading("Running the model", go);
 }
 
 main();

@@ -4,7 +4,7 @@
 // (GET /api/sparse/cost). A run and a (kind, layer, head, pattern) are one selection.
 import { api } from "./api.js";
 import { initChrome, onArrowKeys } from "./chrome.js";
-import { downloadJSON } from "./export.js";
+import { downloadJSON, fileName } from "./export.js";
 import { fillSelect, setupModelSelect } from "./forms.js";
 import { Latest } from "./latest.js";
 import { baseLayout, heatmapTrace, plot } from "./plots.js";
@@ -121,8 +121,8 @@ async function main() {
     });
   }
   $("measure").addEventListener("click", () => withLoading("Timing dense and sparse attention", measure));
-  $("export-sparse-json").addEventListener("click", () => shown && downloadJSON("sparse.json", shown));
-  $("export-cost-json").addEventListener("click", () => cost && downloadJSON("sparse-cost.json", cost));
+  $("export-sparse-json").addEventListener("click", () => shown && downloadJSON(fileName({ model: $("model").value, view: "sparse" }, "json"), shown));
+  $("export-cost-json").addEventListener("click", () => cost && downloadJSON(fileName({ model: "synthetic", view: "sparse-cost" }, "json"), cost));
   onArrowKeys((dLayer, dHead) => {
     if (!run) return false;
     $("layer").value = String(Math.max(0, Math.min(Number($("layer").max), Number($("layer").value) + dLayer)));

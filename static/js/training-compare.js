@@ -3,7 +3,7 @@
 // gradient-checkpointing table (memory from torch's allocator, step time) as bars. Text from the
 // server (labels, captions, claims) is set as text, never as HTML.
 import { api } from "./api.js";
-import { downloadJSON } from "./export.js";
+import { downloadJSON, fileName } from "./export.js";
 import { Latest } from "./latest.js";
 import { baseLayout, plot, plotFigure } from "./plots.js";
 import { withLoading } from "./status.js";
@@ -124,7 +124,7 @@ export async function initCompare(state, save) {
   $("run-picker").addEventListener("change", redraw);
   $("metric").addEventListener("change", redraw);
   $("log-y").addEventListener("change", redraw);
-  $("export-runs-json").addEventListener("click", () => downloadJSON("training-runs.json", shown));
+  $("export-runs-json").addEventListener("click", () => downloadJSON(fileName({ model: "training", view: "runs" }, "json"), shown));
   await redraw();
   if (index.checkpointing) await checkpointing();
 }

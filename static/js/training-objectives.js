@@ -175,4 +175,7 @@ export async function initObjectives() {
   } else {
     $("obj-note").textContent = "The causal vs masked comparison needs the zoo's lm and mlm checkpoints.";
   }
+  // the section opens with its examples already answered, as every page does (small zoo models: well under a second)
+  await withLoading("Filling the mask", () => fillLatest.run((signal) => fill(signal, infos)));
+  if (both) await withLoading("Comparing objectives", () => objLatest.run(compare));
 }
