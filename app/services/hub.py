@@ -170,7 +170,11 @@ class ModelHub:
     async def describe(self, model_id: str) -> dict:
         """The adapter's describe() (config for the architecture page); loads the model."""
         adapter = await self.adapter(model_id)
-        return {**adapter.describe(), "loaded": True}
+        described = adapter.describe()
+        config = described.get("config")
+        if isinstance(config, dict):  # where the weights were read from is the server's business, never a client's
+            described["config"] = {k: v for k, v in config.items() if "name_or_path" not in k}
+        return {**described, "loaded": True}
 
     @asynccontextmanager
     async def use(self, model_id: str, backend: str) -> AsyncIterator[ModelAdapter]:
