@@ -187,8 +187,12 @@ def test_explorer_shows_a_32k_run_pooled_then_exact(watched):
     text = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, must be "
             "in want of a wife. ") * 300
     page.fill("#text", text[:32768])
-    page.click("#run")
-    watched.wait_plot("#heatmap", timeout=600_000)
+    page.click("#run")  # a new run closes the head view: the grid draws, then a click opens a head
+    page.wait_for_function("() => parseInt(document.getElementById('run-info').textContent) === 32768",
+                           timeout=300_000)
+    page.wait_for_selector("#grid[data-drawn='1']", timeout=300_000)
+    page.click("#grid .thumb[data-layer='1'][data-head='0']")
+    watched.wait_plot("#heatmap", timeout=120_000)
     page.wait_for_function("() => document.getElementById('zoom-note').textContent.includes('pooled overview')",
                            timeout=120_000)
     z = page.evaluate("() => document.getElementById('heatmap').data[0].z")
