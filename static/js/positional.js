@@ -10,6 +10,7 @@ import { Latest } from "./latest.js";
 import { plotFigure } from "./plots.js";
 import { bindState } from "./state.js";
 import { withLoading } from "./status.js";
+import { initLong } from "./positional-long.js";
 import { initTrained } from "./positional-trained.js";
 
 const $ = (id) => document.getElementById(id);
@@ -113,6 +114,7 @@ async function main() {
     fileName({ model: "positional", view: shown.scheme }, "json"), withoutFigures(shown)));
   await withLoading("Computing", show);
   await withLoading("Loading extrapolation results", extrapolation);
+  await withLoading("Running the long text on each scheme", initLong);
   await initTrained(() => view.save());
 }
 

@@ -398,6 +398,21 @@ def test_seq2seq_three_maps(watched):
     watched.check_clean()
 
 
+def test_positional_runs_a_text_eight_times_the_training_length(watched):
+    """Issue 15: the extrapolation section runs 512 characters (8x the 64 trained on) on each extrapolation
+    decoder served here and draws its loss by position from GET /api/runs/{id}/loss, with a link to the run."""
+    page = watched.goto("/positional")
+    watched.wait_plot("#long-loss", timeout=120_000)
+    trace = page.evaluate("() => { const t = document.getElementById('long-loss').data[0];"
+                          " return {name: t.name, x: t.x, y: t.y}; }")
+    assert trace["name"] == "alibi" and trace["x"][0] == 8 and trace["x"][-1] > 480  # past the trained 64
+    assert all(0 < y < 10 for y in trace["y"])  # nats per character, finite
+    href = page.locator("#long-links a").first.get_attribute("href")
+    params = parse_qs(urlparse(href).query)
+    assert params["model"] == ["extrapolation-alibi"] and len(params["text"][0]) == 512
+    watched.check_clean()
+
+
 def test_positional_figures(watched):
     page = watched.goto("/positional", scheme="alibi", n_heads=8)
     watched.wait_plot("#scheme-figures .chart")
