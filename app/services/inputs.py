@@ -70,7 +70,7 @@ def _check_own_tokens(adapter: ModelAdapter, enc: Encoded, field: str, pair: boo
     for segment, name in ((0, field), (1, "text_pair"))[:2 if pair else 1]:
         if not any(o is not None for o, s in zip(enc.offsets, segments) if s == segment):
             added = " ".join(t for t, s in zip(enc.tokens, segments) if s == segment) or "none"
-            raise Invalid(f"{name}: gives no token of its own: the tokenizer of model {adapter.info.id!r} drops every "
+            raise Invalid(f"{name}: gives no token of its own: model {adapter.info.id!r}'s tokenizer drops every "
                           f"character of it (such as whitespace or invisible characters); it would see only the "
                           f"tokens it adds ({added})")
 
