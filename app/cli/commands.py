@@ -68,6 +68,13 @@ def serve(host: str = typer.Option(None, help="default: ATTNLAB_HOST or 127.0.0.
 
     from ..core.settings import get_settings
 
+    entries = []
+    if model:
+        try:  # checked first, before the server starts or anything is set: a bad path is the operator's error
+            entries = path_entries(model)
+        except ModelPathError as exc:
+            console.print(str(exc), style="red", markup=False)
+            raise typer.Exit(2) from None
     # every worker process reads its settings from the environment: the option, else the variable, else on
     if prepare is None:
         os.environ.setdefault("ATTNLAB_PREPARE_ON_START", "1")
@@ -75,11 +82,6 @@ def serve(host: str = typer.Option(None, help="default: ATTNLAB_HOST or 127.0.0.
         os.environ["ATTNLAB_PREPARE_ON_START"] = "1" if prepare else "0"
     get_settings.cache_clear()
     if model:
-        try:  # checked here, before the server starts: a bad path is the operator's error, exit 2
-            entries = path_entries(model)
-        except ModelPathError as exc:
-            console.print(str(exc), style="red", markup=False)
-            raise typer.Exit(2) from None
         # the workers read it from the environment (ATTNLAB_MODEL_PATHS), as every setting
         os.environ["ATTNLAB_MODEL_PATHS"] = jsonlib.dumps([str(p.expanduser().resolve()) for p in model])
         get_settings.cache_clear()
