@@ -10,7 +10,8 @@ from pydantic import Field
 from ..deps import ServicesDep
 from ..errors import ERRORS
 from ..limits import Limit
-from ..schemas import ComputationResponse, Kind, QKMethod, QKResponse, TrainedPositionalResponse, TrainedSource
+from ..schemas import Kind
+from ..schemas_explain import ComputationResponse, QKMethod, QKResponse, TrainedPositionalResponse, TrainedSource
 from ..transport import OrjsonResponse
 
 router = APIRouter(prefix="/api/runs", tags=["explain"])
