@@ -113,9 +113,11 @@ async function main() {
   $("export-scheme-json").addEventListener("click", () => shown && downloadJSON(
     fileName({ model: "positional", view: shown.scheme }, "json"), withoutFigures(shown)));
   await withLoading("Computing", show);
+  // every section starts now (a start clears the page's error line): none clears an error a later click shows
+  const long = withLoading("Running the long text on each scheme", initLong);
   await withLoading("Loading extrapolation results", extrapolation);
-  await withLoading("Running the long text on each scheme", initLong);
   await initTrained(() => view.save());
+  await long;
 }
 
 main();
