@@ -32,9 +32,14 @@ def describe_scheme(scheme: str, d_model: int, max_len: int, n_heads: int, setti
         raise TooLarge(f"max_len: {max_len} positions give {cells:,} values (max_len x d_model, or n_heads x "
                        f"max_len^2 for biases), over dense_budget {settings.dense_budget:,}")
     causal = {"causal": True} if scheme == "alibi" else {}
-    with torch.random.fork_rng(devices=[]):  # seeded, and the process's own random state left as it was
-        torch.manual_seed(SEED)
-        module = make_positional(scheme, d_model=d_model, n_heads=n_heads, max_positions=max_len, **causal)
+    module = make_positional(scheme, d_model=d_model, n_heads=n_heads, max_positions=max_len, **causal)
+    # seeded with a generator of its own: the global random state is shared with every other thread (a model
+    # loading beside this request draws from it), so seeding it would not make two Shows alike. Every parameter
+    # of a scheme is an embedding table, initialised N(0, 1) as nn.Embedding does
+    generator = torch.Generator().manual_seed(SEED)
+    with torch.no_grad():
+        for parameter in torch.nn.Module.parameters(module):  # (schemes shadow .parameters with their size names)
+            parameter.normal_(generator=generator)
     return module.describe(max_len)
 
 

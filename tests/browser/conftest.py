@@ -68,8 +68,8 @@ def serve():
     return _serve
 
 
-@pytest.fixture(scope="session")
-def browser():
+@pytest.fixture(scope="module")  # the sync API runs an event loop on this thread while it is open: closed per
+def browser():  # module, so later tests may still call asyncio.run
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
