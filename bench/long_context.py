@@ -1,9 +1,14 @@
 """Long context, measured side by side in one run (issue 15).
 
-    python bench/long_context.py [--smollm2-tokens 8192] [--scratch-tokens 32768] [--threads N]
+    python bench/long_context.py [--smollm2-tokens 8192] [--scratch-tokens 32768] [--tolerance-tokens 1789]
+                                 [--threads N]
 
-1. SmolLM2 at its full 8,192 positions, as the server runs it with default settings (capture in float16
-   past ``capture_float32_max_tokens``): the captured forward on ``flash`` and on ``sdpa`` against the bare
+0. The tolerance of the long-run capture on SmolLM2: the largest difference of any weight of any head between
+   a capture in int16 (what the server keeps past ``capture_float32_max_tokens``), or float16, and the float32
+   capture of the same text, and how far rows are from summing to 1.
+1. SmolLM2 at its full 8,192 positions, as the server runs it with default settings (capture in int16 with a
+   scale per vector past ``capture_float32_max_tokens``): the captured forward on ``flash`` and on ``sdpa``
+   against the bare
    ``transformers`` forward (its own SDPA, no capture) on the same input, the capture's size, and the time to
    the first pooled overview (512 x 512) and to each further head.
 2. The extrapolation lab's ALiBi decoder (trained at 64 tokens) at 32,768 tokens on ``flash``: run time,
@@ -58,14 +63,38 @@ def overview_times(recorder, kind: str, heads: int = 3) -> list[float]:
     return [timed(lambda h=h: pooled_overview(rec, h, 512, "max", (0, t_q), (0, t_k)))[1] for h in range(heads)]
 
 
+def smollm2_input(adapter, n_tokens: int):
+    ids = adapter.tokenize(long_text(n_tokens * 6), None).ids[0, :n_tokens]
+    return adapter.tokenize(adapter.tokenizer.decode(ids.tolist()), None)
+
+
+def tolerance(n_tokens: int) -> None:
+    adapter = load("smollm2")
+    enc = smollm2_input(adapter, n_tokens)
+    n, layers = len(enc), adapter.info.n_layers
+    ref = adapter.forward_encoded(enc, "flash").recorder
+    print(f"SmolLM2-135M, {n} tokens: capture against the float32 capture, all {layers} layers x "
+          f"{adapter.info.n_heads} heads")
+    for dtype in (torch.int16, torch.float16):
+        with capture_dtype(dtype):
+            low = adapter.forward_encoded(enc, "flash").recorder
+        worst = row = 0.0
+        for layer in range(layers):
+            a, b = ref.get("decoder", layer), low.get("decoder", layer)
+            heads, span = slice(0, a.n_heads), slice(0, n)
+            wb = b.block(heads, span, span)
+            worst = max(worst, (a.block(heads, span, span) - wb).abs().max().item())
+            row = max(row, (wb.sum(-1) - 1).abs().max().item())
+        print(f"  {str(dtype).removeprefix('torch.'):8s} max |w - w_float32| {worst:.1e}   max |row sum - 1| "
+              f"{row:.1e}   {low.nbytes() / n / layers:.0f} bytes per token per layer")
+
+
 def smollm2(n_tokens: int, settings: Settings) -> None:
     adapter = load("smollm2")
-    ids = adapter.tokenize(long_text(n_tokens * 6), None).ids[0, :n_tokens]
-    enc = adapter.tokenize(adapter.tokenizer.decode(ids.tolist()), None)
+    enc = smollm2_input(adapter, n_tokens)
     n = len(enc)
-    half = n > settings.capture_float32_max_tokens
-    dtype = torch.float16 if half else torch.float32
-    print(f"SmolLM2-135M, {n} tokens, capture Q/K in {'float16' if half else 'float32'}")
+    dtype = torch.int16 if n > settings.capture_float32_max_tokens else torch.float32
+    print(f"SmolLM2-135M, {n} tokens, capture Q/K in {str(dtype).removeprefix('torch.')}")
     model = adapter.model
     model.set_attn_implementation("sdpa")
     try:
@@ -89,7 +118,7 @@ def scratch(n_tokens: int, settings: Settings) -> None:
     adapter = scratch_entry("extrapolation-alibi", ZOO / "extrapolation" / "alibi").load()
     enc = adapter.tokenize(long_text(n_tokens), None)
     n = len(enc)
-    dtype = torch.float16 if n > settings.capture_float32_max_tokens else torch.float32
+    dtype = torch.int16 if n > settings.capture_float32_max_tokens else torch.float32
 
     def run():
         with capture_dtype(dtype):
@@ -110,6 +139,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smollm2-tokens", type=int, default=8192, help="0 skips SmolLM2")
     parser.add_argument("--scratch-tokens", type=int, default=32768, help="0 skips the from-scratch run")
+    parser.add_argument("--tolerance-tokens", type=int, default=1789, help="0 skips the tolerance measurement")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -117,6 +147,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     settings = Settings(_env_file=None)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if args.tolerance_tokens:
+        tolerance(args.tolerance_tokens)
     if args.scratch_tokens:
         scratch(args.scratch_tokens, settings)
     if args.smollm2_tokens:

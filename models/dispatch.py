@@ -10,7 +10,6 @@ runs it on un-repeated grouped-query K/V (the backends' contract), records
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from .attention import AttentionSpec, active_backend, get_backend
@@ -30,15 +29,16 @@ def attend(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, kind: str, laye
     """
     backend = get_backend(active_backend(default_backend))
     recorder = current_recorder()
-    if recorder is not None and recorder.store_dtype != q.dtype and q.dtype == torch.float32:
-        # round Q and K to the capture's dtype before attending: the backend's LSE is then the LSE of what
-        # the capture keeps, so tiles rebuilt from it are the weights used and rows sum to 1
-        q = q.to(recorder.store_dtype).to(q.dtype)
-        k = k.to(recorder.store_dtype).to(k.dtype)
+    kept_q = kept_k = None
+    if recorder is not None:
+        # Q and K as the capture keeps them (float16 or int16 for long runs), and attention on exactly those
+        # values: the backend's LSE is then the LSE of what is kept, so rebuilt tiles are the weights used
+        # and their rows sum to 1
+        (kept_q, q), (kept_k, k) = recorder.keep(q), recorder.keep(k)
     keep = recorder is not None and recorder.keep_weights and backend.returns_weights
     result = backend(q, k, v, spec, need_weights=keep)
     if recorder is not None:
         if layer is None:
             layer = sum(1 for r in recorder.records if r.kind == kind)
-        recorder.add(kind, layer, q, k, spec, result.lse, result.weights, v if recorder.keep_values else None)
+        recorder.add(kind, layer, kept_q, kept_k, spec, result.lse, result.weights, v if recorder.keep_values else None)
     return intervene(result.out, kind, layer, spec.causal)

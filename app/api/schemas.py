@@ -258,7 +258,9 @@ class RunRequest(Strict):
     model: ModelId
     text: Text
     text_pair: Text | None = None
-    backend: BackendName | None = None
+    backend: BackendName | None = Field(
+        None, description="none: flash from auto_flash_min_tokens tokens on (exact, O(T) memory; where the model "
+                          "has it), else the model's default (math); the answer's `backend` says which ran")
     values: bool = Field(False, description="also keep V per KV head (as many bytes again as K), for "
                                             "/computation and weighting=value_norm; part of the run_id")
 

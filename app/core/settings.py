@@ -56,9 +56,10 @@ class Settings(BaseSettings):
     head_stats_max_tokens: int = 1024  # POST /api/runs computes head scores inline up to this length
     head_stats_max_cells: int = 2_000_000_000  # GET .../heads on longer runs: L*H*T^2 weights visited (~10 s CPU)
     run_cache_bytes: int = 512 * 2**20
-    # runs up to this many tokens keep Q and K in float32 (tiles equal `math` to ~1e-6); longer runs keep them in
-    # float16 (2 bytes), attention run on the rounded values: tiles within 2e-3 of the float32 model, rows sum
-    # to 1. SmolLM2 at 8,192 tokens: 368 MiB instead of 736 (per token per layer: 9x64 + 3x64 values + 9 LSE)
+    # runs up to this many tokens keep Q and K in float32 (tiles equal `math` to ~1e-6); longer runs keep them as
+    # int16 with a float32 scale per vector (2 + 4/head_dim bytes per value), attention run on those values: rows
+    # sum to 1, tiles within 2e-3 of the float32 model (SmolLM2: 8.7e-4). SmolLM2 at 8,192 tokens: 380 MiB
+    # instead of 736 (per token per layer: (9 + 3) x (64 x 2 + 4) + 9 x 4 = 1,620 bytes)
     capture_float32_max_tokens: int = 4096
     # POST /api/runs on `math`: its T x T weights of every head of one layer at once (float32) must fit this,
     # else 413 naming the backend (flash is O(T)); 1 GiB: MiniLM's 12 heads to ~4,700 tokens

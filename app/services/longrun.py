@@ -6,7 +6,8 @@ models prepared in the background at start-up.
   lower-cased or left out) and cut at a sentence end so it fits the model's positions, the server's
   the run cache and ``long_text_tokens`` (or the tokens asked for).
 - ``resolve_backend``: ``auto`` (or no backend) is ``flash`` from ``auto_flash_min_tokens`` tokens on, where the
-  model has it (exact, O(T) memory, ~2.5x faster than ``math`` on SmolLM2 at 2k tokens), else the hub's default.
+  model has it (exact, O(T) memory), else the hub's default; the rule is ``RunService.resolve_backend``, which
+  POST /api/runs without a backend follows too.
 - ``stream``: (event, data) pairs: ``estimate`` (tokens, backend and why, seconds), ``progress`` per recorded
   layer, ``done`` with the run. The forward reports each layer through ``attnlab.models.capture.on_record``;
   when the consumer stops (the client disconnected), the next layer raises ``Cancelled`` in the worker thread,
@@ -171,15 +172,8 @@ class LongRunService:
 
     # -- backend and estimate -----------------------------------------------------------------
     def resolve_backend(self, info: ModelInfo, backend: str | None, n_tokens: int) -> tuple[str, str]:
-        """(backend, why): ``auto``/None picks flash for long inputs, a named backend is checked."""
-        if backend not in (None, "auto"):
-            return self.hub.check_backend(info.id, backend), "chosen"
-        threshold = self.settings.auto_flash_min_tokens
-        if n_tokens >= threshold and "flash" in info.backends:
-            return "flash", (f"auto: {n_tokens} tokens >= auto_flash_min_tokens {threshold}, so the exact tiled "
-                             "flash backend (fastest here, O(T) memory)")
-        default = self.hub.default_backend(info.id)
-        return default, f"auto: {n_tokens} tokens < auto_flash_min_tokens {threshold}, so {default}"
+        """(backend, why): ``RunService.resolve_backend``, the one rule for runs made either way."""
+        return self.runs.resolve_backend(info, backend, n_tokens)
 
     def estimate_s(self, info: ModelInfo, n_tokens: int, backend: str) -> float:
         return forward_gflop(info, n_tokens) * self.calibration.get(info.id, backend)

