@@ -21,6 +21,7 @@ import re
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+import numpy as np
 import pytest
 
 from attnlab.models.paths import ZOO
@@ -85,8 +86,8 @@ def server(tmp_path_factory, serve):
             registry.register(entry)
     for entry in zoo_entries(zoo):
         registry.register(entry)
-    for entry in zoo_entries(ZOO):  # the shipped decoder trained at 64 tokens that runs to 32,768 (issue 15)
-        if entry.id == "extrapolation-alibi":
+    for entry in zoo_entries(ZOO):  # shipped decoders trained at 64 tokens that run to 32,768 (issue 15)
+        if entry.id in ("extrapolation-alibi", "extrapolation-sinusoidal"):
             registry.register(entry)
     settings = Settings(preload=False, zoo_dir=zoo, benchmark_budget_s=5.0, log_level="WARNING")
     with serve(create_app(settings, registry=registry)) as base:
@@ -410,6 +411,31 @@ def test_positional_runs_a_text_eight_times_the_training_length(watched):
     href = page.locator("#long-links a").first.get_attribute("href")
     params = parse_qs(urlparse(href).query)
     assert params["model"] == ["extrapolation-alibi"] and len(params["text"][0]) == 512
+    # ALiBi and sinusoidal side by side on the same head: two 128 x 128 max-pooled maps of the whole 512 x 512
+    # map, each equal to the run's exact tile pooled here; ALiBi looks back a few positions past the trained 64,
+    # sinusoidal far more
+    for sel in ("#pair-a", "#pair-b", "#pair-distance"):
+        watched.wait_plot(sel, timeout=60_000)
+    titles = [page.evaluate(f"() => document.getElementById('{el}').layout.title.text") for el in ("pair-a", "pair-b")]
+    assert titles == ["alibi: layer 1, head 0", "sinusoidal: layer 1, head 0"]
+    z = np.asarray(page.evaluate(  # the weights (z holds their log colours)
+        "() => document.getElementById('pair-a').data[0].customdata.map(r => r.map(c => c[2]))"))
+    assert z.shape == (128, 128)
+    run_id = page.evaluate("""async (text) => (await (await fetch('/api/runs', {method: 'POST',
+        headers: {'Content-Type': 'application/json'}, body: JSON.stringify({model: 'extrapolation-alibi', text,
+        backend: 'flash'})})).json()).run_id""", params["text"][0])
+    exact = np.asarray(page.evaluate(f"async () => (await (await fetch('/api/runs/{run_id}/attention?layer=1&head=0'))"
+                                     ".json()).attention"))
+    np.testing.assert_allclose(z, exact.reshape(128, 4, 128, 4).max(axis=(1, 3)), atol=1e-3)  # float16 wire
+    lines = page.evaluate("() => document.getElementById('pair-distance').data.map(t => ({name: t.name, y: t.y}))")
+    back = {t["name"]: np.asarray(t["y"]) for t in lines}
+    assert back["alibi"][8:].max() < 10 < back["sinusoidal"][8:].mean()  # queries past position 128
+    page.locator("#pair").scroll_into_view_if_needed()
+    watched.shot("positional-pair")
+    # another head redraws both maps with it
+    page.select_option("#pair-head", "2")
+    page.wait_for_function("() => document.getElementById('pair-b').layout.title.text.endsWith('head 2')")
+    assert page.locator("#pair-links a").first.get_attribute("href").endswith("layer=1&head=2")
     watched.check_clean()
 
 
