@@ -11,9 +11,10 @@
    against the bare
    ``transformers`` forward (its own SDPA, no capture) on the same input, the capture's size, and the time to
    the first pooled overview (512 x 512) and to each further head.
-2. The extrapolation lab's ALiBi decoder (trained at 64 tokens) at 32,768 tokens on ``flash``: run time,
-   the allocator's peak (torch's own allocations, attnlab.models.memory.measure_peak), the process RSS,
-   the capture's size, and the first pooled overview of one head.
+2. The extrapolation lab's ALiBi decoder (trained at 64 tokens) at 32,768 tokens on ``flash``: run time
+   without and with the overviews pooled as it runs (as the server does), the allocator's peak (torch's own
+   allocations, attnlab.models.memory.measure_peak), the process RSS, the capture's size, and the first
+   pooled overview of one head (then ready), against pooling it from the capture after the run.
 
 Times are wall seconds of one run each; ratios are of runs made here, one after the other.
 """
@@ -33,10 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from attnlab.core.settings import Settings  # noqa: E402
 from attnlab.models import load  # noqa: E402
-from attnlab.models.capture import capture_dtype, pooled_overview  # noqa: E402
+from attnlab.models.capture import capture_dtype, capture_pools, pooled_overview  # noqa: E402
 from attnlab.models.memory import measure_peak  # noqa: E402
 from attnlab.models.paths import ZOO  # noqa: E402
 from attnlab.models.registry import scratch_entry  # noqa: E402
+from attnlab.services.runs import RunService  # noqa: E402
 
 log = logging.getLogger("bench.long_context")
 MIB = 2**20
@@ -103,12 +105,15 @@ def smollm2(n_tokens: int, settings: Settings) -> None:
     finally:
         model.set_attn_implementation("attnlab")
     print(f"  bare transformers forward (sdpa)        {bare:8.1f} s   1.00x")
+    pools = RunService(None, settings).pool_sizes(adapter.info, n)  # type: ignore[arg-type]
     for backend in ("flash", "sdpa"):
-        with capture_dtype(dtype):
+        with capture_dtype(dtype), capture_pools(pools if backend == "flash" else ()):
             result, secs = timed(lambda b=backend: adapter.forward_encoded(enc, b))
         print(f"  attnlab captured forward ({backend:5s})       {secs:8.1f} s   {secs / bare:.2f}x   "
               f"capture {result.recorder.nbytes() / MIB:.0f} MiB "
-              f"({result.recorder.nbytes() / n / adapter.info.n_layers:.0f} bytes per token per layer)")
+              f"({result.recorder.nbytes() / n / adapter.info.n_layers:.0f} bytes per token per layer"
+              + (f", with the {' and '.join(map(str, pools))}-cell overviews it pooled as it ran" if backend == "flash"
+                 and pools else "") + ")")
     first, *rest = overview_times(result.recorder, "decoder")
     print(f"  first pooled overview 512x512           {first:8.2f} s; further heads "
           + ", ".join(f"{t:.2f}" for t in rest) + " s")
@@ -120,19 +125,29 @@ def scratch(n_tokens: int, settings: Settings) -> None:
     n = len(enc)
     dtype = torch.int16 if n > settings.capture_float32_max_tokens else torch.float32
 
-    def run():
-        with capture_dtype(dtype):
+    pools = RunService(None, settings).pool_sizes(adapter.info, n)  # type: ignore[arg-type]
+
+    def run(sizes=pools):
+        with capture_dtype(dtype), capture_pools(sizes):
             return adapter.forward_encoded(enc, "flash")
 
+    _, plain = timed(lambda: run(()))
     result, secs = timed(run)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     _, peak = measure_peak(run)  # a second run under the profiler's memory events (slower: not timed)
     print(f"extrapolation-alibi (trained at 64 tokens), {n} tokens on flash")
-    print(f"  run {secs:.1f} s, allocator peak {peak.bytes / MIB:.0f} MiB, process max RSS {rss:.0f} MiB "
-          f"(before the profiled run), capture {result.recorder.nbytes() / MIB:.0f} MiB")
+    print(f"  run {plain:.1f} s; {secs:.1f} s pooling the {' and '.join(map(str, pools))}-cell overviews of every "
+          f"head as it runs ({secs / plain:.2f}x)")
+    print(f"  allocator peak {peak.bytes / MIB:.0f} MiB, process max RSS {rss:.0f} MiB (before the profiled run), "
+          f"capture {result.recorder.nbytes() / MIB:.0f} MiB")
     first, *rest = overview_times(result.recorder, "decoder")
-    print(f"  first pooled overview 512x512 {first:.2f} s; further heads " + ", ".join(f"{t:.2f}" for t in rest)
+    print(f"  first pooled overview 512x512 {first:.3f} s; further heads " + ", ".join(f"{t:.3f}" for t in rest)
           + " s")
+    rec = result.recorder.get("decoder", 1)
+    saved, rec.pooled = rec.pooled, None
+    _, again = timed(lambda: pooled_overview(rec, 0, 512, "max", (0, n), (0, n)))
+    rec.pooled = saved
+    print(f"  (the same overview pooled from the capture after the run: {again:.2f} s)")
 
 
 def main() -> None:

@@ -36,9 +36,11 @@ def attend(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, kind: str, laye
         # and their rows sum to 1
         (kept_q, q), (kept_k, k) = recorder.keep(q), recorder.keep(k)
     keep = recorder is not None and recorder.keep_weights and backend.returns_weights
-    result = backend(q, k, v, spec, need_weights=keep)
+    pools = recorder.pool_sizes if recorder is not None else ()
+    result = backend(q, k, v, spec, need_weights=keep, pool_sizes=pools)
     if recorder is not None:
         if layer is None:
             layer = sum(1 for r in recorder.records if r.kind == kind)
-        recorder.add(kind, layer, kept_q, kept_k, spec, result.lse, result.weights, v if recorder.keep_values else None)
+        recorder.add(kind, layer, kept_q, kept_k, spec, result.lse, result.weights, v if recorder.keep_values else None,
+                     result.pooled)
     return intervene(result.out, kind, layer, spec.causal)

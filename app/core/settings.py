@@ -6,7 +6,7 @@ import math
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -64,10 +64,14 @@ class Settings(BaseSettings):
     # POST /api/runs on `math`: its T x T weights of every head of one layer at once (float32) must fit this,
     # else 413 naming the backend (flash is O(T)); 1 GiB: MiniLM's 12 heads to ~4,700 tokens
     math_max_bytes: int = 2**30
-    # runs of at least this many tokens pool every head's whole map in the background as soon as they exist,
-    # at these sizes (the Explorer's 48-cell thumbnails, then its 512-cell head view), so a page finds them ready
+    # runs of at least this many tokens pool every head's whole map at once, at these sizes (the Explorer's 48-cell
+    # thumbnails, then its 512-cell head view), so a page finds them ready: on flash while the forward runs (from
+    # its own tiles), on other backends in the background after it. A size is pooled only while the overviews of
+    # every head of every layer, smallest size first, fit prepool_max_bytes (SmolLM2 at 8k: the thumbnails, 2.5
+    # MiB; its 512-cell maps would take 283 MiB and are pooled on request instead, 0.14 s each)
     prepool_min_tokens: int = 8192
-    prepool_sizes: list[int] = Field(default_factory=lambda: [48, 512])
+    prepool_sizes: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [48, 512])
+    prepool_max_bytes: int = Field(64 * 2**20, ge=0)
     # where every worker finds a run's request (app.services.run_store): 'sqlite' (<cache_dir>/runs.sqlite3, the
     # workers of one machine), 'sqlite:////abs/path.sqlite3', 'redis://host:6379/0' (replicas), 'memory' (one worker)
     run_store: str = "sqlite"

@@ -217,7 +217,7 @@ class LongRunService:
             await self.runs.store.put(run_id, request)
             yield "cached", run
             return
-        estimate = self.runs.estimate_bytes(adapter, n, values)
+        estimate = self.runs.estimate_bytes(adapter, n, values, chosen)
         if estimate > self.runs.cache.budget:
             raise TooLarge(f"text: a run of {n} tokens needs about {estimate / 2**20:.0f} MiB of capture, over the "
                            f"run cache budget of {self.runs.cache.budget / 2**20:.0f} MiB (run_cache_bytes)")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -25,7 +26,7 @@ import orjson
 import torch
 
 from attnlab.models import ModelAdapter, ModelInfo, Recorder, TokenSeq, axis_seqs
-from attnlab.models.capture import capture_dtype, pooled_overview
+from attnlab.models.capture import capture_dtype, capture_pools, pooled_overview
 from attnlab.models.capture.packed import bytes_per_value
 from attnlab.models.device import CPU
 from attnlab.models.fingerprint import module_fingerprint
@@ -38,6 +39,12 @@ from .inputs import encode_checked
 from .run_store import RunStore, open_run_store
 
 log = logging.getLogger(__name__)
+
+
+def pooled_cells(n_tokens: int, size: int) -> int:
+    """Cells of an n_tokens x n_tokens map pooled to at most size x size (factor ceil(n / size))."""
+    factor = max(1, math.ceil(n_tokens / size))
+    return math.ceil(n_tokens / factor) ** 2
 
 RUN_FORMAT_VERSION = 3  # bump when what a run contains changes, so old ids do not alias new runs
 
@@ -211,7 +218,23 @@ class RunService:
         with a float32 scale per vector (``attnlab.models.capture.packed``: 2 + 4/head_dim bytes per value)."""
         return torch.int16 if n_tokens > self.settings.capture_float32_max_tokens else torch.float32
 
-    def estimate_bytes(self, adapter: ModelAdapter, n_tokens: int, values: bool = False) -> int:
+    def pool_sizes(self, info: ModelInfo, n_tokens: int) -> tuple[int, ...]:
+        """The overview sizes a run of ``n_tokens`` pools for every head at once (``prepool_sizes`` from
+        ``prepool_min_tokens`` tokens on, smallest first, while all of them fit ``prepool_max_bytes``; maps
+        taken as n_tokens x n_tokens)."""
+        if n_tokens < self.settings.prepool_min_tokens:
+            return ()
+        heads = info.n_heads * info.n_layers * len(info.kinds)
+        sizes, total = [], 0
+        for size in sorted(set(self.settings.prepool_sizes)):
+            total += heads * pooled_cells(n_tokens, size) * 4
+            if total > self.settings.prepool_max_bytes:
+                break
+            sizes.append(size)
+        return tuple(sizes)
+
+    def estimate_bytes(self, adapter: ModelAdapter, n_tokens: int, values: bool = False,
+                       backend: str | None = None) -> int:
         """Bytes of the capture before running it: q and k (float32, or int16 plus a float32 scale per vector
         for long runs; K per KV head under grouped-query attention), v with ``values`` (per KV head, float32)
         and the float32 LSE, per layer and kind. Exactly what the capture then holds (tested)."""
@@ -221,8 +244,11 @@ class RunService:
         qk_bytes = bytes_per_value(self.capture_store(n_tokens), head_dim)
         v_bytes = kv * head_dim * 4 if values else 0
         per_token = (info.n_heads + kv) * head_dim * qk_bytes + v_bytes + info.n_heads * 4
+        pooled = 0
+        if backend == "flash":  # it pools while it runs; the maps count with the capture
+            pooled = sum(info.n_heads * pooled_cells(n_tokens, size) * 4 for size in self.pool_sizes(info, n_tokens))
         kinds = len(info.kinds)
-        return round(n_tokens * per_token) * info.n_layers * kinds
+        return (round(n_tokens * per_token) + pooled) * info.n_layers * kinds
 
     def check_math_memory(self, adapter: ModelAdapter, backend: str, n_tokens: int) -> None:
         """413 before a `math` run whose T x T weights of every head (float32, held at once in one layer) would
@@ -250,11 +276,11 @@ class RunService:
                  values: bool = False) -> Run:
         enc = encode_checked(adapter, text, text_pair, self.settings)
         self.check_math_memory(adapter, backend, len(enc))
-        estimate = self.estimate_bytes(adapter, len(enc), values)
+        estimate = self.estimate_bytes(adapter, len(enc), values, backend)
         if estimate > self.cache.budget:
             raise TooLarge(f"text: a run of {len(enc)} tokens needs about {estimate / 2**20:.0f} MiB of capture, over "
                            f"the run cache budget of {self.cache.budget / 2**20:.0f} MiB (run_cache_bytes)")
-        with capture_dtype(self.capture_store(len(enc))):
+        with capture_dtype(self.capture_store(len(enc))), capture_pools(self.pool_sizes(adapter.info, len(enc))):
             result = adapter.forward_encoded(enc, backend, keep_values=values)
         run = Run(run_id, adapter.info.id, backend, result.input, result.target, result.recorder,
                   dict(result.timings), token_loss=next_token_loss(adapter, enc, result.logits), values=values)
@@ -375,9 +401,12 @@ class RunService:
     # -- pooled overviews of long runs ------------------------------------------------------------
     def prepool(self, run: Run) -> None:
         """Pool every head's whole map of a long run in the background, at the sizes the pages ask first
-        (``prepool_sizes``: the Explorer's thumbnails, then its head view), in that order. A request for
-        one of them waits for it, or computes it at once if it has not started."""
-        for pool in self.settings.prepool_sizes:
+        (``pool_sizes``: the Explorer's thumbnails, then its head view, as memory allows), in that order. A
+        request for one of them waits for it, or computes it at once if it has not started. A flash run
+        gathered them as it ran: these then return at once."""
+        info = self.hub.info(run.model) if self.hub is not None else None
+        sizes = self.pool_sizes(info, len(run.tokens)) if info is not None else tuple(self.settings.prepool_sizes)
+        for pool in sizes:
             for kind in run.kinds:
                 rec0 = run.recorder.get(kind, 0)
                 for layer in range(run.recorder.layers(kind)):

@@ -43,6 +43,9 @@ class AttentionResult:
     out: Tensor  # (B, H, Tq, D)
     weights: Tensor | None = None  # (B, H, Tq, Tk) when asked for
     lse: Tensor | None = None  # (B, H, Tq) row log-sum-exp of the scores, when the kernel has it
+    # size -> (B, H, n_q, n_k): each head's whole map max-pooled by factor ceil(max(Tq, Tk) / size), when asked
+    # of a kernel that pools as it goes (flash)
+    pooled: dict[int, Tensor] | None = None
 
 
 KernelFn = Callable[..., AttentionResult]
@@ -56,28 +59,31 @@ class Backend:
     returns_lse: bool
     description: str
     devices: tuple[str, ...] = ("cpu", "cuda")  # device types whose tensors it takes
+    pools: bool = False  # can pool each head's whole map while it runs (AttentionResult.pooled)
 
     def __call__(self, q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec,
-                 need_weights: bool = False) -> AttentionResult:
+                 need_weights: bool = False, pool_sizes: tuple[int, ...] = ()) -> AttentionResult:
+        """``pool_sizes`` is passed on to a backend that ``pools``; the others ignore it."""
         if need_weights and not self.returns_weights:
             raise ValueError(
                 f"backend {self.name!r} cannot return attention weights; use 'math', "
                 "or capture (Q, K, LSE) and read tiles from the recorder"
             )
+        extra = {"pool_sizes": tuple(pool_sizes)} if pool_sizes and self.pools else {}
         if not profiled_here():
-            return self.fn(q, k, v, spec, need_weights=need_weights)
+            return self.fn(q, k, v, spec, need_weights=need_weights, **extra)
         # a named range, so that a profile (attnlab's memory measurement) can tell the kernel's share
         with torch.profiler.record_function(KERNEL_RANGE):
-            return self.fn(q, k, v, spec, need_weights=need_weights)
+            return self.fn(q, k, v, spec, need_weights=need_weights, **extra)
 
 
 BACKENDS: dict[str, Backend] = {}
 
 
 def register_backend(name: str, *, returns_weights: bool, returns_lse: bool, description: str,
-                     devices: tuple[str, ...] = ("cpu", "cuda")):
+                     devices: tuple[str, ...] = ("cpu", "cuda"), pools: bool = False):
     def deco(fn: KernelFn) -> KernelFn:
-        BACKENDS[name] = Backend(name, fn, returns_weights, returns_lse, description, devices)
+        BACKENDS[name] = Backend(name, fn, returns_weights, returns_lse, description, devices, pools)
         return fn
 
     return deco

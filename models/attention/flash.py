@@ -219,30 +219,84 @@ def _flatten(x: Tensor) -> Tensor:
     return x.float().reshape(b * h, t, d)  # (B*H, T, D)
 
 
-def _forward(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, block_q: int, block_k: int) -> tuple[Tensor, Tensor]:
-    """Tiled online-softmax forward. Returns out (B, H, Tq, D) in q.dtype and lse float32 (B, H, Tq)."""
+class _Pooler:
+    """A whole map's max-pooled overview of every head, gathered from the forward's own tiles.
+
+    Each cell is the largest weight in a ``factor`` x ``factor`` block, ``factor = ceil(max(Tq, Tk) / size)``
+    (the rule of ``attnlab.models.capture.tiles.pooled_overview``, which gives the same cells from a capture).
+    A work item keeps, per query row, the largest score in each key cell (scores are final before the row's
+    LSE is); once its rows are done, ``exp2(max score - lse)`` is the largest weight, and the rows are pooled
+    into their cells. One extra reduction per tile instead of a second pass over every score after the run.
+    """
+
+    def __init__(self, bh: int, t_q: int, t_k: int, size: int, device: torch.device):
+        self.size = size
+        self.factor = f = max(1, math.ceil(max(t_q, t_k) / size))
+        self.out = torch.zeros(bh, math.ceil(t_q / f), math.ceil(t_k / f), dtype=torch.float32, device=device)
+        self.lock = threading.Lock()  # items of different threads may share a cell row
+
+    def start(self, bh: int, rows: int) -> Tensor:
+        """Per-row maxima of an item's scores by key cell: (bh, rows, cells), -inf (nothing seen yet)."""
+        return torch.full((bh, rows, self.out.shape[2]), float("-inf"), dtype=torch.float32, device=self.out.device)
+
+    def add_tile(self, row_max: Tensor, s: Tensor, k0: int, k1: int) -> None:
+        """Fold a tile's scores s (bh, tq, k1 - k0) into ``row_max``."""
+        f, j = self.factor, k0
+        if j % f:  # a cell begun in the tile before
+            end = min(k1, (j // f + 1) * f)
+            torch.maximum(row_max[..., j // f], s[..., : end - k0].amax(-1), out=row_max[..., j // f])
+            j = end
+        whole = (k1 - j) // f
+        if whole:
+            block = s[..., j - k0 : j - k0 + whole * f].unflatten(-1, (whole, f)).amax(-1)  # (bh, tq, whole)
+            cells = row_max[..., j // f : j // f + whole]
+            torch.maximum(cells, block, out=cells)
+            j += whole * f
+        if j < k1:  # a cell the next tile goes on with
+            torch.maximum(row_max[..., j // f], s[..., j - k0 :].amax(-1), out=row_max[..., j // f])
+
+    def finish(self, row_max: Tensor, lse2: Tensor, heads: slice, q0: int, q1: int) -> None:
+        """Rows [q0, q1) done: their largest weights per key cell, pooled into the row cells."""
+        w = torch.exp2(row_max - lse2.unsqueeze(-1)).nan_to_num_(nan=0.0)  # a row with no key: -inf - -inf
+        f = self.factor
+        with self.lock:
+            r = q0
+            while r < q1:
+                end = min(q1, (r // f + 1) * f)
+                cell = self.out[heads, r // f]
+                torch.maximum(cell, w[:, r - q0 : end - q0].amax(1), out=cell)
+                r = end
+
+
+def _forward(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, block_q: int, block_k: int,
+             pool_sizes: tuple[int, ...] = ()) -> tuple[Tensor, Tensor, dict[int, Tensor] | None]:
+    """Tiled online-softmax forward. Returns out (B, H, Tq, D) in q.dtype, lse float32 (B, H, Tq) and, for
+    ``pool_sizes``, each size's max-pooled overview of every head (B, H, ceil(Tq/f), ceil(Tk/f)), else None."""
     b, h, t_q, d = q.shape
     qf, kf, vf = _flatten(q), _flatten(k), _flatten(v)
     tiles = _Tiles(qf, kf, spec, b, h)
     bh = b * h
     out = torch.empty(bh, t_q, d, dtype=torch.float32, device=q.device)
     lse = torch.empty(bh, t_q, dtype=torch.float32, device=q.device)
+    poolers = [_Pooler(bh, t_q, kf.shape[1], size, q.device) for size in pool_sizes]
     items = [(heads, q0) for q0 in range(0, t_q, block_q) for heads in _head_groups(tiles, t_q, block_q)]
     # Longest rows first: under a causal mask the last query blocks have the most tiles.
     items.reverse()
-    _run(lambda item: _forward_rows(tiles, vf, out, lse, item[0], item[1], block_q, block_k), items, tiles)
+    _run(lambda item: _forward_rows(tiles, vf, out, lse, item[0], item[1], block_q, block_k, poolers), items, tiles)
     out = out.view(b, h, t_q, d).to(q.dtype)  # (B, H, Tq, D)
-    return out, lse.view(b, h, t_q)  # (B, H, Tq)
+    pooled = {p.size: p.out.view(b, h, *p.out.shape[1:]) for p in poolers} if poolers else None
+    return out, lse.view(b, h, t_q), pooled  # (B, H, Tq)
 
 
 def _forward_rows(tiles: _Tiles, vf: Tensor, out: Tensor, lse: Tensor, heads: slice, q0: int, block_q: int,
-                  block_k: int) -> None:
+                  block_k: int, poolers: list[_Pooler] = ()) -> None:
     """One work item: query rows [q0, q0 + block_q) of some heads against every key."""
     t_q, t_k, d = out.shape[1], vf.shape[1], out.shape[2]
     q1 = min(q0 + block_q, t_q)
     bh = len(range(out.shape[0])[heads])
     m = torch.full((bh, q1 - q0), float("-inf"), dtype=torch.float32, device=out.device)
     l = torch.zeros(bh, q1 - q0, dtype=torch.float32, device=out.device)  # noqa: E741  (the paper's m, l)
+    row_max = [p.start(bh, q1 - q0) for p in poolers]
     # A contiguous accumulator: baddbmm_ into a strided view of `out` would fall
     # back to one addmm per head.
     acc = torch.zeros(bh, q1 - q0, d, dtype=torch.float32, device=out.device)
@@ -251,6 +305,8 @@ def _forward_rows(tiles: _Tiles, vf: Tensor, out: Tensor, lse: Tensor, heads: sl
         if tiles.empty(q0, q1, k0, k1):
             continue
         s = tiles.scores(q0, q1, k0, k1, heads)  # (bh, tq, tk), base 2
+        for pooler, maxima in zip(poolers, row_max):
+            pooler.add_tile(maxima, s, k0, k1)
         m_new = torch.maximum(m, s.amax(dim=-1))
         # A row with every key so far masked keeps m = -inf; subtracting 0 instead
         # keeps exp(-inf - m) = 0 rather than exp(nan).
@@ -262,7 +318,10 @@ def _forward_rows(tiles: _Tiles, vf: Tensor, out: Tensor, lse: Tensor, heads: sl
         m = m_new
     # Rows with no allowed key have l = 0: output 0, lse = -inf + log 0 = -inf.
     torch.div(acc, l.masked_fill(l == 0, 1.0).unsqueeze(-1), out=out[heads, q0:q1])
-    lse[heads, q0:q1] = (m + torch.log2(l)) * LN2  # back to natural log
+    lse2 = m + torch.log2(l)
+    lse[heads, q0:q1] = lse2 * LN2  # back to natural log
+    for pooler, maxima in zip(poolers, row_max):
+        pooler.finish(maxima, lse2, heads, q0, q1)
 
 
 def _bias_params(spec: AttentionSpec) -> list[Tensor]:
@@ -364,7 +423,7 @@ class _FlashFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, spec, block_q, block_k, *params):
-        out, lse = _forward(q, k, v, spec, block_q, block_k)
+        out, lse, _ = _forward(q, k, v, spec, block_q, block_k)
         ctx.save_for_backward(q, k, v, out, lse)
         ctx.spec, ctx.blocks, ctx.params = spec, (block_q, block_k), params
         return out, lse
@@ -379,6 +438,7 @@ class _FlashFunction(torch.autograd.Function):
     returns_weights=False,
     returns_lse=True,
     description="tiled online-softmax FlashAttention in PyTorch: O(T*d) memory, returns row LSE",
+    pools=True,
 )
 def flash_attention(
     q: Tensor,
@@ -389,6 +449,7 @@ def flash_attention(
     *,
     block_q: int | None = None,
     block_k: int | None = None,
+    pool_sizes: tuple[int, ...] = (),
 ) -> AttentionResult:
     """FlashAttention over q (B, H, Tq, D), k and v (B, Hkv, Tk, D), Hkv dividing H.
 
@@ -396,6 +457,8 @@ def flash_attention(
     row log-sum-exp (B, H, Tq) in float32 (-inf for rows with no allowed key, whose
     output is 0). Any float dtype is accepted; tiles accumulate in float32.
     ``block_q``/``block_k`` override the tile sizes (see ``DEFAULT_BLOCK_Q``).
+    ``pool_sizes``: also return, in ``AttentionResult.pooled``, each size's max-pooled overview of every head's
+    whole map (B, H, n_q, n_k), gathered from the tiles as they are computed (``_Pooler``); not under autograd.
     Grouped-query K/V (Hkv < H) are repeated per query head here, outside the autograd
     function, so their gradients come back summed over each group; that costs one
     (B, H, Tk, D) copy, the size of Q, and keeps memory O(T * d).
@@ -412,7 +475,8 @@ def flash_attention(
     needs_graph = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, *params))
     if needs_graph:
         out, lse = _FlashFunction.apply(q, k, v, spec, bq, bk, *params)
+        pooled = None
     else:
-        out, lse = _forward(q, k, v, spec, bq, bk)
-    return AttentionResult(out, None, lse)
+        out, lse, pooled = _forward(q, k, v, spec, bq, bk, tuple(pool_sizes))
+    return AttentionResult(out, None, lse, pooled)
 

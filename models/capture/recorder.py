@@ -30,6 +30,7 @@ Kind = Literal["encoder", "decoder", "cross"]
 _current: contextvars.ContextVar[Recorder | None] = contextvars.ContextVar("attnlab_recorder", default=None)
 _store_dtype: contextvars.ContextVar[torch.dtype] = contextvars.ContextVar("attnlab_capture_dtype",
                                                                           default=torch.float32)
+_pool_sizes: contextvars.ContextVar[tuple[int, ...]] = contextvars.ContextVar("attnlab_capture_pools", default=())
 
 
 def _as_slice(r: slice | tuple[int, int] | None, n: int, what: str) -> slice:
@@ -55,6 +56,8 @@ class AttentionRecord:
     lse: Tensor  # (B, H, Tq), float32
     weights: Tensor | None = None  # (B, H, Tq, Tk), only under capture(keep_weights=True)
     v: Tensor | None = None  # (B, Hkv, Tk, hd), only under capture(keep_values=True)
+    # size -> (B, H, n_q, n_k): every head's whole map max-pooled as the kernel ran (capture_pools + flash)
+    pooled: dict[int, Tensor] | None = None
 
     @property
     def n_heads(self) -> int:
@@ -69,6 +72,7 @@ class AttentionRecord:
 
     def nbytes(self) -> int:
         kept = [self.q, self.k, self.lse] + [t for t in (self.weights, self.v) if t is not None]
+        kept += list((self.pooled or {}).values())
         return sum(nbytes(t) for t in kept)
 
     @torch.no_grad()  # a learned bias (T5 buckets) is a parameter: the maps are data, never part of a graph
@@ -107,7 +111,7 @@ class Recorder:
     """Collects AttentionRecords; serves tiles, dense maps and pooled overviews."""
 
     def __init__(self, detach: bool = True, keep_weights: bool = False, keep_values: bool = False,
-                 store_dtype: torch.dtype | None = None):
+                 store_dtype: torch.dtype | None = None, pool_sizes: tuple[int, ...] | None = None):
         self.records: list[AttentionRecord] = []
         self.detach = detach
         # how Q and K are kept: float32, or for long runs int16 with a scale per vector (attnlab.models.capture.
@@ -120,6 +124,8 @@ class Recorder:
         self.keep_weights = keep_weights
         # opt-in: V per KV head (as much again as K), for the computation view and value weighting
         self.keep_values = keep_values
+        # whole-map max-pooled overviews a backend that pools as it runs (flash) gathers from its own tiles
+        self.pool_sizes = tuple(pool_sizes if pool_sizes is not None else _pool_sizes.get())
 
     # -- recording (called by attention modules) ---------------------------------
     def keep(self, x: Tensor) -> tuple[Tensor | Int16Vectors, Tensor]:
@@ -133,9 +139,10 @@ class Recorder:
         return kept, x.to(self.store_dtype).to(x.dtype)
 
     def add(self, kind: str, layer: int, q: Tensor | Int16Vectors, k: Tensor | Int16Vectors, spec: AttentionSpec,
-            lse: Tensor | None, weights: Tensor | None = None, v: Tensor | None = None) -> None:
+            lse: Tensor | None, weights: Tensor | None = None, v: Tensor | None = None,
+            pooled: dict[int, Tensor] | None = None) -> None:
         """Record one attention call; ``q`` and ``k`` as ``keep`` gave them (a plain tensor is kept as the
-        capture's store dtype says)."""
+        capture's store dtype says). ``pooled``: the backend's whole-map overviews (AttentionResult.pooled)."""
         if isinstance(q, Tensor):
             q = self.keep(q)[0]
         if isinstance(k, Tensor):
@@ -147,7 +154,7 @@ class Recorder:
             group = q.shape[1] // k.shape[1]
             lse = row_lse(q.float(), k.float().repeat_interleave(group, dim=1), spec)
         kept = weights.detach() if weights is not None and self.keep_weights else None
-        self.records.append(AttentionRecord(kind, layer, q, k, spec, lse.detach().float(), kept, kept_v))
+        self.records.append(AttentionRecord(kind, layer, q, k, spec, lse.detach().float(), kept, kept_v, pooled))
         notify(kind, layer)  # progress of a long run; a cancelled one stops here, between layers
 
     # -- lookup -------------------------------------------------------------------
@@ -226,6 +233,21 @@ def capture_dtype(dtype: torch.dtype) -> Iterator[None]:
         yield
     finally:
         _store_dtype.reset(token)
+
+
+@contextlib.contextmanager
+def capture_pools(sizes: tuple[int, ...] | list[int]) -> Iterator[None]:
+    """Captures started in this block ask the attention backend for each head's whole-map max-pooled overview
+    at these sizes (at most size x size cells), gathered from its tiles while it runs: ``flash`` does, at the
+    cost of one reduction per tile; other backends ignore it and overviews are pooled from the capture later
+    (``pooled_overview`` returns the gathered ones when they are what it is asked for)."""
+    if any(int(size) < 1 for size in sizes):
+        raise ValueError(f"pool sizes must be positive, got {list(sizes)}")
+    token = _pool_sizes.set(tuple(int(size) for size in sizes))
+    try:
+        yield
+    finally:
+        _pool_sizes.reset(token)
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 
 from attnlab.main import create_app
 from attnlab.models import Registry
+from attnlab.models.capture import pooled_overview
 from attnlab.models.capture.packed import Int16Vectors
 from attnlab.models.paths import ZOO
 from attnlab.models.registry import zoo_entries
@@ -124,8 +125,10 @@ def test_background_pooled_overviews_equal_the_ones_computed_on_request(one_thre
     settings = make_settings(prepool_min_tokens=100, prepool_sizes=[16], run_cache_bytes=64 * 2**20)
     with TestClient(create_app(settings, registry=tiny_registry()), raise_server_exceptions=False) as client:
         text = ("the quick brown fox jumps over the lazy dog. " * 6)[:250]
-        run = client.post("/api/runs", json={"model": "tiny-gpt", "text": text, "backend": "flash"}).json()
+        # sdpa cannot pool as it runs: the overviews are pooled in the background after the run
+        run = client.post("/api/runs", json={"model": "tiny-gpt", "text": text, "backend": "sdpa"}).json()
         stored = client.app.state.services.runs.cache.get(run["run_id"])
+        assert stored.recorder.get("decoder", 1).pooled is None
         assert len(stored.overviews) == 2 * 4  # every head of every layer, at the one size asked
         stored.overviews[("decoder", 1, 2, 16, "max")].result(timeout=60)
         pooled = client.get(f"/api/runs/{run['run_id']}/attention", params={"layer": 1, "head": 2, "pool": 16}).json()
@@ -135,6 +138,35 @@ def test_background_pooled_overviews_equal_the_ones_computed_on_request(one_thre
         pad = -250 % factor
         expect = np.pad(dense, ((0, pad), (0, pad))).reshape(16, factor, 16, factor).max(axis=(1, 3))
         np.testing.assert_allclose(np.asarray(pooled["attention"]), expect, atol=1e-6)
+
+
+def test_flash_pools_while_it_runs_as_far_as_prepool_max_bytes_allows(one_thread):
+    """A long flash run gathers every head's overviews from its tiles: the sizes whose maps for all heads fit
+    prepool_max_bytes (smallest first), counted in the run's size and in the estimate; the answers equal the
+    overview pooled from the capture; a size past the budget is pooled on request only."""
+    text = ("the quick brown fox jumps over the lazy dog. " * 6)[:250]
+    # tiny-gpt: 2 layers x 4 heads; 16 cells: 8 x 16^2 x 4 = 8 KiB; 128 cells: 512 KiB more
+    settings = make_settings(prepool_min_tokens=200, prepool_sizes=[128, 16], prepool_max_bytes=64 * 2**10,
+                             run_cache_bytes=64 * 2**20)
+    with TestClient(create_app(settings, registry=tiny_registry()), raise_server_exceptions=False) as client:
+        services = client.app.state.services
+        run = client.post("/api/runs", json={"model": "tiny-gpt", "text": text, "backend": "flash"}).json()
+        stored = services.runs.cache.get(run["run_id"])
+        record = stored.recorder.get("decoder", 1)
+        assert set(record.pooled) == {16}
+        adapter = services.hub.registry.load("tiny-gpt")
+        assert services.runs.estimate_bytes(adapter, 250, backend="flash") == stored.nbytes()
+        assert services.runs.estimate_bytes(adapter, 250, backend="flash") == (
+            services.runs.estimate_bytes(adapter, 250) + 2 * 4 * 16 * 16 * 4)
+        assert {key[3] for key in stored.overviews} == {16}  # nothing queued for 128
+        gathered = record.pooled[16][0, 2].clone()
+        answer = client.get(f"/api/runs/{run['run_id']}/attention", params={"layer": 1, "head": 2, "pool": 16})
+        np.testing.assert_allclose(np.asarray(answer.json()["attention"]), gathered.numpy(), atol=1e-6)
+        record.pooled = None
+        expect, _ = pooled_overview(record, 2, 16, "max", (0, 250), (0, 250))
+        np.testing.assert_allclose(gathered.numpy(), expect.numpy(), atol=5e-5)
+        big = client.get(f"/api/runs/{run['run_id']}/attention", params={"layer": 1, "head": 2, "pool": 128})
+        assert big.status_code == 200 and big.json()["factor"] == 2
 
 
 def test_smollm2_8k_is_accepted_by_default_within_400_mib():
@@ -158,6 +190,11 @@ def test_smollm2_8k_is_accepted_by_default_within_400_mib():
     estimate = RunService(None, settings).estimate_bytes(adapter, 8192)  # type: ignore[arg-type]
     assert estimate <= 400 * 2**20 <= settings.run_cache_bytes
     assert estimate == 8192 * 30 * 1620  # (9 + 3) x (64 x 2 + 4) + 9 x 4 bytes per token per layer
+    runs = RunService(None, settings)  # type: ignore[arg-type]
+    # on flash it pools the 48-cell thumbnails of all 270 heads as it runs (2.5 MiB); the 512-cell maps
+    # (283 MiB) are past prepool_max_bytes: pooled on request (0.14 s each, bench/long_context.py)
+    assert runs.pool_sizes(adapter.info, 8192) == (48,)
+    assert runs.estimate_bytes(adapter, 8192, backend="flash") == estimate + 30 * 9 * 48 * 48 * 4 <= 400 * 2**20
     assert RunService(None, settings).resolve_backend(adapter.info, None, n)[0] == "flash"  # type: ignore[arg-type]
 
 
