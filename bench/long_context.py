@@ -105,15 +105,16 @@ def smollm2(n_tokens: int, settings: Settings) -> None:
     finally:
         model.set_attn_implementation("attnlab")
     print(f"  bare transformers forward (sdpa)        {bare:8.1f} s   1.00x")
-    pools = RunService(None, settings).pool_sizes(adapter.info, n)  # type: ignore[arg-type]
+    service = RunService(None, settings)  # type: ignore[arg-type]
     for backend in ("flash", "sdpa"):
-        with capture_dtype(dtype), capture_pools(pools if backend == "flash" else ()):
+        pools = service.pools_while_running(adapter.info, n, backend)  # as the server runs it
+        with capture_dtype(dtype), capture_pools(pools):
             result, secs = timed(lambda b=backend: adapter.forward_encoded(enc, b))
         print(f"  attnlab captured forward ({backend:5s})       {secs:8.1f} s   {secs / bare:.2f}x   "
               f"capture {result.recorder.nbytes() / MIB:.0f} MiB "
               f"({result.recorder.nbytes() / n / adapter.info.n_layers:.0f} bytes per token per layer"
-              + (f", with the {' and '.join(map(str, pools))}-cell overviews it pooled as it ran" if backend == "flash"
-                 and pools else "") + ")")
+              + (f", with the {' and '.join(map(str, pools))}-cell overviews it pooled as it ran" if pools else "")
+              + ")")
     first, *rest = overview_times(result.recorder, "decoder")
     print(f"  first pooled overview 512x512           {first:8.2f} s; further heads "
           + ", ".join(f"{t:.2f}" for t in rest) + " s")
@@ -125,7 +126,7 @@ def scratch(n_tokens: int, settings: Settings) -> None:
     n = len(enc)
     dtype = torch.int16 if n > settings.capture_float32_max_tokens else torch.float32
 
-    pools = RunService(None, settings).pool_sizes(adapter.info, n)  # type: ignore[arg-type]
+    pools = RunService(None, settings).pools_while_running(adapter.info, n, "flash")  # type: ignore[arg-type]
 
     def run(sizes=pools):
         with capture_dtype(dtype), capture_pools(sizes):

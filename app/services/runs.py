@@ -233,6 +233,13 @@ class RunService:
             sizes.append(size)
         return tuple(sizes)
 
+    def pools_while_running(self, info: ModelInfo, n_tokens: int, backend: str | None) -> tuple[int, ...]:
+        """The ``pool_sizes`` flash gathers from its tiles as it runs: from ``pool_while_running_min_tokens``
+        tokens on (where pooling after the run would take seconds per head), else none."""
+        if backend != "flash" or n_tokens < self.settings.pool_while_running_min_tokens:
+            return ()
+        return self.pool_sizes(info, n_tokens)
+
     def estimate_bytes(self, adapter: ModelAdapter, n_tokens: int, values: bool = False,
                        backend: str | None = None) -> int:
         """Bytes of the capture before running it: q and k (float32, or int16 plus a float32 scale per vector
@@ -244,9 +251,9 @@ class RunService:
         qk_bytes = bytes_per_value(self.capture_store(n_tokens), head_dim)
         v_bytes = kv * head_dim * 4 if values else 0
         per_token = (info.n_heads + kv) * head_dim * qk_bytes + v_bytes + info.n_heads * 4
-        pooled = 0
-        if backend == "flash":  # it pools while it runs; the maps count with the capture
-            pooled = sum(info.n_heads * pooled_cells(n_tokens, size) * 4 for size in self.pool_sizes(info, n_tokens))
+        # overviews pooled as the run is made count with the capture
+        pooled = sum(info.n_heads * pooled_cells(n_tokens, size) * 4
+                     for size in self.pools_while_running(info, n_tokens, backend))
         kinds = len(info.kinds)
         return (round(n_tokens * per_token) + pooled) * info.n_layers * kinds
 
@@ -280,7 +287,8 @@ class RunService:
         if estimate > self.cache.budget:
             raise TooLarge(f"text: a run of {len(enc)} tokens needs about {estimate / 2**20:.0f} MiB of capture, over "
                            f"the run cache budget of {self.cache.budget / 2**20:.0f} MiB (run_cache_bytes)")
-        with capture_dtype(self.capture_store(len(enc))), capture_pools(self.pool_sizes(adapter.info, len(enc))):
+        with capture_dtype(self.capture_store(len(enc))), capture_pools(
+                self.pools_while_running(adapter.info, len(enc), backend)):
             result = adapter.forward_encoded(enc, backend, keep_values=values)
         run = Run(run_id, adapter.info.id, backend, result.input, result.target, result.recorder,
                   dict(result.timings), token_loss=next_token_loss(adapter, enc, result.logits), values=values)
