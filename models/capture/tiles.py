@@ -56,8 +56,9 @@ def pooled_overview(record: AttentionRecord, head: int, size: int, mode: str, ro
     (a, b), (c, d) = rows, cols
     factor = max(1, math.ceil(max(b - a, d - c) / size))
     t_q, t_k = record.shape
-    if mode == "max" and record.pooled and size in record.pooled and (a, b, c, d) == (0, t_q, 0, t_k):
-        return record.pooled[size][batch, head].clone(), factor  # gathered by the kernel as it ran (flash)
+    gathered = getattr(record, "pooled", None)  # a record, not a view of one (ValueWeighted)
+    if mode == "max" and gathered and size in gathered and (a, b, c, d) == (0, t_q, 0, t_k):
+        return gathered[size][batch, head].clone(), factor  # gathered by the kernel as it ran (flash)
     step = max(factor, block // factor * factor)  # block edges fall on pooled-cell edges
     out = torch.zeros(math.ceil((b - a) / factor), math.ceil((d - c) / factor))
     spec = record.spec
