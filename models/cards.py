@@ -15,7 +15,7 @@ a model gets English prose, which a character-level checkpoint trained on ``rev:
      "examples": [{"label": "reverse a word", "text": "rev:attention", "pages": ["seq2seq"]}],
      "focus": {"kind": "cross", "layer": 1, "head": 3, "why": "the head that mirrors the source"}}
 
-``pages`` limits an example to some pages (``explorer``, ``heads``, ``generate``, ``seq2seq``,
+``pages`` limits an example to some pages (``explorer``, ``heads``, ``generate``, ``seq2seq``, ``interventions``,
 ``backends``); empty means every page. ``focus`` names the model's most telling head, opened first.
 """
 
@@ -108,6 +108,8 @@ _BERT_EXAMPLES = (
             "Alice met Bob. Alice met Bob again. Alice met Bob again and again.", ("heads",)),
 )
 _GPT_EXAMPLES = (
+    Example("indirect object: which heads carry \u201cMary\u201d to the answer?",
+            "When Mary and John went to the store, John gave a drink to", ("interventions",)),
     Example("a story opening", "Once upon a time", ("generate",)),
     Example("a repeated sentence: induction heads copy what came next last time", _ENGLISH),
 )

@@ -5,6 +5,7 @@
 import { api } from "./api.js";
 import { initChrome } from "./chrome.js";
 import { downloadJSON, fileName } from "./export.js";
+import { followCards } from "./examples.js";
 import { setupModelSelect } from "./forms.js";
 import { escapeLabel, showToken } from "./labels.js";
 import { Latest } from "./latest.js";
@@ -218,6 +219,11 @@ async function main() {
     .filter((p) => p.length === 2 && p.every(Number.isInteger));
   const info = await withLoading("Loading models", () => setupModelSelect($("model"), $("backend"), state.model, state.backend));
   if (!info) return;
+  // the model's own example in the text box (and on a model change while the text is still a default); a link
+  // naming a model this page cannot run says so instead of running another one silently
+  const named = new URLSearchParams(window.location.search);
+  await followCards({ select: $("model"), info, text: $("text"), page: "interventions",
+                      wanted: named.get("model") || "", hadText: Boolean(state.text) });
   $("controls").addEventListener("submit", (ev) => { ev.preventDefault(); withLoading("Running the model", go); });
   $("patch-form").addEventListener("submit", (ev) => { ev.preventDefault(); withLoading("Patching heads", patch); });
   $("grid").addEventListener("change", () => { view.save(); if (importance) drawImportance(); });

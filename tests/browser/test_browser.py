@@ -971,6 +971,29 @@ def test_log_axes_read_cleanly_and_one_spelling(watched):
     watched.check_clean()
 
 
+def test_interventions_says_when_a_link_names_a_model_it_cannot_run_and_follows_the_cards(watched):
+    """A link naming the encoder-decoder (this page runs encoders and decoders) says so instead of silently
+    running another model; choosing another model while the text is still the default gives that model's
+    own example."""
+    page = watched.goto("/interventions", model="seq2seq")
+    notice = page.locator("#model-notice")
+    notice.wait_for(state="visible")
+    assert notice.text_content().startswith("The link asked for model \u201cseq2seq\u201d, but it is an "
+                                            "encoder-decoder model and this page needs an encoder or decoder.")
+    watched.wait_plot("#importance")  # the model shown instead is run on its default example
+    first = page.locator("#model").input_value()
+    default = page.locator("#text").input_value()
+    other = next(v for v in page.eval_on_selector_all("#model option:not([disabled])", "els => els.map(e => e.value)")
+                 if v != first)
+    page.select_option("#model", other)
+    page.wait_for_function("(d) => document.getElementById('text').value !== d", arg=default)
+    assert page.locator("#model-notice").is_hidden()
+    page.fill("#text", "my own words")  # a text of the user's own survives a model change
+    page.select_option("#model", first)
+    assert page.locator("#text").input_value() == "my own words"
+    watched.check_clean()
+
+
 def test_interventions_importance_ablation_patching_and_lens(watched):
     """Importance grid, click (and shift-click) to ablate, the changed predictions as text, patching and the
     lens on the tiny decoder; the URL keeps the ablated heads."""
