@@ -133,20 +133,43 @@ class Registry:
         self._loaded: dict[str, ModelAdapter] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._watched: list[Callable[[], list[Entry]]] = []
         for entry in entries or []:
             self.register(entry)
 
     def register(self, entry: Entry) -> None:
         self.entries[entry.id] = entry
 
+    def watch(self, source: Callable[[], list[Entry]]) -> None:
+        """Register ``source()``'s entries now, and again whenever the models are listed or an unknown id is
+        asked for: a folder that gains models while the server runs (the user's lab runs, ``my-<name>``) is
+        served without a restart. Entries already registered are kept as they are."""
+        self._watched.append(source)
+        self.refresh()
+
+    def refresh(self) -> list[str]:
+        """Register what the watched sources hold that is not registered yet; returns the new ids."""
+        new = []
+        for source in self._watched:
+            for entry in source():
+                if entry.id not in self.entries:
+                    self.register(entry)
+                    new.append(entry.id)
+        if new:
+            log.info("models added since start: %s", ", ".join(new))
+        return new
+
     def ids(self) -> list[str]:
         return list(self.entries)
 
     def info(self, model_id: str) -> ModelInfo:
         """The entry's description (no weights read); ``UnknownModel`` names the known ids."""
+        if model_id not in self.entries:
+            self.refresh()
         return _with_card(lookup(self.entries, model_id, "model", error=UnknownModel).info())
 
     def list(self) -> list[ModelInfo]:
+        self.refresh()
         return [_with_card(entry.info()) for entry in self.entries.values()]
 
     def loaded(self) -> list[str]:
@@ -185,8 +208,9 @@ def default_registry(allowlist: list[str] | None = None, model_root: Path | None
     else:
         for entry in pretrained_entries(allowlist or [], model_root):
             registry.register(entry)
-    for entry in zoo_entries(zoo) + user_lab_entries(user_labs):
+    for entry in zoo_entries(zoo):
         registry.register(entry)
+    registry.watch(lambda: user_lab_entries(user_labs))  # a lab run while the server runs is listed at once
     for entry in path_entries(model_paths):
         if entry.id in registry.entries:
             log.warning("model %s: the directory named at start replaces the registered one", entry.id)
