@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .adapter import ModelAdapter, ModelInfo, ScratchAdapter, scratch_description, trained_positions
