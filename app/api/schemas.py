@@ -42,6 +42,11 @@ ModelId = Annotated[str, StringConstraints(min_length=1, max_length=200), Field(
 Text = Annotated[str, StringConstraints(min_length=1), Limit("max_text_chars")]
 BackendName = Annotated[Literal[tuple(BACKENDS)], Field(
     description="attention backend (one of the model's `backends`); default: math where the model has it")]
+# a backend, or `auto`: chosen by the input's length (flash for long inputs), one Literal so that a wrong name
+# gets one message listing every choice
+BackendChoice = Annotated[Literal[(*BACKENDS, "auto")], Field(
+    description="attention backend, or `auto` (flash from auto_flash_min_tokens tokens on, where the model has it; "
+                "else the model's default)")]
 Kind = Literal["encoder", "decoder", "cross"]
 SelfKind = Literal["encoder", "decoder"]  # kinds that compare a sequence with itself (head scores, rollout)
 Scheme = Literal[tuple(POSITIONAL)]
@@ -258,9 +263,9 @@ class RunRequest(Strict):
     model: ModelId
     text: Text
     text_pair: Text | None = None
-    backend: BackendName | None = Field(
-        None, description="none: flash from auto_flash_min_tokens tokens on (exact, O(T) memory; where the model "
-                          "has it), else the model's default (math); the answer's `backend` says which ran")
+    backend: BackendChoice | None = Field(
+        None, description="none or `auto`: flash from auto_flash_min_tokens tokens on (exact, O(T) memory; where "
+                          "the model has it), else the model's default (math); the answer's `backend` says which ran")
     values: bool = Field(False, description="also keep V per KV head (as many bytes again as K), for "
                                             "/computation and weighting=value_norm; part of the run_id")
 
@@ -357,7 +362,9 @@ class GenerateRequest(Strict):
     top_p: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False)
     seed: Annotated[int, Field(ge=0, le=2**53 - 1), JSON_INT] = Field(
         0, description="at most 2^53 - 1, the largest integer a JSON number holds exactly everywhere")
-    backend: BackendName | None = None
+    backend: BackendChoice | None = Field(
+        None, description="none or `auto`: flash for prompts from auto_flash_min_tokens tokens on (where the model "
+                          "has it), else the model's default; the answer's `backend` says which ran")
     n_top: Annotated[int, Field(ge=1, le=50), JSON_INT] = Field(
         5, description="how many most likely tokens each step reports")
     stream: bool = Field(False, description="true: text/event-stream, one `token` event per step, then `summary`")
@@ -549,7 +556,7 @@ class StreamRunRequest(Strict):
     model: ModelId
     text: Text
     text_pair: Text | None = None
-    backend: BackendName | Literal["auto"] = Field(
+    backend: BackendChoice = Field(
         "auto", description="`auto`: flash from auto_flash_min_tokens tokens on (where the model has it), else math")
     values: bool = Field(False, description="also keep V (the computation view, value weighting): a run of its own id")
 

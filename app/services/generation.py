@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from attnlab.models import GenerationStep
+from attnlab.models import Encoded, GenerationStep, ModelAdapter
 
 from ..core.logctx import note
 from ..core.metrics import Metrics
@@ -70,32 +70,45 @@ class GenerationService:
         self.settings = settings
         self.metrics = metrics
 
-    def check(self, p: GenerateParams) -> str:
+    def check(self, p: GenerateParams) -> None:
         if p.max_new_tokens > self.settings.max_new_tokens:
             raise Invalid(f"max_new_tokens: {p.max_new_tokens} is over the server limit of "
                           f"{self.settings.max_new_tokens}")
         info = self.hub.info(p.model)
         if not info.can_generate:
             raise Invalid(f"model: {p.model!r} is {with_article(info.family)}; generation needs a decoder")
-        return self.hub.check_backend(p.model, p.backend)
+        if p.backend not in (None, "auto"):
+            self.hub.check_backend(p.model, p.backend)
+
+    def backend(self, p: GenerateParams, adapter: ModelAdapter, n_prompt: int) -> str:
+        """The backend for a prompt of ``n_prompt`` tokens: the one named, else chosen by length as runs are
+        (``ModelHub.resolve_backend``: flash for long prompts); 413 where it would hold T x T maps past
+        ``math_max_bytes`` (T: the prompt plus the new tokens, up to the model's positions)."""
+        backend, _ = self.hub.resolve_backend(adapter.info, p.backend, n_prompt)
+        total = min(n_prompt + p.max_new_tokens, adapter.info.max_positions or n_prompt + p.max_new_tokens)
+        self.hub.check_attention_memory(adapter.info, backend, total)
+        return backend
+
+    async def _encode(self, p: GenerateParams) -> tuple[ModelAdapter, Encoded, str]:
+        adapter = await self.hub.adapter(p.model)
+        enc = await in_thread(
+            lambda: encode_checked(adapter, p.prompt, None, self.settings, field="prompt", reserve=1))
+        return adapter, enc, self.backend(p, adapter, len(enc))
 
     async def prepare(self, p: GenerateParams) -> None:
         """Every check that can fail as a 4xx, done before a stream starts (loads the model)."""
         self.check(p)
-        adapter = await self.hub.adapter(p.model)
-        await in_thread(
-            lambda: encode_checked(adapter, p.prompt, None, self.settings, field="prompt", reserve=1))
+        await self._encode(p)
 
     async def events(self, p: GenerateParams, is_disconnected: Callable[[], Awaitable[bool]]
                      ) -> AsyncIterator[tuple[str, dict]]:
         """('prompt', event) once the prompt is read (its tokens, so a page labels the context from the first
         token on), ('token', event) per step, then ('summary', event). Call check() first."""
-        backend = self.check(p)
+        self.check(p)
         t_start = time.perf_counter()
         deadline = t_start + self.settings.generate_timeout_s
+        _, enc, backend = await self._encode(p)
         async with self.hub.use(p.model, backend) as adapter:
-            enc = await in_thread(
-                lambda: encode_checked(adapter, p.prompt, None, self.settings, field="prompt", reserve=1))
             yield "prompt", {"model": p.model, "backend": backend, **enc.seq().fields("prompt_", segments=False)}
             steps = adapter.generate(p.prompt, p.max_new_tokens, p.temperature, p.top_k, p.top_p, p.seed, backend,
                                      n_top=p.n_top)

@@ -23,9 +23,12 @@ from attnlab.models.device import CPU, Placement
 
 from ..core.logctx import note
 from ..core.settings import Settings
-from .errors import Busy, NotFound, Overloaded, Unavailable
+from .errors import Busy, NotFound, Overloaded, TooLarge, Unavailable
 
 log = logging.getLogger(__name__)
+# positional schemes that are an additive attention bias: sdpa gets them as a dense (B, H, T, T) float mask
+BIAS_POSITIONS = ("alibi", "t5_relative")
+
 T = TypeVar("T")
 
 
@@ -123,6 +126,38 @@ class ModelHub:
 
             raise Invalid(f"backend: model {model_id!r} supports {info.backends}, not {backend!r}")
         return backend
+
+    def resolve_backend(self, info: ModelInfo, backend: str | None, n_tokens: int) -> tuple[str, str]:
+        """(backend, why): a named backend is checked (422 if the model lacks it); ``auto`` or None picks
+        ``flash`` from ``auto_flash_min_tokens`` tokens on, where the model has it (exact, O(T) memory, within
+        10% of the bare forward on SmolLM2 at 8,192 tokens: bench/long_context.py), else the model's default
+        (``math``: the weights come with the forward). Runs, streamed runs and generation all choose so."""
+        if backend not in (None, "auto"):
+            return self.check_backend(info.id, backend), "chosen"
+        threshold = self.settings.auto_flash_min_tokens
+        if n_tokens >= threshold and "flash" in info.backends:
+            return "flash", (f"auto: {n_tokens} tokens >= auto_flash_min_tokens {threshold}, so the exact tiled "
+                             "flash backend (fastest here, O(T) memory)")
+        default = self.default_backend(info.id)
+        return default, f"auto: {n_tokens} tokens < auto_flash_min_tokens {threshold}, so {default}"
+
+    def check_attention_memory(self, info: ModelInfo, backend: str, n_tokens: int) -> None:
+        """413 before a forward whose backend would hold a T x T float32 map of every head of a layer at once
+        past ``math_max_bytes``: ``math`` and ``sdpa_math`` (the weights), and ``sdpa`` on a model whose
+        positions are an attention bias (ALiBi, T5 buckets: a dense T x T bias mask). Such a forward would take
+        the server's memory with it (32,768 tokens: 16 GiB); flash is O(T)."""
+        if backend in ("math", "sdpa_math"):
+            what = f"{backend} holds every head's T x T weights at once"
+        elif backend.startswith("sdpa") and info.positional in BIAS_POSITIONS:
+            what = f"{backend} builds a dense T x T bias of every head for {info.positional} positions"
+        else:
+            return
+        need = info.n_heads * n_tokens * n_tokens * 4
+        limit = self.settings.math_max_bytes
+        if need > limit:
+            raise TooLarge(f"backend: {what}: {info.n_heads} heads x {n_tokens}^2 x 4 bytes = {need / 2**30:.1f} "
+                           f"GiB, over math_max_bytes {limit / 2**30:.1f} GiB; use backend flash (O(T) memory) or "
+                           "a shorter text")
 
     # -- loading and running ----------------------------------------------------------------
     def _load_sync(self, model_id: str) -> ModelAdapter:

@@ -217,6 +217,7 @@ class LongRunService:
             await self.runs.store.put(run_id, request)
             yield "cached", run
             return
+        self.hub.check_attention_memory(info, chosen, n)  # a 413 before the stream starts, not in it
         estimate = self.runs.estimate_bytes(adapter, n, values, chosen)
         if estimate > self.runs.cache.budget:
             raise TooLarge(f"text: a run of {n} tokens needs about {estimate / 2**20:.0f} MiB of capture, over the "

@@ -257,18 +257,6 @@ class RunService:
         kinds = len(info.kinds)
         return (round(n_tokens * per_token) + pooled) * info.n_layers * kinds
 
-    def check_math_memory(self, adapter: ModelAdapter, backend: str, n_tokens: int) -> None:
-        """413 before a `math` run whose T x T weights of every head (float32, held at once in one layer) would
-        pass ``math_max_bytes``: the backend that materialises them would take the server's memory with it."""
-        if backend != "math":
-            return
-        need = adapter.info.n_heads * n_tokens * n_tokens * 4
-        limit = self.settings.math_max_bytes
-        if need > limit:
-            raise TooLarge(f"backend: math holds every head's T x T weights at once: {adapter.info.n_heads} heads x "
-                           f"{n_tokens}^2 x 4 bytes = {need / 2**30:.1f} GiB, over math_max_bytes "
-                           f"{limit / 2**30:.1f} GiB; use backend flash (O(T) memory) or a shorter text")
-
     def tokens_in_budget(self, adapter: ModelAdapter) -> int:
         """The most tokens whose capture fits ``run_cache_bytes`` (past ``capture_float32_max_tokens`` a token
         costs the int16 bytes)."""
@@ -282,7 +270,7 @@ class RunService:
     def _compute(self, adapter: ModelAdapter, run_id: str, text: str, text_pair: str | None, backend: str,
                  values: bool = False) -> Run:
         enc = encode_checked(adapter, text, text_pair, self.settings)
-        self.check_math_memory(adapter, backend, len(enc))
+        self.hub.check_attention_memory(adapter.info, backend, len(enc))
         estimate = self.estimate_bytes(adapter, len(enc), values, backend)
         if estimate > self.cache.budget:
             raise TooLarge(f"text: a run of {len(enc)} tokens needs about {estimate / 2**20:.0f} MiB of capture, over "
@@ -332,25 +320,15 @@ class RunService:
             del self._pending[run_id]
 
     def resolve_backend(self, info: ModelInfo, backend: str | None, n_tokens: int) -> tuple[str, str]:
-        """(backend, why): a named backend is checked (422 if the model lacks it); ``auto`` or None picks
-        ``flash`` from ``auto_flash_min_tokens`` tokens on, where the model has it (exact, O(T) memory, within
-        10% of the bare forward on SmolLM2 at 8,192 tokens: bench/long_context.py), else the hub's default
-        (``math``: the weights come with the forward)."""
-        if backend not in (None, "auto"):
-            return self.hub.check_backend(info.id, backend), "chosen"
-        threshold = self.settings.auto_flash_min_tokens
-        if n_tokens >= threshold and "flash" in info.backends:
-            return "flash", (f"auto: {n_tokens} tokens >= auto_flash_min_tokens {threshold}, so the exact tiled "
-                             "flash backend (fastest here, O(T) memory)")
-        default = self.hub.default_backend(info.id)
-        return default, f"auto: {n_tokens} tokens < auto_flash_min_tokens {threshold}, so {default}"
+        """(backend, why): ``ModelHub.resolve_backend``, the one rule."""
+        return self.hub.resolve_backend(info, backend, n_tokens)
 
     async def create(self, model: str, text: str, text_pair: str | None, backend: str | None,
                      values: bool = False) -> tuple[Run, bool]:
         """The run for this input: (run, cached). ``values``: keep V too (a run of its own id). Stores its
         request in the shared run store (refreshing its expiry), so every worker can serve it. No backend:
         chosen by the input's length (``resolve_backend``)."""
-        if backend is None:
+        if backend in (None, "auto"):
             adapter = await self.hub.adapter(model)  # unknown ids fail (404) here, before any tokenising
             enc = await in_thread(encode_checked, adapter, text, text_pair, self.settings)
             backend, _ = self.resolve_backend(adapter.info, None, len(enc))

@@ -202,7 +202,7 @@ def family_cases(f: Family) -> list[tuple]:
         ("head out of range", "POST", "/api/attention", {"model": m, "text": "hello", "heads": [f.n_heads]}, 422,
          rf"^heads: \[{f.n_heads}\] outside 0\.\.{f.n_heads - 1} "),
         ("unknown backend", "POST", "/api/runs", {"model": m, "text": "hello", "backend": "warp"}, 422,
-         r"^backend: Input should be 'math', 'sdpa' or 'flash'"),
+         r"^backend: Input should be 'math', 'sdpa', 'flash' or 'auto'"),
     ]
     article = "an" if f.family[0] in "aeiou" else "a"
     if f.family == "decoder":

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -175,6 +176,8 @@ def test_smollm2_8k_is_accepted_by_default_within_400_mib():
     from attnlab.core.settings import Settings
     from attnlab.models import load
     from attnlab.models.hf import smollm2_entry
+    from attnlab.services.errors import TooLarge
+    from attnlab.services.hub import ModelHub
     from attnlab.services.inputs import encode_checked
     from attnlab.services.runs import RunService
 
@@ -196,7 +199,11 @@ def test_smollm2_8k_is_accepted_by_default_within_400_mib():
     assert runs.pool_sizes(adapter.info, 8192) == (48,)
     assert runs.pools_while_running(adapter.info, 8192, "flash") == ()  # 8k: after the run, not during it
     assert runs.estimate_bytes(adapter, 8192, backend="flash") == estimate
-    assert RunService(None, settings).resolve_backend(adapter.info, None, n)[0] == "flash"  # type: ignore[arg-type]
+    hub = ModelHub(Registry([smollm2_entry()]), settings)
+    assert hub.resolve_backend(adapter.info, None, n)[0] == "flash"
+    hub.check_attention_memory(adapter.info, "flash", 8192)  # O(T): no 413
+    with pytest.raises(TooLarge, match=r"^backend: math holds every head's T x T weights at once: 9 heads x 8192\^2"):
+        hub.check_attention_memory(adapter.info, "math", 8192)
 
 
 @pytest.mark.slow
@@ -283,3 +290,34 @@ def test_models_say_where_they_were_trained(zoo_client):
     assert models["extrapolation-alibi"]["trained_positions"] == 64
     assert models["extrapolation-alibi"]["max_positions"] == 32768
     assert models["extrapolation-learned"]["trained_positions"] is None
+
+
+def test_no_backend_at_all_can_take_the_server_memory(zoo_client):
+    """Every way in that would hold T x T per head past math_max_bytes is a 413 naming backend, before any work:
+    math and sdpa_math (weights), sdpa on a bias scheme (a dense bias mask), runs, streamed runs and generation
+    (prompt plus new tokens). Without a backend, long inputs go to flash instead."""
+    text = "a" * 20000
+    cases = [
+        ("/api/runs", {"model": "extrapolation-alibi", "text": text, "backend": "sdpa"},
+         r"^backend: sdpa builds a dense T x T bias of every head for alibi positions: 4 heads x 20000\^2 x 4 bytes"),
+        ("/api/runs/stream", {"model": "extrapolation-alibi", "text": text, "backend": "sdpa"},
+         r"^backend: sdpa builds a dense T x T bias"),
+        ("/api/runs", {"model": "extrapolation-t5_relative", "text": text, "backend": "sdpa"},
+         r"for t5_relative positions"),
+        ("/api/generate", {"model": "extrapolation-alibi", "prompt": text, "max_new_tokens": 4, "backend": "math"},
+         r"^backend: math holds every head's T x T weights at once: 4 heads x 20004\^2 x 4 bytes"),
+    ]
+    for url, body, detail in cases:
+        r = zoo_client.post(url, json=body)
+        assert r.status_code == 413, (url, r.status_code, r.text[:300])
+        assert re.search(detail, r.json()["detail"]), r.json()["detail"]
+    # sdpa on a scheme without a bias is O(T) (PyTorch's fused kernel): accepted at the same length
+    rope = zoo_client.post("/api/runs", json={"model": "extrapolation-rope", "text": text, "backend": "sdpa"})
+    assert rope.status_code == 200, rope.text
+    # no backend, or `auto`: a long prompt generates on flash
+    gen = zoo_client.post("/api/generate", json={"model": "extrapolation-alibi", "prompt": text[:2000],
+                                                 "max_new_tokens": 2})
+    assert gen.status_code == 200, gen.text
+    assert gen.json()["summary"]["backend"] == "flash"
+    auto = zoo_client.post("/api/runs", json={"model": "extrapolation-alibi", "text": text[:600], "backend": "auto"})
+    assert auto.status_code == 200 and auto.json()["backend"] == "flash"
