@@ -65,17 +65,17 @@ class Settings(BaseSettings):
     # else 413 naming the backend (flash is O(T)); 1 GiB: MiniLM's 12 heads to ~4,700 tokens
     math_max_bytes: int = 2**30
     # runs of at least this many tokens pool every head's whole map at once, at these sizes (the Explorer's 48-cell
-    # thumbnails, then its 512-cell head view), so a page finds them ready: in the background after the run, or on
-    # flash while the forward runs from pool_while_running_min_tokens on. A size is pooled only while the overviews of
-    # every head of every layer, smallest size first, fit prepool_max_bytes (SmolLM2 at 8k: the thumbnails, 2.5
-    # MiB; its 512-cell maps would take 283 MiB and are pooled on request instead, 0.14 s each)
-    prepool_min_tokens: int = 8192
+    # thumbnails, then its 512-cell head view), so a page finds them ready: flash gathers them from its own tiles
+    # as it runs (from pool_while_running_min_tokens), other backends pool them in the background after the run.
+    # A size is pooled only while the overviews of every head of every layer, smallest size first, fit
+    # prepool_max_bytes (SmolLM2 at 8k: the thumbnails, 2.5 MiB; its 512-cell maps would take 283 MiB and are
+    # pooled on request instead, 0.14 s each). Cost on flash (bench/long_context.py): SmolLM2 8k thumbnails +12%
+    # of its attention time (~6% of the forward); 32k ALiBi, both sizes, +18%, where pooling one head after the run
+    # takes 2.8 s
+    prepool_min_tokens: int = 4096
     prepool_sizes: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [48, 512])
     prepool_max_bytes: int = Field(64 * 2**20, ge=0)
-    # from this many tokens flash pools those overviews from its own tiles while it runs (32k ALiBi: +18% run time
-    # for all 8 heads, then every overview is ready; pooled after the run it takes 2.8 s per head). Shorter runs
-    # pool them in the background after the run (SmolLM2 at 8k: 0.14 s per head; pooling as it ran cost +9%)
-    pool_while_running_min_tokens: int = 16384
+    pool_while_running_min_tokens: int = 4096
     # where every worker finds a run's request (app.services.run_store): 'sqlite' (<cache_dir>/runs.sqlite3, the
     # workers of one machine), 'sqlite:////abs/path.sqlite3', 'redis://host:6379/0' (replicas), 'memory' (one worker)
     run_store: str = "sqlite"

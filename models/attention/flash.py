@@ -239,21 +239,30 @@ class _Pooler:
         """Per-row maxima of an item's scores by key cell: (bh, rows, cells), -inf (nothing seen yet)."""
         return torch.full((bh, rows, self.out.shape[2]), float("-inf"), dtype=torch.float32, device=self.out.device)
 
-    def add_tile(self, row_max: Tensor, s: Tensor, k0: int, k1: int) -> None:
-        """Fold a tile's scores s (bh, tq, k1 - k0) into ``row_max``."""
+    def add_tile(self, row_max: Tensor, s: Tensor, k0: int, k1: int) -> Tensor:
+        """Fold a tile's scores s (bh, tq, k1 - k0) into ``row_max``; returns the tile's own row maxima
+        (bh, tq), taken from the pieces, so the online softmax needs no pass of its own over the tile."""
         f, j = self.factor, k0
+        pieces = []
         if j % f:  # a cell begun in the tile before
             end = min(k1, (j // f + 1) * f)
-            torch.maximum(row_max[..., j // f], s[..., : end - k0].amax(-1), out=row_max[..., j // f])
+            pieces.append(s[..., : end - k0].amax(-1))
+            torch.maximum(row_max[..., j // f], pieces[-1], out=row_max[..., j // f])
             j = end
         whole = (k1 - j) // f
         if whole:
             block = s[..., j - k0 : j - k0 + whole * f].unflatten(-1, (whole, f)).amax(-1)  # (bh, tq, whole)
             cells = row_max[..., j // f : j // f + whole]
             torch.maximum(cells, block, out=cells)
+            pieces.append(block.amax(-1))
             j += whole * f
         if j < k1:  # a cell the next tile goes on with
-            torch.maximum(row_max[..., j // f], s[..., j - k0 :].amax(-1), out=row_max[..., j // f])
+            pieces.append(s[..., j - k0 :].amax(-1))
+            torch.maximum(row_max[..., j // f], pieces[-1], out=row_max[..., j // f])
+        tile_max = pieces[0]
+        for piece in pieces[1:]:
+            tile_max = torch.maximum(tile_max, piece)
+        return tile_max
 
     def finish(self, row_max: Tensor, lse2: Tensor, heads: slice, q0: int, q1: int) -> None:
         """Rows [q0, q1) done: their largest weights per key cell, pooled into the row cells."""
@@ -305,9 +314,9 @@ def _forward_rows(tiles: _Tiles, vf: Tensor, out: Tensor, lse: Tensor, heads: sl
         if tiles.empty(q0, q1, k0, k1):
             continue
         s = tiles.scores(q0, q1, k0, k1, heads)  # (bh, tq, tk), base 2
-        for pooler, maxima in zip(poolers, row_max):
-            pooler.add_tile(maxima, s, k0, k1)
-        m_new = torch.maximum(m, s.amax(dim=-1))
+        # the tile's row max: from the first pooler's cell maxima when pooling (one pass over s, not two)
+        tile_max = [pooler.add_tile(maxima, s, k0, k1) for pooler, maxima in zip(poolers, row_max)]
+        m_new = torch.maximum(m, tile_max[0] if tile_max else s.amax(dim=-1))
         # A row with every key so far masked keeps m = -inf; subtracting 0 instead
         # keeps exp(-inf - m) = 0 rather than exp(nan).
         m_safe = m_new.masked_fill(m_new == float("-inf"), 0.0)
