@@ -169,6 +169,10 @@ def test_explorer_long_input_overview_then_exact_tile(watched):
                           " return {rows: t.z.length, cols: t.z[0].length, x0: t.x0, y0: t.y0, dx: t.dx}; }")
     assert trace["dx"] == 1 and trace["rows"] <= 70 and trace["cols"] <= 70
     assert 90 <= trace["x0"] <= 110 and 150 <= trace["y0"] <= 170
+    # the view shows the box drawn, widened to the whole cells fetched
+    shown = page.evaluate("() => { const l = document.getElementById('heatmap')._fullLayout;"
+                          " return [l.xaxis.range, l.yaxis.range]; }")
+    assert shown == [[99.5, 160.5], [220.5, 159.5]]
     # causal decoder: no weight above the diagonal
     upper = page.evaluate("() => { const t = document.getElementById('heatmap').data[0]; let m = 0;"
                           " t.z.forEach((row, i) => row.forEach((w, j) => {"
@@ -176,6 +180,20 @@ def test_explorer_long_input_overview_then_exact_tile(watched):
                           " return m; }")
     assert upper == 0
     watched.shot("explorer-long")
+    # back to the whole map: the modebar's "Reset axes", and a double-click, after each zoom
+    for back in ("() => document.querySelector('#heatmap [data-title=\"Reset axes\"]').click()",
+                 "() => { const el = document.querySelector('#heatmap .nsewdrag');"
+                 " const r = el.getBoundingClientRect(); const at = {clientX: r.x + r.width / 2,"
+                 " clientY: r.y + r.height / 2, bubbles: true};"
+                 " for (const t of ['mousedown', 'mouseup', 'mousedown', 'mouseup']) el.dispatchEvent("
+                 "new MouseEvent(t, at)); }"):
+        page.evaluate("() => Plotly.relayout('heatmap', {'xaxis.range': [100, 160], 'yaxis.range': [220, 160]})")
+        page.wait_for_function("() => document.getElementById('zoom-note').textContent.startsWith('exact block')",
+                               timeout=30_000)
+        page.evaluate(back)
+        page.wait_for_function("() => document.getElementById('zoom-note').textContent.startsWith('pooled')",
+                               timeout=30_000)
+        assert page.evaluate("() => document.getElementById('heatmap').data[0].x0") < factor
     watched.check_clean()
 
 

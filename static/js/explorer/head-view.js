@@ -147,11 +147,9 @@ export class HeadView {
       xaxis: { title: { text: "key" } },
       yaxis: { title: { text: "query" }, autorange: "reversed" },
     });
-    if (range) {
-      layout.xaxis.range = range.xrange;
-      layout.yaxis.range = range.yrange;
-      layout.yaxis.autorange = false;
-    }
+    // a zoomed block keeps the box the user drew through uirevision (the same for every zoom of this head), and
+    // the layout itself stays on autorange: "Reset axes" and a double-click then return to autorange, which
+    // #onRelayout answers with the whole map (an explicit range here would become the range they reset to)
     const tokenAxes = d.factor === 1
       ? { xaxis: { tokens: d.colTokens, offset: d.cols[0] }, yaxis: { tokens: d.rowTokens, offset: d.rows[0] } } : null;
     const drawn = plot(el, [trace], layout, `attnlab-${d.model}-head-${d.kind}-L${d.layer}H${d.head}`, { tokenAxes });
