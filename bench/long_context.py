@@ -106,8 +106,9 @@ def smollm2(n_tokens: int, settings: Settings) -> None:
         model.set_attn_implementation("attnlab")
     print(f"  bare transformers forward (sdpa)        {bare:8.1f} s   1.00x")
     service = RunService(None, settings)  # type: ignore[arg-type]
-    for backend in ("flash", "sdpa"):
-        pools = service.pools_while_running(adapter.info, n, backend)  # as the server runs it
+    for backend, pooling in (("flash", False), ("flash", True), ("sdpa", True)):
+        # as the server runs it (pooling), and flash without the overviews it pools as it runs
+        pools = service.pools_while_running(adapter.info, n, backend) if pooling else ()
         with capture_dtype(dtype), capture_pools(pools):
             result, secs = timed(lambda b=backend: adapter.forward_encoded(enc, b))
         print(f"  attnlab captured forward ({backend:5s})       {secs:8.1f} s   {secs / bare:.2f}x   "

@@ -39,7 +39,8 @@ def encode_checked(adapter: ModelAdapter, text: str, text_pair: str | None, sett
     note(tokens=n)
     limit = adapter.info.max_positions
     if n + reserve > limit:
-        raise too_many_tokens(adapter.info, field, n, reserve)
+        # a pair is counted together (with the tokens the tokenizer adds): the message names both fields
+        raise too_many_tokens(adapter.info, f"{field} and text_pair together" if text_pair else field, n, reserve)
     return enc
 
 

@@ -183,10 +183,11 @@ class LongRunService:
         info = self.hub.info(model)
         adapter = await self.hub.adapter(model)
         # ties go to the first: the model's own bound reads best
-        limits = {"max_positions": info.max_positions, "run_cache_bytes": self.runs.tokens_in_budget(adapter),
-                  "long_text_tokens": self.settings.long_text_tokens}
-        if tokens is not None:
+        limits = {"max_positions": info.max_positions, "run_cache_bytes": self.runs.tokens_in_budget(adapter)}
+        if tokens is not None:  # asked for: as many as the model and the run cache take
             limits["tokens"] = tokens
+        else:  # the classroom default: long, yet quick on a laptop
+            limits["long_text_tokens"] = self.settings.long_text_tokens
         reason, limit = min(limits.items(), key=lambda kv: kv[1])
 
         def make() -> LongText:

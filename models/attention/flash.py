@@ -236,44 +236,41 @@ class _Pooler:
         self.lock = threading.Lock()  # items of different threads may share a cell row
 
     def start(self, bh: int, rows: int) -> Tensor:
-        """Per-row maxima of an item's scores by key cell: (bh, rows, cells), -inf (nothing seen yet)."""
-        return torch.full((bh, rows, self.out.shape[2]), float("-inf"), dtype=torch.float32, device=self.out.device)
+        """Per-row maxima of an item's scores by key cell: (cells, bh, rows), -inf (nothing seen yet); cell-major,
+        so that the cell a tile piece updates is one contiguous block."""
+        return torch.full((self.out.shape[2], bh, rows), float("-inf"), dtype=torch.float32, device=self.out.device)
 
     def add_tile(self, row_max: Tensor, s: Tensor, k0: int, k1: int) -> Tensor:
         """Fold a tile's scores s (bh, tq, k1 - k0) into ``row_max``; returns the tile's own row maxima
         (bh, tq), taken from the pieces, so the online softmax needs no pass of its own over the tile."""
         f, j = self.factor, k0
-        pieces = []
-        if j % f:  # a cell begun in the tile before
-            end = min(k1, (j // f + 1) * f)
-            pieces.append(s[..., : end - k0].amax(-1))
-            torch.maximum(row_max[..., j // f], pieces[-1], out=row_max[..., j // f])
+        tile_max = None
+        while j < k1:
+            end = min(k1, (j // f + 1) * f)  # the rest of the cell j is in, or the tile's end
+            whole = (k1 - j) // f if j % f == 0 else 0
+            if whole > 1:  # several whole cells at once: (bh, tq, whole) -> (whole, bh, tq)
+                end = j + whole * f
+                block = s[..., j - k0 : end - k0].unflatten(-1, (whole, f)).amax(-1)
+                cells = row_max[j // f : j // f + whole]
+                torch.maximum(cells, block.permute(2, 0, 1), out=cells)
+                piece = block.amax(-1)
+            else:
+                piece = s[..., j - k0 : end - k0].amax(-1)  # (bh, tq)
+                torch.maximum(row_max[j // f], piece, out=row_max[j // f])
+            tile_max = piece if tile_max is None else torch.maximum(tile_max, piece, out=tile_max)
             j = end
-        whole = (k1 - j) // f
-        if whole:
-            block = s[..., j - k0 : j - k0 + whole * f].unflatten(-1, (whole, f)).amax(-1)  # (bh, tq, whole)
-            cells = row_max[..., j // f : j // f + whole]
-            torch.maximum(cells, block, out=cells)
-            pieces.append(block.amax(-1))
-            j += whole * f
-        if j < k1:  # a cell the next tile goes on with
-            pieces.append(s[..., j - k0 :].amax(-1))
-            torch.maximum(row_max[..., j // f], pieces[-1], out=row_max[..., j // f])
-        tile_max = pieces[0]
-        for piece in pieces[1:]:
-            tile_max = torch.maximum(tile_max, piece)
         return tile_max
 
     def finish(self, row_max: Tensor, lse2: Tensor, heads: slice, q0: int, q1: int) -> None:
         """Rows [q0, q1) done: their largest weights per key cell, pooled into the row cells."""
-        w = torch.exp2(row_max - lse2.unsqueeze(-1)).nan_to_num_(nan=0.0)  # a row with no key: -inf - -inf
+        w = torch.exp2(row_max - lse2).nan_to_num_(nan=0.0)  # (cells, bh, rows); a row with no key: -inf - -inf
         f = self.factor
         with self.lock:
             r = q0
             while r < q1:
                 end = min(q1, (r // f + 1) * f)
-                cell = self.out[heads, r // f]
-                torch.maximum(cell, w[:, r - q0 : end - q0].amax(1), out=cell)
+                cell = self.out[heads, r // f]  # (bh, cells)
+                torch.maximum(cell, w[:, :, r - q0 : end - q0].amax(-1).t(), out=cell)
                 r = end
 
 

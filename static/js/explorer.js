@@ -7,7 +7,7 @@ import { apiBinary } from "./api.js";
 import { initChrome, onArrowKeys } from "./chrome.js";
 import { cardFocus, followCards, warnUnknown } from "./examples.js";
 import { addImageButtons, downloadJSON, downloadNPY, excerpt, fileName } from "./export.js";
-import { fillSelect, setupModelSelect } from "./forms.js";
+import { fillSelect, offerAutoBackend, setupModelSelect } from "./forms.js";
 import { Latest } from "./latest.js";
 import { withRun } from "./runs.js";
 import { SCALES, scaleName, viridis } from "./scale.js";
@@ -15,7 +15,7 @@ import { bindState } from "./state.js";
 import { withLoading } from "./status.js";
 import { HeadGrid, THUMB } from "./explorer/grid.js";
 import { HeadView } from "./explorer/head-view.js";
-import { addAutoBackend, longText, RunProgress, streamRun } from "./explorer/long-run.js";
+import { longText, RunProgress, streamRun } from "./explorer/long-run.js";
 
 const $ = (id) => document.getElementById(id);
 const view = bindState({
@@ -156,10 +156,7 @@ async function main() {
   fillSelect($("scale"), Object.keys(SCALES), Object.values(SCALES), scaleName(state.scale));
   const info = await withLoading("Loading models", () => setupModelSelect($("model"), $("backend"), state.model, state.backend));
   if (!info) return;
-  addAutoBackend($("backend"), state.backend);
-  let backendChoice = $("backend").value; // kept across a model change (forms.js refills the backends)
-  $("backend").addEventListener("change", () => { backendChoice = $("backend").value; });
-  $("model").addEventListener("change", () => addAutoBackend($("backend"), backendChoice));
+  offerAutoBackend($("backend"), $("model"), state.backend);
   modelInfo = info;
   await followCards({ select: $("model"), info, text: $("text"), page: "explorer", wanted: named.get("model") || "",
                       hadText: named.has("text") });

@@ -61,6 +61,28 @@ export function fillSelect(select, values, labels = null, selected = null) {
   if (selected !== null && values.map(String).includes(String(selected))) select.value = String(selected);
 }
 
+/**
+ * Put "auto" first in a backend select, for pages whose endpoint takes it (the server picks by the input's
+ * length: flash for long inputs, and says which it picked), and keep the choice across a model change
+ * (setupModelSelect refills the backends). `wanted`: the URL's backend ("" or "auto": auto).
+ */
+export function offerAutoBackend(backendSelect, modelSelect, wanted) {
+  const add = (choice) => {
+    if (!backendSelect.querySelector('option[value="auto"]')) {
+      const option = document.createElement("option");
+      option.value = "auto";
+      option.textContent = "auto (flash for long inputs)";
+      backendSelect.prepend(option);
+    }
+    if (!choice || choice === "auto") backendSelect.value = "auto";
+    else if ([...backendSelect.options].some((o) => o.value === choice)) backendSelect.value = choice;
+  };
+  add(wanted);
+  let choice = backendSelect.value;
+  backendSelect.addEventListener("change", () => { choice = backendSelect.value; });
+  modelSelect.addEventListener("change", () => add(choice));
+}
+
 /** Play/pause a range input through its values. */
 export function player(button, range, onStep, intervalMs = 600) {
   let timer = null;

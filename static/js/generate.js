@@ -8,7 +8,7 @@ import { ApiError } from "./api.js";
 import { initChrome, onArrowKeys } from "./chrome.js";
 import { followCards, warnUnknown } from "./examples.js";
 import { addImageButtons, downloadJSON, downloadNPY, excerpt, fileName } from "./export.js";
-import { fillSelect, player, setupModelSelect } from "./forms.js";
+import { fillSelect, offerAutoBackend, player, setupModelSelect } from "./forms.js";
 import { CodePoints, escapeLabel, rawLiteral, rawTexts, showToken } from "./labels.js";
 import { Latest } from "./latest.js";
 import { baseLayout, fontSize, heatmapTrace, plot } from "./plots.js";
@@ -266,6 +266,7 @@ async function main() {
   if (state.top_k) $("top_k").value = String(state.top_k);
   const info = await withLoading("Loading models", () => setupModelSelect($("model"), $("backend"), state.model, state.backend));
   if (!info) return;
+  offerAutoBackend($("backend"), $("model"), state.backend); // long prompts then generate on flash
   modelInfo = info;
   const named = new URLSearchParams(window.location.search);
   await followCards({ select: $("model"), info, text: $("prompt"), page: "generate", wanted: named.get("model") || "",

@@ -27,6 +27,7 @@ const PAIR_DEFAULT = { left: "alibi", right: "sinusoidal", layer: 1, head: 0 };
 const latest = new Latest();
 const pairLatest = new Latest();
 const runs = new Map(); // model id -> run
+let view = { state: {}, save() {} }; // the page's URL state (positional.js bindState): the pair's choices
 const served = new Map(); // model id -> model info
 
 const schemeOf = (model) => model.replace("extrapolation-", "");
@@ -87,16 +88,23 @@ function trainedLine(axis) {
 function setupPair(models) {
   const schemes = models.map(schemeOf);
   const pick = (want, fallback) => (schemes.includes(want) ? want : fallback);
-  fillSelect($("pair-left"), models, schemes, `extrapolation-${pick(PAIR_DEFAULT.left, schemes[0])}`);
+  const { state } = view;
+  // the URL's choice where it names one this server has, else the default pair
+  const side = (key, fallback) => (models.includes(state[key]) ? state[key] : `extrapolation-${fallback}`);
+  fillSelect($("pair-left"), models, schemes, side("pair_left", pick(PAIR_DEFAULT.left, schemes[0])));
   fillSelect($("pair-right"), models, schemes,
-             `extrapolation-${pick(PAIR_DEFAULT.right, schemes[schemes.length - 1])}`);
+             side("pair_right", pick(PAIR_DEFAULT.right, schemes[schemes.length - 1])));
   const info = served.get(models[0]);
-  fillSelect($("pair-layer"), [...Array(info.n_layers).keys()], null, Math.min(PAIR_DEFAULT.layer, info.n_layers - 1));
-  fillSelect($("pair-head"), [...Array(info.n_heads).keys()], null, PAIR_DEFAULT.head);
+  const index = (key, n, fallback) => {
+    const v = Number(state[key]);
+    return state[key] !== "" && Number.isInteger(v) && v >= 0 && v < n ? v : Math.min(fallback, n - 1);
+  };
+  fillSelect($("pair-layer"), [...Array(info.n_layers).keys()], null, index("pair_layer", info.n_layers, PAIR_DEFAULT.layer));
+  fillSelect($("pair-head"), [...Array(info.n_heads).keys()], null, index("pair_head", info.n_heads, PAIR_DEFAULT.head));
   if (!$("pair-form").dataset.wired) {
     $("pair-form").dataset.wired = "1";
     for (const id of ["pair-left", "pair-right", "pair-layer", "pair-head"]) {
-      $(id).addEventListener("change", () => withLoading("Drawing the two maps", drawPair));
+      $(id).addEventListener("change", () => { view.save(); withLoading("Drawing the two maps", drawPair); });
     }
   }
 }
@@ -172,7 +180,9 @@ async function drawPair() {
   });
 }
 
-/** Run the long text on every extrapolation decoder served here and draw loss vs position and the pair. */
-export function initLong() {
+/** Run the long text on every extrapolation decoder served here and draw loss vs position and the pair.
+ *  `pageView`: the page's bindState result; the pair's selectors are kept in its URL (pair_left, ...). */
+export function initLong(pageView) {
+  if (pageView) view = pageView;
   return latest.run(draw);
 }

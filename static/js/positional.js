@@ -15,7 +15,10 @@ import { initTrained } from "./positional-trained.js";
 
 const $ = (id) => document.getElementById(id);
 const view = bindState({ scheme: "sinusoidal", d_model: 64, max_len: 128, n_heads: 8,
-                         trained: { value: "minilm", el: "trained-source" } });
+                         trained: { value: "minilm", el: "trained-source" },
+                         // the side-by-side of two extrapolation decoders (positional-long.js); "" = its default
+                         pair_left: { value: "", el: "pair-left" }, pair_right: { value: "", el: "pair-right" },
+                         pair_layer: { value: "", el: "pair-layer" }, pair_head: { value: "", el: "pair-head" } });
 let shown = null;
 const selection = new Latest(); // the latest scheme and sizes
 
@@ -114,7 +117,7 @@ async function main() {
     fileName({ model: "positional", view: shown.scheme }, "json"), withoutFigures(shown)));
   await withLoading("Computing", show);
   // every section starts now (a start clears the page's error line): none clears an error a later click shows
-  const long = withLoading("Running the long text on each scheme", initLong);
+  const long = withLoading("Running the long text on each scheme", () => initLong(view));
   await withLoading("Loading extrapolation results", extrapolation);
   await initTrained(() => view.save());
   await long;

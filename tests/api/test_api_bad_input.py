@@ -212,6 +212,11 @@ def family_cases(f: Family) -> list[tuple]:
         cases.append(("generate on a non-decoder", "POST", "/api/generate", {"model": m, "prompt": "hello"}, 422,
                       rf"^model: '{m}' is {article} {f.family}; generation needs a decoder$"))
     if f.family == "encoder":
+        # each half fits alone, the pair does not: the message names both fields
+        half = f.long_text[: len(f.long_text) // 2 + 2]
+        cases.append(("too many tokens, a pair together", "POST", "/api/runs",
+                      {"model": m, "text": half, "text_pair": half}, 413,
+                      _too_many_tokens("text and text_pair together", f)))
         cases.append(("texts over max_text_chars together", "POST", "/api/runs",
                       {"model": m, "text": "a" * 60_000, "text_pair": "b" * 60_000}, 413,
                       r"^text and text_pair together: 120000 characters is over the server limit of 100000 "

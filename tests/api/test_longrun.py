@@ -64,6 +64,21 @@ def test_long_text_fits_each_model_and_runs(client, model, limit, reason):
     assert lt["estimate_s"] > 0
 
 
+def test_long_text_asked_past_the_classroom_default_goes_to_the_model_limit(one_thread):
+    """long_text_tokens is the default length only: a count asked for goes as far as the model and the run
+    cache go (the 32k ALiBi decoder gets a 32k text)."""
+    from attnlab.models.paths import ZOO
+    from attnlab.models.registry import Registry, zoo_entries
+
+    reg = Registry([e for e in zoo_entries(ZOO) if e.id == "extrapolation-alibi"])
+    with TestClient(create_app(make_settings(run_cache_bytes=64 * 2**20), registry=reg)) as c:
+        default = c.get("/api/long-text", params={"model": "extrapolation-alibi"}).json()
+        assert default["limit_reason"] == "long_text_tokens" and default["limit"] == 2048
+        asked = c.get("/api/long-text", params={"model": "extrapolation-alibi", "tokens": 32768}).json()
+        assert (asked["limit"], asked["limit_reason"]) == (32768, "max_positions")
+        assert 0.8 * 32768 <= asked["n_tokens"] <= 32768 and asked["backend"] == "flash"
+
+
 def test_long_text_honours_a_smaller_token_count_and_validates(client):
     lt = client.get("/api/long-text", params={"model": "tiny-gpt", "tokens": 40}).json()
     assert lt["limit_reason"] == "tokens" and lt["n_tokens"] <= 40

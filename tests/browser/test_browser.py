@@ -450,10 +450,20 @@ def test_positional_runs_a_text_eight_times_the_training_length(watched):
     assert back["alibi"][8:].max() < 10 < back["sinusoidal"][8:].mean()  # queries past position 128
     page.locator("#pair").scroll_into_view_if_needed()
     watched.shot("positional-pair")
-    # another head redraws both maps with it
+    # the page's words about the loss chart hold on it: ALiBi flat past the trained 64, sinusoidal far above
+    loss = {t["name"]: np.asarray(t["y"]) for t in page.evaluate(
+        "() => document.getElementById('long-loss').data.map(t => ({name: t.name, y: t.y}))")}
+    assert abs(loss["alibi"][8:].mean() - loss["alibi"][:4].mean()) < 0.5 < loss["sinusoidal"][8:].mean() - \
+        loss["alibi"][8:].mean()
+    # another head redraws both maps with it, and the URL keeps the choice: a reload comes back to it
     page.select_option("#pair-head", "2")
     page.wait_for_function("() => document.getElementById('pair-b').layout.title.text.endsWith('head 2')")
     assert page.locator("#pair-links a").first.get_attribute("href").endswith("layer=1&head=2")
+    assert watched.state()["pair_head"] == "2"
+    page.reload()
+    page.wait_for_function("() => (document.getElementById('pair-b').layout || {title: {text: ''}}).title.text"
+                           ".endsWith('head 2')", timeout=60_000)
+    assert page.locator("#pair-head").input_value() == "2"
     watched.check_clean()
 
 

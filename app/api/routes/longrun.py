@@ -50,7 +50,8 @@ MAX_DEMO_TOKENS = 32768  # the longest any shipped model runs (the extrapolation
 async def long_text(services: ServicesDep,
                     model: str = Query(..., min_length=1, max_length=200, description="a model id"),
                     tokens: Annotated[int, Field(ge=16, le=MAX_DEMO_TOKENS)] | None = Query(
-                        None, description="at most this many tokens (default: all the model and server take)"),
+                        None, description="at most this many tokens, as far as the model's positions and the run cache "
+                                    "budget go (default: long_text_tokens)"),
                     ) -> LongTextResponse:
     """The long-text demo: a bundled passage that fits the model (its positions, the run cache),
     in characters the model can read, with the backend `auto` picks for it and the run's estimated time."""

@@ -82,13 +82,3 @@ export async function streamRun(request, progress, signal) {
 export function longText(model) {
   return api(`/api/long-text?${new URLSearchParams({ model })}`);
 }
-
-/** Put "auto" first in a backend select (flash for long inputs; the server says which it picked). */
-export function addAutoBackend(select, wanted) {
-  if (!select.querySelector('option[value="auto"]')) {
-    const option = el("option", { value: "auto" }, "auto (flash for long inputs)");
-    select.prepend(option);
-  }
-  if (!wanted || wanted === "auto") select.value = "auto";
-  else if ([...select.options].some((o) => o.value === wanted)) select.value = wanted;
-}
