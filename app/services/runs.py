@@ -195,7 +195,7 @@ def parse_range(text: str | None, n: int, name: str) -> tuple[int, int]:
         stop = int(stop_s) if stop_s else n
     except ValueError:
         raise Invalid(f"{name}: {text!r} is not a range 'a:b'") from None
-    if start >= 0 and stop <= n and start >= stop:
+    if 0 <= stop <= start <= n:  # both ends inside, in the wrong order (or equal)
         raise Invalid(f"{name}: {start}:{stop} is empty: a range a:b is half-open and needs a < b, inside 0:{n}")
     if not 0 <= start < stop <= n:
         raise Invalid(f"{name}: {start}:{stop} is outside 0:{n} (need 0 <= a < b <= {n})")
