@@ -176,9 +176,15 @@ class ALiBiBias(RelativeBias):
         self.register_buffer("slopes", alibi_slopes(n_heads), persistent=False)
 
     def forward(self, q_pos: Tensor, k_pos: Tensor) -> Tensor:
+        return self.for_heads(q_pos, k_pos, None)  # (H, tq, tk)
+
+    def for_heads(self, q_pos: Tensor, k_pos: Tensor, heads: Tensor | None) -> Tensor:
+        """The bias of ``heads`` only (None: all): (h, tq, tk)."""
         distance = (q_pos[:, None] - k_pos[None, :]).float()  # (tq, tk)
-        distance = distance.clamp_min(0) if self.causal else distance.abs()
-        return -self.slopes.to(q_pos.device)[:, None, None] * distance[None]  # (H, tq, tk)
+        distance = distance.clamp_min_(0) if self.causal else distance.abs_()
+        slopes = self.slopes.to(q_pos.device)
+        slopes = slopes if heads is None else slopes[heads]
+        return -slopes[:, None, None] * distance[None]
 
 
 def alibi_slopes(n_heads: int) -> Tensor:
@@ -230,6 +236,12 @@ class T5Bias(RelativeBias):
         relative = k_pos[None, :] - q_pos[:, None]  # (tq, tk): memory - query, as in T5
         buckets = t5_bucket(relative, self.bidirectional, self.num_buckets, self.max_distance)
         return self.relative_attention_bias(buckets).permute(2, 0, 1)  # (H, tq, tk)
+
+    def for_heads(self, q_pos: Tensor, k_pos: Tensor, heads: Tensor) -> Tensor:
+        """The bias of ``heads`` only: (h, tq, tk), looked up in those heads' columns of the table."""
+        relative = k_pos[None, :] - q_pos[:, None]
+        buckets = t5_bucket(relative, self.bidirectional, self.num_buckets, self.max_distance)
+        return torch.nn.functional.embedding(buckets, self.relative_attention_bias.weight[:, heads]).permute(2, 0, 1)
 
 
 def t5_bucket(relative: Tensor, bidirectional: bool, num_buckets: int, max_distance: int) -> Tensor:

@@ -93,14 +93,20 @@ class AttentionRecord:
         scores = torch.baddbmm(-lse[..., None], q, k.transpose(1, 2), alpha=spec.scale)
         q_pos = torch.arange(rows.start, rows.stop, device=q.device) + spec.q_offset
         k_pos = torch.arange(cols.start, cols.stop, device=q.device)
-        bias = spec.bias_block(q_pos, k_pos, torch.float32)  # (1, H, r, c) or None
+        bias = spec.bias_for_heads(q_pos, k_pos, head_idx, torch.float32)  # (h, r, c) or None
         if bias is not None:
-            scores += bias[0, head_idx]
-        mask = spec.mask_block(q_pos, k_pos, cols)  # (B or 1, 1, r, c) or None
-        if mask is not None:
-            scores.masked_fill_(~mask[min(batch, mask.shape[0] - 1), 0], float("-inf"))
+            scores += bias
+        # a causal block wholly at or below the diagonal has nothing to mask (the pooled overview of a long
+        # run is mostly such blocks)
+        crosses = spec.causal and cols.stop - 1 > rows.start + spec.q_offset
+        if crosses or spec.pattern is not None or spec.key_padding is not None:
+            mask = spec.mask_block(q_pos, k_pos, cols)  # (B or 1, 1, r, c) or None
+            if mask is not None:
+                scores.masked_fill_(~mask[min(batch, mask.shape[0] - 1), 0], float("-inf"))
         # a row with every key masked has lse = -inf: its weights are 0, not exp(nan)
-        return scores.nan_to_num_(nan=float("-inf"), posinf=float("inf"))
+        if not torch.isfinite(lse).all():
+            scores.nan_to_num_(nan=float("-inf"), posinf=float("inf"))
+        return scores
 
     def block(self, heads: slice | Tensor, rows: slice, cols: slice, batch: int = 0) -> Tensor:
         """Exact weights for (heads, rows, cols): shape (h, r, c), float32."""

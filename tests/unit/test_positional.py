@@ -95,3 +95,22 @@ def test_rope_scores_depend_only_on_offset():
 def test_unknown_scheme_lists_known_ones():
     with pytest.raises(ValueError, match="unknown positional scheme 'xpos'; known: \\['alibi'"):
         make_positional("xpos", d_model=8, n_heads=2, max_positions=8)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_a_bias_for_some_heads_equals_those_heads_of_the_whole_bias(causal):
+    """ALiBi and T5 buckets compute only the heads a pooled overview asks for; the values are those heads'
+    rows of the full (H, tq, tk) bias, through AttentionSpec.bias_for_heads."""
+    from attnlab.models.attention import AttentionSpec
+    from attnlab.models.positional import ALiBiBias, T5Bias
+
+    torch.manual_seed(0)
+    q_pos, k_pos = torch.arange(40, 90), torch.arange(0, 120)
+    heads = torch.tensor([3, 1])
+    for bias in (ALiBiBias(6, causal), T5Bias(6, bidirectional=not causal)):
+        if isinstance(bias, T5Bias):
+            torch.nn.init.normal_(bias.relative_attention_bias.weight)
+        spec = AttentionSpec(scale=0.125, causal=causal, bias=bias)
+        some = spec.bias_for_heads(q_pos, k_pos, heads, torch.float32)
+        assert torch.equal(some, bias(q_pos, k_pos)[heads])
+    assert AttentionSpec(scale=1.0).bias_for_heads(q_pos, k_pos, heads, torch.float32) is None
