@@ -31,15 +31,6 @@ class MaskPattern(Protocol):
         """Boolean (len(q_pos), len(k_pos)): True where query may attend key."""
         ...
 
-    def bias_for_heads(self, q_pos: Tensor, k_pos: Tensor, heads: Tensor, dtype: torch.dtype) -> Tensor | None:
-        """Additive bias of some heads for a block, shape (len(heads), tq, tk), or None. A bias that can
-        (``for_heads``: ALiBi, T5 buckets) computes only those heads, not all of them."""
-        if self.bias is None:
-            return None
-        for_heads = getattr(self.bias, "for_heads", None)
-        out = for_heads(q_pos, k_pos, heads) if for_heads is not None else self.bias(q_pos, k_pos)[heads]
-        return out.to(dtype)
-
     def block_is_empty(self, q0: int, q1: int, k0: int, k1: int) -> bool:
         """True if no query in [q0, q1) may attend any key in [k0, k1)."""
         ...
