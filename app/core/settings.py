@@ -62,7 +62,8 @@ class Settings(BaseSettings):
     # instead of 736 (per token per layer: (9 + 3) x (64 x 2 + 4) + 9 x 4 = 1,620 bytes)
     capture_float32_max_tokens: int = 4096
     # POST /api/runs on `math`: its T x T weights of every head of one layer at once (float32) must fit this,
-    # else 413 naming the backend (flash is O(T)); 1 GiB: MiniLM's 12 heads to ~4,700 tokens
+    # else 413 naming the backend (flash is O(T)); counted as 3 maps per head (scores, a biased copy, weights), and
+    # shared by the forwards under way at once (429 past it); 1 GiB: 4 heads to ~4,700 tokens
     math_max_bytes: int = 2**30
     # runs of at least this many tokens pool every head's whole map at once, at these sizes (the Explorer's 48-cell
     # thumbnails, then its 512-cell head view), so a page finds them ready: flash gathers them from its own tiles

@@ -85,9 +85,14 @@ class GenerationService:
         (``ModelHub.resolve_backend``: flash for long prompts); 413 where it would hold T x T maps past
         ``math_max_bytes`` (T: the prompt plus the new tokens, up to the model's positions)."""
         backend, _ = self.hub.resolve_backend(adapter.info, p.backend, n_prompt)
-        total = min(n_prompt + p.max_new_tokens, adapter.info.max_positions or n_prompt + p.max_new_tokens)
-        self.hub.check_attention_memory(adapter.info, backend, total)
+        self.hub.check_attention_memory(adapter.info, backend, self._positions(p, adapter, n_prompt),
+                                        "a shorter prompt or fewer max_new_tokens")
         return backend
+
+    @staticmethod
+    def _positions(p: GenerateParams, adapter: ModelAdapter, n_prompt: int) -> int:
+        """The most positions the generation reaches: the prompt plus the new tokens, up to the model's limit."""
+        return min(n_prompt + p.max_new_tokens, adapter.info.max_positions or n_prompt + p.max_new_tokens)
 
     async def _encode(self, p: GenerateParams) -> tuple[ModelAdapter, Encoded, str]:
         adapter = await self.hub.adapter(p.model)
@@ -107,63 +112,65 @@ class GenerationService:
         self.check(p)
         t_start = time.perf_counter()
         deadline = t_start + self.settings.generate_timeout_s
-        _, enc, backend = await self._encode(p)
-        async with self.hub.use(p.model, backend) as adapter:
-            yield "prompt", {"model": p.model, "backend": backend, **enc.seq().fields("prompt_", segments=False)}
-            steps = adapter.generate(p.prompt, p.max_new_tokens, p.temperature, p.top_k, p.top_p, p.seed, backend,
-                                     n_top=p.n_top)
-            tokens: list[str] = []  # labels, completed by later steps' relabel
-            token_ids: list[int] = []
-            offsets: list[list[int] | None] = []
-            released: list[str] = []  # the text of each step
-            first_ms = None
-            stopped = "max_new_tokens"
-            try:
-                while True:
-                    if await is_disconnected():
-                        stopped = "disconnect"
-                        break
-                    if time.perf_counter() > deadline:
-                        stopped = "timeout"
-                        break
-                    event = await in_thread(_next_event, steps)
-                    if event is None:
-                        break
-                    first_ms = first_ms if first_ms is not None else (time.perf_counter() - t_start) * 1e3
-                    tokens.append(event["token"])
-                    for r in event["relabel"]:
-                        tokens[r["step"]] = r["token"]
-                    token_ids.append(event["token_id"])
-                    offsets.append(event["offsets"])
-                    released.append(event["text"])
-                    yield "token", event
-            except (GeneratorExit, asyncio.CancelledError):
-                stopped = "disconnect"  # the stream was closed under us (SSE client gone)
-                raise
-            finally:
-                steps.close()
-                if self.metrics is not None:
-                    self.metrics.generated_tokens.inc(len(tokens))
-                    if stopped in ("disconnect", "timeout"):
-                        self.metrics.generation_stops.labels(stopped).inc()
-            if stopped == "max_new_tokens" and len(tokens) < p.max_new_tokens:
-                stopped = "eos" if token_ids and token_ids[-1] == adapter.eos_token_id else "max_positions"
-            total_ms = (time.perf_counter() - t_start) * 1e3
-            note(tokens=len(enc) + len(tokens), stopped=stopped)
-            if self.metrics is not None and stopped not in ("disconnect", "timeout"):
-                self.metrics.generation_stops.labels(stopped).inc()
-            generated = adapter.decode(token_ids)
-            yield "summary", {
-                "model": p.model, "backend": backend, "seed": p.seed, **enc.seq().fields("prompt_", segments=False),
-                "tokens": tokens, "token_ids": token_ids, "offsets": offsets,
-                "special": [i in adapter.special_ids for i in token_ids],
-                # the whole text is the tokenizer's decoding; the steps released all of it but an
-                # unfinished character at the very end, which closes the stream here
-                "text": p.prompt + generated, "generated_text": generated,
-                "tail_text": generated[len("".join(released)):], "stopped": stopped,
-                "timings": {"total_ms": total_ms, "first_token_ms": first_ms,
-                            "per_token_ms": total_ms / len(tokens) if tokens else None},
-            }
+        loaded, enc, backend = await self._encode(p)
+        # T x T maps (math) count against the server's math_max_bytes until the generation ends
+        with self.hub.dense_reservation(loaded.info, backend, self._positions(p, loaded, len(enc))):
+            async with self.hub.use(p.model, backend) as adapter:
+                yield "prompt", {"model": p.model, "backend": backend, **enc.seq().fields("prompt_", segments=False)}
+                steps = adapter.generate(p.prompt, p.max_new_tokens, p.temperature, p.top_k, p.top_p, p.seed, backend,
+                                         n_top=p.n_top)
+                tokens: list[str] = []  # labels, completed by later steps' relabel
+                token_ids: list[int] = []
+                offsets: list[list[int] | None] = []
+                released: list[str] = []  # the text of each step
+                first_ms = None
+                stopped = "max_new_tokens"
+                try:
+                    while True:
+                        if await is_disconnected():
+                            stopped = "disconnect"
+                            break
+                        if time.perf_counter() > deadline:
+                            stopped = "timeout"
+                            break
+                        event = await in_thread(_next_event, steps)
+                        if event is None:
+                            break
+                        first_ms = first_ms if first_ms is not None else (time.perf_counter() - t_start) * 1e3
+                        tokens.append(event["token"])
+                        for r in event["relabel"]:
+                            tokens[r["step"]] = r["token"]
+                        token_ids.append(event["token_id"])
+                        offsets.append(event["offsets"])
+                        released.append(event["text"])
+                        yield "token", event
+                except (GeneratorExit, asyncio.CancelledError):
+                    stopped = "disconnect"  # the stream was closed under us (SSE client gone)
+                    raise
+                finally:
+                    steps.close()
+                    if self.metrics is not None:
+                        self.metrics.generated_tokens.inc(len(tokens))
+                        if stopped in ("disconnect", "timeout"):
+                            self.metrics.generation_stops.labels(stopped).inc()
+                if stopped == "max_new_tokens" and len(tokens) < p.max_new_tokens:
+                    stopped = "eos" if token_ids and token_ids[-1] == adapter.eos_token_id else "max_positions"
+                total_ms = (time.perf_counter() - t_start) * 1e3
+                note(tokens=len(enc) + len(tokens), stopped=stopped)
+                if self.metrics is not None and stopped not in ("disconnect", "timeout"):
+                    self.metrics.generation_stops.labels(stopped).inc()
+                generated = adapter.decode(token_ids)
+                yield "summary", {
+                    "model": p.model, "backend": backend, "seed": p.seed, **enc.seq().fields("prompt_", segments=False),
+                    "tokens": tokens, "token_ids": token_ids, "offsets": offsets,
+                    "special": [i in adapter.special_ids for i in token_ids],
+                    # the whole text is the tokenizer's decoding; the steps released all of it but an
+                    # unfinished character at the very end, which closes the stream here
+                    "text": p.prompt + generated, "generated_text": generated,
+                    "tail_text": generated[len("".join(released)):], "stopped": stopped,
+                    "timings": {"total_ms": total_ms, "first_token_ms": first_ms,
+                                "per_token_ms": total_ms / len(tokens) if tokens else None},
+                }
 
     async def collect(self, p: GenerateParams, is_disconnected: Callable[[], Awaitable[bool]]) -> dict:
         steps, summary = [], {}

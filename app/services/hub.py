@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import TypeVar
 
 import anyio.to_thread
@@ -88,6 +89,8 @@ class ModelHub:
 
     def __init__(self, registry: Registry, settings: Settings):
         self.registry = registry
+        self._dense_lock = threading.Lock()
+        self._dense_in_flight = 0  # bytes of T x T maps held by forwards under way (dense_reservation)
         self.settings = settings
         self._gates: dict[str, ModelGate] = {}
         # reading an entry's info may touch disk (config.json): once per model per process
@@ -141,23 +144,50 @@ class ModelHub:
         default = self.default_backend(info.id)
         return default, f"auto: {n_tokens} tokens < auto_flash_min_tokens {threshold}, so {default}"
 
-    def check_attention_memory(self, info: ModelInfo, backend: str, n_tokens: int) -> None:
-        """413 before a forward whose backend would hold a T x T float32 map of every head of a layer at once
-        past ``math_max_bytes``: ``math`` and ``sdpa_math`` (the weights), and ``sdpa`` on a model whose
-        positions are an attention bias (ALiBi, T5 buckets: a dense T x T bias mask). Such a forward would take
-        the server's memory with it (32,768 tokens: 16 GiB); flash is O(T)."""
+    def dense_bytes(self, info: ModelInfo, backend: str, n_tokens: int) -> tuple[int, str]:
+        """(bytes, what): the T x T float32 maps a forward on ``backend`` holds at once in one layer, measured as
+        3 per head (scores, their scaled or biased copy, the weights: an 8,100-token math run of 4 heads peaked
+        at 3.35 GB RSS for 1.05 GB of weights), and how to say it; (0, "") for an O(T) backend. ``math`` and
+        ``sdpa_math`` build the weights; ``sdpa`` on a model whose positions are an attention bias (ALiBi, T5
+        buckets) a dense bias mask."""
         if backend in ("math", "sdpa_math"):
-            what = f"{backend} holds every head's T x T weights at once"
+            what = f"{backend} holds 3 T x T float32 maps of every head at once (scores, their biased copy, weights)"
         elif backend.startswith("sdpa") and info.positional in BIAS_POSITIONS:
-            what = f"{backend} builds a dense T x T bias of every head for {info.positional} positions"
+            what = f"{backend} builds 3 dense T x T float32 maps of every head for {info.positional} positions"
         else:
-            return
-        need = info.n_heads * n_tokens * n_tokens * 4
+            return 0, ""
+        return 3 * info.n_heads * n_tokens * n_tokens * 4, what
+
+    def check_attention_memory(self, info: ModelInfo, backend: str, n_tokens: int, shorter: str = "a shorter text"
+                               ) -> None:
+        """413 before a forward whose ``dense_bytes`` pass ``math_max_bytes``: it would take the server's memory
+        with it (32,768 tokens of 4 heads: 48 GiB); flash is O(T). ``shorter``: what the caller can cut."""
+        need, what = self.dense_bytes(info, backend, n_tokens)
         limit = self.settings.math_max_bytes
         if need > limit:
-            raise TooLarge(f"backend: {what}: {info.n_heads} heads x {n_tokens}^2 x 4 bytes = {need / 2**30:.1f} "
-                           f"GiB, over math_max_bytes {limit / 2**30:.1f} GiB; use backend flash (O(T) memory) or "
-                           "a shorter text")
+            raise TooLarge(f"backend: {what}: 3 x {info.n_heads} heads x {n_tokens}^2 x 4 bytes = "
+                           f"{need / 2**30:.2f} GiB, over math_max_bytes {limit / 2**30:.2f} GiB; use backend flash "
+                           f"(O(T) memory) or {shorter}")
+
+    @contextmanager
+    def dense_reservation(self, info: ModelInfo, backend: str, n_tokens: int) -> Iterator[None]:
+        """Hold ``dense_bytes`` of the server's ``math_max_bytes`` while a forward runs: forwards that build T x T
+        maps run together only while their maps fit it together (each alone is checked by
+        ``check_attention_memory``), so several students' long math runs cannot add up past it. A forward that
+        does not fit now gets 429 with Retry-After, naming the backend."""
+        need, _ = self.dense_bytes(info, backend, n_tokens)
+        with self._dense_lock:
+            if need and self._dense_in_flight and self._dense_in_flight + need > self.settings.math_max_bytes:
+                raise Busy(f"backend: {backend} runs of {self._dense_in_flight / 2**30:.2f} GiB of T x T maps are "
+                           f"under way and this one needs {need / 2**30:.2f} GiB more, over math_max_bytes "
+                           f"{self.settings.math_max_bytes / 2**30:.2f} GiB; retry in {self.settings.retry_after_s} "
+                           "s, or use backend flash (O(T) memory)", self.settings.retry_after_s)
+            self._dense_in_flight += need
+        try:
+            yield
+        finally:
+            with self._dense_lock:
+                self._dense_in_flight -= need
 
     # -- loading and running ----------------------------------------------------------------
     def _load_sync(self, model_id: str) -> ModelAdapter:

@@ -277,8 +277,9 @@ class RunService:
         if estimate > self.cache.budget:
             raise TooLarge(f"text: a run of {len(enc)} tokens needs about {estimate / 2**20:.0f} MiB of capture, over "
                            f"the run cache budget of {self.cache.budget / 2**20:.0f} MiB (run_cache_bytes)")
-        with capture_dtype(self.capture_store(len(enc))), capture_pools(
-                self.pools_while_running(adapter.info, len(enc), backend)):
+        with self.hub.dense_reservation(adapter.info, backend, len(enc)), \
+                capture_dtype(self.capture_store(len(enc))), \
+                capture_pools(self.pools_while_running(adapter.info, len(enc), backend)):
             result = adapter.forward_encoded(enc, backend, keep_values=values)
         run = Run(run_id, adapter.info.id, backend, result.input, result.target, result.recorder,
                   dict(result.timings), token_loss=next_token_loss(adapter, enc, result.logits), values=values)

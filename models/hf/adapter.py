@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import time
 from functools import cached_property
 from pathlib import Path
@@ -25,6 +26,11 @@ from .bridge import ATTN_IMPLEMENTATION, register_attention
 from .config import family_of, info_from_config, read_config
 
 log = logging.getLogger(__name__)
+
+# transformers resolves its names lazily on first use; two threads loading two models at once (a server's first
+# requests) could meet a half-initialised module ("cannot import name 'AutoModel'"): the first imports of the
+# loaders run one at a time
+TRANSFORMERS_IMPORT_LOCK = threading.Lock()
 
 
 class HFAdapter(ModelAdapter):
@@ -246,7 +252,8 @@ def load_hf(model_id: str, source: Path, description: str = "", family: Family |
     float32 by default: on CPU it is exact against eager references (SmolLM2 135M
     takes ~0.55 GB, MiniLM ~90 MB). Never runs remote code, never downloads.
     """
-    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+    with TRANSFORMERS_IMPORT_LOCK:
+        from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
     t0 = time.perf_counter()
     config_dict = read_config(source)

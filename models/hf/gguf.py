@@ -44,7 +44,11 @@ def convert_gguf(gguf: Path, target: Path | None = None) -> Path:
     never leaves a half-written checkpoint behind.
     """
     from tqdm.auto import tqdm
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .adapter import TRANSFORMERS_IMPORT_LOCK
+
+    with TRANSFORMERS_IMPORT_LOCK:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
     target = target or converted_dir(gguf)
     with _convert_lock:

@@ -15,7 +15,7 @@ import { bindState } from "./state.js";
 import { withLoading } from "./status.js";
 import { HeadGrid, THUMB } from "./explorer/grid.js";
 import { HeadView } from "./explorer/head-view.js";
-import { longText, RunProgress, streamRun } from "./explorer/long-run.js";
+import { estimateText, longText, RunProgress, streamRun } from "./explorer/long-run.js";
 
 const $ = (id) => document.getElementById(id);
 const view = bindState({
@@ -202,8 +202,11 @@ async function main() {
     $("text").value = lt.text;
     $("text_pair").value = "";
     $("backend").value = "auto";
-    progress.note.textContent = `Long text: ${lt.n_tokens} tokens, the most ${$("model").value} takes (${lt.limit_reason} ${lt.limit}); `
-      + `${lt.backend_reason}; estimated ${lt.estimate_s.toFixed(1)} s. Press Run.`;
+    const why = lt.limit_reason === "max_positions" ? `the most ${$("model").value} takes (max_positions ${lt.limit})`
+      : lt.limit_reason === "long_text_tokens" ? `the classroom default (long_text_tokens ${lt.limit}; paste a longer `
+        + "text to go further)" : `as far as the run cache allows (${lt.limit_reason} ${lt.limit})`;
+    progress.note.textContent = `Long text: ${lt.n_tokens} tokens, ${why}; ${lt.backend_reason}; `
+      + `${estimateText(lt.estimate_s)}. Press Run.`;
   }));
   // one name pattern for every file of the head view (export.js); images are titled with what they show
   const headFile = (d) => ({ model: d.model, view: `head-${d.kind}`, layer: d.layer, head: d.head });

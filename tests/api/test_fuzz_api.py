@@ -136,7 +136,7 @@ EXPECTED = [
                   r"\(max_positions \d+(: its learned position table has \d+ rows|; trained at \d+ tokens, .*)?\)$",
              TEXT_IN | PROMPT_IN | ops("GET /api/figures/profile/{model_id}"),
              "per model: more tokens than the model's positions"),
-    Expected(413, r"backend: math holds every head's T x T weights at once: .* over math_max_bytes",
+    Expected(413, r"backend: math holds 3 T x T float32 maps of every head at once .* over math_max_bytes",
              ops("POST /api/runs", "POST /api/runs/stream"), "budget: math's T x T weights, T known after tokenizing"),
     Expected(413, r"text and text_pair together: \d+ characters is over .*\(max_text_chars\)$", TEXT_IN,
              "cross-field: each text is bounded in the schema; their sum is not expressible"),

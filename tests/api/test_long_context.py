@@ -202,7 +202,8 @@ def test_smollm2_8k_is_accepted_by_default_within_400_mib():
     hub = ModelHub(Registry([smollm2_entry()]), settings)
     assert hub.resolve_backend(adapter.info, None, n)[0] == "flash"
     hub.check_attention_memory(adapter.info, "flash", 8192)  # O(T): no 413
-    with pytest.raises(TooLarge, match=r"^backend: math holds every head's T x T weights at once: 9 heads x 8192\^2"):
+    with pytest.raises(TooLarge, match=r"^backend: math holds 3 T x T float32 maps of every head at once "
+                       r"\(scores, their biased copy, weights\): 3 x 9 heads x 8192\^2"):
         hub.check_attention_memory(adapter.info, "math", 8192)
 
 
@@ -276,7 +277,8 @@ def test_a_long_math_run_is_refused_before_it_can_take_the_memory(zoo_client):
     """32,768 tokens on `math` would hold 4 x 32768^2 float32 weights (16 GiB) at once: 413 naming backend."""
     r = zoo_client.post("/api/runs", json={"model": "extrapolation-alibi", "text": "a" * 32768, "backend": "math"})
     assert r.status_code == 413
-    assert r.json()["detail"].startswith("backend: math holds every head's T x T weights at once: 4 heads x 32768^2")
+    assert r.json()["detail"].startswith("backend: math holds 3 T x T float32 maps of every head at once (scores, "
+                                         "their biased copy, weights): 3 x 4 heads x 32768^2 x 4 bytes = 48.00 GiB")
 
 
 def test_loss_of_a_one_token_decoder_run_says_so(zoo_client):
@@ -299,13 +301,16 @@ def test_no_backend_at_all_can_take_the_server_memory(zoo_client):
     text = "a" * 20000
     cases = [
         ("/api/runs", {"model": "extrapolation-alibi", "text": text, "backend": "sdpa"},
-         r"^backend: sdpa builds a dense T x T bias of every head for alibi positions: 4 heads x 20000\^2 x 4 bytes"),
+         r"^backend: sdpa builds 3 dense T x T float32 maps of every head for alibi positions: 3 x 4 heads x "
+         r"20000\^2 x 4 bytes"),
         ("/api/runs/stream", {"model": "extrapolation-alibi", "text": text, "backend": "sdpa"},
-         r"^backend: sdpa builds a dense T x T bias"),
+         r"^backend: sdpa builds 3 dense T x T float32 maps"),
         ("/api/runs", {"model": "extrapolation-t5_relative", "text": text, "backend": "sdpa"},
          r"for t5_relative positions"),
         ("/api/generate", {"model": "extrapolation-alibi", "prompt": text, "max_new_tokens": 4, "backend": "math"},
-         r"^backend: math holds every head's T x T weights at once: 4 heads x 20004\^2 x 4 bytes"),
+         r"^backend: math holds 3 T x T float32 maps of every head at once \(scores, their biased copy, weights\): "
+         r"3 x 4 heads x 20004\^2 x 4 bytes = .* GiB; use backend flash \(O\(T\) memory\) or a shorter prompt or "
+         r"fewer max_new_tokens$"),
     ]
     for url, body, detail in cases:
         r = zoo_client.post(url, json=body)
@@ -321,3 +326,23 @@ def test_no_backend_at_all_can_take_the_server_memory(zoo_client):
     assert gen.json()["summary"]["backend"] == "flash"
     auto = zoo_client.post("/api/runs", json={"model": "extrapolation-alibi", "text": text[:600], "backend": "auto"})
     assert auto.status_code == 200 and auto.json()["backend"] == "flash"
+
+
+def test_forwards_that_build_t_by_t_maps_share_math_max_bytes():
+    """Each long math run alone fits math_max_bytes; several at once must not add up past it (four students'
+    8k math runs took a server past 8 GB): the one that does not fit now is 429 with Retry-After."""
+    from attnlab.services.errors import Busy
+    from attnlab.services.hub import ModelHub
+
+    need = 3 * 4 * 100 * 100 * 4  # tiny-gpt: 4 heads, 100 tokens on math
+    hub = ModelHub(tiny_registry(), make_settings(math_max_bytes=need + need // 2))
+    info = hub.info("tiny-gpt")
+    with hub.dense_reservation(info, "math", 100):
+        with pytest.raises(Busy, match=r"^backend: math runs of 0\.00 GiB of T x T maps are under way") as err, \
+                hub.dense_reservation(info, "math", 100):
+            pass
+        assert err.value.headers == {"Retry-After": "2"}
+        with hub.dense_reservation(info, "math", 20), hub.dense_reservation(info, "flash", 100_000):
+            pass  # a small one fits beside it; an O(T) backend holds nothing
+    with hub.dense_reservation(info, "math", 100):
+        pass  # released when the first ended

@@ -31,9 +31,15 @@ export class RunProgress {
     this.box.after(this.note);
   }
 
+  /** A new run: nothing of the last one (or of the long-text note) stays on show. */
+  start() {
+    this.planned = null;
+    this.note.textContent = "";
+  }
+
   estimate(e) {
     this.planned = e;
-    this.note.textContent = `${e.n_tokens} tokens on ${e.backend} (${e.backend_reason}); estimated ${e.estimate_s.toFixed(1)} s`;
+    this.note.textContent = `${e.n_tokens} tokens on ${e.backend} (${e.backend_reason}); ${estimateText(e.estimate_s)}`;
     this.box.hidden = e.estimate_s < SHOW_AFTER_S;
     this.bar.max = e.n_steps;
     this.bar.value = 0;
@@ -50,13 +56,19 @@ export class RunProgress {
   done(run) {
     this.box.hidden = true;
     const ms = run.timings && run.timings.forward_ms;
-    if (this.planned && ms) this.note.textContent += `; took ${(ms / 1000).toFixed(1)} s`;
+    if (!this.planned) this.note.textContent = `${run.n_tokens} tokens on ${run.backend}${run.cached ? ", from the cache" : ""}`;
+    else if (ms) this.note.textContent += `; took ${(ms / 1000).toFixed(1)} s`;
   }
 
   cancelled() {
     this.box.hidden = true;
     this.note.textContent = "Run cancelled: the server stopped it.";
   }
+}
+
+/** "estimated 12.3 s", or that there is nothing to estimate from yet (a server's first run of a model). */
+export function estimateText(seconds) {
+  return seconds >= 0.05 ? `estimated ${seconds.toFixed(1)} s` : "no estimate yet (no run of this model timed here)";
 }
 
 /** The run of `request` ({model, text, text_pair, backend: a backend or "auto"}) through the stream,
@@ -66,6 +78,7 @@ export async function streamRun(request, progress, signal) {
   if (request.text_pair && request.text_pair.trim()) body.text_pair = request.text_pair;
   if (request.values) body.values = true;
   let answer = null;
+  progress.start();
   await postSSE("/api/runs/stream", body, (name, data) => {
     if (name === "estimate") progress.estimate(data);
     else if (name === "progress") progress.progress(data);
