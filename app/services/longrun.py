@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -290,10 +291,13 @@ class LongRunService:
         if pool > self.settings.max_pool:
             raise Invalid(f"pool: {pool} is over max_pool {self.settings.max_pool}")
         span = parse_range(layers, run.recorder.layers(kind), "layers")
-        n_heads = run.recorder.get(kind, 0).n_heads
-        cells = (span[1] - span[0]) * n_heads * pool * pool
+        first = run.recorder.get(kind, 0)
+        n_heads, (t_q, t_k) = first.n_heads, first.shape
+        factor = max(1, math.ceil(max(t_q, t_k) / pool))  # the maps' own size (pooled_overview's rule)
+        rows, cols = math.ceil(t_q / factor), math.ceil(t_k / factor)
+        cells = (span[1] - span[0]) * n_heads * rows * cols
         if cells > self.settings.max_tile_cells:
-            raise TooLarge(f"layers: {span[1] - span[0]} layers x {n_heads} heads x {pool}x{pool} cells is over "
+            raise TooLarge(f"layers: {span[1] - span[0]} layers x {n_heads} heads x {rows}x{cols} cells is over "
                            f"max_tile_cells {self.settings.max_tile_cells}; ask fewer layers or a smaller pool")
         maps, factor = await in_thread(self._overviews, run, kind, span, pool, mode)
         return kind, span, maps, factor

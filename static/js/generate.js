@@ -222,7 +222,9 @@ async function generate() {
   if (!steps.length) throw new Error("The model produced no tokens (end of sequence at once?)");
   const target = state.step >= 0 ? state.step : steps.length - 1;
   state.step = -1;
-  ending = summary ? ` \u00b7 stopped: ${summary.stopped}, ${Math.round(summary.timings.per_token_ms || 0)} ms/token` : "";
+  // the backend that ran: with `auto` the server chose it by the prompt's length
+  ending = summary ? ` \u00b7 stopped: ${summary.stopped}, ${Math.round(summary.timings.per_token_ms || 0)} ms/token `
+    + `on ${summary.backend}` : "";
   await showStep(target);
 }
 

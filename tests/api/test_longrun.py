@@ -211,13 +211,24 @@ def test_overviews_equal_one_pooled_tile_per_head(client):
 @pytest.mark.parametrize(("params", "status", "field"), [
     ({"layers": "3:2"}, 422, "layers"), ({"layers": "0:9"}, 422, "layers"), ({"layers": "x"}, 422, "layers"),
     ({"kind": "cross"}, 422, "kind"), ({"pool": 0}, 422, "pool"), ({"pool": 2049}, 422, "pool"),
-    ({"pool": 2048}, 413, "layers"),
 ])
 def test_overviews_refuse_bad_ranges(client, params, status, field):
     run = client.post("/api/runs", json={"model": "tiny-deep", "text": "abc abc", "backend": "math"}).json()
     r = client.get(f"/api/runs/{run['run_id']}/overviews", params=params)
     assert r.status_code == status, r.text
     assert field in r.json()["detail"]
+
+
+def test_overviews_count_the_cells_they_would_send(client):
+    """The bound counts the maps' own cells (a pool larger than the run is the map itself), and its message
+    names them: 7 tokens at pool 2048 are 7x7 maps; 400 tokens at pool 2048 pass max_tile_cells."""
+    short = client.post("/api/runs", json={"model": "tiny-deep", "text": "abc abc", "backend": "math"}).json()
+    r = client.get(f"/api/runs/{short['run_id']}/overviews", params={"pool": 2048})
+    assert r.status_code == 200 and r.headers["X-Shape"] == "8,4,7,7"
+    long = client.post("/api/runs", json={"model": "tiny-deep", "text": "abc " * 100, "backend": "flash"}).json()
+    r = client.get(f"/api/runs/{long['run_id']}/overviews", params={"pool": 2048})
+    assert r.status_code == 413
+    assert r.json()["detail"].startswith("layers: 8 layers x 4 heads x 400x400 cells is over max_tile_cells")
 
 
 def test_overviews_of_an_unknown_run_is_404(client):

@@ -256,6 +256,9 @@ def test_generation_trace_streams_and_round_trips(watched):
     page.wait_for_function("() => document.getElementById('trace-info').textContent.includes('stopped')",
                            timeout=60_000)
     assert page.locator("#step").get_attribute("max") == "5"
+    # the backend select offers `auto` first and the trace says what the server ran (a short prompt: math)
+    assert page.locator("#backend").input_value() == "auto"
+    assert page.locator("#trace-info").text_content().endswith("ms/token on math")
     z = page.evaluate("() => document.getElementById('step-attention').data[0].z")
     assert len(z) == 2  # layers x context
     assert watched.traces("#probs") == 1
