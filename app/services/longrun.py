@@ -5,9 +5,9 @@ models prepared in the background at start-up.
 - ``long_text``: the bundled passage, made readable by the model (characters its vocabulary lacks are
   lower-cased or left out) and cut at a sentence end so it fits the model's positions, the server's
   the run cache and ``long_text_tokens`` (or the tokens asked for).
-- ``resolve_backend``: ``auto`` (or no backend) is ``flash`` from ``auto_flash_min_tokens`` tokens on, where the
-  model has it (exact, O(T) memory), else the hub's default; the rule is ``RunService.resolve_backend``, which
-  POST /api/runs without a backend follows too.
+- the backend: ``auto`` (or no backend) is ``flash`` from ``auto_flash_min_tokens`` tokens on, where the model
+  has it (exact, O(T) memory), else the hub's default: ``ModelHub.resolve_backend``, the one rule for runs,
+  streamed runs and generation.
 - ``stream``: (event, data) pairs: ``estimate`` (tokens, backend and why, seconds), ``progress`` per recorded
   layer, ``done`` with the run. The forward reports each layer through ``attnlab.models.capture.on_record``;
   when the consumer stops (the client disconnected), the next layer raises ``Cancelled`` in the worker thread,
@@ -172,10 +172,6 @@ class LongRunService:
         self.inflight: set[asyncio.Future] = set()  # forwards still running (a cancelled one until its next layer)
 
     # -- backend and estimate -----------------------------------------------------------------
-    def resolve_backend(self, info: ModelInfo, backend: str | None, n_tokens: int) -> tuple[str, str]:
-        """(backend, why): ``RunService.resolve_backend``, the one rule for runs made either way."""
-        return self.runs.resolve_backend(info, backend, n_tokens)
-
     def estimate_s(self, info: ModelInfo, n_tokens: int, backend: str) -> float:
         return forward_gflop(info, n_tokens) * self.calibration.get(info.id, backend)
 
@@ -196,7 +192,7 @@ class LongRunService:
             if not PASSAGE.translate(table).strip():
                 raise Invalid(f"model: {model!r} reads none of the demo passage's characters")
             text, n = fit_text(adapter, PASSAGE, limit, table)
-            backend, why = self.resolve_backend(info, "auto", n)
+            backend, why = self.hub.resolve_backend(info, "auto", n)
             return LongText(text, n, limit, reason, backend, why, self.estimate_s(info, n, backend), dropped, lowered)
 
         return await in_thread(make)
@@ -210,7 +206,7 @@ class LongRunService:
         adapter = await self.hub.adapter(model)
         enc = await in_thread(encode_checked, adapter, text, text_pair, self.settings)
         n = len(enc)
-        chosen, why = self.resolve_backend(info, backend, n)
+        chosen, why = self.hub.resolve_backend(info, backend, n)
         # the same request, id and shared-store entry as POST /api/runs: any worker can serve the run after
         request = run_request(model, await self.runs.fingerprint(model), text, text_pair, chosen, values)
         run_id = run_id_for(request)
@@ -219,11 +215,7 @@ class LongRunService:
             await self.runs.store.put(run_id, request)
             yield "cached", run
             return
-        self.hub.check_attention_memory(info, chosen, n)  # a 413 before the stream starts, not in it
-        estimate = self.runs.estimate_bytes(adapter, n, values, chosen)
-        if estimate > self.runs.cache.budget:
-            raise TooLarge(f"text: a run of {n} tokens needs about {estimate / 2**20:.0f} MiB of capture, over the "
-                           f"run cache budget of {self.runs.cache.budget / 2**20:.0f} MiB (run_cache_bytes)")
+        self.runs.check_memory(adapter, n, values, chosen)  # a 413 before the stream starts, not in it
         total = info.n_layers * len(info.kinds)
         yield "estimate", {"n_tokens": n, "backend": chosen, "backend_reason": why, "n_steps": total,
                            "estimate_s": float(f"{self.estimate_s(info, n, chosen):.3g}"), "run_id": run_id}

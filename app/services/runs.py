@@ -259,6 +259,15 @@ class RunService:
         kinds = len(info.kinds)
         return (round(n_tokens * per_token) + pooled) * info.n_layers * kinds
 
+    def check_memory(self, adapter: ModelAdapter, n_tokens: int, values: bool, backend: str) -> None:
+        """Every 413 a run can meet before it starts: T x T maps past ``math_max_bytes``
+        (``ModelHub.check_attention_memory``), a capture past the run cache budget."""
+        self.hub.check_attention_memory(adapter.info, backend, n_tokens)
+        estimate = self.estimate_bytes(adapter, n_tokens, values, backend)
+        if estimate > self.cache.budget:
+            raise TooLarge(f"text: a run of {n_tokens} tokens needs about {estimate / 2**20:.0f} MiB of capture, over "
+                           f"the run cache budget of {self.cache.budget / 2**20:.0f} MiB (run_cache_bytes)")
+
     def tokens_in_budget(self, adapter: ModelAdapter) -> int:
         """The most tokens whose capture fits ``run_cache_bytes`` (past ``capture_float32_max_tokens`` a token
         costs the int16 bytes)."""
@@ -272,11 +281,7 @@ class RunService:
     def _compute(self, adapter: ModelAdapter, run_id: str, text: str, text_pair: str | None, backend: str,
                  values: bool = False) -> Run:
         enc = encode_checked(adapter, text, text_pair, self.settings)
-        self.hub.check_attention_memory(adapter.info, backend, len(enc))
-        estimate = self.estimate_bytes(adapter, len(enc), values, backend)
-        if estimate > self.cache.budget:
-            raise TooLarge(f"text: a run of {len(enc)} tokens needs about {estimate / 2**20:.0f} MiB of capture, over "
-                           f"the run cache budget of {self.cache.budget / 2**20:.0f} MiB (run_cache_bytes)")
+        self.check_memory(adapter, len(enc), values, backend)
         with self.hub.dense_reservation(adapter.info, backend, len(enc)), \
                 capture_dtype(self.capture_store(len(enc))), \
                 capture_pools(self.pools_while_running(adapter.info, len(enc), backend)):
@@ -322,19 +327,15 @@ class RunService:
         finally:
             del self._pending[run_id]
 
-    def resolve_backend(self, info: ModelInfo, backend: str | None, n_tokens: int) -> tuple[str, str]:
-        """(backend, why): ``ModelHub.resolve_backend``, the one rule."""
-        return self.hub.resolve_backend(info, backend, n_tokens)
-
     async def create(self, model: str, text: str, text_pair: str | None, backend: str | None,
                      values: bool = False) -> tuple[Run, bool]:
         """The run for this input: (run, cached). ``values``: keep V too (a run of its own id). Stores its
         request in the shared run store (refreshing its expiry), so every worker can serve it. No backend:
-        chosen by the input's length (``resolve_backend``)."""
+        chosen by the input's length (``ModelHub.resolve_backend``)."""
         if backend in (None, "auto"):
             adapter = await self.hub.adapter(model)  # unknown ids fail (404) here, before any tokenising
             enc = await in_thread(encode_checked, adapter, text, text_pair, self.settings)
-            backend, _ = self.resolve_backend(adapter.info, None, len(enc))
+            backend, _ = self.hub.resolve_backend(adapter.info, None, len(enc))
         backend = self.hub.check_backend(model, backend)  # unknown ids fail (404) before anything is loaded
         request = run_request(model, await self.fingerprint(model), text, text_pair, backend, values)
         run_id = run_id_for(request)
