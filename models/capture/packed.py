@@ -59,20 +59,8 @@ class Int16Vectors:
         return self.values.shape
 
     @property
-    def device(self) -> torch.device:
-        return self.values.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The dtype the values are read back in."""
-        return torch.float32
-
-    @property
     def nbytes(self) -> int:
         return self.values.numel() * self.values.element_size() + self.scale.numel() * self.scale.element_size()
-
-    def dim(self) -> int:
-        return self.values.dim()
 
     def float(self) -> Tensor:
         """All the vectors as float32 (memory: 4 bytes per value; for short runs and tests)."""
